@@ -1,0 +1,7 @@
+"""``python -m hyrax`` is the ``hyrax`` command."""
+
+import sys
+
+from hyrax.cli import main
+
+sys.exit(main())

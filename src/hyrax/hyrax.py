@@ -1,0 +1,131 @@
+"""The notebook facade: config access and one method per verb.
+
+>>> from hyrax import Hyrax
+>>> h = Hyrax(setup_logging=False)
+>>> h.set_config("train.epochs", 2)
+>>> h.config["train"]["epochs"]
+2
+>>> "config" in h.list_verbs()
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hyrax import plugins, verbs
+from hyrax.config import ConfigDict, ConfigManager
+from hyrax.plugins import did_you_mean
+
+
+class Hyrax:
+    """Hyrax from a notebook: ``h = Hyrax(); h.train(); h.infer()``.
+
+    Args:
+        config_file: your TOML config. None: ``./hyrax_config.toml`` if it exists, else the defaults.
+            A file that does not exist is an error.
+        setup_logging: send Hyrax's log messages where ``[general] log_destination`` says.
+
+    Every verb method runs on a deep copy of :attr:`config`, so a verb never changes your config, and a
+    change you make after starting a verb does not affect it.
+    """
+
+    def __init__(self, config_file: str | Path | None = None, setup_logging: bool = True):
+        self._manager = ConfigManager(config_file)
+        if setup_logging:
+            from hyrax.log import setup_logging as _setup
+
+            _setup(self._manager.config)
+
+    # -- configuration ---------------------------------------------------------------------------
+    @property
+    def config(self) -> ConfigDict:
+        """The resolved config (a dict of dicts). Prefer :meth:`set_config`, which validates."""
+        return self._manager.config
+
+    @property
+    def config_file(self) -> Path | None:
+        """The user config file in use, or None when only defaults are used."""
+        return self._manager.config_file
+
+    def set_config(self, key: str, value: Any) -> None:
+        """Set one config value by dotted key, checked as it is set.
+
+        Quote a segment that contains dots: ``h.set_config("'torch.optim.Adam'.lr", 1e-3)``.
+        """
+        self._manager.set_config(key, value)
+
+    def config_help(self, key: str | None = None) -> str:
+        """Print and return the documentation of a config section or key (from the defaults file)."""
+        text = self._manager.help(key)
+        print(text)
+        return text
+
+    # -- registries ------------------------------------------------------------------------------
+    def list_verbs(self) -> list[str]:
+        """Names of the verbs (each is also a method of this object, except command-line-only ones)."""
+        return plugins.VERBS.names()
+
+    def list_models(self) -> list[str]:
+        """Names of the registered models (built-in and your @hyrax_model classes)."""
+        _load_builtins("hyrax.models")
+        return plugins.MODELS.names()
+
+    def list_dataset_classes(self) -> list[str]:
+        """Names of the registered datasets (built-in and your HyraxDataset subclasses)."""
+        _load_builtins("hyrax.datasets")
+        return plugins.DATASETS.names()
+
+    # -- verbs -----------------------------------------------------------------------------------
+    def _run_verb(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        verb_class = plugins.VERBS.get(name)
+        config = copy.deepcopy(self._manager.config)
+        # h.config may have been edited by hand since the last check.
+        self._manager.validate(config)
+        return verb_class(config).run(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal look-up fails: a verb registered after import, or a typo.
+        if not name.startswith("_") and name in plugins.VERBS and name not in verbs.CLI_ONLY:
+            return functools.partial(self._run_verb, name)
+        known = [n for n in dir(self) if not n.startswith("_")]
+        raise AttributeError(
+            f"'Hyrax' object has no attribute '{name}'.{did_you_mean(name, known)} "
+            f"Verbs: {', '.join(n for n in plugins.VERBS.names() if n not in verbs.CLI_ONLY)}."
+        )
+
+    def __dir__(self) -> list[str]:
+        extra = [n for n in plugins.VERBS.names() if n not in verbs.CLI_ONLY]
+        return sorted(set(super().__dir__()) | set(extra))
+
+    def __repr__(self) -> str:
+        return f"Hyrax(config_file={str(self.config_file) if self.config_file else None!r})"
+
+
+def _load_builtins(package: str) -> None:
+    """Import a package whose __init__ registers its built-ins lazily (absent until it is written)."""
+    import importlib
+
+    try:
+        importlib.import_module(package)
+    except ModuleNotFoundError as error:
+        if error.name != package:
+            raise
+
+
+def _verb_method(name: str, summary: str) -> Callable[..., Any]:
+    def method(self: Hyrax, *args: Any, **kwargs: Any) -> Any:
+        return self._run_verb(name, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"{summary}\n\nRuns on a deep copy of the config; see `hyrax {name} --help`."
+    return method
+
+
+for _name in plugins.VERBS.names():
+    if _name not in verbs.CLI_ONLY:
+        setattr(Hyrax, _name, _verb_method(_name, plugins.VERBS.summary(_name)))

@@ -1,0 +1,23 @@
+"""The verbs: one file each, registered here lazily so that ``hyrax --help`` imports none of them.
+
+Add a verb: write ``verbs/<name>.py`` with a :class:`~hyrax.verbs.verb.Verb` subclass and add one line
+to ``BUILTIN_VERBS``. ``h.<name>()`` and ``hyrax <name>`` then exist.
+"""
+
+from __future__ import annotations
+
+from hyrax.plugins import VERBS
+
+#: name -> (import path, one-line summary shown by `hyrax --help`)
+BUILTIN_VERBS: dict[str, tuple[str, str]] = {
+    "config": (
+        "hyrax.verbs.config_verb:ConfigVerb",
+        "Print the resolved configuration, or the documentation of a section or key.",
+    ),
+}
+
+#: Verbs that exist only on the command line (no h.<verb>() method): the notebook has other means.
+CLI_ONLY = frozenset({"config"})
+
+for _name, (_path, _summary) in BUILTIN_VERBS.items():
+    VERBS.register(_name, lazy=_path, summary=_summary)

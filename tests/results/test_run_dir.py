@@ -1,0 +1,86 @@
+"""Run directories: naming, the config snapshot, status, and finding the latest complete run."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+from hyrax.config import ConfigManager
+from hyrax.errors import ResultsError
+from hyrax.results.run_dir import RunDir, find_latest_run, resolve_run, runs_of
+
+
+@pytest.fixture
+def config(tmp_path):
+    config = ConfigManager().config
+    config["general"]["results_dir"] = str(tmp_path / "results")
+    return config
+
+
+def test_name_and_snapshot(config):
+    with RunDir.create(config, "train") as run:
+        pass
+    assert re.fullmatch(r"\d{8}-\d{6}-train-[a-z0-9]{4}", run.path.name)
+    with open(run.path / "runtime_config.toml", "rb") as handle:
+        snapshot = tomllib.load(handle)
+    assert snapshot == config  # the full resolved config, quoted class-path tables included
+    assert run.status["status"] == "complete"
+    assert {"started", "finished", "verb", "hyrax_version"} <= set(run.status)
+
+
+def test_latest_is_the_newest_complete_run_of_that_verb(config):
+    results = config["general"]["results_dir"]
+    assert find_latest_run(results, "train") is None
+    with RunDir.create(config, "train") as first:
+        pass
+    with RunDir.create(config, "train") as second:
+        pass
+    with RunDir.create(config, "infer"):
+        pass
+    assert find_latest_run(results, "train") == second.path
+    assert [r.path for r in runs_of(results, "train")] == [first.path, second.path]
+
+
+def test_unfinished_and_failed_runs_are_never_latest(config):
+    results = config["general"]["results_dir"]
+    with RunDir.create(config, "train") as complete:
+        pass
+    RunDir.create(config, "train")  # still "running": a crashed or ongoing run
+    with pytest.raises(RuntimeError), RunDir.create(config, "train") as failed:
+        raise RuntimeError("disk on fire")
+    assert failed.status["status"] == "failed" and "disk on fire" in failed.status["error"]
+    assert find_latest_run(results, "train") == complete.path
+    assert len(runs_of(results, "train", complete_only=False)) == 3
+
+
+def test_resolve_run_explicit_override_and_errors(config, tmp_path):
+    with pytest.raises(ResultsError, match=r"No complete 'infer' run.*Run `hyrax infer`"):
+        resolve_run(config, "infer")
+    with RunDir.create(config, "infer") as run:
+        pass
+    assert resolve_run(config, "infer") == run.path
+    other = RunDir.create(config, "infer")  # unfinished
+    config["results"]["inference_dir"] = str(other.path)
+    with pytest.raises(ResultsError, match="is running, not complete"):
+        resolve_run(config, "infer")
+    other.mark_complete()
+    assert resolve_run(config, "infer") == other.path
+    with pytest.raises(ResultsError, match="does not exist"):
+        resolve_run(config, "infer", explicit=tmp_path / "nope")
+
+
+def test_credentials_never_reach_the_snapshot(config):
+    config["download"]["password"] = "hunter2"
+    run = RunDir.create(config, "download")
+    text = (run.path / "runtime_config.toml").read_text()
+    assert "hunter2" not in text and "(hidden)" in text
+
+
+def test_unwritable_results_dir_is_a_clear_error(config, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config["general"]["results_dir"] = str(blocker / "results")
+    with pytest.raises(ResultsError, match="Cannot create a run directory in general.results_dir"):
+        RunDir.create(config, "train")

@@ -27,3 +27,38 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data: the real data sets the tests use (see each folder's README)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(
+            f"The shared test data is missing: expected {SHARED_DATA} (the repository's ../shared/data)."
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def hyrax_config():
+    """A fresh resolved config (defaults only), results under the test's directory."""
+    from hyrax.config import ConfigManager
+
+    manager = ConfigManager()
+    return manager
+
+
+def request_config(manager, group: str = "train", **datasets):
+    """Set [data_request.<group>] from keyword tables and return the config."""
+    for name, spec in datasets.items():
+        manager.set_config(f"data_request.{group}.{name}", spec)
+    return manager.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -43,7 +44,8 @@ def explode_verb():
 def test_help_lists_verbs_with_one_line_each():
     result = hyrax("--help")
     assert result.returncode == 0
-    assert "config  Print the resolved configuration" in result.stdout
+    assert re.search(r"^  config +Print the resolved configuration", result.stdout, re.M)
+    assert re.search(r"^  prepare +Load the datasets", result.stdout, re.M)
     assert "verbs:" in result.stdout
 
 

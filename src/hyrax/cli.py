@@ -21,8 +21,10 @@ _LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def top_help() -> str:
-    width = max(len(name) for name in BUILTIN_VERBS) + 2
-    lines = [f"  {name:<{width}}{VERBS.summary(name)}" for name in VERBS.names()]
+    # Built-in verbs in pipeline order, then any registered by plugins.
+    names = [n for n in BUILTIN_VERBS if n in VERBS] + [n for n in VERBS.names() if n not in BUILTIN_VERBS]
+    width = max(len(name) for name in names) + 2
+    lines = [f"  {name:<{width}}{VERBS.summary(name)}" for name in names]
     return (
         "usage: hyrax [--version] <verb> [-c CONFIG] [options]\n\n"
         "Hyrax: low-code machine learning for astronomy.\n\n"

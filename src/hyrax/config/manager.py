@@ -225,8 +225,18 @@ class ConfigManager:
         self.overrides = merge(self.overrides, update)
         for name in plugin_names(update):
             self._add_plugin_defaults(name)
+        candidate = to_plain(self.config)
+        try:
+            existing = get_path(candidate, segments)
+        except KeyError:
+            existing = None
+        whole_group = len(segments) == 2 and segments[0] == "data_request"
+        if isinstance(value, Mapping) and isinstance(existing, Mapping) and not whole_group:
+            set_path(candidate, segments, merge(existing, value, tuple(segments)))
+        else:
+            set_path(candidate, segments, value)
         # Plugin defaults sit under what is already set: only keys missing so far are added.
-        candidate = merge(merge(self.defaults, self.config), update)
+        candidate = merge(self.defaults, candidate)
         try:
             self.validate(candidate)
         except ConfigError:

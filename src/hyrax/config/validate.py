@@ -32,6 +32,8 @@ _USER_NAMED = {("split",), ("label",), ("balance", "distribution"), ("data_reque
 CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("general", "log_level"): ("debug", "info", "warning", "error", "critical"),
     ("data_set", "nan_mode"): ("zero", "quantile"),
+    ("data_set", "on_bad_object"): ("error", "skip"),
+    ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf"),
 }
 
 Path = tuple[str, ...]

@@ -109,7 +109,9 @@ class RunDir:
         self._write_status({**self.status, "status": "complete", "finished": _now().isoformat()})
 
     def mark_failed(self, reason: str) -> None:
-        self._write_status({**self.status, "status": "failed", "finished": _now().isoformat(), "error": reason})
+        self._write_status(
+            {**self.status, "status": "failed", "finished": _now().isoformat(), "error": reason}
+        )
 
     def write_config(self, config: Mapping) -> None:
         """Write the full resolved config as ``runtime_config.toml``, without credentials."""
@@ -122,7 +124,9 @@ class RunDir:
         for secret in ("username", "password"):
             if download.get(secret) not in (None, False):
                 download[secret] = "(hidden)"
-        header = "# The full configuration this run used. Re-run it with:  hyrax <verb> -c runtime_config.toml\n"
+        header = (
+            "# The full configuration this run used. Re-run it with:  hyrax <verb> -c runtime_config.toml\n"
+        )
         write_text_atomic(self.path / CONFIG_FILE, header + tomlkit.dumps(plain))
 
     def __enter__(self) -> RunDir:

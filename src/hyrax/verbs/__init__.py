@@ -14,6 +14,14 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.config_verb:ConfigVerb",
         "Print the resolved configuration, or the documentation of a section or key.",
     ),
+    "prepare": (
+        "hyrax.verbs.prepare:PrepareVerb",
+        "Load the datasets of every [data_request] group and summarize their fields and sizes.",
+    ),
+    "create_splits": (
+        "hyrax.verbs.create_splits:CreateSplitsVerb",
+        "Divide objects among the data_request groups ([split]) and save the split for reuse.",
+    ),
 }
 
 #: Verbs that exist only on the command line (no h.<verb>() method): the notebook has other means.

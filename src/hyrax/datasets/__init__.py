@@ -1,0 +1,30 @@
+"""Datasets: the ``HyraxDataset`` contract, the data provider, splits and the built-in datasets.
+
+Built-ins are registered lazily by name, so listing them imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from hyrax.datasets.dataset import HyraxDataset
+from hyrax.plugins import DATASETS
+
+BUILTIN_DATASETS = {
+    "HyraxRandomDataset": "hyrax.datasets.random:HyraxRandomDataset",
+    "HyraxCSVDataset": "hyrax.datasets.csv:HyraxCSVDataset",
+    "FitsImageDataset": "hyrax.datasets.fits:FitsImageDataset",
+    "HSCDataset": "hyrax.datasets.hsc:HSCDataset",
+    "HyraxCifarDataset": "hyrax.datasets.cifar:HyraxCifarDataset",
+    "DecalsRingsDataset": "hyrax.datasets.decals_rings:DecalsRingsDataset",
+}
+
+
+def load_builtins() -> None:
+    """Make sure every built-in is registered (a user class of the same name keeps precedence)."""
+    for name, path in BUILTIN_DATASETS.items():
+        if name not in DATASETS:
+            DATASETS.register(name, lazy=path)
+
+
+load_builtins()
+
+__all__ = ["HyraxDataset", "load_builtins"]

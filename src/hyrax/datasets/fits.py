@@ -1,0 +1,190 @@
+"""``FitsImageDataset``: a catalog plus one FITS cutout per object per filter.
+
+The catalog (``data_set.filter_catalog``, else ``catalog.{parquet,fits,csv}`` in ``data_location``)
+has an object id column, a filename column (relative to ``data_location``) and, for multi-band data, a
+filter column; rename them with ``data_set.object_id_column_name`` / ``filename_column_name`` /
+``filter_column_name``. Bands are stacked in the order of ``data_set.filters`` (else sorted), images are
+centre-cropped to ``data_set.crop_to`` and passed through ``data_set.transform`` (a numpy function
+such as "arcsinh"). Every other catalog column is a field too (ra, dec, magnitudes...).
+
+The object -> files table is built once, vectorized; reading an object costs the same at any N.
+
+    [data_request.train.stars]
+    dataset_class = "FitsImageDataset"
+    data_location = "../shared/data/hsc_stars_hyrax"
+    dataset_config = { filter_catalog = "../shared/data/hsc_stars_hyrax/star_cat_correct.fits",
+                       object_id_column_name = "# object_id", filename_column_name = "star_filename",
+                       crop_to = [24, 24] }
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from hyrax.config import get_setting
+from hyrax.datasets.catalog import find_catalog, read_table, require_columns
+from hyrax.datasets.dataset import HyraxDataset
+from hyrax.datasets.fits_reader import read_image
+from hyrax.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def numpy_transform(name: str | None):
+    """``data_set.transform`` -> a numpy function, or None. An unknown name is an error."""
+    if name is None:
+        return None
+    function = getattr(np, name, None)
+    if not isinstance(function, np.ufunc):
+        raise DataError(
+            f'data_set.transform = "{name}" is not a numpy function of one array; use e.g. "tanh", '
+            f'"arcsinh", "log1p" or "sqrt", or false for none.'
+        )
+    return function
+
+
+def centre_crop(image: np.ndarray, crop_to: tuple[int, int] | None, object_id: str) -> np.ndarray:
+    if crop_to is None:
+        return image
+    height, width = crop_to
+    if image.shape[-2] < height or image.shape[-1] < width:
+        raise DataError(
+            f"Object {object_id}: image of shape {image.shape[-2:]} is smaller than data_set.crop_to = "
+            f"[{height}, {width}]. Lower crop_to, or leave the object out."
+        )
+    top = (image.shape[-2] - height) // 2
+    left = (image.shape[-1] - width) // 2
+    return image[..., top : top + height, left : left + width]
+
+
+class FitsImageDataset(HyraxDataset):
+    """FITS cutouts listed in a catalog; fields ``image``, ``object_id`` and the catalog's columns."""
+
+    def __init__(self, config: Mapping, data_location: str | Path | None = None):
+        if data_location is None:
+            raise DataError(
+                "FitsImageDataset needs a data_location: the directory its catalog's filenames are relative to."
+            )
+        self.data_location = Path(data_location).expanduser()
+        catalog_path = get_setting(config, "data_set.filter_catalog")
+        catalog_path = Path(catalog_path).expanduser() if catalog_path else find_catalog(self.data_location)
+        if catalog_path is None:
+            raise DataError(
+                f"No catalog for FitsImageDataset: set data_set.filter_catalog, or put catalog.parquet / "
+                f"catalog.fits / catalog.csv in {self.data_location}."
+            )
+        table = read_table(catalog_path)
+        object_ids, filenames, filters, metadata = self._object_table(config, table, str(catalog_path))
+        self._setup(config, object_ids, filenames, filters, metadata)
+        super().__init__(config, self.data_location, self._metadata_frame)
+
+    @staticmethod
+    def _object_table(config: Mapping, table, source: str):
+        """Catalog rows -> (ids, filenames [objects x bands], filters, per-object metadata)."""
+        id_column = get_setting(config, "data_set.object_id_column_name") or "object_id"
+        filename_column = get_setting(config, "data_set.filename_column_name") or "filename"
+        filter_column = get_setting(config, "data_set.filter_column_name") or "filter"
+        require_columns(
+            table,
+            [
+                (id_column, "data_set.object_id_column_name"),
+                (filename_column, "data_set.filename_column_name"),
+            ],
+            source,
+        )
+        table = table.copy()
+        table[id_column] = table[id_column].astype(str)
+        if filter_column not in table.columns:  # one file per object: a single band
+            wide = table.set_index(id_column)[[filename_column]].rename(columns={filename_column: "image"})
+            duplicated = wide.index[wide.index.duplicated()]
+            if len(duplicated):
+                raise DataError(
+                    f"Catalog {source} lists object id(s) {', '.join(duplicated[:5])} more than once and has no "
+                    f"filter column '{filter_column}'. Remove the duplicates or set data_set.filter_column_name."
+                )
+            metadata = table.drop(columns=[filename_column]).rename(columns={id_column: "object_id"})
+            return wide.index.to_numpy(), wide.to_numpy(), ["image"], metadata
+        pairs = table[[id_column, filter_column]]
+        duplicated = pairs[pairs.duplicated()]
+        if len(duplicated):
+            first = duplicated.iloc[0]
+            raise DataError(
+                f"Catalog {source} lists object {first[id_column]} in filter {first[filter_column]} "
+                f"{int(pairs.duplicated(keep=False).sum())} times in all; keep one row per object and filter."
+            )
+        wide = table.pivot(index=id_column, columns=filter_column, values=filename_column)
+        # pivot sorts ids; keep the catalog's own order of first appearance.
+        order = table[id_column].drop_duplicates()
+        wide = wide.loc[order]
+        metadata = (
+            table.drop(columns=[filename_column, filter_column])
+            .drop_duplicates(subset=[id_column])
+            .rename(columns={id_column: "object_id"})
+        )
+        return wide.index.to_numpy(), wide.to_numpy(), [str(f) for f in wide.columns], metadata
+
+    def _setup(self, config: Mapping, object_ids, filenames, filters: list[str], metadata) -> None:
+        """Choose bands, drop objects missing one (with a summary), prepare crop and transform."""
+        wanted = get_setting(config, "data_set.filters")
+        if wanted is not None:
+            unknown = [f for f in wanted if f not in filters]
+            if unknown:
+                raise DataError(
+                    f"data_set.filters asks for {', '.join(unknown)}, which no object has. Filters found: "
+                    f"{', '.join(filters)}."
+                )
+            columns = [filters.index(f) for f in wanted]
+            filenames, filters = filenames[:, columns], list(wanted)
+        complete = np.array([all(isinstance(n, str) and n for n in row) for row in filenames], dtype=bool)
+        if not complete.all():
+            dropped = np.asarray(object_ids)[~complete]
+            logger.warning(
+                "%s: dropped %d of %d objects missing a band of %s (e.g. %s)",
+                type(self).__name__,
+                len(dropped),
+                len(object_ids),
+                ", ".join(filters),
+                ", ".join(map(str, dropped[:5])),
+            )
+            keep = set(np.asarray(object_ids)[complete])
+            metadata = metadata[metadata["object_id"].isin(keep)]
+        self.dropped = {"missing band": int((~complete).sum())}
+        self.object_ids = np.asarray(object_ids)[complete].astype(str)
+        self.filenames = filenames[complete]
+        self.filters = filters
+        crop = get_setting(config, "data_set.crop_to")
+        self.crop_to = tuple(int(v) for v in crop) if crop is not None else None
+        self.transform = numpy_transform(get_setting(config, "data_set.transform"))
+        self._hdu_hints = [[None] for _ in filters]
+        self._metadata_frame = metadata.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.object_ids)
+
+    def get_object_id(self, idx: int) -> str:
+        return self.object_ids[idx]
+
+    def get_image(self, idx: int) -> np.ndarray:
+        """The object's bands as one float32 array (bands, height, width)."""
+        object_id = self.object_ids[idx]
+        bands = []
+        for band, name in enumerate(self.filenames[idx]):
+            image = read_image(self.data_location / name, object_id, self._hdu_hints[band])
+            bands.append(centre_crop(image, self.crop_to, object_id))
+        if len({b.shape for b in bands}) > 1:
+            shapes = ", ".join(f"{f}: {b.shape}" for f, b in zip(self.filters, bands, strict=True))
+            raise DataError(
+                f"Object {object_id}: its bands have different shapes ({shapes}). Set data_set.crop_to = "
+                f"[height, width] no larger than the smallest."
+            )
+        stacked = np.stack(bands)
+        return self.transform(stacked) if self.transform is not None else stacked
+
+    def column(self, field: str) -> np.ndarray:
+        if field == "object_id":
+            return self.object_ids
+        return super().column(field)

@@ -1,0 +1,126 @@
+"""``HSCDataset``: a directory of HSC cutouts as the downloader names them.
+
+Files are ``<object_id>_<type>_<ra>_<dec>_<tract>_<filter>.fits`` (for example
+``36411452835238206_coadd_30.59134_-6.28237_8279_HSC-I.fits``). With a ``manifest.parquet`` (written by
+``hyrax download``) the files and their shapes come from it; without one the directory is scanned and
+each file's header read once.
+
+Objects missing a band (of ``data_set.filters``, else every filter found) or smaller than the cutout
+size (``data_set.crop_to``, else the most common size) are dropped, with a summary of how many and why
+in the log and in ``dataset.dropped``. Larger cutouts are centre-cropped to that size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from hyrax.datasets.fits import FitsImageDataset
+from hyrax.datasets.fits_reader import image_shape
+from hyrax.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.parquet"
+
+
+def parse_cutout_name(name: str) -> tuple[str, str] | None:
+    """``"<id>_coadd_<ra>_<dec>_<tract>_<filter>.fits"`` -> (id, filter); None for other names."""
+    if not name.endswith(".fits"):
+        return None
+    parts = name[:-5].split("_")
+    if len(parts) < 3:
+        return None
+    return parts[0], parts[-1]
+
+
+class HSCDataset(FitsImageDataset):
+    """HSC cutouts in ``data_location``; fields ``image`` (bands x height x width) and ``object_id``."""
+
+    def __init__(self, config: Mapping, data_location: str | Path | None = None):
+        import pandas as pd
+
+        location = data_location if data_location is not None else config["general"]["data_dir"]
+        self.data_location = Path(location).expanduser()
+        if not self.data_location.is_dir():
+            raise DataError(
+                f"HSCDataset: data_location '{self.data_location}' is not a directory of cutouts."
+            )
+        rows = self._files()
+        if rows.empty:
+            raise DataError(
+                f"HSCDataset: no cutouts named <object_id>_..._<filter>.fits in {self.data_location}. "
+                f"Download some with `hyrax download`, or point data_location at them."
+            )
+        wide = rows.pivot_table(index="object_id", columns="filter", values="filename", aggfunc="first")
+        wide = wide.loc[rows["object_id"].drop_duplicates()]
+        filters = [str(f) for f in wide.columns]
+        metadata = pd.DataFrame({"object_id": wide.index.to_numpy()})
+        self._setup(config, wide.index.to_numpy(), wide.to_numpy(dtype=object), filters, metadata)
+        self._drop_small(config, rows)
+        super(FitsImageDataset, self).__init__(config, self.data_location, self._metadata_frame)
+
+    def _files(self):
+        import pandas as pd
+
+        manifest = self.data_location / MANIFEST_NAME
+        if manifest.is_file():
+            table = pd.read_parquet(manifest)
+            if "status" in table.columns:
+                table = table[table["status"] == "done"]
+            table = table.rename(columns={"file": "filename"})
+            keep = [c for c in ("object_id", "filter", "filename", "height", "width") if c in table.columns]
+            table = table[keep].copy()
+            table["object_id"] = table["object_id"].astype(str)
+            return table
+        names = []
+        with os.scandir(self.data_location) as entries:
+            for entry in entries:
+                parsed = parse_cutout_name(entry.name)
+                if parsed and entry.is_file():
+                    names.append((parsed[0], parsed[1], entry.name))
+        names.sort()
+        return pd.DataFrame(names, columns=["object_id", "filter", "filename"])
+
+    def _drop_small(self, config: Mapping, rows) -> None:
+        """Drop objects with a band smaller than the cutout size; crop the rest to it."""
+        if "height" in rows.columns and "width" in rows.columns:
+            shape_of = {
+                name: (int(h), int(w))
+                for name, h, w in rows[["filename", "height", "width"]].itertuples(index=False)
+            }
+        else:
+            shape_of = {}
+        shapes = np.array(
+            [
+                [shape_of.get(name) or image_shape(self.data_location / name) or (0, 0) for name in row]
+                for row in self.filenames
+            ],
+            dtype=np.int64,
+        ).reshape(len(self.filenames), len(self.filters), 2)
+        unreadable = (shapes == 0).all(axis=2).any(axis=1)
+        if self.crop_to is None:
+            readable = shapes[~unreadable].reshape(-1, 2)
+            if len(readable) == 0:
+                raise DataError(f"HSCDataset: none of the cutouts in {self.data_location} could be read.")
+            self.crop_to = Counter(map(tuple, readable)).most_common(1)[0][0]
+        height, width = self.crop_to
+        small = ~unreadable & ((shapes[..., 0] < height) | (shapes[..., 1] < width)).any(axis=1)
+        keep = ~(unreadable | small)
+        self.dropped.update(
+            {"unreadable file": int(unreadable.sum()), f"smaller than {height}x{width}": int(small.sum())}
+        )
+        if not keep.all():
+            logger.warning(
+                "HSCDataset: dropped %d of %d objects: %s",
+                int((~keep).sum()),
+                len(keep),
+                ", ".join(f"{count} {why}" for why, count in self.dropped.items() if count),
+            )
+        self.object_ids, self.filenames = self.object_ids[keep], self.filenames[keep]
+        self._metadata_frame = self._metadata_frame[keep].reset_index(drop=True)

@@ -1,0 +1,85 @@
+"""The order training visits its objects: a fresh permutation every epoch, or balanced draws by label.
+
+Both are plain iterables of row indices with ``set_epoch(n)``, usable as a torch DataLoader ``sampler``
+(torch is not imported here).
+
+>>> sampler = EpochSampler(np.arange(5), seed=1)
+>>> sampler.set_epoch(0); first = list(sampler)
+>>> sampler.set_epoch(1); second = list(sampler)
+>>> sorted(first) == sorted(second) == [0, 1, 2, 3, 4] and first != second
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from hyrax.config import get_setting
+from hyrax.errors import ConfigError
+
+
+class EpochSampler:
+    """Every index once per epoch, in a permutation seeded by (seed, epoch); in order if not shuffled."""
+
+    def __init__(self, indices: np.ndarray, seed: int, shuffle: bool = True):
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def order(self) -> np.ndarray:
+        if not self.shuffle:
+            return self.indices
+        return self.indices[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class BalancedSampler(EpochSampler):
+    """As many draws per epoch as there are indices, with replacement, so that each label's share of
+    the draws is its target share."""
+
+    def __init__(self, indices: np.ndarray, labels: np.ndarray, shares: Mapping[str, float], seed: int):
+        super().__init__(indices, seed)
+        labels = np.asarray(labels).astype(str)
+        values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        if shares:
+            unknown = sorted(set(shares) - set(values))
+            if unknown:
+                raise ConfigError(
+                    f"[balance.distribution] names label(s) {', '.join(unknown)} that no training object has; "
+                    f"labels found: {', '.join(values)}."
+                )
+            target = np.array([float(shares.get(v, 0.0)) for v in values])
+        else:
+            target = np.ones(len(values))
+        if target.sum() <= 0:
+            raise ConfigError("[balance.distribution] shares must add up to more than 0.")
+        weights = (target / target.sum() / counts)[inverse]
+        self.probabilities = weights / weights.sum()
+
+    def order(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return rng.choice(self.indices, size=len(self.indices), replace=True, p=self.probabilities)
+
+
+def training_sampler(config: Mapping, provider, indices: np.ndarray, seed: int) -> EpochSampler:
+    """The sampler ``[train] shuffle`` and ``[balance]`` ask for, over ``indices`` of ``provider``."""
+    if not config["balance"]["enabled"]:
+        return EpochSampler(indices, seed, shuffle=bool(config["train"]["shuffle"]))
+    label_field = get_setting(config, "label.field")
+    if label_field is None:
+        raise ConfigError(
+            "balance.enabled = true needs label.field: the field that holds each object's label."
+        )
+    labels = provider.datasets[provider.primary].column(label_field)[indices]
+    return BalancedSampler(indices, labels, dict(config["balance"]["distribution"]), seed)

@@ -1,0 +1,148 @@
+"""Conformance checks for your own classes: ``check_dataset`` (and, with the models, ``check_model``).
+
+Run them in a notebook cell before a long job; each failure says what is wrong and what to write.
+
+>>> from hyrax.testing import check_dataset
+>>> from hyrax.datasets.random import HyraxRandomDataset
+>>> report = check_dataset(HyraxRandomDataset)
+>>> report[0]
+'constructs with (config, data_location=None): HyraxRandomDataset(len=100, ...)'
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hyrax.errors import HyraxError
+
+
+class ConformanceError(HyraxError, AssertionError):
+    """A class does not follow the Hyrax contract; the message lists every problem."""
+
+
+def _default_config() -> Mapping:
+    from hyrax.config import ConfigManager
+
+    return ConfigManager().config
+
+
+def _kind_problem(value: Any) -> str | None:
+    module = type(value).__module__
+    if module.startswith("torch"):
+        return (
+            "returns a torch tensor; return numpy instead (tensor.numpy()): Hyrax keeps torch inside models"
+        )
+    if value is None:
+        return "returns None; return a value (use NaN for a missing number)"
+    if isinstance(value, np.ndarray | np.generic | str | bytes | int | float | bool):
+        return None
+    return f"returns a {type(value).__name__}; return a numpy array, a number or a string"
+
+
+def check_dataset(
+    dataset: Any, config: Mapping | None = None, data_location: Any = None, max_id_check: int = 1_000_000
+) -> list[str]:
+    """Check a dataset class (or instance) against the HyraxDataset contract.
+
+    Returns the list of checks that passed; raises :class:`ConformanceError` listing every failure.
+    """
+    from hyrax.datasets.collate import collate_values
+    from hyrax.datasets.dataset import HyraxDataset
+    from hyrax.plugins import DATASETS
+
+    passed: list[str] = []
+    problems: list[str] = []
+    cls = dataset if inspect.isclass(dataset) else type(dataset)
+    name = cls.__name__
+    if inspect.isclass(dataset):
+        try:
+            dataset = cls(config if config is not None else _default_config(), data_location)
+            passed.append(
+                f"constructs with (config, data_location=None): {dataset!r}".replace(
+                    ", data_location=None)", ", ...)"
+                )
+            )
+        except Exception as error:  # any failure to construct is the finding
+            raise ConformanceError(
+                f"{name}(config, data_location) raised {type(error).__name__}: {error}. A dataset's constructor "
+                f"takes (config, data_location=None) and calls super().__init__(config, data_location)."
+            ) from error
+    if not isinstance(dataset, HyraxDataset):
+        problems.append(
+            f"{name} does not subclass hyrax.datasets.HyraxDataset: subclass it so it registers by name."
+        )
+    elif DATASETS.get(name) is not cls:
+        problems.append(
+            f"{name} is not the class registered under its name: another class took the name '{name}'."
+        )
+    try:
+        length = len(dataset)
+    except TypeError:
+        raise ConformanceError(
+            f"{name} has no __len__: add `def __len__(self)` returning the number of objects."
+        ) from None
+    if not isinstance(length, int | np.integer) or length < 1:
+        problems.append(f"len({name}) is {length!r}; it must be a whole number of at least 1.")
+        raise ConformanceError(_report(name, problems))
+    passed.append(f"len = {length}")
+    fields = dataset.fields() if isinstance(dataset, HyraxDataset) else []
+    if "object_id" not in fields:
+        problems.append(f"{name} has no get_object_id(idx): add one returning a unique string per object.")
+    rows = sorted({0, length // 2, length - 1})
+    for field in fields:
+        problems += _check_field(dataset, name, field, rows, collate_values)
+    if not problems:
+        passed.append(
+            f"fields {', '.join(fields)} return numpy/scalars/strings, deterministic, one shape per field"
+        )
+    if "object_id" in fields and length <= max_id_check:
+        ids = np.asarray(dataset.column("object_id")).astype(str)
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            repeated = unique[counts > 1]
+            problems.append(
+                f"object ids repeat ({', '.join(repeated[:5])}...): every object needs its own id."
+            )
+        else:
+            passed.append(f"{length} object ids are unique")
+    if problems:
+        raise ConformanceError(_report(name, problems))
+    return passed
+
+
+def _check_field(dataset, name: str, field: str, rows: list[int], collate_values) -> list[str]:
+    problems = []
+    getter = dataset.getter(field)
+    values = []
+    for row in rows:
+        try:
+            value = getter(row)
+        except Exception as error:  # report, do not stop: the user sees every problem at once
+            problems.append(f"get_{field}({row}) raised {type(error).__name__}: {error}")
+            return problems
+        problem = _kind_problem(value)
+        if problem:
+            problems.append(f"get_{field}({row}) {problem}.")
+            return problems
+        again = getter(row)
+        if isinstance(value, np.ndarray) and not np.array_equal(
+            value, again, equal_nan=value.dtype.kind == "f"
+        ):
+            problems.append(
+                f"get_{field}({row}) returned different values on two calls: make getters deterministic."
+            )
+        values.append(value)
+    try:
+        collate_values(values, field, [str(r) for r in rows])
+    except HyraxError as error:
+        problems.append(f"field '{field}' cannot be batched: {error}")
+    return problems
+
+
+def _report(name: str, problems: list[str]) -> str:
+    lines = "\n".join(f"  {number}. {problem}" for number, problem in enumerate(problems, start=1))
+    return f"{name} does not follow the HyraxDataset contract:\n{lines}"

@@ -1,0 +1,260 @@
+"""DataProvider: fields, primary ids, index-aligned and joined secondaries, NaN policy, batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyrax import Hyrax
+from hyrax.datasets import HyraxDataset
+from hyrax.datasets.joins import cache_dir
+from hyrax.datasets.provider import DataProvider
+from hyrax.errors import ConfigError, DataError
+from hyrax.plugins import DATASETS
+from tests.conftest import request_config
+
+RANDOM = {"dataset_class": "HyraxRandomDataset"}
+
+
+@pytest.fixture
+def catalog_csv(tmp_path):
+    """A secondary catalog keyed by the random dataset's ids, with one id missing and one extra."""
+    ids = [str(i) for i in range(100) if i != 7] + ["extra"]
+    path = tmp_path / "catalog.csv"
+    pd.DataFrame({"object_id": ids, "redshift": np.arange(len(ids)) / 100.0}).to_csv(path, index=False)
+    return path
+
+
+def test_default_fields_are_every_getter(hyrax_config):
+    provider = DataProvider(request_config(hyrax_config, data=RANDOM), "train")
+    assert provider.fields["data"] == ["image", "object_id"]
+    sample = provider[3]
+    assert sample["object_id"] == "3" and sample["data"]["image"].shape == (2, 5, 5)
+    assert len(provider) == 100 and provider.ids()[:3].tolist() == ["0", "1", "2"]
+
+
+def test_requested_field_without_getter_is_an_error(hyrax_config):
+    config = request_config(hyrax_config, data={**RANDOM, "fields": ["image", "labl"]})
+    with pytest.raises(DataError) as error:
+        DataProvider(config, "train")
+    message = str(error.value)
+    assert (
+        "data_request.train.data" in message
+        and "labl" in message
+        and "Its fields: image, object_id" in message
+    )
+
+
+def test_missing_group_lists_groups(hyrax_config):
+    config = request_config(hyrax_config, data=RANDOM)
+    with pytest.raises(ConfigError, match=r"no \[data_request\.infer\] group.*Groups: train"):
+        DataProvider(config, "infer")
+
+
+def test_no_data_request_lists_datasets(hyrax_config):
+    with pytest.raises(ConfigError) as error:
+        Hyrax(setup_logging=False).prepare()
+    assert "no [data_request]" in str(error.value) and "DecalsRingsDataset" in str(error.value)
+    assert "HyraxRandomDataset" in str(error.value)
+
+
+def test_dataset_without_len_or_id_getter(hyrax_config):
+    class NoLength(HyraxDataset):
+        def get_object_id(self, idx):
+            return "a"
+
+    class NoIds(HyraxDataset):
+        def __len__(self):
+            return 2
+
+        def get_flux(self, idx):
+            return 1.0
+
+    with pytest.raises(DataError, match=r"NoLength has no __len__: add `def __len__\(self\)`"):
+        DataProvider(request_config(hyrax_config, data={"dataset_class": "NoLength"}), "train")
+    with pytest.raises(DataError, match=r"no getter for its primary id field 'object_id'.*get_object_id"):
+        DataProvider(request_config(hyrax_config, data={"dataset_class": "NoIds"}), "train")
+    DATASETS.unregister("NoLength")
+    DATASETS.unregister("NoIds")
+
+
+def test_index_aligned_secondary(hyrax_config):
+    config = request_config(
+        hyrax_config,
+        a={**RANDOM, "primary_id_field": "object_id"},
+        b={**RANDOM, "fields": ["image"], "dataset_config": {"seed": 5}},
+    )
+    provider = DataProvider(config, "train")
+    sample = provider[4]
+    assert not np.array_equal(sample["a"]["image"], sample["b"]["image"])  # b used its own seed
+    batch = provider.collate([provider[i] for i in range(3)])
+    assert batch["b"]["image"].shape == (3, 2, 5, 5) and "b__matched" not in batch
+
+
+def test_index_aligned_secondary_of_other_length_is_an_error(hyrax_config):
+    config = request_config(
+        hyrax_config,
+        a={**RANDOM, "primary_id_field": "object_id"},
+        b={**RANDOM, "dataset_config": {"size": 5}},
+    )
+    with pytest.raises(
+        DataError, match=r"data_request\.train\.b is aligned by index.*5 rows against 100.*join_field"
+    ):
+        DataProvider(config, "train")
+
+
+def test_join_is_a_left_outer_join_with_a_mask(hyrax_config, catalog_csv):
+    config = request_config(
+        hyrax_config,
+        images={**RANDOM, "primary_id_field": "object_id"},
+        catalog={
+            "dataset_class": "HyraxCSVDataset",
+            "data_location": str(catalog_csv),
+            "join_field": "object_id",
+        },
+    )
+    provider = DataProvider(config, "train")
+    assert provider[8]["catalog"]["redshift"] == pytest.approx(0.07)  # id 8 is row 7 of the catalog
+    assert provider[7]["catalog__matched"] is False and provider[7]["catalog"]["redshift"] is None
+    batch = provider.collate([provider[i] for i in (6, 7, 8)])
+    assert batch["catalog__matched"].tolist() == [True, False, True]
+    assert np.isnan(batch["catalog"]["redshift"][1]) and batch["catalog"]["object_id"][1] == ""
+    assert "matched: 99 of 100" in provider.summary()
+    cached = list((cache_dir(config) / "joins").glob("*.npy"))
+    assert len(cached) == 1
+    again = DataProvider(config, "train")  # the map now comes from the cache
+    assert np.array_equal(again.rows["catalog"], provider.rows["catalog"])
+
+
+def test_join_with_duplicate_ids_is_an_error(hyrax_config, tmp_path):
+    path = tmp_path / "dup.csv"
+    pd.DataFrame({"object_id": ["1", "2", "2", "3", "3"], "x": range(5)}).to_csv(path, index=False)
+    config = request_config(
+        hyrax_config,
+        images={**RANDOM, "primary_id_field": "object_id"},
+        catalog={"dataset_class": "HyraxCSVDataset", "data_location": str(path), "join_field": "object_id"},
+    )
+    with pytest.raises(
+        DataError, match=r"data_request\.train\.catalog.*2 id\(s\) that occur more than once.*2, 3"
+    ):
+        DataProvider(config, "train")
+
+
+def test_join_field_must_exist(hyrax_config, catalog_csv):
+    config = request_config(
+        hyrax_config,
+        images={**RANDOM, "primary_id_field": "object_id"},
+        catalog={
+            "dataset_class": "HyraxCSVDataset",
+            "data_location": str(catalog_csv),
+            "join_field": "objid",
+        },
+    )
+    with pytest.raises(DataError, match=r"join_field 'objid' is not a field.*Did you mean 'object_id'"):
+        DataProvider(config, "train")
+
+
+@pytest.fixture
+def nan_config(hyrax_config):
+    hyrax_config.set_config("data_set.HyraxRandomDataset.number_invalid_values", 30)
+    hyrax_config.set_config("data_set.HyraxRandomDataset.size", 10)
+    return hyrax_config
+
+
+def _first_bad(provider):
+    images = provider.datasets["data"].images
+    return int(np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))[0])
+
+
+def test_nan_pixels_are_an_error_that_names_the_object(nan_config):
+    provider = DataProvider(request_config(nan_config, data=RANDOM), "train")
+    bad = _first_bad(provider)
+    with pytest.raises(DataError) as error:
+        provider[bad]
+    message = str(error.value)
+    assert f"Object {bad}:" in message and "'data.image'" in message and "NaN/inf" in message
+    assert 'nan_mode = "zero"' in message
+
+
+@pytest.mark.parametrize("mode", ["zero", "quantile"])
+def test_nan_modes_replace_values(nan_config, mode):
+    nan_config.set_config("data_set.nan_mode", mode)
+    provider = DataProvider(request_config(nan_config, data=RANDOM), "train")
+    bad = _first_bad(provider)
+    original = provider.datasets["data"].images[bad].copy()
+    image = provider[bad]["data"]["image"]
+    assert np.isfinite(image).all()
+    replaced = image[~np.isfinite(original)]
+    if mode == "zero":
+        assert (replaced == 0).all()
+    else:
+        assert np.allclose(replaced, np.quantile(original[np.isfinite(original)], 0.05))
+    assert np.isnan(provider.datasets["data"].images[bad]).any()  # the dataset itself is untouched
+
+
+def test_skip_bad_objects_is_recorded(nan_config):
+    nan_config.set_config("data_set.on_bad_object", "skip")
+    provider = DataProvider(request_config(nan_config, data=RANDOM), "train")
+    bad = _first_bad(provider)
+    assert provider[bad] is None
+    assert provider.skipped[0][0] == str(bad)
+    batch = provider.collate([provider[i] for i in range(10)])
+    assert str(bad) not in batch["object_id"].tolist()
+
+
+def test_collate_hooks(hyrax_config):
+    class Hooked(HyraxDataset):
+        def __len__(self):
+            return 4
+
+        def get_object_id(self, idx):
+            return str(idx)
+
+        def get_spectrum(self, idx):
+            return np.ones(idx + 1)  # ragged
+
+        def collate_spectrum(self, values):
+            return np.stack([np.pad(v, (0, 4 - len(v))) for v in values])
+
+    provider = DataProvider(request_config(hyrax_config, data={"dataset_class": "Hooked"}), "train")
+    batch = provider.collate([provider[i] for i in range(4)])
+    assert batch["data"]["spectrum"].shape == (4, 4)
+    DATASETS.unregister("Hooked")
+
+
+def test_ragged_batch_without_hook_is_an_error_naming_objects(hyrax_config):
+    class Ragged(HyraxDataset):
+        def __len__(self):
+            return 3
+
+        def get_object_id(self, idx):
+            return f"obj{idx}"
+
+        def get_image(self, idx):
+            return np.zeros((idx + 1, 2))
+
+    provider = DataProvider(request_config(hyrax_config, data={"dataset_class": "Ragged"}), "train")
+    with pytest.raises(DataError, match=r"Field 'image' has arrays of different shapes.*obj0.*obj1.*crop_to"):
+        provider.collate([provider[i] for i in range(3)])
+    DATASETS.unregister("Ragged")
+
+
+def test_prepare_returns_providers_and_prints_summary(hyrax_config, capsys):
+    h = Hyrax(setup_logging=False)
+    h.set_config("data_request.train.galaxies", {"dataset_class": "DecalsRingsDataset"})
+    h.set_config("data_request.infer.galaxies", {"dataset_class": "DecalsRingsDataset", "fields": ["image"]})
+    providers = h.prepare()
+    assert set(providers) == {"train", "infer"}
+    out = capsys.readouterr().out
+    assert "[train] 376 objects" in out and "image: array (3, 64, 64) float32" in out
+
+
+def test_provider_works_in_a_torch_dataloader_with_workers(hyrax_config):
+    from torch.utils.data import DataLoader
+
+    provider = DataProvider(request_config(hyrax_config, data=RANDOM), "train")
+    loader = DataLoader(provider, batch_size=16, num_workers=2, collate_fn=provider.collate)
+    batches = list(loader)
+    assert sum(len(b["object_id"]) for b in batches) == 100
+    assert isinstance(batches[0]["data"]["image"], np.ndarray)

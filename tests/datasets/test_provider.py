@@ -258,3 +258,37 @@ def test_provider_works_in_a_torch_dataloader_with_workers(hyrax_config):
     batches = list(loader)
     assert sum(len(b["object_id"]) for b in batches) == 100
     assert isinstance(batches[0]["data"]["image"], np.ndarray)
+
+
+def test_augmentation_hooks_and_epoch_start(hyrax_config):
+    calls = []
+
+    class Augmented(HyraxDataset):
+        def __len__(self):
+            return 3
+
+        def get_object_id(self, idx):
+            return str(idx)
+
+        def get_image(self, idx):
+            return np.zeros(4, np.float32)
+
+        def augment_image(self, data, idx, rng_seed):
+            return data + np.random.default_rng(rng_seed).random(4).astype(np.float32)
+
+        def on_epoch_start(self, verb):
+            calls.append(verb)
+
+    config = request_config(hyrax_config, data={"dataset_class": "Augmented", "augment": True})
+    provider = DataProvider(config, "train")
+    provider.start_epoch("train", 0)
+    first = provider[1]["data"]["image"]
+    assert np.array_equal(first, provider[1]["data"]["image"])  # reproducible within an epoch
+    assert not np.array_equal(first, provider[2]["data"]["image"])  # differs between objects
+    provider.start_epoch("train", 1)
+    assert not np.array_equal(first, provider[1]["data"]["image"])  # and between epochs
+    assert calls == ["train", "train"]
+    hyrax_config.set_config("data_request.train.data", {"dataset_class": "Augmented", "augment": ["label"]})
+    with pytest.raises(DataError, match=r"augment lists 'label'.*no augment_label"):
+        DataProvider(hyrax_config.config, "train")
+    DATASETS.unregister("Augmented")

@@ -27,6 +27,7 @@ def read_table(path: str | Path):
         from astropy.table import Table
 
         table = Table.read(path)
+        table.convert_bytestring_to_unicode()  # FITS strings arrive as bytes
         names = [name for name in table.colnames if len(table[name].shape) <= 1]
         return table[names].to_pandas()
     except DataError:

@@ -8,7 +8,7 @@ the field, the objects and the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,8 +16,14 @@ import numpy as np
 from hyrax.errors import DataError
 
 
-def collate_values(values: Sequence[Any], field: str, object_ids: Sequence[str] = ()) -> np.ndarray:
-    """Batch one field's values (one per sample) into an array with the batch on axis 0."""
+def collate_values(
+    values: Sequence[Any], field: str, object_ids: Sequence[str] = (), stack: Callable[[list], Any] = np.stack
+) -> Any:
+    """Batch one field's values (one per sample) into an array with the batch on axis 0.
+
+    ``stack`` joins arrays of one shape (the loader's worker processes pass one that writes straight
+    into shared memory).
+    """
     present = [v for v in values if v is not None]
     if len(present) < len(values):
         values = _fill_missing(values, present)
@@ -26,7 +32,7 @@ def collate_values(values: Sequence[Any], field: str, object_ids: Sequence[str] 
         shapes = {v.shape for v in values}
         if len(shapes) > 1:
             raise DataError(_shape_message(values, field, object_ids))
-        return np.stack(values)
+        return stack(values)
     return np.asarray(values)
 
 

@@ -27,7 +27,7 @@ def _image_hdu_fitsio(path: str) -> int:
 
 
 def read_image(path: str | Path, object_id: str, hdu_hint: list[int | None]) -> np.ndarray:
-    """The 2-D float32 image in ``path``. ``hdu_hint`` is a one-item list: the HDU that held the image
+    """The 2-D image in ``path`` (any numeric dtype, possibly big-endian). ``hdu_hint`` is a one-item list: the HDU that held the image
     in the previous file (updated in place). Errors name the object and the file and say what to do."""
     path = str(path)
     try:
@@ -61,7 +61,7 @@ def read_image(path: str | Path, object_id: str, hdu_hint: list[int | None]) -> 
         data = np.squeeze(data)
         if data.ndim != 2:
             raise DataError(f"Object {object_id}: '{path}' holds a {data.ndim}-D image; expected 2-D.")
-    return data.astype(np.float32, copy=False)
+    return data  # the caller copies it into its float32 output
 
 
 def _read_astropy(path: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hyrax.datasets.fits import FitsImageDataset
+from hyrax.datasets.fits import FitsImageDataset, band_order
 from hyrax.datasets.fits_reader import image_shape
 from hyrax.errors import DataError
 
@@ -58,7 +58,7 @@ class HSCDataset(FitsImageDataset):
                 f"Download some with `hyrax download`, or point data_location at them."
             )
         wide = rows.pivot_table(index="object_id", columns="filter", values="filename", aggfunc="first")
-        wide = wide.loc[rows["object_id"].drop_duplicates()]
+        wide = wide.loc[rows["object_id"].drop_duplicates(), band_order([str(f) for f in wide.columns])]
         filters = [str(f) for f in wide.columns]
         metadata = pd.DataFrame({"object_id": wide.index.to_numpy()})
         self._setup(config, wide.index.to_numpy(), wide.to_numpy(dtype=object), filters, metadata)

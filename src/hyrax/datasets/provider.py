@@ -113,9 +113,11 @@ class DataProvider:
         self.nan_quantile = config["data_set"]["nan_quantile"]
         self.skip_bad = config["data_set"]["on_bad_object"] == "skip"
         self._id_getter = self.datasets[self.primary].getter(self.primary_id_field)
+        self.augment_seed = int(get_setting(config, "data_set.seed") or 0)
+        self.epoch = 0
         self._plan = [
-            (name, [(field, dataset.getter(field)) for field in self.fields[name]], self.rows[name])
-            for name, dataset in self.datasets.items()
+            (name, [(field, self._field_getter(name, field)) for field in self.fields[name]], self.rows[name])
+            for name in self.datasets
         ]
         self.skipped: list[tuple[str, str]] = []
 
@@ -166,6 +168,38 @@ class DataProvider:
         matched = int((rows >= 0).sum())
         logger.info("%s: joined on %s, %d of %d rows matched", where, join_field, matched, len(rows))
         return rows
+
+    def _field_getter(self, name: str, field: str):
+        """The getter, wrapped by the dataset's augment_<field>(data, idx, rng_seed) when asked for."""
+        dataset = self.datasets[name]
+        getter = dataset.getter(field)
+        augment = self.request[name].get("augment", False)
+        if isinstance(augment, list):
+            for listed in augment:
+                if listed not in self.fields[name] or not callable(getattr(dataset, f"augment_{listed}", None)):
+                    raise DataError(
+                        f"data_request.{self.group}.{name}.augment lists '{listed}', but {type(dataset).__name__} "
+                        f"has no augment_{listed}(self, data, idx, rng_seed) method for a requested field."
+                    )
+        wanted = augment is True or (isinstance(augment, list) and field in augment)
+        hook = getattr(dataset, f"augment_{field}", None)
+        if not wanted or not callable(hook):
+            return getter
+
+        def augmented(row: int):
+            # A different, reproducible seed for every (seed, epoch, object).
+            seed = (self.augment_seed * 1_000_003 + self.epoch * 7_919 + int(row) * 2_654_435_761) % 2**32
+            return hook(getter(row), row, seed)
+
+        return augmented
+
+    def start_epoch(self, verb: str, epoch: int) -> None:
+        """Tell the datasets an epoch of ``verb`` starts (``on_epoch_start``) and re-seed augmentation."""
+        self.epoch = int(epoch)
+        for dataset in self.datasets.values():
+            hook = getattr(dataset, "on_epoch_start", None)
+            if callable(hook):
+                hook(verb)
 
     # -- access ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -224,8 +258,10 @@ class DataProvider:
             value[bad] = np.quantile(value[~bad], self.nan_quantile)
         return value
 
-    def collate(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
-        """A numpy batch: ``{name: {field: array}, "object_id": array, "<name>__matched": array}``."""
+    def collate(self, samples: Sequence[dict[str, Any] | None], stack=np.stack) -> dict[str, Any]:
+        """A numpy batch: ``{name: {field: array}, "object_id": array, "<name>__matched": array}``.
+
+        ``stack`` joins same-shape arrays (see :func:`~hyrax.datasets.collate.collate_values`)."""
         samples = [s for s in samples if s is not None]
         if not samples:
             return {}
@@ -237,7 +273,7 @@ class DataProvider:
                 batch[name] = dataset.collate(items)
             else:
                 batch[name] = {
-                    field: _collate_field(dataset, field, [item[field] for item in items], object_ids)
+                    field: _collate_field(dataset, field, [item[field] for item in items], object_ids, stack)
                     for field in self.fields[name]
                 }
             if self.rows[name] is not None:
@@ -270,11 +306,11 @@ class DataProvider:
         return self.summary()
 
 
-def _collate_field(dataset: HyraxDataset, field: str, values: list, object_ids: list[str]) -> Any:
+def _collate_field(dataset: HyraxDataset, field: str, values: list, object_ids: list[str], stack) -> Any:
     custom = getattr(dataset, f"collate_{field}", None)
     if callable(custom):
         return custom(values)
-    return collate_values(values, field, object_ids)
+    return collate_values(values, field, object_ids, stack)
 
 
 def _describe(value: Any) -> str:

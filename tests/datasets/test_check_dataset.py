@@ -1,0 +1,104 @@
+"""hyrax.testing.check_dataset: passes every built-in dataset, and explains what is wrong with others."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hyrax.datasets import HyraxDataset
+from hyrax.plugins import DATASETS
+from hyrax.testing import ConformanceError, check_dataset
+
+
+@pytest.fixture
+def builtin_locations(tmp_path, cutouts, hyrax_config):
+    import pickle
+
+    import pandas as pd
+
+    base, rows = cutouts(n=3)
+    rows.to_csv(base / "catalog.csv", index=False)
+    hsc, _ = cutouts(n=3, filters=("HSC-G", "HSC-R"), hsc_names=True, directory="hsc")
+    csv_path = tmp_path / "table.csv"
+    pd.DataFrame({"object_id": ["a", "b"], "mag": [1.0, 2.0]}).to_csv(csv_path, index=False)
+    cifar = tmp_path / "cifar"
+    (cifar / "cifar-10-batches-py").mkdir(parents=True)
+    for name in [f"data_batch_{n}" for n in range(1, 6)]:
+        batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}
+        (cifar / "cifar-10-batches-py" / name).write_bytes(pickle.dumps(batch))
+    return {
+        "HyraxRandomDataset": None,
+        "DecalsRingsDataset": None,
+        "FitsImageDataset": base,
+        "HSCDataset": hsc,
+        "HyraxCSVDataset": csv_path,
+        "HyraxCifarDataset": cifar,
+    }
+
+
+def test_every_builtin_dataset_conforms(builtin_locations):
+    from hyrax.datasets import BUILTIN_DATASETS
+
+    assert set(builtin_locations) == set(BUILTIN_DATASETS)
+    for name, location in builtin_locations.items():
+        report = check_dataset(DATASETS.get(name), data_location=location)
+        assert any("unique" in line for line in report), name
+
+
+def test_failures_are_explained_all_at_once():
+    class Sloppy(HyraxDataset):
+        def __len__(self):
+            return 3
+
+        def get_object_id(self, idx):
+            return "same"
+
+        def get_image(self, idx):
+            import torch
+
+            return torch.zeros(2)
+
+        def get_noise(self, idx):
+            return np.random.default_rng().random(3)
+
+        def get_nothing(self, idx):
+            return None
+
+    with pytest.raises(ConformanceError) as error:
+        check_dataset(Sloppy)
+    message = str(error.value)
+    assert "get_image(0) returns a torch tensor; return numpy instead" in message
+    assert "get_noise(0) returned different values on two calls" in message
+    assert "get_nothing(0) returns None" in message
+    assert "object ids repeat (same" in message
+    DATASETS.unregister("Sloppy")
+
+
+def test_missing_len_and_ids():
+    class NoLen(HyraxDataset):
+        pass
+
+    with pytest.raises(ConformanceError, match=r"NoLen has no __len__"):
+        check_dataset(NoLen)
+
+    class NoIds(HyraxDataset):
+        def __len__(self):
+            return 1
+
+        def get_flux(self, idx):
+            return 1.0
+
+    with pytest.raises(ConformanceError, match=r"no get_object_id\(idx\)"):
+        check_dataset(NoIds)
+    DATASETS.unregister("NoLen")
+    DATASETS.unregister("NoIds")
+
+
+def test_constructor_errors_say_the_signature():
+    class Needy(HyraxDataset):
+        def __init__(self, config, data_location, extra):
+            super().__init__(config, data_location)
+
+    with pytest.raises(ConformanceError, match=r"takes \(config, data_location=None\)"):
+        check_dataset(Needy)
+    DATASETS.unregister("Needy")

@@ -1,0 +1,37 @@
+"""NumpyLoader: numpy batches in the sampler's order, with and without worker processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hyrax.datasets.loader import NumpyLoader, loader_from_config
+from hyrax.datasets.provider import DataProvider
+from hyrax.datasets.sampling import EpochSampler
+from tests.conftest import request_config
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_are_numpy_in_sampler_order(hyrax_config, workers):
+    provider = DataProvider(
+        request_config(hyrax_config, data={"dataset_class": "DecalsRingsDataset"}), "train"
+    )
+    order = EpochSampler(np.arange(40), seed=1)
+    batches = list(NumpyLoader(provider, order, batch_size=16, num_workers=workers))
+    ids = np.concatenate([b["object_id"] for b in batches])
+    assert ids.tolist() == provider.ids()[order.order()].tolist()
+    image = batches[0]["data"]["image"]
+    assert isinstance(image, np.ndarray) and image.shape == (16, 3, 64, 64) and image.dtype == np.float32
+    assert isinstance(batches[0]["data"]["ring"], np.ndarray)
+
+
+def test_loader_from_config_and_all_skipped_batches(hyrax_config):
+    hyrax_config.set_config("data_set.HyraxRandomDataset.number_invalid_values", 1000)
+    hyrax_config.set_config("data_set.on_bad_object", "skip")
+    hyrax_config.set_config("data_loader.num_workers", 0)
+    hyrax_config.set_config("data_loader.batch_size", 10)
+    config = request_config(hyrax_config, data={"dataset_class": "HyraxRandomDataset"})
+    provider = DataProvider(config, "train")
+    batches = list(loader_from_config(config, provider))
+    kept = sum(len(b["object_id"]) for b in batches)
+    assert kept + len(provider.skipped) == 100 and len(provider.skipped) > 50

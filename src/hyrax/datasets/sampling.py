@@ -21,7 +21,12 @@ from hyrax.errors import ConfigError
 
 
 class EpochSampler:
-    """Every index once per epoch, in a permutation seeded by (seed, epoch); in order if not shuffled."""
+    """Every index once per epoch, in a permutation seeded by (seed, epoch); in order if not shuffled.
+
+    Each iteration is one epoch: iterating again moves to the next epoch by itself, so a training loop
+    that iterates its loader once per epoch gets a fresh order without telling the sampler. A resumed
+    run calls ``set_epoch(first_epoch)`` once.
+    """
 
     def __init__(self, indices: np.ndarray, seed: int, shuffle: bool = True):
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -38,10 +43,38 @@ class EpochSampler:
         return self.indices[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
+        order = self.order()
+        self.epoch += 1
+        return iter(order.tolist())
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class ShardedSampler:
+    """One process's share of another sampler's order, for distributed training.
+
+    The order is padded (by repeating its start) to a multiple of the number of processes, so every
+    process runs the same number of batches; process ``rank`` takes every ``world_size``-th index.
+    """
+
+    def __init__(self, sampler, rank: int, world_size: int, pad: bool = True):
+        self.sampler, self.rank, self.world_size, self.pad = sampler, rank, world_size, pad
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(self.sampler)
+        if self.pad and len(order) % self.world_size:
+            order += order[: self.world_size - len(order) % self.world_size]
+        return iter(order[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        total = len(self.sampler)
+        if self.pad:
+            return -(-total // self.world_size)
+        return len(range(self.rank, total, self.world_size))
 
 
 class BalancedSampler(EpochSampler):

@@ -22,6 +22,14 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.create_splits:CreateSplitsVerb",
         "Divide objects among the data_request groups ([split]) and save the split for reuse.",
     ),
+    "model": (
+        "hyrax.verbs.model_verb:ModelVerb",
+        "Show the model class that model.name names and its [model.<Name>] settings (--list: all models).",
+    ),
+    "train": (
+        "hyrax.verbs.train:TrainVerb",
+        "Train the model (model.name) on the train group; checkpoints, metrics and weights go in a run directory.",
+    ),
 }
 
 #: Verbs that exist only on the command line (no h.<verb>() method): the notebook has other means.

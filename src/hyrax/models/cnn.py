@@ -1,0 +1,68 @@
+"""``HyraxCNN``: a small supervised image classifier.
+
+Inputs are the ``image`` field and the label field (``label.field``, else ``label``); ``infer`` writes
+the class probabilities. ``[model.HyraxCNN] output_classes`` sets the number of classes. It trains with
+cross-entropy, whatever ``[criterion]`` says (a classifier needs it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from hyrax.models.layers import image_of, image_shape
+from hyrax.models.model import first_field, hyrax_model
+
+
+@hyrax_model
+class HyraxCNN(nn.Module):
+    """Two convolution + pooling stages, global average pooling, two dense layers."""
+
+    def __init__(self, config, data_sample=None):
+        super().__init__()
+        channels = image_shape(data_sample)[0]
+        classes = int(config["model"]["HyraxCNN"]["output_classes"])
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, classes))
+        self.criterion = nn.CrossEntropyLoss()
+
+    def forward(self, x):
+        return self.head(self.features(image_of(x)))
+
+    @staticmethod
+    def prepare_inputs(batch):
+        image = first_field(batch, "image").astype(np.float32)
+        try:
+            label = first_field(batch, "label").astype(np.int64)
+        except Exception:  # inference data may have no labels
+            label = None
+        return image, label
+
+    def _loss(self, x):
+        image, label = x
+        if label is None:
+            raise ValueError("HyraxCNN trains on labels: request a 'label' field in data_request.")
+        return self.criterion(self(image), label)
+
+    def train_batch(self, x):
+        self.optimizer.zero_grad()
+        loss = self._loss(x)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def validate_batch(self, x):
+        with torch.no_grad():
+            logits = self(x[0])
+            loss = self.criterion(logits, x[1])
+            accuracy = (logits.argmax(1) == x[1]).float().mean()
+        return {"loss": loss.item(), "accuracy": accuracy.item()}
+
+    test_batch = validate_batch
+
+    def infer_batch(self, x):
+        return torch.softmax(self(x[0] if isinstance(x, tuple) else x), dim=1)

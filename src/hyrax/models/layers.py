@@ -1,0 +1,65 @@
+"""Building blocks shared by the built-in image models."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from hyrax.errors import DataError
+
+
+def image_shape(data_sample) -> tuple[int, int, int]:
+    """(channels, height, width) from a prepared sample (an image, or a tuple starting with one)."""
+    sample = data_sample[0] if isinstance(data_sample, tuple | list) else data_sample
+    if sample is None:
+        raise DataError("This model needs a data_sample to size its layers; Hyrax passes one when it builds the model.")
+    shape = tuple(np.shape(sample))[-3:]
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise DataError(f"This model takes images (channels, height, width); the data has shape {np.shape(sample)}.")
+    return shape
+
+
+def image_of(x):
+    """The image tensor of a prepared batch (the first item of a tuple), with a channel axis."""
+    image = x[0] if isinstance(x, tuple | list) else x
+    return image.unsqueeze(1) if image.ndim == 3 else image
+
+
+def conv_encoder(channels: int, base: int, depth: int = 3, batch_norm: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = channels
+    for level in range(depth):
+        out = base * 2**level
+        layers.append(nn.Conv2d(width, out, 3, stride=2, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.GELU())
+        width = out
+    return nn.Sequential(*layers)
+
+
+def conv_decoder(channels: int, base: int, depth: int = 3, batch_norm: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = base * 2 ** (depth - 1)
+    for level in reversed(range(depth)):
+        out = channels if level == 0 else base * 2 ** (level - 1)
+        layers.append(nn.ConvTranspose2d(width, out, 3, stride=2, padding=1, output_padding=1))
+        if level:
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.GELU())
+        width = out
+    return nn.Sequential(*layers)
+
+
+def feature_shape(module: nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
+    with torch.no_grad():
+        return tuple(module(torch.zeros(1, *shape)).shape[1:])
+
+
+def fit_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Crop a decoder's output (which rounds sizes up to powers of two) to the input's size."""
+    return image[..., :height, :width]

@@ -1,0 +1,295 @@
+"""``@hyrax_model``: turn a torch module into a Hyrax model.
+
+The user writes the step; Hyrax owns the loop. A model is a ``torch.nn.Module`` with::
+
+    @hyrax_model
+    class MyModel(nn.Module):
+        def __init__(self, config, data_sample=None):     # data_sample: prepare_inputs of one sample
+            super().__init__()
+            self.layer = nn.Linear(data_sample.shape[-1], 8)
+
+        def forward(self, x):
+            return self.layer(x)
+
+        @staticmethod
+        def prepare_inputs(batch):                          # numpy batch dict -> numpy (or a tuple)
+            return batch["data"]["flux"].astype("float32")
+
+        def train_batch(self, x):                           # x: torch tensors on the model's device
+            self.optimizer.zero_grad()
+            loss = self.criterion(self(x), torch.zeros(len(x), 8))
+            loss.backward()
+            self.optimizer.step()
+            return {"loss": loss.item()}
+
+        def infer_batch(self, x):                           # one output row per object
+            return self(x)
+
+Unless the model sets them, the decorator adds ``optimizer``, ``criterion`` and ``scheduler`` from the
+``[optimizer]``, ``[criterion]`` and ``[scheduler]`` names and the keyword tables named by their class
+paths; and ``save(path)`` / ``load(path)``. ``prepare_inputs`` is saved beside the weights, so inference
+prepares data exactly as training did. The decorator registers the class by name (notebook cells too).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import textwrap
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyrax.config import get_setting
+from hyrax.errors import HyraxError, PluginError
+from hyrax.plugins import MODELS, import_object
+
+logger = logging.getLogger(__name__)
+
+PREPARE_INPUTS_FILE = "prepare_inputs.py"
+
+#: Old method names and their replacements: each still works, with a warning that names the new one.
+RENAMED_METHODS = {"to_tensor": "prepare_inputs", "train_step": "train_batch"}
+
+
+class ModelContractError(HyraxError, TypeError):
+    """A model does not follow the @hyrax_model contract; the message says what to write."""
+
+
+class WeightsError(HyraxError, ValueError):
+    """Saved weights do not fit a model; the message names the layers."""
+
+
+def hyrax_model(cls: type) -> type:
+    """Class decorator: register a torch module as a Hyrax model (see the module documentation)."""
+    import torch
+
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ModelContractError(f"@hyrax_model decorates torch.nn.Module subclasses; {cls!r} is not one.")
+    for old, new in RENAMED_METHODS.items():
+        if old in cls.__dict__ and new not in cls.__dict__:
+            warnings.warn(
+                f"{cls.__name__}.{old} is deprecated: rename it {new} (it works for now).",
+                FutureWarning,
+                stacklevel=2,
+            )
+            setattr(cls, new, cls.__dict__[old])
+    original_init = cls.__init__
+    takes_sample = "data_sample" in inspect.signature(original_init).parameters
+
+    @functools.wraps(original_init)
+    def __init__(self, config, data_sample=None, *args, **kwargs):
+        if takes_sample:
+            original_init(self, config, *args, data_sample=data_sample, **kwargs)
+        else:  # an older model: __init__(self, config, shape) or __init__(self, config)
+            extra = (data_sample,) if len(inspect.signature(original_init).parameters) > 2 else ()
+            original_init(self, config, *extra, *args, **kwargs)
+        if not hasattr(self, "config"):
+            self.config = config
+        attach_training_parts(self, config)
+
+    cls.__init__ = __init__
+    for name, method in (("save", save), ("load", load)):
+        if name not in cls.__dict__ and not any(name in base.__dict__ for base in cls.__mro__[1:-1]):
+            setattr(cls, name, method)
+    cls._hyrax_model = True
+    MODELS.register(cls.__name__, cls)
+    return cls
+
+
+def _class_with_kwargs(config: Mapping, section: str) -> tuple[Any, dict] | None:
+    name = get_setting(config, f"{section}.name")
+    if name is None:
+        return None
+    try:
+        cls = import_object(name, section)
+    except PluginError as error:
+        raise PluginError(f"[{section}] name = \"{name}\": {error}") from None
+    kwargs = dict(config.get(name, {})) if isinstance(config.get(name, {}), Mapping) else {}
+    return cls, kwargs
+
+
+def attach_training_parts(model, config: Mapping) -> None:
+    """Give ``model`` an optimizer, criterion and scheduler from the config, unless it has its own."""
+    if getattr(model, "criterion", None) is None:
+        made = _class_with_kwargs(config, "criterion")
+        model.criterion = made[0](**made[1]) if made else None
+    if getattr(model, "optimizer", None) is None:
+        made = _class_with_kwargs(config, "optimizer")
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        model.optimizer = made[0](parameters, **made[1]) if made and parameters else None
+    if getattr(model, "scheduler", None) is None:
+        made = _class_with_kwargs(config, "scheduler")
+        model.scheduler = made[0](model.optimizer, **made[1]) if made and model.optimizer is not None else None
+
+
+# -- saving and loading ------------------------------------------------------------------------------
+def save(self, path: str | Path) -> Path:
+    """Save the weights to ``path`` and ``prepare_inputs`` beside them (``prepare_inputs.py``)."""
+    import torch
+
+    from hyrax.results.run_dir import write_text_atomic
+
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(self.state_dict(), temporary)
+    temporary.replace(path)
+    write_text_atomic(path.parent / PREPARE_INPUTS_FILE, prepare_inputs_source(type(self)))
+    return path
+
+
+def load(self, path: str | Path):
+    """Load weights saved by :func:`save` (or any state_dict file); mismatches name the layers."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Weights file '{path}' does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a damaged or foreign file
+        raise WeightsError(f"Cannot read weights from '{path}': {error}.") from error
+    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]  # a training checkpoint
+    check_state_fits(self, state, str(path))
+    self.load_state_dict(state)
+    return self
+
+
+def check_state_fits(model, state: Mapping, source: str) -> None:
+    """Raise WeightsError naming every missing, unexpected or wrongly shaped layer."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} (model {tuple(own[k].shape)}, file {tuple(state[k].shape)})"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if wrong:
+        parts.append(f"layers of another shape: {', '.join(wrong[:8])}")
+    if missing:
+        parts.append(f"layers the file lacks: {', '.join(missing[:8])}")
+    if unexpected:
+        parts.append(f"layers the model lacks: {', '.join(unexpected[:8])}")
+    raise WeightsError(
+        f"The weights in {source} do not fit {type(model).__name__}: {'; '.join(parts)}. Use weights trained with "
+        f"this model and the same [model.{type(model).__name__}] settings and data shape."
+    )
+
+
+def prepare_inputs_source(cls: type) -> str:
+    """Python source of a module holding ``cls.prepare_inputs`` as a plain function."""
+    function = inspect.getattr_static(cls, "prepare_inputs", None)
+    function = getattr(function, "__func__", function)
+    header = (
+        f"# prepare_inputs of {cls.__module__}.{cls.__qualname__}, saved with the weights so that inference\n"
+        f"# prepares data exactly as training did.\nimport numpy as np\n\n"
+    )
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        return header + f"from {cls.__module__} import {cls.__qualname__}\nprepare_inputs = {cls.__qualname__}.prepare_inputs\n"
+    lines = [line for line in source.splitlines() if line.strip() != "@staticmethod"]
+    return header + "\n".join(lines) + "\n"
+
+
+def load_prepare_inputs(directory: str | Path):
+    """The ``prepare_inputs`` function saved in ``directory``, or None when there is none."""
+    path = Path(directory) / PREPARE_INPUTS_FILE
+    if not path.is_file():
+        return None
+    namespace: dict[str, Any] = {"__name__": "hyrax_saved_prepare_inputs"}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - our own saved file
+    function = namespace.get("prepare_inputs")
+    return function if callable(function) else None
+
+
+# -- the contract ------------------------------------------------------------------------------------
+def to_torch(prepared: Any, device: Any = "cpu"):
+    """prepare_inputs output (numpy, or a tuple/list of numpy and None) -> tensors on ``device``."""
+    import torch
+
+    if isinstance(prepared, tuple | list):
+        return tuple(to_torch(p, device) for p in prepared)
+    if prepared is None:
+        return None
+    if isinstance(prepared, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(prepared)).to(device)
+    return torch.as_tensor(prepared, device=device)
+
+
+def prepared_problem(prepared: Any) -> str | None:
+    """Why a prepare_inputs result is not numpy (None when it is fine)."""
+    items = prepared if isinstance(prepared, tuple | list) else (prepared,)
+    for item in items:
+        if type(item).__module__.startswith("torch"):
+            return (
+                "prepare_inputs returned a torch tensor: return numpy arrays (Hyrax moves them to the device and "
+                "makes tensors), e.g. `return batch['data']['image']` instead of `torch.tensor(...)`."
+            )
+        if item is not None and not isinstance(item, np.ndarray | np.generic | int | float):
+            return f"prepare_inputs returned a {type(item).__name__}: return a numpy array or a tuple of them."
+    return None
+
+
+REQUIRED = {
+    "prepare_inputs": "@staticmethod\ndef prepare_inputs(batch): return batch['data']['image']  # numpy in, numpy out",
+    "train_batch": "def train_batch(self, x): ...loss.backward(); self.optimizer.step(); return {'loss': loss.item()}",
+    "infer_batch": "def infer_batch(self, x): return self(x)  # one row per object",
+}
+
+
+def check_model_contract(model, batch: Mapping) -> Any:
+    """Check ``model`` on one numpy ``batch`` before a long run; return the prepared tensors.
+
+    Raises ModelContractError saying what to write.
+    """
+    import torch
+
+    name = type(model).__name__
+    for method, example in REQUIRED.items():
+        if not callable(getattr(model, method, None)):
+            raise ModelContractError(f"Model {name} has no {method}. Add one, e.g.:\n    {example}")
+    prepared = model.prepare_inputs(batch)
+    problem = prepared_problem(prepared)
+    if problem:
+        raise ModelContractError(f"Model {name}: {problem}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    tensors = to_torch(prepared, device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.infer_batch(tensors)
+    except Exception as error:  # the user's forward pass: any error means the batch does not fit
+        shapes = ", ".join(str(tuple(t.shape)) for t in (tensors if isinstance(tensors, tuple) else (tensors,)) if t is not None)
+        raise ModelContractError(
+            f"Model {name} cannot take a batch of shape {shapes}: {type(error).__name__}: {error}. Check that its "
+            f"layers fit the data (the data_sample argument of __init__ carries one prepared sample's shapes)."
+        ) from error
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor) or output.ndim == 0 or output.shape[0] != len(batch["object_id"]):
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ModelContractError(
+            f"Model {name}: infer_batch must return a tensor with one row per object (batch of "
+            f"{len(batch['object_id'])}), got {got}."
+        )
+    return tensors
+
+
+def first_field(batch: Mapping, field: str) -> np.ndarray:
+    """``batch[<name>][field]`` for the first dataset that has ``field`` (built-in models use it)."""
+    for value in batch.values():
+        if isinstance(value, Mapping) and field in value:
+            return value[field]
+    names = sorted({f for v in batch.values() if isinstance(v, Mapping) for f in v})
+    raise ModelContractError(f"The batch has no '{field}' field (fields: {', '.join(names)}); request it in `fields`.")

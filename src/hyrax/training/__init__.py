@@ -1,0 +1,1 @@
+"""Training: the loop (on PyTorch Ignite), checkpoints, tracking and distribution."""

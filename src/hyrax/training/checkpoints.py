@@ -1,0 +1,104 @@
+"""Training checkpoints: ``checkpoint_epoch_<N>.pt`` (the latest epoch) and ``best_checkpoint.pt``.
+
+A checkpoint holds the model, optimizer and scheduler states, the epoch, the best validation loss so
+far and the model's class, so that ``train.resume`` continues exactly where a run stopped. Files are
+written under a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from hyrax.errors import HyraxError
+
+_EPOCH = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
+BEST = "best_checkpoint.pt"
+
+
+class CheckpointError(HyraxError, ValueError):
+    """A checkpoint is missing, unreadable, or belongs to another model."""
+
+
+def save_checkpoint(directory: Path, model, epoch: int, best_loss: float | None, keep_previous: bool = False) -> Path:
+    import torch
+
+    state = {
+        "model_class": type(model).__name__,
+        "epoch": epoch,
+        "best_loss": best_loss,
+        "model": model.state_dict(),
+        "optimizer": _inner(getattr(model, "optimizer", None)).state_dict() if getattr(model, "optimizer", None) else None,
+        "scheduler": model.scheduler.state_dict() if getattr(model, "scheduler", None) else None,
+    }
+    path = directory / f"checkpoint_epoch_{epoch}.pt"
+    _save_atomic(state, path)
+    if not keep_previous:
+        for old in directory.glob("checkpoint_epoch_*.pt"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path
+
+
+def copy_as_best(path: Path) -> Path:
+    import shutil
+
+    best = path.with_name(BEST)
+    temporary = best.with_name(f".{BEST}.tmp")
+    shutil.copyfile(path, temporary)
+    temporary.replace(best)
+    return best
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    import torch
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "optimizer", optimizer) if type(optimizer).__name__ == "GradientAveragingOptimizer" else optimizer
+
+
+def latest_checkpoint(location: str | Path) -> Path:
+    """A checkpoint file, or the newest ``checkpoint_epoch_<N>.pt`` in a train run directory."""
+    location = Path(location).expanduser()
+    if location.is_file():
+        return location
+    if location.is_dir():
+        found = sorted(
+            (int(m.group(1)), p) for p in location.iterdir() if (m := _EPOCH.match(p.name))
+        )
+        if found:
+            return found[-1][1]
+        raise CheckpointError(f"train.resume: no checkpoint_epoch_<N>.pt in '{location}'.")
+    raise CheckpointError(f"train.resume: '{location}' does not exist. Give a checkpoint file or a train run directory.")
+
+
+def load_checkpoint(path: Path, model) -> dict[str, Any]:
+    """Restore model, optimizer and scheduler from ``path``; return the checkpoint's other entries."""
+    import torch
+
+    from hyrax.models.model import check_state_fits
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a damaged file
+        raise CheckpointError(f"Cannot read checkpoint '{path}': {error}.") from error
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"'{path}' is not a Hyrax training checkpoint (it has no model state).")
+    if state.get("model_class") != type(model).__name__:
+        raise CheckpointError(
+            f"Checkpoint '{path}' was written by model {state.get('model_class')}, but model.name is "
+            f"{type(model).__name__}. Resume with the same model, or start fresh (train.resume = false)."
+        )
+    check_state_fits(model, state["model"], str(path))
+    model.load_state_dict(state["model"])
+    if state.get("optimizer") and getattr(model, "optimizer", None) is not None:
+        _inner(model.optimizer).load_state_dict(state["optimizer"])
+    if state.get("scheduler") and getattr(model, "scheduler", None) is not None:
+        model.scheduler.load_state_dict(state["scheduler"])
+    return {"epoch": int(state["epoch"]), "best_loss": state.get("best_loss")}

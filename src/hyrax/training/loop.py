@@ -1,0 +1,303 @@
+"""The training loop: the model writes ``train_batch``; Hyrax owns everything around it.
+
+Built on PyTorch Ignite's ``Engine`` (public API only). Per epoch: the train group in a fresh order,
+a validation pass whose loss is the epoch mean, the learning-rate scheduler step, the latest checkpoint
+and the best one, early stopping, and the epoch's metrics to MLflow, TensorBoard and the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyrax.config import get_setting
+from hyrax.datasets.loader import loader_from_config
+from hyrax.datasets.provider import DataProvider
+from hyrax.datasets.sampling import EpochSampler, ShardedSampler, training_sampler
+from hyrax.datasets.splits import compute_splits, split_seed
+from hyrax.errors import ConfigError, HyraxError
+from hyrax.models.model import ModelContractError, check_model_contract, prepared_problem, to_torch
+from hyrax.plugins import MODELS
+from hyrax.training.checkpoints import BEST, copy_as_best, latest_checkpoint, load_checkpoint, save_checkpoint
+from hyrax.training.distributed import (
+    Distribution,
+    GradientAveragingOptimizer,
+    sum_across,
+    synchronize_parameters,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(HyraxError, RuntimeError):
+    """Training cannot go on (a NaN loss, a train_batch without a loss...); the message says where."""
+
+
+def model_class(config: Mapping):
+    """The class ``model.name`` names; unset is an error that lists the models."""
+    from hyrax.models import load_builtins
+
+    load_builtins()
+    name = get_setting(config, "model.name")
+    if name is None:
+        raise ConfigError(
+            f"model.name is not set: say which model to use, e.g. model.name = \"HyraxAutoencoder\". Models: "
+            f"{', '.join(MODELS.names())} (or the import path of your own @hyrax_model class)."
+        )
+    return MODELS.get(name)
+
+
+def build_model(config: Mapping, provider: DataProvider, index: int = 0):
+    """Construct the configured model, sized by one prepared sample of ``provider``; also return that
+    sample's batch (for the contract check)."""
+    cls = model_class(config)
+    batch = provider.collate([provider[int(index)]])
+    if not batch:
+        raise TrainingError(f"Object {index} of the data could not be read (it was skipped); cannot size the model.")
+    prepare = getattr(cls, "prepare_inputs", None)
+    if not callable(prepare):
+        raise ModelContractError(
+            f"Model {cls.__name__} has no prepare_inputs. Add:\n    @staticmethod\n    def prepare_inputs(batch): "
+            f"return batch['data']['image']  # numpy in, numpy out"
+        )
+    data_sample = prepare(batch)
+    problem = prepared_problem(data_sample)
+    if problem:
+        raise ModelContractError(f"Model {cls.__name__}: {problem}")
+    return cls(config, data_sample=data_sample), batch
+
+
+def _loss_of(output: Any, model, epoch: int, iteration: int, stage: str) -> float:
+    if not isinstance(output, Mapping) or "loss" not in output:
+        got = sorted(output) if isinstance(output, Mapping) else type(output).__name__
+        raise TrainingError(
+            f"{type(model).__name__}.{stage} returned {got} without a 'loss': return a dict such as "
+            f"{{'loss': loss.item()}}."
+        )
+    loss = float(output["loss"])
+    if not math.isfinite(loss):
+        raise TrainingError(
+            f"Training stopped: the {stage} loss became {loss} at epoch {epoch}, batch {iteration}. Check the data for "
+            f"NaN/inf (data_set.nan_mode), lower the learning rate, or look at the model's last layers. The last "
+            f"complete epoch's checkpoint is kept; no NaN result was saved as best."
+        )
+    return loss
+
+
+class _FrozenOptimizer:
+    """Stands in for a model's optimizer while its train_batch computes a validation loss."""
+
+    def zero_grad(self, *args, **kwargs):
+        pass
+
+    def step(self, *args, **kwargs):
+        pass
+
+
+class EpochMeans:
+    """Sample-weighted means of a stage's numeric outputs over one epoch, summed over ranks."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, output: Mapping, size: int) -> None:
+        for key, value in output.items():
+            if isinstance(value, int | float | np.floating) and not isinstance(value, bool):
+                self.sums[key] = self.sums.get(key, 0.0) + float(value) * size
+        self.count += size
+
+    def means(self, distribution: Distribution, prefix: str) -> dict[str, float]:
+        keys = sorted(self.sums)
+        totals = sum_across([self.sums[k] for k in keys] + [float(self.count)], distribution)
+        count = totals[-1] or 1.0
+        return {f"{prefix}{k}": totals[i] / count for i, k in enumerate(keys)}
+
+
+class Training:
+    """One training run in ``run_dir`` (a path on every rank; only rank 0 writes)."""
+
+    def __init__(self, config: Mapping, run_dir: Path, distribution: Distribution):
+        import torch
+
+        self.config, self.run_dir, self.distribution = config, Path(run_dir), distribution
+        self.seed = split_seed(config)
+        torch.manual_seed(self.seed)
+        groups = [g for g in ("train", "validate") if g in config.get("data_request", {})]
+        if "train" not in groups:
+            raise ConfigError(
+                "Training needs a [data_request.train] group. Groups: "
+                f"{', '.join(config.get('data_request', {})) or '(none)'}."
+            )
+        self.providers = {g: DataProvider(config, g) for g in groups}
+        self.splits = compute_splits(config, self.providers)
+        if distribution.is_main:
+            self.splits.save(self.run_dir)
+        self.train_indices = self.splits.indices["train"]
+        if not len(self.train_indices):
+            raise ConfigError("The train group has no objects after splitting; check [split].")
+        self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        self.model, sample = build_model(config, self.providers["train"], self.train_indices[0])
+        self.model.to(self.device)
+        self.start_epoch, self.best_loss = self._initial_weights()
+        check_model_contract(self.model, sample)
+        if distribution.active:
+            synchronize_parameters(self.model, distribution)
+            if getattr(self.model, "optimizer", None) is not None:
+                self.model.optimizer = GradientAveragingOptimizer(self.model.optimizer, distribution.world_size)
+        self.prepare = type(self.model).prepare_inputs
+
+    def _initial_weights(self) -> tuple[int, float | None]:
+        weights = get_setting(self.config, "train.model_weights_file")
+        resume = get_setting(self.config, "train.resume")
+        if weights is not None and resume is not None:
+            raise ConfigError(
+                "train.resume and train.model_weights_file are both set: resume continues a run (weights, optimizer, "
+                "epoch count); model_weights_file starts a new run from given weights. Set only one."
+            )
+        if weights is not None:
+            self.model.load(weights)
+            logger.info("starting from weights %s", weights)
+        if resume is not None:
+            path = latest_checkpoint(resume)
+            state = load_checkpoint(path, self.model)
+            logger.info("resuming from %s after epoch %d", path, state["epoch"])
+            return state["epoch"], state["best_loss"]
+        return 0, None
+
+    # -- loaders ---------------------------------------------------------------------------------
+    def _train_loader(self):
+        sampler = training_sampler(self.config, self.providers["train"], self.train_indices, self.seed)
+        sampler.set_epoch(self.start_epoch)
+        if self.distribution.active:
+            sampler = ShardedSampler(sampler, self.distribution.rank, self.distribution.world_size)
+        return loader_from_config(self.config, self.providers["train"], sampler)
+
+    def _validate_loader(self):
+        indices = self.splits.indices.get("validate")
+        if indices is None or not len(indices):
+            return None
+        sampler: Any = EpochSampler(indices, self.seed, shuffle=False)
+        if self.distribution.active:
+            sampler = ShardedSampler(sampler, self.distribution.rank, self.distribution.world_size, pad=False)
+        return loader_from_config(self.config, self.providers["validate"], sampler)
+
+    # -- stages ----------------------------------------------------------------------------------
+    def _validate(self, loader, epoch: int) -> dict[str, float]:
+        import torch
+
+        model = self.model
+        means = EpochMeans()
+        own = callable(getattr(model, "validate_batch", None))
+        model.eval()
+        saved = getattr(model, "optimizer", None)
+        if not own:  # fall back on train_batch with an optimizer that does not step
+            model.optimizer = _FrozenOptimizer()
+        try:
+            self.providers["validate"].start_epoch("validate", epoch)
+            for number, batch in enumerate(loader, start=1):
+                tensors = to_torch(self.prepare(batch), self.device)
+                if own:
+                    with torch.no_grad():
+                        output = model.validate_batch(tensors)
+                else:
+                    output = model.train_batch(tensors)
+                    model.zero_grad(set_to_none=True)
+                _loss_of(output, model, epoch, number, "validate_batch" if own else "train_batch (validation)")
+                means.add(output, len(batch["object_id"]))
+        finally:
+            if not own:
+                model.optimizer = saved
+            model.train()
+        return means.means(self.distribution, "validation_")
+
+    def run(self):
+        """Train for ``train.epochs`` epochs (or until early stopping); return the model."""
+        from ignite.engine import Engine, Events
+
+        config, model, distribution = self.config, self.model, self.distribution
+        epochs = int(config["train"]["epochs"])
+        patience = get_setting(config, "train.early_stopping_patience")
+        train_loader, validate_loader = self._train_loader(), self._validate_loader()
+        tracker = None
+        if distribution.is_main:
+            from hyrax.training.tracking import Tracker
+
+            tracker = Tracker(config, self.run_dir, type(model).__name__)
+        means = EpochMeans()
+        history: dict[str, Any] = {"best": self.best_loss, "since_best": 0, "train": {}, "validate": {}}
+
+        def step(engine, batch):
+            output = model.train_batch(to_torch(self.prepare(batch), self.device))
+            _loss_of(output, model, engine.state.epoch, engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length, "train_batch")
+            means.add(output, len(batch["object_id"]))
+            return output
+
+        trainer = Engine(step)
+
+        @trainer.on(Events.EPOCH_STARTED)
+        def _start(engine):
+            means.__init__()
+            model.train()
+            self.providers["train"].start_epoch("train", engine.state.epoch)
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def _end(engine):
+            epoch = engine.state.epoch
+            train_metrics = means.means(distribution, "training_")
+            validation = self._validate(validate_loader, epoch) if validate_loader is not None else {}
+            history["train"], history["validate"] = train_metrics, validation
+            scheduler = getattr(model, "scheduler", None)
+            if scheduler is not None:
+                scheduler.step()
+            monitored = validation.get("validation_loss", train_metrics.get("training_loss"))
+            improved = history["best"] is None or monitored < history["best"]
+            if improved:
+                history["best"], history["since_best"] = monitored, 0
+            else:
+                history["since_best"] += 1
+            if distribution.is_main:
+                path = save_checkpoint(self.run_dir, model, epoch, history["best"])
+                if improved:
+                    copy_as_best(path)
+                if callable(getattr(model, "log_epoch_metrics", None)):
+                    extra = model.log_epoch_metrics() or {}
+                    train_metrics = {**train_metrics, **{k: v for k, v in extra.items() if isinstance(v, int | float)}}
+                tracker.log_epoch(epoch, {**train_metrics, **validation})
+                logger.info(
+                    "epoch %d/%d: %s", epoch, epochs,
+                    ", ".join(f"{k} {v:.5g}" for k, v in {**train_metrics, **validation}.items()),
+                )
+            if patience is not None and history["since_best"] >= int(patience):
+                logger.info("early stopping: no improvement for %d epochs", history["since_best"])
+                engine.terminate()
+
+        if distribution.is_main and sys.stderr.isatty():
+            from ignite.handlers import ProgressBar
+            from ignite.metrics import RunningAverage
+
+            RunningAverage(output_transform=lambda output: output["loss"]).attach(trainer, "loss")
+            ProgressBar(persist=False).attach(trainer, metric_names=["loss"])
+        if self.start_epoch:
+            trainer.load_state_dict({"epoch": self.start_epoch, "max_epochs": epochs, "epoch_length": len(train_loader)})
+        status = "FAILED"
+        try:
+            if self.start_epoch < epochs:
+                trainer.run(train_loader, max_epochs=epochs)
+            status = "FINISHED"
+        finally:
+            if tracker is not None:
+                tracker.close(status)
+        model.final_training_metrics = history["train"]
+        model.final_validation_metrics = history["validate"]
+        if distribution.is_main:
+            weights = self.run_dir / config["train"]["weights_filename"]
+            model.save(weights)
+            logger.info("final weights: %s (best checkpoint: %s)", weights, self.run_dir / BEST)
+        return model

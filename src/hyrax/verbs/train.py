@@ -1,0 +1,48 @@
+"""``train``: train ``model.name`` on the train group, validating on the validate group every epoch."""
+
+from __future__ import annotations
+
+import argparse
+
+from hyrax.verbs.verb import Verb
+
+
+def distributed_run_dir(config, verb: str):
+    """(RunDir on rank 0 / None elsewhere, the run path on every rank, the Distribution)."""
+    from hyrax.results.run_dir import RunDir
+    from hyrax.training.distributed import broadcast_object, setup
+
+    distribution = setup(config)
+    run = RunDir.create(config, verb) if distribution.is_main else None
+    path = broadcast_object(str(run.path) if run else None, distribution)
+    from pathlib import Path
+
+    return run, Path(path), distribution
+
+
+class TrainVerb(Verb):
+    name = "train"
+    summary = "Train the model (model.name) on the train group; checkpoints, metrics and weights go in a run directory."
+
+    def run(self):
+        """Train; return the model, with ``final_training_metrics`` and ``final_validation_metrics``."""
+        from hyrax.training.loop import Training
+
+        run, path, distribution = distributed_run_dir(self.config, self.name)
+        try:
+            model = Training(self.config, path, distribution).run()
+        except BaseException as error:
+            if run is not None:
+                run.mark_failed(f"{type(error).__name__}: {error}")
+            raise
+        if run is not None:
+            run.mark_complete()
+        model.run_dir = path
+        return model
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        model = self.run()
+        metrics = {**model.final_training_metrics, **model.final_validation_metrics}
+        print(", ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
+        print(f"weights and checkpoints: {model.run_dir}")
+        return 0

@@ -146,3 +146,72 @@ def _check_field(dataset, name: str, field: str, rows: list[int], collate_values
 def _report(name: str, problems: list[str]) -> str:
     lines = "\n".join(f"  {number}. {problem}" for number, problem in enumerate(problems, start=1))
     return f"{name} does not follow the HyraxDataset contract:\n{lines}"
+
+
+def check_model(
+    model_class: Any, config: Mapping | None = None, dataset: str = "HyraxRandomDataset"
+) -> list[str]:
+    """Check a @hyrax_model class: it builds from a data sample, trains one batch, infers one row per
+    object, and saves and loads to the same outputs. Returns what passed; raises ConformanceError.
+
+    ``dataset`` names the dataset that supplies the batch (images of 3x16x16 from HyraxRandomDataset by
+    default; set ``config`` for your own data).
+    """
+    import copy
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from hyrax.config import ConfigManager
+    from hyrax.datasets.provider import DataProvider
+    from hyrax.models.model import check_model_contract, to_torch
+
+    name = getattr(model_class, "__name__", str(model_class))
+    if not getattr(model_class, "_hyrax_model", False):
+        raise ConformanceError(
+            f"{name} is not decorated with @hyrax_model: add `@hyrax_model` above `class {name}`."
+        )
+    if config is None:
+        manager = ConfigManager()
+        manager.set_config("data_set.HyraxRandomDataset.shape", [3, 16, 16])
+        manager.set_config("data_set.HyraxRandomDataset.provided_labels", [0, 1])
+        manager.set_config("data_set.HyraxRandomDataset.size", 8)
+        manager.set_config("data_request.train.data", {"dataset_class": dataset})
+        config = manager.config
+    config = copy.deepcopy(config)
+    config["model"]["name"] = name
+    provider = DataProvider(config, "train")
+    batch = provider.collate([provider[i] for i in range(min(4, len(provider)))])
+    passed: list[str] = []
+    try:
+        model = model_class(config, data_sample=model_class.prepare_inputs(provider.collate([provider[0]])))
+    except Exception as error:  # any construction failure is the finding
+        raise ConformanceError(
+            f"{name}(config, data_sample=...) raised {type(error).__name__}: {error}"
+        ) from error
+    passed.append("builds from a data sample")
+    tensors = check_model_contract(model, batch)
+    passed.append("prepare_inputs returns numpy; infer_batch gives one row per object")
+    output = model.train_batch(tensors)
+    if not isinstance(output, Mapping) or "loss" not in output or not np.isfinite(float(output["loss"])):
+        raise ConformanceError(
+            f"{name}.train_batch must return {{'loss': <finite float>, ...}}, got {output!r}."
+        )
+    passed.append(f"train_batch returns a finite loss ({float(output['loss']):.4g})")
+    model.eval()
+    with torch.no_grad():
+        before = model.infer_batch(to_torch(model_class.prepare_inputs(batch)))
+    with tempfile.TemporaryDirectory() as directory:
+        path = model.save(Path(directory) / "weights.pth")
+        twin = model_class(config, data_sample=model_class.prepare_inputs(provider.collate([provider[0]])))
+        twin.load(path)
+        twin.eval()
+        with torch.no_grad():
+            after = twin.infer_batch(to_torch(model_class.prepare_inputs(batch)))
+    if not torch.allclose(before, after, atol=1e-6):
+        raise ConformanceError(
+            f"{name}: a saved and reloaded model gives different outputs; save every layer's state."
+        )
+    passed.append("save/load round trip gives the same outputs")
+    return passed

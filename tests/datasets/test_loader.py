@@ -17,9 +17,11 @@ def test_batches_are_numpy_in_sampler_order(hyrax_config, workers):
         request_config(hyrax_config, data={"dataset_class": "DecalsRingsDataset"}), "train"
     )
     order = EpochSampler(np.arange(40), seed=1)
+    expected = provider.ids()[order.order()].tolist()  # epoch 0's order, before the loader moves on
     batches = list(NumpyLoader(provider, order, batch_size=16, num_workers=workers))
     ids = np.concatenate([b["object_id"] for b in batches])
-    assert ids.tolist() == provider.ids()[order.order()].tolist()
+    assert ids.tolist() == expected
+    assert order.epoch == 1  # iterating once was one epoch
     image = batches[0]["data"]["image"]
     assert isinstance(image, np.ndarray) and image.shape == (16, 3, 64, 64) and image.dtype == np.float32
     assert isinstance(batches[0]["data"]["ring"], np.ndarray)

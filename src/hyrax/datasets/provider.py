@@ -176,7 +176,9 @@ class DataProvider:
         augment = self.request[name].get("augment", False)
         if isinstance(augment, list):
             for listed in augment:
-                if listed not in self.fields[name] or not callable(getattr(dataset, f"augment_{listed}", None)):
+                if listed not in self.fields[name] or not callable(
+                    getattr(dataset, f"augment_{listed}", None)
+                ):
                     raise DataError(
                         f"data_request.{self.group}.{name}.augment lists '{listed}', but {type(dataset).__name__} "
                         f"has no augment_{listed}(self, data, idx, rng_seed) method for a requested field."

@@ -24,7 +24,12 @@ class ImageDCAE(nn.Module):
         channels = self.input_shape[0]
         encoder, width = [], channels
         for out in WIDTHS:
-            encoder += [nn.Conv2d(width, out, 3, padding=1), nn.GELU(), nn.Conv2d(out, out, 3, stride=2, padding=1), nn.GELU()]
+            encoder += [
+                nn.Conv2d(width, out, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(out, out, 3, stride=2, padding=1),
+                nn.GELU(),
+            ]
             width = out
         self.encoder = nn.Sequential(*encoder)
         self.features = feature_shape(self.encoder, self.input_shape)
@@ -34,8 +39,11 @@ class ImageDCAE(nn.Module):
         decoder = []
         for level in reversed(range(len(WIDTHS))):
             out = channels if level == 0 else WIDTHS[level - 1]
-            decoder += [nn.ConvTranspose2d(WIDTHS[level], WIDTHS[level], 3, stride=2, padding=1, output_padding=1), nn.GELU(),
-                        nn.Conv2d(WIDTHS[level], out, 3, padding=1)]
+            decoder += [
+                nn.ConvTranspose2d(WIDTHS[level], WIDTHS[level], 3, stride=2, padding=1, output_padding=1),
+                nn.GELU(),
+                nn.Conv2d(WIDTHS[level], out, 3, padding=1),
+            ]
             if level:
                 decoder.append(nn.GELU())
         self.decoder = nn.Sequential(*decoder)
@@ -45,7 +53,9 @@ class ImageDCAE(nn.Module):
 
     def _loss(self, x):
         image = image_of(x)
-        reconstruction = fit_to(self.decoder(self.expand(self(image)).reshape(-1, *self.features)), *self.input_shape[1:])
+        reconstruction = fit_to(
+            self.decoder(self.expand(self(image)).reshape(-1, *self.features)), *self.input_shape[1:]
+        )
         return self.criterion(reconstruction, image)
 
     @staticmethod

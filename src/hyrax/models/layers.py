@@ -13,12 +13,16 @@ def image_shape(data_sample) -> tuple[int, int, int]:
     """(channels, height, width) from a prepared sample (an image, or a tuple starting with one)."""
     sample = data_sample[0] if isinstance(data_sample, tuple | list) else data_sample
     if sample is None:
-        raise DataError("This model needs a data_sample to size its layers; Hyrax passes one when it builds the model.")
+        raise DataError(
+            "This model needs a data_sample to size its layers; Hyrax passes one when it builds the model."
+        )
     shape = tuple(np.shape(sample))[-3:]
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3:
-        raise DataError(f"This model takes images (channels, height, width); the data has shape {np.shape(sample)}.")
+        raise DataError(
+            f"This model takes images (channels, height, width); the data has shape {np.shape(sample)}."
+        )
     return shape
 
 
@@ -56,8 +60,13 @@ def conv_decoder(channels: int, base: int, depth: int = 3, batch_norm: bool = Fa
 
 
 def feature_shape(module: nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """Output shape of ``module`` for one input of ``shape`` (in eval mode: batch norm needs no batch)."""
+    was_training = module.training
+    module.eval()
     with torch.no_grad():
-        return tuple(module(torch.zeros(1, *shape)).shape[1:])
+        result = tuple(module(torch.zeros(1, *shape)).shape[1:])
+    module.train(was_training)
+    return result
 
 
 def fit_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ prepares data exactly as training did. The decorator registers the class by name
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -108,7 +109,7 @@ def _class_with_kwargs(config: Mapping, section: str) -> tuple[Any, dict] | None
     try:
         cls = import_object(name, section)
     except PluginError as error:
-        raise PluginError(f"[{section}] name = \"{name}\": {error}") from None
+        raise PluginError(f'[{section}] name = "{name}": {error}') from None
     kwargs = dict(config.get(name, {})) if isinstance(config.get(name, {}), Mapping) else {}
     return cls, kwargs
 
@@ -124,7 +125,9 @@ def attach_training_parts(model, config: Mapping) -> None:
         model.optimizer = made[0](parameters, **made[1]) if made and parameters else None
     if getattr(model, "scheduler", None) is None:
         made = _class_with_kwargs(config, "scheduler")
-        model.scheduler = made[0](model.optimizer, **made[1]) if made and model.optimizer is not None else None
+        model.scheduler = (
+            made[0](model.optimizer, **made[1]) if made and model.optimizer is not None else None
+        )
 
 
 # -- saving and loading ------------------------------------------------------------------------------
@@ -186,19 +189,39 @@ def check_state_fits(model, state: Mapping, source: str) -> None:
 
 
 def prepare_inputs_source(cls: type) -> str:
-    """Python source of a module holding ``cls.prepare_inputs`` as a plain function."""
+    """Python source of a module holding ``cls.prepare_inputs`` as a plain function, with imports for
+    the global names it uses (modules, importable objects, and the source of notebook helpers)."""
     function = inspect.getattr_static(cls, "prepare_inputs", None)
     function = getattr(function, "__func__", function)
     header = (
         f"# prepare_inputs of {cls.__module__}.{cls.__qualname__}, saved with the weights so that inference\n"
-        f"# prepares data exactly as training did.\nimport numpy as np\n\n"
+        f"# prepares data exactly as training did.\nimport numpy as np\n"
     )
     try:
         source = textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError):
-        return header + f"from {cls.__module__} import {cls.__qualname__}\nprepare_inputs = {cls.__qualname__}.prepare_inputs\n"
+        return (
+            header
+            + f"from {cls.__module__} import {cls.__qualname__}\nprepare_inputs = {cls.__qualname__}.prepare_inputs\n"
+        )
     lines = [line for line in source.splitlines() if line.strip() != "@staticmethod"]
-    return header + "\n".join(lines) + "\n"
+    return header + "".join(_global_imports(function)) + "\n" + "\n".join(lines) + "\n"
+
+
+def _global_imports(function) -> list[str]:
+    """An import line (or helper source) for each global name ``function`` uses."""
+    imports = []
+    names = set(function.__code__.co_names)
+    for name in sorted(names & set(function.__globals__)):
+        value = function.__globals__[name]
+        if inspect.ismodule(value):
+            imports.append(f"import {value.__name__} as {name}\n")
+        elif getattr(value, "__module__", None) not in (None, "__main__") and hasattr(value, "__qualname__"):
+            imports.append(f"from {value.__module__} import {value.__qualname__} as {name}\n")
+        elif inspect.isfunction(value):
+            with contextlib.suppress(OSError, TypeError):
+                imports.append(textwrap.dedent(inspect.getsource(value)) + "\n")
+    return imports
 
 
 def load_prepare_inputs(directory: str | Path):
@@ -236,7 +259,9 @@ def prepared_problem(prepared: Any) -> str | None:
                 "makes tensors), e.g. `return batch['data']['image']` instead of `torch.tensor(...)`."
             )
         if item is not None and not isinstance(item, np.ndarray | np.generic | int | float):
-            return f"prepare_inputs returned a {type(item).__name__}: return a numpy array or a tuple of them."
+            return (
+                f"prepare_inputs returned a {type(item).__name__}: return a numpy array or a tuple of them."
+            )
     return None
 
 
@@ -270,7 +295,11 @@ def check_model_contract(model, batch: Mapping) -> Any:
         with torch.no_grad():
             output = model.infer_batch(tensors)
     except Exception as error:  # the user's forward pass: any error means the batch does not fit
-        shapes = ", ".join(str(tuple(t.shape)) for t in (tensors if isinstance(tensors, tuple) else (tensors,)) if t is not None)
+        shapes = ", ".join(
+            str(tuple(t.shape))
+            for t in (tensors if isinstance(tensors, tuple) else (tensors,))
+            if t is not None
+        )
         raise ModelContractError(
             f"Model {name} cannot take a batch of shape {shapes}: {type(error).__name__}: {error}. Check that its "
             f"layers fit the data (the data_sample argument of __init__ carries one prepared sample's shapes)."
@@ -292,4 +321,6 @@ def first_field(batch: Mapping, field: str) -> np.ndarray:
         if isinstance(value, Mapping) and field in value:
             return value[field]
     names = sorted({f for v in batch.values() if isinstance(v, Mapping) for f in v})
-    raise ModelContractError(f"The batch has no '{field}' field (fields: {', '.join(names)}); request it in `fields`.")
+    raise ModelContractError(
+        f"The batch has no '{field}' field (fields: {', '.join(names)}); request it in `fields`."
+    )

@@ -56,12 +56,22 @@ class SimCLR(nn.Module):
         latent = int(settings["latent_dim"])
         self.temperature = float(settings["temperature"])
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, latent),
+            nn.Conv2d(channels, 32, 3, stride=2, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(128, latent),
         )
-        self.projection = nn.Sequential(nn.Linear(latent, latent), nn.ReLU(), nn.Linear(latent, int(settings["projection_dimension"])))
+        self.projection = nn.Sequential(
+            nn.Linear(latent, latent), nn.ReLU(), nn.Linear(latent, int(settings["projection_dimension"]))
+        )
 
     def forward(self, x):
         return self.encoder(image_of(x))
@@ -72,7 +82,9 @@ class SimCLR(nn.Module):
 
     def _loss(self, x):
         image = image_of(x)
-        return nt_xent(self.projection(self(augment(image))), self.projection(self(augment(image))), self.temperature)
+        return nt_xent(
+            self.projection(self(augment(image))), self.projection(self(augment(image))), self.temperature
+        )
 
     def train_batch(self, x):
         self.optimizer.zero_grad()

@@ -21,15 +21,18 @@ class CheckpointError(HyraxError, ValueError):
     """A checkpoint is missing, unreadable, or belongs to another model."""
 
 
-def save_checkpoint(directory: Path, model, epoch: int, best_loss: float | None, keep_previous: bool = False) -> Path:
-    import torch
+def save_checkpoint(
+    directory: Path, model, epoch: int, best_loss: float | None, keep_previous: bool = False
+) -> Path:
 
     state = {
         "model_class": type(model).__name__,
         "epoch": epoch,
         "best_loss": best_loss,
         "model": model.state_dict(),
-        "optimizer": _inner(getattr(model, "optimizer", None)).state_dict() if getattr(model, "optimizer", None) else None,
+        "optimizer": _inner(getattr(model, "optimizer", None)).state_dict()
+        if getattr(model, "optimizer", None)
+        else None,
         "scheduler": model.scheduler.state_dict() if getattr(model, "scheduler", None) else None,
     }
     path = directory / f"checkpoint_epoch_{epoch}.pt"
@@ -60,7 +63,11 @@ def _save_atomic(state: dict, path: Path) -> None:
 
 
 def _inner(optimizer):
-    return getattr(optimizer, "optimizer", optimizer) if type(optimizer).__name__ == "GradientAveragingOptimizer" else optimizer
+    return (
+        getattr(optimizer, "optimizer", optimizer)
+        if type(optimizer).__name__ == "GradientAveragingOptimizer"
+        else optimizer
+    )
 
 
 def latest_checkpoint(location: str | Path) -> Path:
@@ -69,13 +76,13 @@ def latest_checkpoint(location: str | Path) -> Path:
     if location.is_file():
         return location
     if location.is_dir():
-        found = sorted(
-            (int(m.group(1)), p) for p in location.iterdir() if (m := _EPOCH.match(p.name))
-        )
+        found = sorted((int(m.group(1)), p) for p in location.iterdir() if (m := _EPOCH.match(p.name)))
         if found:
             return found[-1][1]
         raise CheckpointError(f"train.resume: no checkpoint_epoch_<N>.pt in '{location}'.")
-    raise CheckpointError(f"train.resume: '{location}' does not exist. Give a checkpoint file or a train run directory.")
+    raise CheckpointError(
+        f"train.resume: '{location}' does not exist. Give a checkpoint file or a train run directory."
+    )
 
 
 def load_checkpoint(path: Path, model) -> dict[str, Any]:

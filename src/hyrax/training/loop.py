@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def model_class(config: Mapping):
     name = get_setting(config, "model.name")
     if name is None:
         raise ConfigError(
-            f"model.name is not set: say which model to use, e.g. model.name = \"HyraxAutoencoder\". Models: "
+            f'model.name is not set: say which model to use, e.g. model.name = "HyraxAutoencoder". Models: '
             f"{', '.join(MODELS.names())} (or the import path of your own @hyrax_model class)."
         )
     return MODELS.get(name)
@@ -59,7 +60,9 @@ def build_model(config: Mapping, provider: DataProvider, index: int = 0):
     cls = model_class(config)
     batch = provider.collate([provider[int(index)]])
     if not batch:
-        raise TrainingError(f"Object {index} of the data could not be read (it was skipped); cannot size the model.")
+        raise TrainingError(
+            f"Object {index} of the data could not be read (it was skipped); cannot size the model."
+        )
     prepare = getattr(cls, "prepare_inputs", None)
     if not callable(prepare):
         raise ModelContractError(
@@ -150,7 +153,9 @@ class Training:
         if distribution.active:
             synchronize_parameters(self.model, distribution)
             if getattr(self.model, "optimizer", None) is not None:
-                self.model.optimizer = GradientAveragingOptimizer(self.model.optimizer, distribution.world_size)
+                self.model.optimizer = GradientAveragingOptimizer(
+                    self.model.optimizer, distribution.world_size
+                )
         self.prepare = type(self.model).prepare_inputs
 
     def _initial_weights(self) -> tuple[int, float | None]:
@@ -209,7 +214,9 @@ class Training:
                 else:
                     output = model.train_batch(tensors)
                     model.zero_grad(set_to_none=True)
-                _loss_of(output, model, epoch, number, "validate_batch" if own else "train_batch (validation)")
+                _loss_of(
+                    output, model, epoch, number, "validate_batch" if own else "train_batch (validation)"
+                )
                 means.add(output, len(batch["object_id"]))
         finally:
             if not own:
@@ -231,11 +238,23 @@ class Training:
 
             tracker = Tracker(config, self.run_dir, type(model).__name__)
         means = EpochMeans()
-        history: dict[str, Any] = {"best": self.best_loss, "since_best": 0, "train": {}, "validate": {}}
+        history: dict[str, Any] = {
+            "best": self.best_loss,
+            "since_best": 0,
+            "train": {},
+            "validate": {},
+            "epochs": [],
+        }
 
         def step(engine, batch):
             output = model.train_batch(to_torch(self.prepare(batch), self.device))
-            _loss_of(output, model, engine.state.epoch, engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length, "train_batch")
+            _loss_of(
+                output,
+                model,
+                engine.state.epoch,
+                engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length,
+                "train_batch",
+            )
             means.add(output, len(batch["object_id"]))
             return output
 
@@ -243,6 +262,7 @@ class Training:
 
         @trainer.on(Events.EPOCH_STARTED)
         def _start(engine):
+            history["epoch_started"] = time.perf_counter()
             means.__init__()
             model.train()
             self.providers["train"].start_epoch("train", engine.state.epoch)
@@ -250,9 +270,20 @@ class Training:
         @trainer.on(Events.EPOCH_COMPLETED)
         def _end(engine):
             epoch = engine.state.epoch
+            seconds = time.perf_counter() - history["epoch_started"]
+            samples = means.count
             train_metrics = means.means(distribution, "training_")
             validation = self._validate(validate_loader, epoch) if validate_loader is not None else {}
             history["train"], history["validate"] = train_metrics, validation
+            history["epochs"].append(
+                {
+                    "epoch": epoch,
+                    **train_metrics,
+                    **validation,
+                    "train_seconds": seconds,
+                    "train_samples": samples,
+                }
+            )
             scheduler = getattr(model, "scheduler", None)
             if scheduler is not None:
                 scheduler.step()
@@ -268,10 +299,15 @@ class Training:
                     copy_as_best(path)
                 if callable(getattr(model, "log_epoch_metrics", None)):
                     extra = model.log_epoch_metrics() or {}
-                    train_metrics = {**train_metrics, **{k: v for k, v in extra.items() if isinstance(v, int | float)}}
+                    train_metrics = {
+                        **train_metrics,
+                        **{k: v for k, v in extra.items() if isinstance(v, int | float)},
+                    }
                 tracker.log_epoch(epoch, {**train_metrics, **validation})
                 logger.info(
-                    "epoch %d/%d: %s", epoch, epochs,
+                    "epoch %d/%d: %s",
+                    epoch,
+                    epochs,
                     ", ".join(f"{k} {v:.5g}" for k, v in {**train_metrics, **validation}.items()),
                 )
             if patience is not None and history["since_best"] >= int(patience):
@@ -285,7 +321,9 @@ class Training:
             RunningAverage(output_transform=lambda output: output["loss"]).attach(trainer, "loss")
             ProgressBar(persist=False).attach(trainer, metric_names=["loss"])
         if self.start_epoch:
-            trainer.load_state_dict({"epoch": self.start_epoch, "max_epochs": epochs, "epoch_length": len(train_loader)})
+            trainer.load_state_dict(
+                {"epoch": self.start_epoch, "max_epochs": epochs, "epoch_length": len(train_loader)}
+            )
         status = "FAILED"
         try:
             if self.start_epoch < epochs:
@@ -296,6 +334,7 @@ class Training:
                 tracker.close(status)
         model.final_training_metrics = history["train"]
         model.final_validation_metrics = history["validate"]
+        model.training_history = history["epochs"]
         if distribution.is_main:
             weights = self.run_dir / config["train"]["weights_filename"]
             model.save(weights)

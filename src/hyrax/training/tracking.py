@@ -58,7 +58,11 @@ class Tracker:
         self._start_tensorboard(run_dir)
 
     def _warn(self, what: str, error: Exception) -> None:
-        warnings.warn(f"{what} failed ({type(error).__name__}: {error}); training continues.", TrackingWarning, stacklevel=3)
+        warnings.warn(
+            f"{what} failed ({type(error).__name__}: {error}); training continues.",
+            TrackingWarning,
+            stacklevel=3,
+        )
 
     def _start_mlflow(self, config: Mapping, run_dir: Path, model_name: str) -> None:
         try:
@@ -94,12 +98,14 @@ class Tracker:
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if self.mlflow is not None:
             try:
-                from mlflow.entities import Metric
-
                 import time
 
+                from mlflow.entities import Metric
+
                 now = int(time.time() * 1000)
-                self.mlflow.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+                self.mlflow.log_batch(
+                    self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+                )
             except Exception as error:  # any tracking failure must not stop training
                 self._warn("MLflow logging", error)
         if self.tensorboard is not None:

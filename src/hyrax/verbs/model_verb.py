@@ -9,7 +9,9 @@ from hyrax.verbs.verb import Verb
 
 class ModelVerb(Verb):
     name = "model"
-    summary = "Show the model class that model.name names and its [model.<Name>] settings (--list: all models)."
+    summary = (
+        "Show the model class that model.name names and its [model.<Name>] settings (--list: all models)."
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,159 @@
+"""The @hyrax_model contract and the built-in models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hyrax.models import BUILTIN_MODELS, hyrax_model
+from hyrax.models.model import ModelContractError, WeightsError, check_model_contract, load_prepare_inputs
+from hyrax.plugins import MODELS
+from hyrax.testing import ConformanceError, check_model
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
+def test_every_builtin_model_conforms(name):
+    report = check_model(MODELS.get(name))
+    assert any("save/load" in line for line in report)
+
+
+def _batch(n=4):
+    return {
+        "data": {"image": np.random.default_rng(0).random((n, 3, 8, 8), dtype=np.float32)},
+        "object_id": np.arange(n).astype(str),
+    }
+
+
+def test_decorator_registers_notebook_class_and_supplies_optimizer(hyrax_config):
+    def cell():
+        @hyrax_model
+        class CellModel(nn.Module):
+            def __init__(self, config, data_sample=None):
+                super().__init__()
+                self.layer = nn.Linear(192, 2)
+
+            def forward(self, x):
+                return self.layer(x.flatten(1))
+
+            @staticmethod
+            def prepare_inputs(batch):
+                return batch["data"]["image"]
+
+            def train_batch(self, x):
+                return {"loss": 0.0}
+
+            def infer_batch(self, x):
+                return self(x)
+
+        return CellModel
+
+    cls = cell()
+    assert MODELS.get("CellModel") is cls
+    hyrax_config.set_config("optimizer.name", "torch.optim.SGD")
+    hyrax_config.set_config("'torch.optim.SGD'.lr", 0.5)
+    hyrax_config.set_config("scheduler.name", "torch.optim.lr_scheduler.ExponentialLR")
+    model = cls(hyrax_config.config)
+    assert isinstance(model.optimizer, torch.optim.SGD) and model.optimizer.param_groups[0]["lr"] == 0.5
+    assert isinstance(model.criterion, nn.MSELoss)
+    assert isinstance(model.scheduler, torch.optim.lr_scheduler.ExponentialLR)
+    check_model_contract(model, _batch())
+    MODELS.unregister("CellModel")
+
+
+def test_old_method_names_work_with_a_warning(hyrax_config):
+    with pytest.warns(FutureWarning, match=r"OldModel.to_tensor is deprecated: rename it prepare_inputs"):
+
+        @hyrax_model
+        class OldModel(nn.Module):
+            def __init__(self, config, shape):
+                super().__init__()
+                self.layer = nn.Linear(192, 2)
+
+            def forward(self, x):
+                return self.layer(x.flatten(1))
+
+            @staticmethod
+            def to_tensor(batch):
+                return batch["data"]["image"]
+
+            def train_step(self, x):
+                return {"loss": 1.0}
+
+            def infer_batch(self, x):
+                return self(x)
+
+    model = OldModel(hyrax_config.config, data_sample=None)
+    assert model.train_batch(None) == {"loss": 1.0}
+    assert OldModel.prepare_inputs(_batch()).shape == (4, 3, 8, 8)
+    MODELS.unregister("OldModel")
+
+
+def _model(hyrax_config, **methods):
+    body = {
+        "__init__": lambda self, config, data_sample=None: (
+            nn.Module.__init__(self),
+            setattr(self, "layer", nn.Linear(192, 2)),
+        )[0],
+        "forward": lambda self, x: self.layer(x.flatten(1)),
+        "prepare_inputs": staticmethod(lambda batch: batch["data"]["image"]),
+        "train_batch": lambda self, x: {"loss": 0.0},
+        "infer_batch": lambda self, x: self(x),
+    }
+    body.update(methods)
+    body = {k: v for k, v in body.items() if v is not None}
+    cls = hyrax_model(type("Probe", (nn.Module,), body))
+    return cls(hyrax_config.config)
+
+
+def test_contract_messages(hyrax_config):
+    with pytest.raises(
+        ModelContractError, match=r"Probe has no train_batch. Add one, e.g.:\n.*optimizer.step"
+    ):
+        check_model_contract(_model(hyrax_config, train_batch=None), _batch())
+    with pytest.raises(ModelContractError, match=r"prepare_inputs returned a torch tensor: return numpy"):
+        check_model_contract(
+            _model(hyrax_config, prepare_inputs=staticmethod(lambda b: torch.zeros(4, 3, 8, 8))), _batch()
+        )
+    with pytest.raises(
+        ModelContractError, match=r"cannot take a batch of shape \(4, 3, 5, 5\).*layers fit the data"
+    ):
+        small = {"data": {"image": np.zeros((4, 3, 5, 5), np.float32)}, "object_id": np.arange(4).astype(str)}
+        check_model_contract(_model(hyrax_config), small)
+    with pytest.raises(ModelContractError, match=r"one row per object \(batch of 4\), got \(2,\)"):
+        check_model_contract(_model(hyrax_config, infer_batch=lambda self, x: self(x)[0]), _batch())
+    MODELS.unregister("Probe")
+
+
+def test_weights_that_do_not_fit_name_the_layers(hyrax_config, tmp_path):
+    hyrax_config.set_config("model.HyraxAutoencoder.latent_dim", 8)
+    cls = MODELS.get("HyraxAutoencoder")
+    sample = np.zeros((1, 3, 16, 16), np.float32)
+    path = cls(hyrax_config.config, data_sample=sample).save(tmp_path / "w.pth")
+    hyrax_config.set_config("model.HyraxAutoencoder.latent_dim", 16)
+    other = cls(hyrax_config.config, data_sample=sample)
+    with pytest.raises(
+        WeightsError,
+        match=r"do not fit HyraxAutoencoder: layers of another shape: to_latent.weight \(model \(16,",
+    ):
+        other.load(path)
+    with pytest.raises(WeightsError, match="does not exist"):
+        other.load(tmp_path / "missing.pth")
+
+
+def test_prepare_inputs_travels_with_the_weights(hyrax_config, tmp_path):
+    cls = MODELS.get("HyraxAutoencoder")
+    cls(hyrax_config.config, data_sample=np.zeros((1, 3, 16, 16), np.float32)).save(tmp_path / "w.pth")
+    prepare = load_prepare_inputs(tmp_path)
+    assert "def prepare_inputs(batch):" in (tmp_path / "prepare_inputs.py").read_text()
+    batch = {"data": {"image": np.ones((2, 3, 4, 4), np.float64)}, "object_id": np.array(["a", "b"])}
+    assert prepare(batch).dtype == np.float32
+
+
+def test_check_model_rejects_undecorated_classes():
+    class Plain(nn.Module):
+        pass
+
+    with pytest.raises(ConformanceError, match="not decorated with @hyrax_model"):
+        check_model(Plain)

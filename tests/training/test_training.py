@@ -1,0 +1,360 @@
+"""The train verb: metrics, checkpoints, resume, fine-tuning, early stopping, tracking, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from hyrax import Hyrax
+from hyrax.errors import ConfigError
+from hyrax.models import hyrax_model
+from hyrax.models.model import WeightsError
+from hyrax.plugins import MODELS
+from hyrax.training.checkpoints import CheckpointError
+from hyrax.training.loop import TrainingError
+
+
+def make_hyrax(
+    tmp_path, model="HyraxAutoencoder", epochs=2, dataset="HyraxRandomDataset", **settings
+) -> Hyrax:
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path / "results"))
+    h.set_config("model.name", model)
+    h.set_config("data_set.HyraxRandomDataset.shape", [3, 8, 8])
+    h.set_config("data_set.HyraxRandomDataset.size", 40)
+    h.set_config("data_set.HyraxRandomDataset.provided_labels", [0, 1])
+    for group in ("train", "validate"):
+        h.set_config(f"data_request.{group}.data", {"dataset_class": dataset})
+    h.set_config("split.train", 0.75)
+    h.set_config("train.epochs", epochs)
+    h.set_config("data_loader.batch_size", 10)
+    h.set_config("data_loader.num_workers", 0)
+    h.set_config("data_set.seed", 1)
+    for key, value in settings.items():
+        h.set_config(key.replace("__", "."), value)
+    return h
+
+
+@hyrax_model
+class ScriptedLosses(nn.Module):
+    """Validation losses follow SCRIPT, one value per epoch (one validation batch per epoch)."""
+
+    SCRIPT = [3.0, 1.0, 2.0, 2.5, 2.6]
+
+    def __init__(self, config, data_sample=None):
+        super().__init__()
+        self.layer = nn.Linear(192, 2)
+        self.validations = 0
+
+    def forward(self, x):
+        return self.layer(x.flatten(1))
+
+    @staticmethod
+    def prepare_inputs(batch):
+        return batch["data"]["image"]
+
+    def train_batch(self, x):
+        self.optimizer.zero_grad()
+        loss = self(x).pow(2).mean()
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def validate_batch(self, x):
+        loss = self.SCRIPT[self.validations]
+        self.validations += 1
+        return {"loss": loss}
+
+    def infer_batch(self, x):
+        return self(x)
+
+
+def test_train_returns_model_with_epoch_mean_metrics(tmp_path):
+    model = make_hyrax(tmp_path).train()
+    assert set(model.final_training_metrics) == {"training_loss"}
+    assert set(model.final_validation_metrics) == {"validation_loss"}
+    run = model.run_dir
+    for name in (
+        "checkpoint_epoch_2.pt",
+        "best_checkpoint.pt",
+        "example_model.pth",
+        "prepare_inputs.py",
+        "train_split.npz",
+        "validate_split.npz",
+        "runtime_config.toml",
+    ):
+        assert (run / name).is_file(), name
+    assert not (run / "checkpoint_epoch_1.pt").exists()  # only the latest epoch is kept
+    with open(run / "hyrax_run.toml", "rb") as handle:
+        assert tomllib.load(handle)["status"] == "complete"
+
+
+def test_best_checkpoint_follows_epoch_mean_validation_loss(tmp_path):
+    h = make_hyrax(tmp_path, model="ScriptedLosses", epochs=3, data_loader__batch_size=40)
+    model = h.train()
+    best = torch.load(model.run_dir / "best_checkpoint.pt", weights_only=False)
+    assert best["epoch"] == 2 and best["best_loss"] == 1.0
+    assert model.final_validation_metrics == {"validation_loss": 2.0}
+
+
+def test_early_stopping(tmp_path):
+    h = make_hyrax(
+        tmp_path,
+        model="ScriptedLosses",
+        epochs=5,
+        data_loader__batch_size=40,
+        train__early_stopping_patience=2,
+    )
+    model = h.train()
+    assert (model.run_dir / "checkpoint_epoch_4.pt").is_file()  # best at 2, no better at 3 and 4: stop
+    assert not (model.run_dir / "checkpoint_epoch_5.pt").exists()
+
+
+def test_resume_continues_epochs_and_scheduler(tmp_path):
+    first = make_hyrax(tmp_path, epochs=2)
+    first.set_config("scheduler.name", "torch.optim.lr_scheduler.ExponentialLR")
+    first.set_config("'torch.optim.lr_scheduler.ExponentialLR'.gamma", 0.5)
+    done = first.train()
+    assert done.scheduler.get_last_lr()[0] == pytest.approx(0.001 * 0.5**2)
+    second = make_hyrax(tmp_path, epochs=4, train__resume=str(done.run_dir))
+    second.set_config("scheduler.name", "torch.optim.lr_scheduler.ExponentialLR")
+    second.set_config("'torch.optim.lr_scheduler.ExponentialLR'.gamma", 0.5)
+    resumed = second.train()
+    assert (resumed.run_dir / "checkpoint_epoch_4.pt").is_file()
+    assert not (resumed.run_dir / "checkpoint_epoch_2.pt").exists()
+    assert resumed.scheduler.get_last_lr()[0] == pytest.approx(0.001 * 0.5**4)
+
+
+def test_fine_tune_from_weights_and_conflicting_keys(tmp_path):
+    base = make_hyrax(tmp_path, epochs=1).train()
+    weights = base.run_dir / "example_model.pth"
+    h = make_hyrax(
+        tmp_path, epochs=1, train__model_weights_file=str(weights), **{"'torch.optim.Adam'.lr": 1e-12}
+    )
+    tuned = h.train()
+    start = torch.load(weights, weights_only=True)
+    for name, tensor in tuned.state_dict().items():
+        assert torch.allclose(tensor, start[name], atol=1e-6), (
+            name
+        )  # lr ~ 0: the weights stayed the given ones
+    h.set_config("train.resume", str(base.run_dir))
+    with pytest.raises(ConfigError, match="train.resume and train.model_weights_file are both set"):
+        h.train()
+
+
+def test_resume_file_from_another_model(tmp_path):
+    done = make_hyrax(tmp_path, epochs=1).train()
+    h = make_hyrax(tmp_path, model="HyraxAutoencoderV2", train__resume=str(done.run_dir))
+    with pytest.raises(
+        CheckpointError, match=r"written by model HyraxAutoencoder, but model.name is HyraxAutoencoderV2"
+    ):
+        h.train()
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    done = make_hyrax(tmp_path, epochs=1).train()
+    h = make_hyrax(
+        tmp_path,
+        train__model_weights_file=str(done.run_dir / "example_model.pth"),
+        model__HyraxAutoencoder__latent_dim=4,
+    )
+    with pytest.raises(WeightsError, match=r"to_latent.weight"):
+        h.train()
+
+
+def _probe(train_batch):
+    cls = type(
+        "LossProbe",
+        (nn.Module,),
+        {
+            "__init__": lambda self, config, data_sample=None: (
+                nn.Module.__init__(self),
+                setattr(self, "layer", nn.Linear(192, 1)),
+            )[0],
+            "forward": lambda self, x: self.layer(x.flatten(1)),
+            "prepare_inputs": staticmethod(lambda batch: batch["data"]["image"]),
+            "train_batch": train_batch,
+            "infer_batch": lambda self, x: self(x),
+        },
+    )
+    return hyrax_model(cls)
+
+
+def test_nan_loss_stops_with_epoch_and_batch(tmp_path):
+    calls = []
+
+    def train_batch(self, x):
+        calls.append(1)
+        return {"loss": float("nan") if len(calls) == 5 else 1.0}
+
+    _probe(train_batch)
+    h = make_hyrax(tmp_path, model="LossProbe", epochs=3)
+    # Calls 1-3: epoch 1's batches; 4: its validation (no validate_batch: train_batch without steps); 5: epoch 2, batch 1.
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, batch 1"):
+        h.train()
+    run = next((tmp_path / "results").glob("*-train-*"))
+    assert (run / "checkpoint_epoch_1.pt").is_file() and not (run / "checkpoint_epoch_2.pt").exists()
+    with open(run / "hyrax_run.toml", "rb") as handle:
+        assert tomllib.load(handle)["status"] == "failed"
+    MODELS.unregister("LossProbe")
+
+
+def test_train_batch_without_loss(tmp_path):
+    _probe(lambda self, x: {"error": 1.0})
+    with pytest.raises(TrainingError, match=r"LossProbe.train_batch returned \['error'\] without a 'loss'"):
+        make_hyrax(tmp_path, model="LossProbe").train()
+    MODELS.unregister("LossProbe")
+
+
+def test_model_name_unset_lists_models(tmp_path):
+    h = make_hyrax(tmp_path)
+    h.set_config("model.name", False)
+    with pytest.raises(ConfigError, match=r"model.name is not set.*HyraxAutoencoder.*SimCLR"):
+        h.train()
+
+
+def test_mlflow_and_tensorboard_record_the_run(tmp_path):
+    model = make_hyrax(tmp_path, epochs=2).train()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(tmp_path / "results" / "mlflow").resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("notebook").experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_name == model.run_dir.name
+    params = runs[0].data.params
+    assert params["model.name"] == "HyraxAutoencoder" and params["model.HyraxAutoencoder.latent_dim"] == "64"
+    assert params["optimizer.name"] == "torch.optim.Adam" and params["torch.optim.Adam.lr"] == "0.001"
+    assert params["train.epochs"] == "2" and params["data_loader.batch_size"] == "10"
+    history = client.get_metric_history(runs[0].info.run_id, "validation_loss")
+    assert [m.step for m in history] == [1, 2]
+    scalars = read_tensorboard_scalars(model.run_dir / "tensorboard")
+    assert [step for step, _ in scalars["training_loss"]] == [1, 2]
+    assert len(scalars["validation_loss"]) == 2
+
+
+def read_tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars from TensorBoard event files (TFRecord framing around Event protobufs)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            record = data[offset + 12 : offset + 12 + length]
+            offset += 12 + length + 4
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+@pytest.mark.parametrize(
+    "name", ["HyraxAutoencoder", "HyraxAutoencoderV2", "ImageDCAE", "HyraxCNN", "SimCLR"]
+)
+def test_builtin_image_models_learn_the_galaxies(tmp_path, name):
+    h = make_hyrax(tmp_path, model=name, epochs=4, dataset="DecalsRingsDataset", data_loader__batch_size=32)
+    h.set_config("split.train", 0.5)
+    h.set_config("model.HyraxCNN.output_classes", 2)
+    h.set_config("'torch.optim.Adam'.lr", 3e-3)
+    model = h.train()
+    losses = [epoch["training_loss"] for epoch in model.training_history]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+
+
+def test_loopback_trains_on_random_data(tmp_path):
+    model = make_hyrax(tmp_path, model="HyraxLoopback", epochs=1).train()
+    assert model.final_training_metrics["training_loss"] == 0.0
+
+
+def test_cli_train_and_model_verbs(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[general]
+results_dir = "{tmp_path / "results"}"
+[model]
+name = "HyraxAutoencoder"
+[train]
+epochs = 1
+[data_loader]
+batch_size = 16
+num_workers = 0
+[data_request.train.galaxies]
+dataset_class = "DecalsRingsDataset"
+"""
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "hyrax", "train", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "training_loss" in result.stdout and "weights and checkpoints:" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "hyrax", "model", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "hyrax.models.autoencoder.HyraxAutoencoder" in result.stdout
+    assert "latent_dim = 64" in result.stdout
+
+
+def test_two_process_ddp_writes_one_set_of_weights(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[general]
+results_dir = "{tmp_path / "results"}"
+distributed = true
+[model]
+name = "HyraxAutoencoder"
+[model.HyraxAutoencoder]
+base_channel_size = 8
+latent_dim = 8
+[train]
+epochs = 2
+[data_loader]
+batch_size = 16
+num_workers = 0
+[data_set.HyraxRandomDataset]
+size = 64
+shape = [3, 16, 16]
+[data_request.train.data]
+dataset_class = "HyraxRandomDataset"
+[data_request.validate.data]
+dataset_class = "HyraxRandomDataset"
+[split]
+train = 0.75
+"""
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hyrax",
+        "train",
+        "-c",
+        str(config),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "results").glob("*-train-*"))
+    assert len(runs) == 1
+    assert sorted(p.name for p in runs[0].glob("*.pth")) == ["example_model.pth"]
+    with open(runs[0] / "hyrax_run.toml", "rb") as handle:
+        assert tomllib.load(handle)["status"] == "complete"
+    assert result.stdout.count("weights and checkpoints:") == 2  # both ranks trained and finished

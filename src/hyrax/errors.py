@@ -43,6 +43,10 @@ class ResultsError(HyraxError, FileNotFoundError):
     """A results directory (a run) could not be found or is incomplete."""
 
 
+class ResultsWriteError(HyraxError, OSError):
+    """Results could not be written (disk full, permissions); what was committed before stays readable."""
+
+
 class HyraxWarning(UserWarning):
     """Base class of Hyrax's warnings."""
 

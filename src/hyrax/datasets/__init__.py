@@ -15,6 +15,7 @@ BUILTIN_DATASETS = {
     "HSCDataset": "hyrax.datasets.hsc:HSCDataset",
     "HyraxCifarDataset": "hyrax.datasets.cifar:HyraxCifarDataset",
     "DecalsRingsDataset": "hyrax.datasets.decals_rings:DecalsRingsDataset",
+    "ResultDataset": "hyrax.results.store:ResultDataset",
 }
 
 

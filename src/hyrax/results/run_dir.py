@@ -105,6 +105,10 @@ class RunDir:
 
         write_text_atomic(self.path / STATUS_FILE, tomlkit.dumps({**status, "hyrax_version": __version__}))
 
+    def mark_running(self) -> None:
+        """Mark a resumed run as running again (it stops counting as complete until it finishes)."""
+        self._write_status({**self.status, "status": "running", "resumed": _now().isoformat()})
+
     def mark_complete(self) -> None:
         self._write_status({**self.status, "status": "complete", "finished": _now().isoformat()})
 

@@ -30,6 +30,22 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.train:TrainVerb",
         "Train the model (model.name) on the train group; checkpoints, metrics and weights go in a run directory.",
     ),
+    "infer": (
+        "hyrax.verbs.infer:InferVerb",
+        "Run the trained model over the infer group; write object_id + vector rows (Lance) in a run directory.",
+    ),
+    "lookup": (
+        "hyrax.verbs.lookup:LookupVerb",
+        "Print the result vector of an object id (-i ID) from the latest infer run (or -r RUN_DIR).",
+    ),
+    "to_onnx": (
+        "hyrax.verbs.to_onnx:ToOnnxVerb",
+        "Export the latest trained model (or onnx.input_model_directory) to ONNX, checked against torch.",
+    ),
+    "engine": (
+        "hyrax.verbs.engine:EngineVerb",
+        "Run the latest ONNX export (or engine.model_directory) over the infer group with onnxruntime.",
+    ),
 }
 
 #: Verbs that exist only on the command line (no h.<verb>() method): the notebook has other means.

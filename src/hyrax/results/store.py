@@ -1,0 +1,318 @@
+"""The results table: one row per object, ``object_id`` and a fixed-size ``data`` vector, in Lance.
+
+``<run>/lance_db/results.lance`` opens with plain LanceDB (``lancedb.connect(run / "lance_db")
+.open_table("results")``) or pylance (``lance.dataset(...)``); the tensor shape and dtype are in the
+schema metadata. Rows are streamed in chunks: memory stays flat whatever the number of objects. Each
+chunk is one atomic Lance commit, so a run killed at any moment leaves a readable table of whole
+chunks, and :class:`ResultWriter` continues it (``resume=True``).
+
+>>> import tempfile, numpy as np
+>>> run = Path(tempfile.mkdtemp())
+>>> with ResultWriter(run, shape=(2,), dtype="float32") as writer:
+...     writer.write(np.array(["a", "b"]), np.array([[1, 2], [3, 4]], dtype=np.float32))
+>>> results = ResultDataset(data_location=run)
+>>> len(results), results.lookup("b").tolist()
+(2, [3.0, 4.0])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyrax.datasets.dataset import HyraxDataset
+from hyrax.errors import DataError, ResultsError, ResultsWriteError
+
+logger = logging.getLogger(__name__)
+
+TABLE_DIRECTORY = "lance_db"
+TABLE_NAME = "results"
+#: Rows are committed in chunks of at most this many bytes of vectors (and at most CHUNK_ROWS rows).
+CHUNK_BYTES = 64 * 2**20
+CHUNK_ROWS = 262_144
+_CACHE_BLOCK = 4096
+
+
+def table_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / TABLE_DIRECTORY / f"{TABLE_NAME}.lance"
+
+
+def _schema(shape: tuple[int, ...], dtype: str):
+    import pyarrow as pa
+
+    from hyrax import __version__
+
+    width = int(np.prod(shape)) if shape else 1
+    metadata = {"shape": json.dumps(list(shape)), "dtype": str(np.dtype(dtype)), "hyrax_version": __version__}
+    return pa.schema(
+        [("object_id", pa.string()), ("data", pa.list_(pa.from_numpy_dtype(np.dtype(dtype)), width))],
+        metadata={k.encode(): v.encode() for k, v in metadata.items()},
+    )
+
+
+def arrow_table(object_ids: np.ndarray, data: np.ndarray, schema):
+    """object ids and (rows, *shape) data -> an Arrow table of the results schema."""
+    import pyarrow as pa
+
+    flat = np.ascontiguousarray(data).reshape(len(data), -1)
+    values = pa.array(flat.reshape(-1))
+    vectors = pa.FixedSizeListArray.from_arrays(values, flat.shape[1])
+    return pa.Table.from_arrays([pa.array(np.asarray(object_ids).astype(str)), vectors], schema=schema)
+
+
+def _has_versions(path: Path) -> bool:
+    versions = path / "_versions"
+    return versions.is_dir() and any(versions.iterdir())
+
+
+class ResultWriter:
+    """Streams (object_id, vector) rows into ``<run>/lance_db/results.lance``.
+
+    Args:
+        run_dir: the run directory.
+        shape, dtype: of one object's result (the table's vectors).
+        resume: continue an existing table instead of refusing to touch it.
+        commit_seconds: commit at least this often (a kill loses at most this much work).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        shape: Sequence[int],
+        dtype: Any = "float32",
+        resume: bool = False,
+        commit_seconds: float = 60.0,
+    ):
+        self.path = table_path(run_dir)
+        self.commit_seconds = float(commit_seconds)
+        self._last_flush = time.monotonic()
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.schema = _schema(self.shape, str(self.dtype))
+        row_bytes = max(1, int(np.prod(self.shape or (1,))) * self.dtype.itemsize)
+        self.chunk_rows = max(1024, min(CHUNK_ROWS, CHUNK_BYTES // row_bytes))
+        self._ids: list[np.ndarray] = []
+        self._data: list[np.ndarray] = []
+        self._buffered = 0
+        self.committed = 0
+        if self.path.exists() and not _has_versions(self.path):
+            # Data files of a first chunk that was never committed (killed, disk full): no reader can see
+            # them, so they are removed and the table starts afresh.
+            import shutil
+
+            shutil.rmtree(self.path)
+        if self.path.exists():
+            if not resume:
+                raise ResultsError(
+                    f"Results table {self.path} exists already; resume the run or use a new run directory."
+                )
+            existing = self._dataset()
+            if existing.schema.metadata.get(b"shape") != self.schema.metadata[b"shape"]:
+                raise ResultsError(
+                    f"Results table {self.path} holds vectors of shape {existing.schema.metadata.get(b'shape', b'?').decode()}, "
+                    f"but the model now gives {list(self.shape)}: resume with the same model and weights."
+                )
+            self.committed = existing.count_rows()
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ResultsError(f"Cannot create {self.path.parent}: {error.strerror}.") from None
+
+    def _dataset(self):
+        import lance
+
+        return lance.dataset(str(self.path))
+
+    def last_object_id(self) -> str | None:
+        """The id of the last committed row (None for an empty table)."""
+        if not self.committed:
+            return None
+        table = self._dataset().take([self.committed - 1], columns=["object_id"])
+        return table.column("object_id")[0].as_py()
+
+    def write(self, object_ids: np.ndarray, data: np.ndarray) -> None:
+        data = np.asarray(data)
+        if data.shape[1:] != self.shape:
+            raise ResultsError(
+                f"A batch of results has shape {data.shape[1:]}; this table holds {self.shape}."
+            )
+        if len(object_ids) != len(data):
+            raise ResultsError(f"{len(object_ids)} object ids for {len(data)} results.")
+        self._ids.append(np.asarray(object_ids))
+        self._data.append(data.astype(self.dtype, copy=False))
+        self._buffered += len(data)
+        if self._buffered >= self.chunk_rows or time.monotonic() - self._last_flush >= self.commit_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the buffered rows as one Lance version (atomic: all of them or none)."""
+        if not self._buffered:
+            return
+        import lance
+
+        table = arrow_table(np.concatenate(self._ids), np.concatenate(self._data), self.schema)
+        mode = "append" if self.path.exists() else "create"
+        try:
+            lance.write_dataset(table, str(self.path), schema=self.schema, mode=mode)
+        except OSError as error:
+            raise ResultsWriteError(
+                f"Writing results to {self.path} failed ({error}). The table still holds the {self.committed} rows "
+                f"committed before; free disk space and resume the run."
+            ) from error
+        self._last_flush = time.monotonic()
+        self.committed += self._buffered
+        self._ids, self._data, self._buffered = [], [], 0
+
+    def close(self, index: bool = True) -> None:
+        """Flush, and index ``object_id`` so that look-ups by id do not scan the table."""
+        self.flush()
+        if index and self.path.exists():
+            self._dataset().create_scalar_index("object_id", "BTREE", replace=True)
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is None:
+            self.close()
+
+
+class ResultDataset(HyraxDataset):
+    """The results of an inference run, as a dataset: ``len``, ``r[i]``, ``r[indices]``, iteration,
+    ``ids()``, ``lookup(object_id)``, and the fields ``object_id`` and ``data`` for ``[data_request]``.
+
+    Args:
+        config: a Hyrax config (optional).
+        data_location: the run directory (or the ``results.lance`` path itself).
+    """
+
+    def __init__(self, config=None, data_location: str | Path | None = None):
+        import lance
+
+        if data_location is None:
+            raise ResultsError("ResultDataset needs data_location: an inference run directory.")
+        location = Path(data_location).expanduser()
+        path = location if location.suffix == ".lance" else table_path(location)
+        if not path.exists() or not _has_versions(path):
+            raise ResultsError(
+                f"No results table at {path} (or none with committed rows): run `hyrax infer` first, or give an "
+                f"inference run directory."
+            )
+        self.table_path = path
+        self._lance = lance.dataset(str(path))
+        metadata = self._lance.schema.metadata or {}
+        self.shape = tuple(json.loads(metadata.get(b"shape", b"[]").decode()))
+        self.dtype = np.dtype(metadata.get(b"dtype", b"float32").decode())
+        self._length = self._lance.count_rows()
+        self._block: tuple[int, np.ndarray, np.ndarray] | None = None
+        super().__init__(config or {}, location)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _vectors(self, table) -> np.ndarray:
+        column = table.column("data").combine_chunks()
+        flat = column.values.to_numpy(zero_copy_only=False)
+        return flat.reshape(len(table), *self.shape) if self.shape else flat
+
+    def _rows(self, indices: np.ndarray):
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < -self._length or indices.max() >= self._length):
+            raise IndexError(f"row index out of range for {self._length} results")
+        return self._lance.take(np.where(indices < 0, indices + self._length, indices))
+
+    def _cached(self, index: int) -> tuple[str, np.ndarray]:
+        """Row ``index`` through a cache of blocks of rows (sequential readers touch storage rarely)."""
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(f"row {index} out of range for {self._length} results")
+        start = index - index % _CACHE_BLOCK
+        if self._block is None or self._block[0] != start:
+            table = self._lance.take(np.arange(start, min(start + _CACHE_BLOCK, self._length)))
+            self._block = (
+                start,
+                table.column("object_id").to_numpy(zero_copy_only=False),
+                self._vectors(table),
+            )
+        return self._block[1][index - start], self._block[2][index - start]
+
+    def __getitem__(self, index):
+        """The vector of row ``index``, or the vectors of an array of rows."""
+        if isinstance(index, int | np.integer):
+            return self._cached(int(index))[1]
+        return self._vectors(self._rows(np.asarray(index)))
+
+    def get_data(self, idx: int) -> np.ndarray:
+        return self._cached(int(idx))[1]
+
+    def get_object_id(self, idx: int) -> str:
+        return str(self._cached(int(idx))[0])
+
+    def ids(self) -> np.ndarray:
+        """Every object id, in row order."""
+        return (
+            self._lance.to_table(columns=["object_id"])
+            .column("object_id")
+            .to_numpy(zero_copy_only=False)
+            .astype(str)
+        )
+
+    def column(self, field: str) -> np.ndarray:
+        if field == "object_id":
+            return self.ids()
+        return super().column(field)
+
+    def iter_batches(self, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(object ids, vectors) in row order, a batch at a time."""
+        for batch in self._lance.to_batches(batch_size=batch_size):
+            import pyarrow as pa
+
+            table = pa.Table.from_batches([batch])
+            yield table.column("object_id").to_numpy(zero_copy_only=False).astype(str), self._vectors(table)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, vectors in self.iter_batches():
+            yield from vectors
+
+    def lookup(self, object_id: str) -> np.ndarray:
+        """The vector of ``object_id`` (through the id index, not a scan)."""
+        found = self.lookup_many([object_id])
+        return found[0]
+
+    def lookup_many(self, object_ids: Sequence[str]) -> np.ndarray:
+        """Vectors of several ids, in the order given; an unknown id is an error naming it."""
+        wanted = [str(i) for i in object_ids]
+        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in wanted)
+        table = self._lance.to_table(filter=f"object_id IN ({quoted})")
+        found = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise DataError(
+                f"Object id(s) {', '.join(missing[:5])} are not in the results {self.table_path} ({self._length} objects)."
+            )
+        position = {object_id: row for row, object_id in enumerate(found)}
+        vectors = self._vectors(table)
+        return vectors[[position[i] for i in wanted]]
+
+    def to_arrow(self):
+        return self._lance.to_table()
+
+    def to_pandas(self):
+        """A DataFrame with ``object_id`` and ``data`` (one array per row)."""
+        import pandas as pd
+
+        table = self.to_arrow()
+        return pd.DataFrame(
+            {
+                "object_id": table.column("object_id").to_numpy(zero_copy_only=False),
+                "data": list(self._vectors(table)),
+            }
+        )

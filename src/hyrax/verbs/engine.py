@@ -1,0 +1,37 @@
+"""``engine``: run an exported ONNX model with onnxruntime over the infer group, writing the same
+results table as ``infer``."""
+
+from __future__ import annotations
+
+import argparse
+
+from hyrax.verbs.verb import Verb
+
+
+class EngineVerb(Verb):
+    name = "engine"
+    summary = "Run the latest ONNX export (or engine.model_directory) over the infer group with onnxruntime."
+
+    def run(self):
+        """Return a :class:`~hyrax.results.store.ResultDataset` of the ONNX model's outputs."""
+        from hyrax.config import get_setting
+        from hyrax.datasets.loader import loader_from_config
+        from hyrax.models.onnx import OnnxModel
+        from hyrax.results.run_dir import resolve_run
+        from hyrax.results.store import ResultDataset, ResultWriter
+        from hyrax.training.inference import RowSampler, infer_provider
+
+        directory = get_setting(self.config, "engine.model_directory") or resolve_run(self.config, "to_onnx")
+        model = OnnxModel(directory)
+        provider, indices = infer_provider(self.config)
+        with self.create_run_dir() as run:
+            probe = model.infer(provider.collate([provider[int(indices[0])]]))
+            with ResultWriter(run.path, probe.shape[1:], probe.dtype) as writer:
+                for batch in loader_from_config(self.config, provider, RowSampler(indices)):
+                    writer.write(batch["object_id"], model.infer(batch))
+        return ResultDataset(self.config, run.path)
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        results = self.run()
+        print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
+        return 0

@@ -1,0 +1,67 @@
+"""``infer``: turn every object of the infer group into the model's output vector, in a results table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hyrax.verbs.verb import Verb
+
+
+class InferVerb(Verb):
+    name = "infer"
+    summary = "Run the trained model over the infer group; write object_id + vector rows (Lance) in a run directory."
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted infer run")
+
+    def run(self, resume: str | Path | None = None):
+        """Infer; return a :class:`~hyrax.results.store.ResultDataset`. ``resume``: an unfinished infer run
+        directory to continue (with the configuration it was started with)."""
+        from hyrax.results.store import ResultDataset
+        from hyrax.training.distributed import setup
+        from hyrax.training.inference import run_inference
+        from hyrax.verbs.train import distributed_run_dir
+
+        config = self.config
+        if resume is not None:
+            run, path, distribution = self._resumable(Path(resume)), Path(resume), setup(self.config)
+            if run.is_complete:
+                return ResultDataset(config, path)
+            config = _snapshot(path)
+            run.mark_running()
+        else:
+            run, path, distribution = distributed_run_dir(config, self.name)
+        try:
+            run_inference(config, path, distribution, resume=resume is not None)
+        except BaseException as error:
+            if run is not None:
+                run.mark_failed(f"{type(error).__name__}: {error}")
+            raise
+        if run is not None:
+            run.mark_complete()
+        return ResultDataset(config, path)
+
+    @staticmethod
+    def _resumable(path: Path):
+        from hyrax.errors import ResultsError
+        from hyrax.results.run_dir import STATUS_FILE, RunDir
+
+        if not (path / STATUS_FILE).is_file():
+            raise ResultsError(f"--resume {path}: not a Hyrax run directory (no {STATUS_FILE}).")
+        run = RunDir(path)
+        if run.status.get("verb") != "infer":
+            raise ResultsError(f"--resume {path}: that is a {run.status.get('verb')} run, not an infer run.")
+        return run
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        results = self.run(args.resume)
+        print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
+        return 0
+
+
+def _snapshot(path: Path):
+    from hyrax.config import ConfigManager
+
+    return ConfigManager(path / "runtime_config.toml").config

@@ -1,0 +1,329 @@
+"""infer, resume after kill -9, ResultDataset, lookup, ONNX export and engine, distributed inference."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+
+import lance
+import lancedb
+import numpy as np
+import pytest
+
+from hyrax import Hyrax
+from hyrax.errors import ConfigError, DataError, ResultsError, ResultsWriteError
+from hyrax.models.model import WeightsError
+from hyrax.results.store import ResultDataset, ResultWriter
+
+GALAXIES = {"dataset_class": "DecalsRingsDataset"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One quick autoencoder training on the galaxies, shared by the tests of this module."""
+    results = tmp_path_factory.mktemp("trained") / "results"
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(results))
+    h.set_config("model.name", "HyraxAutoencoder")
+    h.set_config("model.HyraxAutoencoder.latent_dim", 16)
+    h.set_config("model.HyraxAutoencoder.base_channel_size", 8)
+    h.set_config("data_request.train.data", GALAXIES)
+    h.set_config("train.epochs", 1)
+    h.set_config("data_loader.batch_size", 64)
+    h.set_config("data_loader.num_workers", 0)
+    model = h.train()
+    return results, model.run_dir
+
+
+def infer_hyrax(trained, **settings) -> Hyrax:
+    results, _ = trained
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(results))
+    h.set_config("model.name", "HyraxAutoencoder")
+    h.set_config("model.HyraxAutoencoder.latent_dim", 16)
+    h.set_config("model.HyraxAutoencoder.base_channel_size", 8)
+    h.set_config("data_request.infer.data", GALAXIES)
+    h.set_config("data_loader.batch_size", 50)
+    h.set_config("data_loader.num_workers", 0)
+    for key, value in settings.items():
+        h.set_config(key, value)
+    return h
+
+
+def test_infer_writes_every_object_in_dataset_order(trained):
+    h = infer_hyrax(trained)
+    results = h.infer()
+    from hyrax.datasets.decals_rings import DecalsRingsDataset
+
+    expected = DecalsRingsDataset(h.config).column("object_id")
+    assert len(results) == 376 and results.ids().tolist() == expected.tolist()
+    assert results.shape == (16,) and results[0].dtype == np.float32
+    run = results.data_location
+    with open(run / "hyrax_run.toml", "rb") as handle:
+        assert tomllib.load(handle)["status"] == "complete"
+    # The layout plain LanceDB and pylance read.
+    table = lancedb.connect(run / "lance_db").open_table("results").to_arrow()
+    assert table.column_names == ["object_id", "data"] and table.num_rows == 376
+    dataset = lance.dataset(str(run / "lance_db" / "results.lance"))
+    assert dataset.schema.metadata[b"shape"] == b"[16]" and dataset.schema.metadata[b"dtype"] == b"float32"
+    assert any(
+        index.index_type == "BTree" or "btree" in str(index).lower() for index in dataset.describe_indices()
+    )
+
+
+def test_result_dataset_api(trained):
+    results = infer_hyrax(trained).infer()
+    ids = results.ids()
+    assert results.get_object_id(5) == ids[5]
+    assert np.array_equal(results.get_data(5), results[5])
+    assert results[np.array([3, 1, 300])].shape == (3, 16)
+    assert np.array_equal(results[np.array([300])][0], results[300])
+    assert np.array_equal(results.lookup(ids[300]), results[300])
+    assert np.array_equal(results.lookup_many([ids[7], ids[2]]), results[np.array([7, 2])])
+    assert sum(1 for _ in results) == 376
+    frame = results.to_pandas()
+    assert frame["object_id"].tolist() == ids.tolist() and np.array_equal(frame["data"][10], results[10])
+    assert results.to_arrow().num_rows == 376
+    with pytest.raises(DataError, match=r"Object id\(s\) NOPE are not in the results"):
+        results.lookup("NOPE")
+
+
+def test_results_join_back_with_a_catalog_through_data_request(trained, shared_data):
+    results = infer_hyrax(trained).infer()
+    h = Hyrax(setup_logging=False)
+    h.set_config(
+        "data_request.train.vectors",
+        {
+            "dataset_class": "ResultDataset",
+            "data_location": str(results.data_location),
+            "primary_id_field": "object_id",
+        },
+    )
+    h.set_config(
+        "data_request.train.catalog",
+        {
+            "dataset_class": "HyraxCSVDataset",
+            "join_field": "iauname",
+            "data_location": str(shared_data / "gz_decals_rings" / "catalog.csv"),
+        },
+    )
+    provider = h.prepare()["train"]
+    sample = provider[9]
+    assert sample["catalog"]["iauname"] == sample["object_id"]
+    assert np.array_equal(sample["vectors"]["data"], results[9])
+
+
+def test_lookup_verb_api_and_cli(trained):
+    h = infer_hyrax(trained)
+    results = h.infer()
+    first = results.ids()[0]
+    assert np.array_equal(h.lookup(id=first), results[0])
+    config = results.data_location / "runtime_config.toml"
+    ok = subprocess.run(
+        [sys.executable, "-m", "hyrax", "lookup", "-i", first, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0 and ok.stdout.strip().startswith("[")
+    missing = subprocess.run(
+        [sys.executable, "-m", "hyrax", "lookup", "-i", "NOPE", "-r", str(results.data_location)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 1 and "NOPE are not in the results" in missing.stderr
+
+
+def test_onnx_export_and_engine_match_infer(trained):
+    h = infer_hyrax(trained)
+    results = h.infer()
+    onnx_run = h.to_onnx()
+    assert (onnx_run / "model.onnx").is_file() and (onnx_run / "prepare_inputs.py").is_file()
+    with open(onnx_run / "onnx_check.toml", "rb") as handle:
+        check = tomllib.load(handle)
+    assert check["agree"] and check["max_abs_difference"] <= check["tolerance"]
+    engine = h.engine()
+    assert engine.ids().tolist() == results.ids().tolist()
+    rows = np.arange(len(results))
+    assert np.abs(engine[rows] - results[rows]).max() <= h.config["onnx"]["tolerance"]
+
+
+def test_bad_input(trained, tmp_path):
+    h = infer_hyrax(trained)
+    with pytest.raises(ConfigError, match=r"\[data_request.infer\] .* is empty"):
+        h.set_config("data_request.infer", {})
+    h = infer_hyrax(trained)
+    del h.config["data_request"]["infer"]
+    h.set_config("data_request.train.data", GALAXIES)
+    with pytest.raises(ConfigError, match=r"needs a \[data_request.infer\] group.*Groups: train"):
+        h.infer()
+    h = infer_hyrax(trained, **{"model.HyraxAutoencoder.latent_dim": 8})
+    with pytest.raises(WeightsError, match=r"to_latent.weight \(model \(8, "):
+        h.infer()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    h = infer_hyrax(
+        trained,
+        **{"general.results_dir": str(blocker / "results"), "infer.model_weights_file": str(trained[1])},
+    )
+    with pytest.raises(ResultsError, match="Cannot create a run directory"):
+        h.infer()
+
+
+def test_full_disk_is_a_clear_error_and_leaves_no_table(tmp_path):
+    """A real write failure (the file-size limit stands in for a full disk) in a real process."""
+    code = textwrap.dedent(
+        f"""
+        import resource, signal, numpy as np
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+        from hyrax.results.store import ResultWriter
+        writer = ResultWriter(r"{tmp_path}", (64,), "float32")
+        writer.write(np.arange(5000).astype(str), np.zeros((5000, 64), np.float32))
+        writer.flush()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (
+        result.returncode != 0 and "ResultsWriteError" in result.stderr and "free disk space" in result.stderr
+    )
+    with pytest.raises(ResultsError, match="No results table"):
+        ResultDataset(data_location=tmp_path)  # nothing half-written pretends to be a table
+    writer = ResultWriter(tmp_path, (64,), "float32", resume=True)  # the stale files are cleared
+    assert writer.committed == 0
+    assert ResultsWriteError
+
+
+SLOW_DATASET = """
+import time
+import numpy as np
+from hyrax.datasets import HyraxDataset
+
+class SlowDataset(HyraxDataset):
+    def __len__(self):
+        return 600
+
+    def get_object_id(self, idx):
+        return f"slow{idx:04d}"
+
+    def get_flux(self, idx):
+        time.sleep(0.004)
+        return np.full(3, idx, dtype=np.float32)
+"""
+
+
+def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path):
+    (tmp_path / "slowdata.py").write_text(SLOW_DATASET)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    make_weights = (
+        "import numpy as np, slowdata\n"
+        "from hyrax.config import ConfigManager\nfrom hyrax.models.loopback import HyraxLoopback\n"
+        f"HyraxLoopback(ConfigManager().config).save(r'{weights / 'w.pth'}')\n"
+    )
+    subprocess.run([sys.executable, "-c", make_weights], check=True, env=env, timeout=120)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[general]
+results_dir = "{tmp_path / "results"}"
+[model]
+name = "HyraxLoopback"
+[infer]
+model_weights_file = "{weights / "w.pth"}"
+commit_seconds = 0.2
+[data_loader]
+batch_size = 20
+num_workers = 0
+[data_request.infer.data]
+dataset_class = "slowdata.SlowDataset"
+"""
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    table = None
+    while time.time() < deadline:
+        found = list((tmp_path / "results").glob("*-infer-*/lance_db/results.lance/_versions/*"))
+        if len(found) >= 3:
+            table = found[0].parents[1]
+            break
+        time.sleep(0.05)
+    assert table is not None, (
+        process.stderr.read().decode() if process.poll() is not None else "no commit seen"
+    )
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    run = table.parents[1]
+    partial = lance.dataset(str(table)).count_rows()
+    assert 0 < partial < 600
+    with open(run / "hyrax_run.toml", "rb") as handle:
+        assert tomllib.load(handle)["status"] == "running"  # never taken as complete
+    from hyrax.results.run_dir import find_latest_run
+
+    assert find_latest_run(tmp_path / "results", "infer") is None
+    resumed = subprocess.run(
+        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    results = ResultDataset(data_location=run)
+    assert results.ids().tolist() == [f"slow{i:04d}" for i in range(600)]
+    assert np.array_equal(results[np.arange(600)][:, 0], np.arange(600, dtype=np.float32))
+    assert find_latest_run(tmp_path / "results", "infer") == run
+
+
+def test_two_process_inference_equals_single_process(trained, tmp_path):
+    results_dir, train_run = trained
+    single = infer_hyrax(
+        trained,
+        **{"general.results_dir": str(tmp_path / "single"), "infer.model_weights_file": str(train_run)},
+    ).infer()
+    config = tmp_path / "config.toml"
+    h = infer_hyrax(
+        trained,
+        **{
+            "general.results_dir": str(tmp_path / "ddp"),
+            "infer.model_weights_file": str(train_run),
+            "general.distributed": True,
+        },
+    )
+    import tomlkit
+
+    from hyrax.config import to_plain
+
+    config.write_text(tomlkit.dumps(to_plain(h.config)))
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hyrax",
+        "infer",
+        "-c",
+        str(config),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "ddp").glob("*-infer-*"))
+    assert len(runs) == 1
+    both = ResultDataset(data_location=runs[0])
+    assert both.ids().tolist() == single.ids().tolist()
+    rows = np.arange(len(single))
+    assert np.allclose(both[rows], single[rows], atol=1e-5)

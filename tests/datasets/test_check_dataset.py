@@ -26,7 +26,13 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
     for name in [f"data_batch_{n}" for n in range(1, 6)]:
         batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}
         (cifar / "cifar-10-batches-py" / name).write_bytes(pickle.dumps(batch))
+    from hyrax.results.store import ResultWriter
+
+    results = tmp_path / "infer_run"
+    with ResultWriter(results, (4,), "float32") as writer:
+        writer.write(np.array(["a", "b", "c"]), np.zeros((3, 4), np.float32))
     return {
+        "ResultDataset": results,
         "HyraxRandomDataset": None,
         "DecalsRingsDataset": None,
         "FitsImageDataset": base,

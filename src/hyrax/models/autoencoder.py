@@ -44,7 +44,7 @@ class HyraxAutoencoder(nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        return first_field(batch, "image").astype(np.float32)
+        return np.asarray(first_field(batch, "image"), dtype=np.float32)
 
     def _loss(self, x):
         image = image_of(x)

@@ -39,7 +39,7 @@ class HyraxCNN(nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        image = first_field(batch, "image").astype(np.float32)
+        image = np.asarray(first_field(batch, "image"), dtype=np.float32)
         try:
             label = first_field(batch, "label").astype(np.int64)
         except Exception:  # inference data may have no labels

@@ -60,7 +60,7 @@ class ImageDCAE(nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        return first_field(batch, "image").astype(np.float32)
+        return np.asarray(first_field(batch, "image"), dtype=np.float32)
 
     def train_batch(self, x):
         self.optimizer.zero_grad()

@@ -10,6 +10,7 @@ of the table, and rank 0 publishes all parts in one commit, in order.
 from __future__ import annotations
 
 import logging
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -146,12 +147,33 @@ def run_inference(config: Mapping, run_dir: Path, distribution: Distribution, re
         logger.info("resuming after %d objects already written", start)
     loader = loader_from_config(config, provider, RowSampler(indices[start:]))
     written = 0
+    began = time.perf_counter()
     for object_ids, outputs in _progress(predict_batches(model, prepare, loader, device), len(loader)):
         writer.write(object_ids, outputs)
         written += len(object_ids)
+    writer.flush()
+    seconds = time.perf_counter() - began
     writer.close()
+    _record_stats(run_dir, written, seconds, len(provider.skipped))
     _report_skips(provider)
     return written
+
+
+def _record_stats(run_dir: Path, written: int, seconds: float, skipped: int) -> None:
+    """``infer_stats.toml``: how many objects this run wrote, how fast (from first batch to last commit)."""
+    import tomlkit
+
+    from hyrax.results.run_dir import write_text_atomic
+
+    rate = written / seconds if seconds > 0 else 0.0
+    stats = {
+        "objects_written": written,
+        "seconds": round(seconds, 3),
+        "objects_per_second": round(rate, 1),
+        "skipped": skipped,
+    }
+    write_text_atomic(run_dir / "infer_stats.toml", tomlkit.dumps(stats))
+    logger.info("wrote %d results in %.1f s (%.0f objects/s)", written, seconds, rate)
 
 
 def _distributed(

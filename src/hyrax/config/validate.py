@@ -33,6 +33,8 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("general", "log_level"): ("debug", "info", "warning", "error", "critical"),
     ("data_set", "nan_mode"): ("zero", "quantile"),
     ("data_set", "on_bad_object"): ("error", "skip"),
+    ("outliers", "method"): ("knn", "isolation_forest"),
+    ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
     ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf"),
 }
 

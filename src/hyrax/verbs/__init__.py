@@ -46,6 +46,26 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.engine:EngineVerb",
         "Run the latest ONNX export (or engine.model_directory) over the infer group with onnxruntime.",
     ),
+    "reduce_dimensions": (
+        "hyrax.verbs.reduce_dimensions:ReduceDimensionsVerb",
+        "Map the latest inference results to 2-D/3-D (reduce_dimensions.name: umap, pca, tsne).",
+    ),
+    "save_to_database": (
+        "hyrax.verbs.vector_db_verbs:SaveToDatabaseVerb",
+        "Index the latest inference results for similarity search (vector_db.name: lance, chromadb, qdrant).",
+    ),
+    "database_connection": (
+        "hyrax.verbs.vector_db_verbs:DatabaseConnectionVerb",
+        "Search the vector index: nearest neighbours of an object id (--id ID -k 10).",
+    ),
+    "outliers": (
+        "hyrax.verbs.vector_db_verbs:OutliersVerb",
+        "Score every object's unusualness (k-th neighbour distance) and list the most unusual with metadata.",
+    ),
+    "umap": (
+        "hyrax.verbs.reduce_dimensions:UmapVerb",
+        "Deprecated: use reduce_dimensions (this runs it, with reduce_dimensions.name as configured).",
+    ),
 }
 
 #: Verbs that exist only on the command line (no h.<verb>() method): the notebook has other means.

@@ -1,0 +1,108 @@
+"""The vector-index protocol: insert (idempotent), search by vector or id, get vectors, count.
+
+Every backend answers in the same shapes: ``search`` returns ``(ids, distances)``, each (queries, k),
+Euclidean distances, nearest first. The checks that make bad input a clear error live here, once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hyrax.errors import HyraxError
+
+MARKER = "hyrax_vector_db.json"
+
+
+class VectorDBError(HyraxError, ValueError):
+    """A query or index problem: unknown id, wrong dimension, empty index, k too large, wrong backend."""
+
+
+class VectorIndex:
+    """Base class of the backends; see the module documentation."""
+
+    backend: ClassVar[str] = ""
+
+    def __init__(self, directory: str | Path, dimension: int | None = None):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        marker = self.directory / MARKER
+        if marker.is_file():
+            made = json.loads(marker.read_text())
+            if made.get("backend") != self.backend:
+                raise VectorDBError(
+                    f"{self.directory} holds a {made.get('backend')} index, not {self.backend}: set vector_db.name = "
+                    f'"{made.get("backend")}", or use another vector_db_dir.'
+                )
+            dimension = dimension or made.get("dimension")
+        self.dimension = dimension
+
+    def _mark(self) -> None:
+        (self.directory / MARKER).write_text(
+            json.dumps({"backend": self.backend, "dimension": self.dimension})
+        )
+
+    # -- the protocol ----------------------------------------------------------------------------
+    def insert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = self._vectors(vectors)
+        if self.dimension is None:
+            self.dimension = vectors.shape[1]
+            self._mark()
+        self._insert(np.asarray(ids).astype(str), vectors)
+
+    def search(self, vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self._vectors(vectors)
+        self._check_k(k)
+        return self._search(vectors, int(k))
+
+    def search_by_id(self, ids, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbours of objects already in the index (each finds itself first)."""
+        return self.search(self.get_vectors(ids), k)
+
+    def get_vectors(self, ids) -> np.ndarray:
+        ids = [str(i) for i in np.atleast_1d(ids)]
+        found, vectors = self._get(ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise VectorDBError(
+                f"Object id(s) {', '.join(missing[:5])} are not in the {self.backend} index ({self.count()} objects)."
+            )
+        return vectors
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    # -- checks ----------------------------------------------------------------------------------
+    def _vectors(self, vectors: Any) -> np.ndarray:
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        vectors = vectors.reshape(len(vectors), -1)
+        if self.dimension is not None and vectors.shape[1] != self.dimension:
+            raise VectorDBError(
+                f"Query vectors have {vectors.shape[1]} dimensions; the index holds {self.dimension}-dimensional vectors."
+            )
+        return np.ascontiguousarray(vectors)
+
+    def _check_k(self, k: int) -> None:
+        count = self.count()
+        if count == 0:
+            raise VectorDBError(
+                f"The {self.backend} index in {self.directory} is empty: run `hyrax save_to_database` first."
+            )
+        if not 1 <= k <= count:
+            raise VectorDBError(
+                f"k = {k}, but the index holds {count} objects: ask for 1 to {count} neighbours."
+            )
+
+    # -- backends implement -------------------------------------------------------------------------
+    def _insert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _get(self, ids: list[str]) -> tuple[set[str], np.ndarray]:
+        """(the ids found, their vectors in the order asked, for the found ones)."""
+        raise NotImplementedError

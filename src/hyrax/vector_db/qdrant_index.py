@@ -1,0 +1,78 @@
+"""``qdrant``: Qdrant in local mode (a directory; tests) or a server (``vector_db.qdrant.url``).
+An optional extra (`pip install qdrant-client`)."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from hyrax.vector_db.base import VectorIndex
+
+COLLECTION = "hyrax_results"
+_NAMESPACE = uuid.UUID("6f1c2a4e-1d1a-4c53-9a3e-2b8e5f0d7c11")
+_BATCH = 2000
+#: Local mode locks its directory: one client per directory per process, shared by every index object.
+_LOCAL_CLIENTS: dict[str, object] = {}
+
+
+def point_id(object_id: str) -> str:
+    """Qdrant ids are integers or UUIDs: a stable UUID per object id (so re-inserting is idempotent)."""
+    return str(uuid.uuid5(_NAMESPACE, object_id))
+
+
+class QdrantIndex(VectorIndex):
+    backend = "qdrant"
+
+    def __init__(self, directory, dimension=None, url: str | None = None, **_):
+        super().__init__(directory, dimension)
+        import warnings
+
+        from qdrant_client import QdrantClient
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode warns above 20k points; the server is for those
+            if url:
+                self.client = QdrantClient(url=url)
+            else:
+                path = str((self.directory / "qdrant").resolve())
+                if path not in _LOCAL_CLIENTS:
+                    _LOCAL_CLIENTS[path] = QdrantClient(path=path)
+                self.client = _LOCAL_CLIENTS[path]
+
+    def _exists(self) -> bool:
+        return self.client.collection_exists(COLLECTION)
+
+    def count(self) -> int:
+        return self.client.count(COLLECTION).count if self._exists() else 0
+
+    def _insert(self, ids, vectors) -> None:
+        from qdrant_client.models import Distance, PointStruct, VectorParams
+
+        if not self._exists():
+            self.client.create_collection(
+                COLLECTION, vectors_config=VectorParams(size=vectors.shape[1], distance=Distance.EUCLID)
+            )
+        for start in range(0, len(ids), _BATCH):
+            points = [
+                PointStruct(id=point_id(i), vector=v.tolist(), payload={"object_id": i})
+                for i, v in zip(ids[start : start + _BATCH], vectors[start : start + _BATCH], strict=True)
+            ]
+            self.client.upsert(COLLECTION, points=points)
+
+    def _search(self, vectors, k):
+        ids, distances = [], []
+        for query in vectors:
+            points = self.client.query_points(
+                COLLECTION, query=query.tolist(), limit=k, with_payload=True
+            ).points
+            ids.append([p.payload["object_id"] for p in points])
+            distances.append([p.score for p in points])
+        return np.asarray(ids).astype(str), np.asarray(distances, dtype=np.float32)
+
+    def _get(self, ids):
+        points = self.client.retrieve(
+            COLLECTION, ids=[point_id(i) for i in ids], with_vectors=True, with_payload=True
+        )
+        by_id = {p.payload["object_id"]: p.vector for p in points}
+        return set(by_id), np.asarray([by_id[i] for i in ids if i in by_id], dtype=np.float32)

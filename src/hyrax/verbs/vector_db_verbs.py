@@ -1,0 +1,115 @@
+"""``save_to_database``, ``database_connection`` and ``outliers``: the latent-space tools."""
+
+from __future__ import annotations
+
+import argparse
+
+from hyrax.verbs.verb import Verb
+
+
+class SaveToDatabaseVerb(Verb):
+    name = "save_to_database"
+    summary = (
+        "Index the latest inference results for similarity search (vector_db.name: lance, chromadb, qdrant)."
+    )
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
+        )
+
+    def run(self, results_dir=None):
+        """Build (or complete) the index; return a DatabaseConnection to it."""
+        from hyrax.vector_db.connection import DatabaseConnection, save_to_database
+
+        index, done = save_to_database(self.config, results_dir)
+        self.message = f"{index.backend}: {done}, {index.count()} objects, in {index.directory}"
+        return DatabaseConnection(self.config, results_dir)
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        self.run(args.results_dir)
+        print(self.message)
+        return 0
+
+
+class DatabaseConnectionVerb(Verb):
+    name = "database_connection"
+    summary = "Search the vector index: nearest neighbours of an object id (--id ID -k 10)."
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--id", required=True, help="the object whose neighbours to find")
+        parser.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+        parser.add_argument(
+            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
+        )
+
+    def run(self, results_dir=None):
+        """A DatabaseConnection: search_by_id, search_by_vector, search_by_image."""
+        from hyrax.vector_db.connection import DatabaseConnection
+
+        return DatabaseConnection(self.config, results_dir)
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        ids, distances = self.run(args.results_dir).search_by_id(args.id, args.k)
+        for rank, (object_id, distance) in enumerate(zip(ids, distances, strict=True), start=1):
+            print(f"{rank:>3}  {object_id}  {distance:.5g}")
+        return 0
+
+
+class OutliersVerb(Verb):
+    name = "outliers"
+    summary = (
+        "Score every object's unusualness (k-th neighbour distance) and list the most unusual with metadata."
+    )
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--top", type=int, default=10, help="how many to list (default 10)")
+        parser.add_argument(
+            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
+        )
+
+    def run(self, top: int | None = None, results_dir=None):
+        """A DataFrame of objects, most unusual first: rank, object_id, outlier_score and their metadata."""
+        from hyrax.vector_db.connection import results_run
+        from hyrax.vector_db.outliers import ranked, score_run
+
+        run = results_run(self.config, results_dir)
+        settings = self.config["outliers"]
+        score_run(run, settings["method"], int(settings["k"]), int(self.config["data_set"]["seed"] or 0))
+        frame = ranked(run, top)
+        return _with_metadata(frame, run)
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_columns", 12):
+            print(self.run(args.top, args.results_dir).to_string(index=False))
+        return 0
+
+
+def _with_metadata(frame, run):
+    """Join the infer group's primary dataset's metadata columns on object_id (when it has any)."""
+    import numpy as np
+    import pandas as pd
+
+    from hyrax.config import ConfigManager
+    from hyrax.datasets.provider import DataProvider
+
+    try:
+        config = ConfigManager(run / "runtime_config.toml").config
+        provider = DataProvider(config, "infer")
+    except Exception as error:  # metadata is a courtesy: the ranking stands without it
+        import logging
+
+        logging.getLogger(__name__).info("outliers listed without metadata: %s", error)
+        return frame
+    dataset = provider.datasets[provider.primary]
+    rows = pd.Index(provider.ids()).get_indexer(frame["object_id"].to_numpy())
+    metadata = dataset.metadata(np.maximum(rows, 0))
+    for name, values in metadata.items():
+        if name != "object_id" and values.ndim == 1:
+            frame[name] = np.where(rows >= 0, values, None) if values.dtype.kind in "OU" else values
+    return frame

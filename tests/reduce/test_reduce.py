@@ -1,0 +1,112 @@
+"""reduce_dimensions: order and ids, saved reducers, one t-SNE embedding, UMAP, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hyrax import Hyrax
+from hyrax.reduce.base import ReducerError
+from hyrax.reduce.pca import PCAReducer
+from hyrax.reduce.tsne import TSNEReducer
+from hyrax.results.store import ResultDataset, ResultWriter
+
+
+@pytest.fixture
+def infer_run(tmp_path):
+    """A complete infer run whose vectors have cluster structure: 600 objects, 16-d, 3 clusters."""
+    from hyrax.config import ConfigManager
+    from hyrax.results.run_dir import RunDir
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 5
+    vectors = (centres[np.arange(600) % 3] + rng.normal(size=(600, 16))).astype(np.float32)
+    config = ConfigManager().config
+    config["general"]["results_dir"] = str(tmp_path / "results")
+    with RunDir.create(config, "infer") as run, ResultWriter(run.path, (16,), "float32") as writer:
+        writer.write(np.char.add("obj", np.arange(600).astype(str)), vectors)
+    return run.path, vectors
+
+
+def reduce_hyrax(tmp_path, name="pca", **settings) -> Hyrax:
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path / "results"))
+    h.set_config("reduce_dimensions.name", name)
+    h.set_config("reduce_dimensions.batch_size", 128)
+    for key, value in settings.items():
+        h.set_config(key, value)
+    return h
+
+
+def test_reduce_output_aligned_with_inference_ids(tmp_path, infer_run):
+    run, vectors = infer_run
+    reduced = reduce_hyrax(tmp_path).reduce_dimensions()
+    assert reduced.ids().tolist() == ResultDataset(data_location=run).ids().tolist()
+    assert reduced.shape == (2,) and len(reduced) == 600
+    expected = PCAReducer.load(reduced.data_location / "reducer").transform(vectors)
+    assert np.allclose(reduced[np.arange(600)], expected, atol=1e-4)
+
+
+def test_saved_reducer_reloads_to_the_same_coordinates(tmp_path, infer_run):
+    first = reduce_hyrax(
+        tmp_path, "tsne", **{"reduce_dimensions.tsne.fit_sample_size": 200}
+    ).reduce_dimensions()
+    again = reduce_hyrax(
+        tmp_path, "tsne", **{"reduce_dimensions.model_path": str(first.data_location / "reducer")}
+    ).reduce_dimensions()
+    rows = np.arange(600)
+    assert np.array_equal(first[rows], again[rows])
+
+
+def test_tsne_is_one_embedding_across_batches(infer_run):
+    _, vectors = infer_run
+    reducer = TSNEReducer(seed=0).fit(vectors[:200])
+    whole = reducer.transform(vectors)
+    pieces = np.concatenate([reducer.transform(vectors[i : i + 77]) for i in range(0, 600, 77)])
+    assert np.allclose(whole, pieces, atol=1e-5)
+    # Fitted points sit on their own embedding, and clusters stay apart in the one map.
+    assert np.allclose(whole[:200], reducer.arrays["embedding"], atol=1e-4)
+    labels = np.arange(600) % 3
+    centres = np.array([whole[labels == c].mean(axis=0) for c in range(3)])
+    spread = max(np.linalg.norm(whole[labels == c] - centres[c], axis=1).mean() for c in range(3))
+    assert (
+        min(np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)) > 2 * spread
+    )
+
+
+def test_umap_fits_a_sample_and_places_the_rest(tmp_path, infer_run):
+    reduced = reduce_hyrax(
+        tmp_path,
+        "umap",
+        **{"reduce_dimensions.umap.fit_sample_size": 300, "reduce_dimensions.n_components": 3},
+    ).reduce_dimensions()
+    coordinates = reduced[np.arange(600)]
+    assert coordinates.shape == (600, 3) and np.isfinite(coordinates).all()
+
+
+def test_umap_verb_is_a_warning_alias(tmp_path, infer_run):
+    with pytest.warns(FutureWarning, match="now `reduce_dimensions`"):
+        reduced = reduce_hyrax(tmp_path).umap()
+    assert reduced.data_location.name.split("-")[2] == "reduce_dimensions"
+
+
+def test_reducer_errors(tmp_path, infer_run):
+    _, vectors = infer_run
+    reducer = PCAReducer().fit(vectors)
+    with pytest.raises(ReducerError, match="fitted on 16-dimensional vectors; these have 8"):
+        reducer.transform(vectors[:, :8])
+    with pytest.raises(ReducerError, match="n_components must be 2 or 3"):
+        PCAReducer(n_components=4)
+    saved = reducer.save(tmp_path / "pca")
+    h = reduce_hyrax(
+        tmp_path, **{"reduce_dimensions.model_path": str(saved), "reduce_dimensions.n_components": 3}
+    )
+    with pytest.raises(ReducerError, match="gives 2 components; reduce_dimensions.n_components is 3"):
+        h.reduce_dimensions()
+
+
+def test_no_inference_run_says_what_to_run(tmp_path):
+    from hyrax.errors import ResultsError
+
+    with pytest.raises(ResultsError, match=r"No complete 'infer' run.*hyrax infer"):
+        reduce_hyrax(tmp_path).reduce_dimensions()

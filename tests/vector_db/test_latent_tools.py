@@ -1,0 +1,158 @@
+"""save_to_database, database_connection (by id and by image) and outliers on the bundled galaxies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hyrax import Hyrax
+from hyrax.datasets import HyraxDataset
+from hyrax.datasets.decals_rings import DecalsRingsDataset
+
+ANOMALIES = 2
+
+
+class GalaxiesWithAnomalies(HyraxDataset):
+    """The 376 bundled galaxies followed by two noise images (uniform noise at two levels).
+
+    Blank images are not used: for an autoencoder trained a few epochs they land among the faint
+    galaxies (most of every cutout is dark sky), which is a fair answer, not an outlier.
+    """
+
+    def __init__(self, config, data_location=None):
+        self.galaxies = DecalsRingsDataset(config)
+        rng = np.random.default_rng(7)
+        self.extra = [(level * rng.random((3, 64, 64))).astype(np.float32) for level in (1.0, 0.8)]
+        ra = np.concatenate([self.galaxies.column("ra"), np.full(ANOMALIES, np.nan)])
+        super().__init__(config, data_location, metadata_table={"ra": ra})
+
+    def __len__(self):
+        return len(self.galaxies) + ANOMALIES
+
+    def get_image(self, idx):
+        return (
+            self.galaxies.get_image(idx) if idx < len(self.galaxies) else self.extra[idx - len(self.galaxies)]
+        )
+
+    def get_object_id(self, idx):
+        return (
+            self.galaxies.getter("object_id")(idx)
+            if idx < len(self.galaxies)
+            else f"anomaly{idx - len(self.galaxies)}"
+        )
+
+
+@pytest.fixture(scope="module")
+def inferred(tmp_path_factory):
+    results = tmp_path_factory.mktemp("latent") / "results"
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(results))
+    h.set_config("model.name", "HyraxAutoencoder")
+    h.set_config("model.HyraxAutoencoder.latent_dim", 16)
+    h.set_config("data_request.train.data", {"dataset_class": "DecalsRingsDataset"})
+    h.set_config("data_request.infer.data", {"dataset_class": "GalaxiesWithAnomalies"})
+    h.set_config("train.epochs", 4)
+    h.set_config("data_set.seed", 3)
+    h.set_config("'torch.optim.Adam'.lr", 3e-3)
+    h.set_config("data_loader.batch_size", 32)
+    h.set_config("data_loader.num_workers", 0)
+    h.train()
+    h.infer()
+    return h
+
+
+def test_outliers_rank_injected_anomalies_first(inferred):
+    ranked = inferred.outliers(top=20)
+    top = ranked["object_id"].tolist()
+    cut = int(np.ceil(0.01 * (376 + ANOMALIES)))  # the top 1%: 4 of 379
+    assert {f"anomaly{i}" for i in range(ANOMALIES)} <= set(top[:cut]), ranked.head(8).to_string()
+    assert list(ranked.columns[:3]) == ["rank", "object_id", "outlier_score"]
+    assert ranked["outlier_score"].is_monotonic_decreasing
+
+
+def test_outliers_with_metadata_and_incremental_rescoring(inferred):
+    from hyrax.vector_db.connection import results_run
+    from hyrax.vector_db.outliers import score_run
+
+    run = results_run(inferred.config)
+    assert score_run(run) == 0  # everything is scored already: nothing is recomputed
+    galaxies = inferred.outliers()
+    real = galaxies[~galaxies["object_id"].str.startswith("anomaly")]
+    assert "ra" in galaxies.columns and real["ra"].notna().all()
+    ra = dict(
+        zip(
+            DecalsRingsDataset(inferred.config).column("object_id"),
+            DecalsRingsDataset(inferred.config).column("ra"),
+            strict=True,
+        )
+    )
+    assert all(ra[o] == r for o, r in zip(real["object_id"], real["ra"], strict=True))
+
+
+@pytest.mark.parametrize("backend", ["lance", "qdrant", "chromadb"])
+def test_search_by_id_and_image(inferred, backend, tmp_path):
+    h = Hyrax(setup_logging=False)
+    for key in ("general.results_dir", "model.name", "model.HyraxAutoencoder.latent_dim"):
+        h.set_config(
+            key,
+            inferred.config[key.split(".")[0]][key.split(".", 1)[1]]
+            if key.count(".") == 1
+            else inferred.config["model"]["HyraxAutoencoder"]["latent_dim"],
+        )
+    h.set_config("vector_db.name", backend)
+    h.set_config("vector_db.vector_db_dir", str(tmp_path / backend))
+    connection = h.save_to_database()
+    connection = h.save_to_database()  # again: nothing twice
+    assert connection.index.count() == 376 + ANOMALIES
+    galaxy = DecalsRingsDataset(h.config)
+    first = galaxy.getter("object_id")(10)
+    ids, distances = connection.search_by_id(first, k=5)
+    assert ids[0] == first and distances[0] == pytest.approx(0, abs=1e-3)
+    ids, _ = connection.search_by_image(galaxy.get_image(10), k=3)
+    assert ids[0] == first  # the image went through prepare_inputs and the model
+
+
+def test_database_connection_cli(inferred):
+    config = inferred.config
+    from hyrax.vector_db.connection import results_run
+
+    run = results_run(config)
+    first = DecalsRingsDataset(config).getter("object_id")(0)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hyrax",
+            "database_connection",
+            "--id",
+            first,
+            "-k",
+            "3",
+            "-c",
+            str(run / "runtime_config.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split()[1] == first
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hyrax",
+            "database_connection",
+            "--id",
+            "NOPE",
+            "-c",
+            str(run / "runtime_config.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 1 and "NOPE are not in the" in missing.stderr

@@ -1,0 +1,70 @@
+"""Every vector-index backend passes one protocol suite; search by image; outlier scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hyrax.vector_db.base import VectorDBError
+from hyrax.vector_db.chroma_index import ChromaIndex
+from hyrax.vector_db.lance_index import LanceIndex
+from hyrax.vector_db.qdrant_index import QdrantIndex
+
+BACKENDS = {"lance": LanceIndex, "chromadb": ChromaIndex, "qdrant": QdrantIndex}
+
+
+def clustered(count=300, dimension=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(5, dimension)) * 10
+    return np.char.add("id", np.arange(count).astype(str)), (
+        centres[np.arange(count) % 5] + rng.normal(size=(count, dimension))
+    ).astype(np.float32)
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def index(request, tmp_path):
+    return BACKENDS[request.param](tmp_path / "db")
+
+
+def test_protocol(index):
+    ids, vectors = clustered()
+    index.insert(ids[:200], vectors[:200])
+    index.insert(ids[100:], vectors[100:])  # overlaps: idempotent
+    index.insert(ids, vectors)
+    assert index.count() == 300
+    found, distances = index.search_by_id(["id7", "id42"], k=5)
+    assert found.shape == (2, 5) and found[0, 0] == "id7" and found[1, 0] == "id42"
+    assert distances[0, 0] == pytest.approx(0, abs=1e-3) and np.all(np.diff(distances, axis=1) >= -1e-4)
+    exact = np.argsort(np.linalg.norm(vectors - vectors[7], axis=1))[:5]
+    assert set(found[0]) == set(ids[exact])
+    assert np.allclose(index.get_vectors(["id3", "id1"]), vectors[[3, 1]], atol=1e-5)
+    by_vector, _ = index.search(vectors[11] + 0.01, k=1)
+    assert by_vector[0, 0] == "id11"
+
+
+def test_bad_queries(index, tmp_path):
+    with pytest.raises(VectorDBError, match="is empty: run `hyrax save_to_database` first"):
+        index.search(np.zeros(8), k=1)
+    ids, vectors = clustered(20)
+    index.insert(ids, vectors)
+    with pytest.raises(VectorDBError, match=r"Object id\(s\) nope are not in the"):
+        index.search_by_id(["nope"])
+    with pytest.raises(VectorDBError, match="have 3 dimensions; the index holds 8-dimensional"):
+        index.search(np.zeros(3))
+    with pytest.raises(VectorDBError, match="k = 50, but the index holds 20 objects"):
+        index.search(np.zeros(8), k=50)
+    other = "qdrant" if index.backend != "qdrant" else "lance"
+    with pytest.raises(VectorDBError, match=f"holds a {index.backend} index, not {other}"):
+        BACKENDS[other](index.directory)
+
+
+def test_lance_ivf_pq_with_refine_keeps_recall(tmp_path):
+    ids, vectors = clustered(4000, 16)
+    index = LanceIndex(tmp_path / "db", settings={"index_threshold": 1000})
+    index.insert(ids, vectors)
+    assert index.build().startswith("IVF_PQ")
+    queries = vectors[:50]
+    found, _ = index.search(queries, k=10)
+    truth = np.argsort(((vectors[None] - queries[:, None]) ** 2).sum(-1), axis=1)[:, :10]
+    recall = np.mean([len(set(f) & set(ids[t])) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95

@@ -79,7 +79,7 @@ class LanceIndex(VectorIndex):
                 nearest.update(nprobes=self.nprobes, refine_factor=self.refine_factor)
             else:
                 nearest["use_index"] = False
-            table = dataset.to_table(nearest=nearest, columns=["object_id"])
+            table = dataset.to_table(nearest=nearest, columns=["object_id", "_distance"])
             ids[row] = table.column("object_id").to_numpy(zero_copy_only=False)
             distances[row] = np.sqrt(np.maximum(table.column("_distance").to_numpy(), 0))
         return ids.astype(str), distances

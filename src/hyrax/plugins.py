@@ -148,6 +148,19 @@ class Registry:
         return message
 
 
+def optional_import(module: str, extra: str, purpose: str) -> Any:
+    """Import an optional backend, or raise PluginError saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.split(".")[0] != error.name.split(".")[0]:
+            raise
+        raise PluginError(
+            f"{purpose} needs the optional package '{module.split('.')[0]}', which is not installed: "
+            f"pip install 'hyrax[{extra}]'."
+        ) from None
+
+
 def plugin_default_config(dotted_name: str) -> Path | None:
     """The ``default_config.toml`` of the external package named by ``dotted_name``, if it ships one.
 

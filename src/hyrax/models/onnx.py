@@ -36,6 +36,9 @@ def export(model, prepared_batch: Any, directory: Path, opset_version: int | Non
     """Write ``directory/model.onnx`` for ``model.infer_batch`` on inputs shaped like ``prepared_batch``."""
     import torch
 
+    from hyrax.plugins import optional_import
+
+    optional_import("onnxscript", "onnx", "ONNX export")
     arrays = _inputs(prepared_batch)
     single = not isinstance(prepared_batch, tuple | list)
 
@@ -76,7 +79,9 @@ class OnnxModel:
     """An exported model with its prepare_inputs: ``OnnxModel(dir).infer(numpy_batch_dict)`` -> numpy."""
 
     def __init__(self, directory: str | Path, threads: int | None = None):
-        import onnxruntime
+        from hyrax.plugins import optional_import
+
+        onnxruntime = optional_import("onnxruntime", "onnx", "Running an ONNX model")
 
         from hyrax.models.model import load_prepare_inputs
 

@@ -15,7 +15,9 @@ class TSNEReducer(Reducer):
     name = "tsne"
 
     def _fit(self, vectors: np.ndarray) -> None:
-        from openTSNE import TSNE
+        from hyrax.plugins import optional_import
+
+        TSNE = optional_import("openTSNE", "tsne", "reduce_dimensions with t-SNE").TSNE
 
         kwargs = {"n_components": self.n_components, "random_state": self.seed, "n_jobs": 2, **self.kwargs}
         perplexity = min(float(kwargs.get("perplexity", 30)), max(2.0, (len(vectors) - 1) / 3))

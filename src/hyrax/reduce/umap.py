@@ -14,7 +14,9 @@ class UMAPReducer(Reducer):
     name = "umap"
 
     def _fit(self, vectors: np.ndarray) -> None:
-        import umap
+        from hyrax.plugins import optional_import
+
+        umap = optional_import("umap", "umap", "reduce_dimensions with UMAP")
 
         kwargs = {"n_components": self.n_components, "random_state": self.seed, **self.kwargs}
         embedding = umap.UMAP(**kwargs).fit_transform(vectors)

@@ -15,7 +15,9 @@ class ChromaIndex(VectorIndex):
 
     def __init__(self, directory, dimension=None, **_):
         super().__init__(directory, dimension)
-        import chromadb
+        from hyrax.plugins import optional_import
+
+        chromadb = optional_import("chromadb", "chromadb", "vector_db.name = \"chromadb\"")
 
         self.client = chromadb.PersistentClient(path=str(self.directory / "chroma"))
         self.collection = self.client.get_or_create_collection(COLLECTION, metadata={"hnsw:space": "l2"})

@@ -28,7 +28,9 @@ class QdrantIndex(VectorIndex):
         super().__init__(directory, dimension)
         import warnings
 
-        from qdrant_client import QdrantClient
+        from hyrax.plugins import optional_import
+
+        QdrantClient = optional_import("qdrant_client", "qdrant", "vector_db.name = \"qdrant\"").QdrantClient
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns above 20k points; the server is for those

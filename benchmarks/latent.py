@@ -83,8 +83,15 @@ def case_search(kind: str, rows: int, queries: int) -> dict:
             latencies.append((time.perf_counter() - began) * 1000)
             hits += len(set(found[0]) & {f"obj{i}" for i in expected})
     latencies.sort()
-    return {"build": build, "built": built, "median_ms": latencies[len(latencies) // 2],
-            "p95_ms": latencies[int(0.95 * len(latencies))], "recall": hits / (10 * queries), "insert_rate": insert_rate, "rss": rss_mb()}
+    return {
+        "build": build,
+        "built": built,
+        "median_ms": latencies[len(latencies) // 2],
+        "p95_ms": latencies[int(0.95 * len(latencies))],
+        "recall": hits / (10 * queries),
+        "insert_rate": insert_rate,
+        "rss": rss_mb(),
+    }
 
 
 def case_chroma(rows: int) -> dict:
@@ -132,28 +139,39 @@ def case_umap(rows: int) -> dict:
     placed = reducer.transform(check)
     from sklearn.manifold import trustworthiness
 
-    return {"fit": fit, "place": place, "rss": rss_mb(), "own_rate": own_rate,
-            "trust_placed": trustworthiness(check, placed, n_neighbors=10),
-            "trust_umap": trustworthiness(check, own, n_neighbors=10)}
+    return {
+        "fit": fit,
+        "place": place,
+        "rss": rss_mb(),
+        "own_rate": own_rate,
+        "trust_placed": trustworthiness(check, placed, n_neighbors=10),
+        "trust_umap": trustworthiness(check, own, n_neighbors=10),
+    }
 
 
 def reducer_umap_transform(reducer, points):
     """umap-learn's own transform on a model refitted identically (for comparison only)."""
     import umap
 
-    model = umap.UMAP(n_components=reducer.n_components, random_state=reducer.seed).fit(reducer.arrays["sample"])
+    model = umap.UMAP(n_components=reducer.n_components, random_state=reducer.seed).fit(
+        reducer.arrays["sample"]
+    )
     return model.transform(points)
 
 
 def run_case(*args) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--case", *map(str, args)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--case", *map(str, args)], capture_output=True, text=True
+    )
     if result.returncode:
         raise SystemExit(f"case {args} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--chroma-rows", type=int, default=20_000)
@@ -164,24 +182,85 @@ def main() -> None:
         if name == "search":
             print(json.dumps(case_search(values[0], int(values[1]), int(values[2]))))
         else:
-            print(json.dumps({"chroma": case_chroma, "outliers": case_outliers, "umap": case_umap}[name](int(values[0]))))
+            print(
+                json.dumps(
+                    {"chroma": case_chroma, "outliers": case_outliers, "umap": case_umap}[name](
+                        int(values[0])
+                    )
+                )
+            )
         return
     rows = []
     lance_rate = None
     for kind in ("clustered", "random"):
         r = run_case("search", kind, args.rows, args.queries)
         lance_rate = lance_rate or r["insert_rate"]
-        rows.append((f"lance {kind} {args.rows:,}: build", f"{r['build']:.0f} s", r["built"][:44], "< 300 s", r["rss"]))
-        rows.append((f"lance {kind}: search k=10", f"{r['median_ms']:.1f} ms", f"p95 {r['p95_ms']:.1f} ms", "< 20 ms", r["rss"]))
-        rows.append((f"lance {kind}: recall@10", f"{r['recall']:.3f}", "against faiss exact search", ">= 0.95", r["rss"]))
+        rows.append(
+            (
+                f"lance {kind} {args.rows:,}: build",
+                f"{r['build']:.0f} s",
+                r["built"][:44],
+                "< 300 s",
+                r["rss"],
+            )
+        )
+        rows.append(
+            (
+                f"lance {kind}: search k=10",
+                f"{r['median_ms']:.1f} ms",
+                f"p95 {r['p95_ms']:.1f} ms",
+                "< 20 ms",
+                r["rss"],
+            )
+        )
+        rows.append(
+            (
+                f"lance {kind}: recall@10",
+                f"{r['recall']:.3f}",
+                "against faiss exact search",
+                ">= 0.95",
+                r["rss"],
+            )
+        )
     c = run_case("chroma", args.chroma_rows)
-    rows.append(("insert rate: lance table", f"{lance_rate:,.0f}/s", f"chromadb {c['rate']:,.0f}/s", f"{lance_rate / c['rate']:.0f}x (>= 50x)", c["rss"]))
+    rows.append(
+        (
+            "insert rate: lance table",
+            f"{lance_rate:,.0f}/s",
+            f"chromadb {c['rate']:,.0f}/s",
+            f"{lance_rate / c['rate']:.0f}x (>= 50x)",
+            c["rss"],
+        )
+    )
     o = run_case("outliers", args.rows)
-    rows.append((f"outlier scores, {args.rows:,} objects", f"{o['seconds']:.0f} s", "k=10 neighbour distance, faiss", "< 600 s, < 4 GB", o["rss"]))
+    rows.append(
+        (
+            f"outlier scores, {args.rows:,} objects",
+            f"{o['seconds']:.0f} s",
+            "k=10 neighbour distance, faiss",
+            "< 600 s, < 4 GB",
+            o["rss"],
+        )
+    )
     u = run_case("umap", args.rows)
-    rows.append((f"UMAP fit 10,000 + place {args.rows:,}", f"{u['fit'] + u['place']:.0f} s", f"fit {u['fit']:.0f} s, place {u['place']:.1f} s", "", u["rss"]))
-    rows.append(("  placement vs umap-learn transform", f"{u['trust_placed']:.3f}", f"umap transform {u['trust_umap']:.3f} at {u['own_rate']:.0f}/s",
-                 "trustworthiness@10", u["rss"]))
+    rows.append(
+        (
+            f"UMAP fit 10,000 + place {args.rows:,}",
+            f"{u['fit'] + u['place']:.0f} s",
+            f"fit {u['fit']:.0f} s, place {u['place']:.1f} s",
+            "",
+            u["rss"],
+        )
+    )
+    rows.append(
+        (
+            "  placement vs umap-learn transform",
+            f"{u['trust_placed']:.3f}",
+            f"umap transform {u['trust_umap']:.3f} at {u['own_rate']:.0f}/s",
+            "trustworthiness@10",
+            u["rss"],
+        )
+    )
     print(f"\n{'case':<40} {'result':>12}  {'reference':<46} {'target':<20} {'peak RSS':>9}")
     for case, result, reference, target, rss in rows:
         print(f"{case:<40} {result:>12}  {reference:<46} {target:<20} {rss:>6.0f} MB")

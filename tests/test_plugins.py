@@ -62,6 +62,8 @@ def test_reregistering_replaces_like_a_rerun_notebook_cell():
 def test_missing_optional_backend_names_the_extra():
     from hyrax.plugins import optional_import
 
-    with pytest.raises(PluginError, match=r"needs the optional package 'no_such_backend'.*pip install 'hyrax\[fancy\]'"):
+    with pytest.raises(
+        PluginError, match=r"needs the optional package 'no_such_backend'.*pip install 'hyrax\[fancy\]'"
+    ):
         optional_import("no_such_backend", "fancy", "Fancy plots")
     assert optional_import("json", "x", "y").dumps({}) == "{}"

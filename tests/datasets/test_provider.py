@@ -292,3 +292,15 @@ def test_augmentation_hooks_and_epoch_start(hyrax_config):
     with pytest.raises(DataError, match=r"augment lists 'label'.*no augment_label"):
         DataProvider(hyrax_config.config, "train")
     DATASETS.unregister("Augmented")
+
+
+def test_duplicate_primary_ids_are_an_error(hyrax_config, tmp_path):
+    path = tmp_path / "dupes.csv"
+    pd.DataFrame({"object_id": ["a", "b", "a"], "mag": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+    config = request_config(
+        hyrax_config, data={"dataset_class": "HyraxCSVDataset", "data_location": str(path)}
+    )
+    with pytest.raises(
+        DataError, match=r"data_request.train.data: 1 object id\(s\) occur more than once \(e.g. a\)"
+    ):
+        DataProvider(config, "train")

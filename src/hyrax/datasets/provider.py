@@ -105,6 +105,7 @@ class DataProvider:
             self.datasets[name] = dataset
             self.fields[name] = self._resolve_fields(dataset, spec, where)
         self._check_primary_ids()
+        self._check_unique_ids()
         self.rows: dict[str, np.ndarray | None] = {name: None for name in self.datasets}
         for name, spec in self.request.items():
             if name != self.primary:
@@ -144,6 +145,27 @@ class DataProvider:
                 f"{where}: {type(dataset).__name__} has no getter for its primary id field "
                 f"'{self.primary_id_field}'. Add `def get_{self.primary_id_field}(self, idx)` returning a "
                 f"unique string per object, or set primary_id_field to one of: {', '.join(dataset.fields())}."
+            )
+
+    def _check_unique_ids(self) -> None:
+        """Duplicate primary ids are an error, checked wherever the ids are a column (a catalog): for a
+        dataset whose ids come only from per-row getters this would cost a pass over the data, so
+        hyrax.testing.check_dataset checks those."""
+        dataset = self.datasets[self.primary]
+        has_column = self.primary_id_field in getattr(dataset, "_metadata_columns", {}) or (
+            type(dataset).column is not HyraxDataset.column
+        )
+        if not has_column:
+            return
+        import pandas as pd
+
+        ids = pd.Index(self.ids())
+        if not ids.is_unique:
+            repeated = ids[ids.duplicated()].unique()
+            raise DataError(
+                f"data_request.{self.group}.{self.primary}: {len(repeated)} object id(s) occur more than once "
+                f"(e.g. {', '.join(map(str, repeated[:5]))}); every object needs its own id. Remove the duplicates or "
+                f"choose another primary_id_field."
             )
 
     def _align(self, name: str, spec: Mapping) -> np.ndarray | None:

@@ -17,7 +17,7 @@ class ChromaIndex(VectorIndex):
         super().__init__(directory, dimension)
         from hyrax.plugins import optional_import
 
-        chromadb = optional_import("chromadb", "chromadb", "vector_db.name = \"chromadb\"")
+        chromadb = optional_import("chromadb", "chromadb", 'vector_db.name = "chromadb"')
 
         self.client = chromadb.PersistentClient(path=str(self.directory / "chroma"))
         self.collection = self.client.get_or_create_collection(COLLECTION, metadata={"hnsw:space": "l2"})

@@ -30,7 +30,7 @@ class QdrantIndex(VectorIndex):
 
         from hyrax.plugins import optional_import
 
-        QdrantClient = optional_import("qdrant_client", "qdrant", "vector_db.name = \"qdrant\"").QdrantClient
+        QdrantClient = optional_import("qdrant_client", "qdrant", 'vector_db.name = "qdrant"').QdrantClient
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns above 20k points; the server is for those

@@ -34,6 +34,7 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("data_set", "nan_mode"): ("zero", "quantile"),
     ("data_set", "on_bad_object"): ("error", "skip"),
     ("outliers", "method"): ("knn", "isolation_forest"),
+    ("visualize", "stretch"): ("asinh", "log", "zscale", "linear"),
     ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
     ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf"),
 }

@@ -62,6 +62,14 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.vector_db_verbs:OutliersVerb",
         "Score every object's unusualness (k-th neighbour distance) and list the most unusual with metadata.",
     ),
+    "visualize": (
+        "hyrax.verbs.visualize:VisualizeVerb",
+        "Show the latest reduce_dimensions map with thumbnails; serve it on 127.0.0.1 or write --html FILE.",
+    ),
+    "demo": (
+        "hyrax.verbs.demo:DemoVerb",
+        "Run the whole pipeline on the bundled galaxies: train, infer, map, index, outliers, standalone page.",
+    ),
     "umap": (
         "hyrax.verbs.reduce_dimensions:UmapVerb",
         "Deprecated: use reduce_dimensions (this runs it, with reduce_dimensions.name as configured).",

@@ -26,6 +26,12 @@ class ReduceDimensionsVerb(Verb):
         results = input_results(self.config, results_dir)
         with self.create_run_dir() as run:
             reduce_results(self.config, results, run.path)
+            import tomlkit
+
+            from hyrax.results.run_dir import write_text_atomic
+
+            source = {"infer_run": str(results.data_location.resolve())}
+            write_text_atomic(run.path / "source.toml", tomlkit.dumps(source))
         return ResultDataset(self.config, run.path)
 
     def run_cli(self, args: argparse.Namespace) -> int:

@@ -37,11 +37,15 @@ def demo_settings(results_dir: str, epochs: int) -> dict:
 
 class DemoVerb(Verb):
     name = "demo"
-    summary = "Run the whole pipeline on the bundled galaxies: train, infer, map, index, outliers, standalone page."
+    summary = (
+        "Run the whole pipeline on the bundled galaxies: train, infer, map, index, outliers, standalone page."
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--results-dir", default="./hyrax_demo", help="where the runs go (default ./hyrax_demo)")
+        parser.add_argument(
+            "--results-dir", default="./hyrax_demo", help="where the runs go (default ./hyrax_demo)"
+        )
         parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
 
     def run(self, results_dir: str = "./hyrax_demo", epochs: int = 10, say=print) -> dict:
@@ -66,10 +70,17 @@ class DemoVerb(Verb):
         say(f"    {done['database'].index.directory}")
         say("5/6 scoring outliers ...")
         done["outliers"] = h.outliers(top=10)
-        say(done["outliers"][["rank", "object_id", "outlier_score", "ring", "ra", "dec"]].to_string(index=False))
+        say(
+            done["outliers"][["rank", "object_id", "outlier_score", "ring", "ra", "dec"]].to_string(
+                index=False
+            )
+        )
         ring = _first_ring(h.config)
         ids, distances = done["database"].search_by_id(ring, k=6)
-        say(f"    nearest neighbours of ring galaxy {ring}: " + ", ".join(f"{i} ({d:.3g})" for i, d in zip(ids[1:], distances[1:], strict=True)))
+        say(
+            f"    nearest neighbours of ring galaxy {ring}: "
+            + ", ".join(f"{i} ({d:.3g})" for i, d in zip(ids[1:], distances[1:], strict=True))
+        )
         say("6/6 writing the map page ...")
         page = Path(results_dir).resolve() / "hyrax_map.html"
         done["page"] = h.visualize().save(page)

@@ -11,13 +11,17 @@ from hyrax.verbs.verb import Verb
 
 class VisualizeVerb(Verb):
     name = "visualize"
-    summary = "Show the latest reduce_dimensions map with thumbnails; serve it on 127.0.0.1 or write --html FILE."
+    summary = (
+        "Show the latest reduce_dimensions map with thumbnails; serve it on 127.0.0.1 or write --html FILE."
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--html", metavar="FILE", help="write a standalone page instead of serving")
         parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default visualize.port)")
-        parser.add_argument("-r", "--results-dir", metavar="RUN_DIR", help="a reduce_dimensions run (default: the latest)")
+        parser.add_argument(
+            "-r", "--results-dir", metavar="RUN_DIR", help="a reduce_dimensions run (default: the latest)"
+        )
 
     def run(self, results_dir=None, color_column=None):
         """A MapView: displays in Jupyter; ``.save(path)`` writes the standalone page."""
@@ -26,8 +30,14 @@ class VisualizeVerb(Verb):
 
         run = require_reduce_run(self.config, results_dir)
         settings = self.config["visualize"]
-        data = gather(self.config, run, max_points=int(settings["max_points"]), max_thumbnails=int(settings["max_thumbnails"]),
-                      stretch=settings["stretch"], band=get_setting(self.config, "visualize.band"))
+        data = gather(
+            self.config,
+            run,
+            max_points=int(settings["max_points"]),
+            max_thumbnails=int(settings["max_thumbnails"]),
+            stretch=settings["stretch"],
+            band=get_setting(self.config, "visualize.band"),
+        )
         layout = build_layout(data, color_column or get_setting(self.config, "visualize.color_column"))
         return MapView(data, layout, page_html(layout))
 

@@ -36,7 +36,9 @@ class MapData:
     def to_dataframe(self):
         import pandas as pd
 
-        frame = pd.DataFrame({"object_id": self.ids, "x": self.coordinates[:, 0], "y": self.coordinates[:, 1]})
+        frame = pd.DataFrame(
+            {"object_id": self.ids, "x": self.coordinates[:, 0], "y": self.coordinates[:, 1]}
+        )
         for name, values in self.columns.items():
             frame[name] = values
         return frame
@@ -53,8 +55,16 @@ def infer_run_of(reduce_run: Path) -> Path | None:
         return Path(tomllib.load(handle)["infer_run"])
 
 
-def gather(config: Mapping, reduce_run: Path, max_points: int = 200_000, max_thumbnails: int = 2000,
-           stretch: str = "asinh", band: int | None = None, neighbours: int = 8, seed: int = 0) -> MapData:
+def gather(
+    config: Mapping,
+    reduce_run: Path,
+    max_points: int = 200_000,
+    max_thumbnails: int = 2000,
+    stretch: str = "asinh",
+    band: int | None = None,
+    neighbours: int = 8,
+    seed: int = 0,
+) -> MapData:
     """Read coordinates, metadata, outlier scores, thumbnails and neighbours for the map."""
     from hyrax.results.store import ResultDataset
 
@@ -124,7 +134,11 @@ def _thumbnails(provider, ids, limit: int, how: str, band: int | None) -> list[s
             pictures.append(PLACEHOLDER)
             continue
         try:
-            image = dataset.display(int(row)) if callable(getattr(dataset, "display", None)) else dataset.getter("image")(int(row))
+            image = (
+                dataset.display(int(row))
+                if callable(getattr(dataset, "display", None))
+                else dataset.getter("image")(int(row))
+            )
             pictures.append(png_data_uri(to_rgb(image, how, band)))
         except Exception as error:  # a broken image is a placeholder tile and a logged reason, never a crash
             logger.warning("no thumbnail for %s: %s", ids[position], error)
@@ -138,7 +152,12 @@ def _neighbours(infer_run: Path, ids: np.ndarray, k: int) -> np.ndarray | None:
     from hyrax.results.store import ResultDataset
 
     try:
-        vectors = ResultDataset(data_location=infer_run).lookup_many(ids.tolist()).reshape(len(ids), -1).astype(np.float32)
+        vectors = (
+            ResultDataset(data_location=infer_run)
+            .lookup_many(ids.tolist())
+            .reshape(len(ids), -1)
+            .astype(np.float32)
+        )
     except Exception as error:  # neighbours are a courtesy of the page
         logger.warning("the map shows no neighbours: %s", error)
         return None
@@ -152,7 +171,7 @@ def check_color(data: MapData, color: str | None) -> str | None:
     if color is None or color in data.columns:
         return color
     raise ConfigError(
-        f"visualize.color_column = \"{color}\" is not a column of the map.{did_you_mean(color, data.columns)} "
+        f'visualize.color_column = "{color}" is not a column of the map.{did_you_mean(color, data.columns)} '
         f"Columns: {', '.join(data.columns) or '(none: the data has no metadata)'}."
     )
 
@@ -177,37 +196,76 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
     from bokeh.transform import linear_cmap
 
     color = check_color(data, color)
-    columns = {name: np.asarray(values).tolist() for name, values in data.columns.items() if np.asarray(values).dtype.kind in "biufUSO"}
+    columns = {
+        name: np.asarray(values).tolist()
+        for name, values in data.columns.items()
+        if np.asarray(values).dtype.kind in "biufUSO"
+    }
     source = ColumnDataSource(
         {
             "x": data.coordinates[:, 0].tolist(),
             "y": data.coordinates[:, 1].tolist(),
             "object_id": data.ids.tolist(),
             "thumbnail": data.thumbnails or [""] * len(data.ids),
-            "neighbours": (data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]),
+            "neighbours": (
+                data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]
+            ),
             **columns,
         }
     )
-    plot = figure(title=f"{title}: {len(data.ids):,} of {data.total:,} objects", width=700, height=600,
-                  tools="pan,wheel_zoom,box_select,lasso_select,tap,reset,save", output_backend="webgl")
+    plot = figure(
+        title=f"{title}: {len(data.ids):,} of {data.total:,} objects",
+        width=700,
+        height=600,
+        tools="pan,wheel_zoom,box_select,lasso_select,tap,reset,save",
+        output_backend="webgl",
+    )
     fill = "#1f77b4"
     if color is not None:
         values = np.asarray(data.columns[color], dtype=float)
         finite = values[np.isfinite(values)]
-        mapper = linear_cmap(color, "Viridis256", float(finite.min()) if len(finite) else 0, float(finite.max()) if len(finite) else 1)
+        mapper = linear_cmap(
+            color,
+            "Viridis256",
+            float(finite.min()) if len(finite) else 0,
+            float(finite.max()) if len(finite) else 1,
+        )
         fill = mapper
-    points = plot.scatter("x", "y", source=source, size=6, fill_color=fill, line_color=None, alpha=0.8,
-                          selection_fill_color="orange", nonselection_fill_alpha=0.25)
+    points = plot.scatter(
+        "x",
+        "y",
+        source=source,
+        size=6,
+        fill_color=fill,
+        line_color=None,
+        alpha=0.8,
+        selection_fill_color="orange",
+        nonselection_fill_alpha=0.25,
+    )
     if color is not None:
         plot.add_layout(ColorBar(color_mapper=mapper["transform"], title=color), "right")
-    plot.add_tools(HoverTool(renderers=[points], tooltips='<div><img src="@thumbnail" width="64" height="64"><br>@object_id</div>'))
+    plot.add_tools(
+        HoverTool(
+            renderers=[points],
+            tooltips='<div><img src="@thumbnail" width="64" height="64"><br>@object_id</div>',
+        )
+    )
     selected = ColumnDataSource({"object_id": [], **{name: [] for name in columns}})
-    table = DataTable(source=selected, width=560, height=260,
-                      columns=[TableColumn(field="object_id", title="object_id")] + [TableColumn(field=n, title=n) for n in columns])
+    table = DataTable(
+        source=selected,
+        width=560,
+        height=260,
+        columns=[TableColumn(field="object_id", title="object_id")]
+        + [TableColumn(field=n, title=n) for n in columns],
+    )
     grid = Div(text="<i>Select objects with the lasso or box tool.</i>", width=560, name="selection_grid")
     near = Div(text="<i>Click an object to see its nearest neighbours.</i>", width=560, name="neighbour_grid")
     names = list(columns)
-    source.selected.js_on_change("indices", CustomJS(args={"source": source, "selected": selected, "grid": grid, "names": names}, code="""
+    source.selected.js_on_change(
+        "indices",
+        CustomJS(
+            args={"source": source, "selected": selected, "grid": grid, "names": names},
+            code="""
         const rows = source.selected.indices;
         const data = source.data;
         const out = {object_id: rows.map(i => data.object_id[i])};
@@ -215,8 +273,14 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
         selected.data = out;
         grid.text = '<b>' + rows.length + ' selected</b><br>' + rows.slice(0, 60).map(
             i => '<img class="hyrax-thumb" title="' + data.object_id[i] + '" src="' + data.thumbnail[i] + '" width="64" height="64">').join('');
-    """))
-    source.selected.js_on_change("indices", CustomJS(args={"source": source, "near": near}, code="""
+    """,
+        ),
+    )
+    source.selected.js_on_change(
+        "indices",
+        CustomJS(
+            args={"source": source, "near": near},
+            code="""
         const rows = source.selected.indices;
         if (rows.length !== 1) { return; }
         const data = source.data;
@@ -224,9 +288,15 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
         const tile = j => '<figure style="display:inline-block;margin:2px"><img class="hyrax-neighbour" src="' + data.thumbnail[j] +
             '" width="64" height="64"><figcaption style="font-size:9px">' + data.object_id[j] + '</figcaption></figure>';
         near.text = '<b>Nearest neighbours of ' + data.object_id[i] + '</b><br>' + [i].concat(data.neighbours[i]).map(tile).join('');
-    """))
+    """,
+        ),
+    )
     download = Button(label="Download selection as CSV", width=220)
-    download.js_on_event("button_click", CustomJS(args={"selected": selected, "names": ["object_id"] + names}, code="""
+    download.js_on_event(
+        "button_click",
+        CustomJS(
+            args={"selected": selected, "names": ["object_id"] + names},
+            code="""
         const data = selected.data;
         const lines = [names.join(',')];
         for (let r = 0; r < data.object_id.length; r++) { lines.push(names.map(n => String(data[n][r])).join(',')); }
@@ -235,7 +305,9 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
         link.href = URL.createObjectURL(blob);
         link.download = 'hyrax_selection.csv';
         link.click();
-    """))
+    """,
+        ),
+    )
     return row(plot, column(table, download, grid, near))
 
 
@@ -264,7 +336,9 @@ class MapView:
     def _repr_html_(self) -> str:
         import html
 
-        return f'<iframe srcdoc="{html.escape(self.html)}" style="width:100%;height:1100px;border:0"></iframe>'
+        return (
+            f'<iframe srcdoc="{html.escape(self.html)}" style="width:100%;height:1100px;border:0"></iframe>'
+        )
 
 
 def require_reduce_run(config: Mapping, explicit=None) -> Path:
@@ -273,7 +347,9 @@ def require_reduce_run(config: Mapping, explicit=None) -> Path:
     from hyrax.results.run_dir import resolve_run
 
     try:
-        return resolve_run(config, "reduce_dimensions", explicit or get_setting(config, "visualize.input_dir"))
+        return resolve_run(
+            config, "reduce_dimensions", explicit or get_setting(config, "visualize.input_dir")
+        )
     except ResultsError as error:
         raise ResultsError(
             f"{error} The map shows a reduce_dimensions run: run `hyrax reduce_dimensions` (after `hyrax infer`) first."

@@ -54,13 +54,18 @@ def to_rgb(image: np.ndarray, how: str = "asinh", band: int | None = None) -> np
 def png_data_uri(rgb: np.ndarray, size: int = 64) -> str:
     from PIL import Image
 
-    picture = Image.fromarray(rgb).resize((size, size), Image.Resampling.NEAREST if rgb.shape[0] < size else Image.Resampling.BILINEAR)
+    picture = Image.fromarray(rgb).resize(
+        (size, size), Image.Resampling.NEAREST if rgb.shape[0] < size else Image.Resampling.BILINEAR
+    )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-PLACEHOLDER = "data:image/svg+xml;base64," + base64.b64encode(
-    b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="#444"/>'
-    b'<text x="32" y="36" font-size="10" fill="#ccc" text-anchor="middle">no image</text></svg>'
-).decode()
+PLACEHOLDER = (
+    "data:image/svg+xml;base64,"
+    + base64.b64encode(
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="#444"/>'
+        b'<text x="32" y="36" font-size="10" fill="#ccc" text-anchor="middle">no image</text></svg>'
+    ).decode()
+)

@@ -1,0 +1,94 @@
+"""The map in a real headless Chromium: points and thumbnails render (pixels), a box selection fills the
+table and the image grid, a single selected object shows its neighbours. Screenshots go to
+test-artifacts/ in the repository."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader"]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory):
+    from hyrax import Hyrax
+    from hyrax.verbs.demo import DemoVerb
+    from hyrax.verbs.visualize import serve
+
+    results = tmp_path_factory.mktemp("browser") / "out"
+    done = DemoVerb({}).run(str(results), epochs=2, say=lambda line: None)
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(results))
+    server = serve(h.visualize(color_column="outlier_score").html, 0, forever=False)
+    yield {"served": f"http://127.0.0.1:{server.server_address[1]}/", "file": done["page"].as_uri()}
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url):
+    page = browser.new_page(viewport={"width": 1300, "height": 1150})
+    page.goto(url)
+    page.wait_for_selector("canvas", timeout=30_000)
+    page.wait_for_timeout(1500)
+    return page
+
+
+def _coloured_pixels(png: bytes) -> int:
+    import io
+
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(((np.abs(pixels - 255).sum(axis=2) > 60) & (np.abs(pixels[..., 0] - pixels[..., 2]) > 20)).sum())
+
+
+@pytest.mark.parametrize("front_door", ["served", "file"])
+def test_points_render(browser, page_url, front_door):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _open(browser, page_url[front_door])
+    shot = page.screenshot(path=str(ARTIFACTS / f"map_{front_door}.png"))
+    assert _coloured_pixels(shot) > 500  # hundreds of coloured points, not a blank canvas
+    page.close()
+
+
+def test_box_selection_fills_table_and_thumbnails_then_neighbours(browser, page_url):
+    page = _open(browser, page_url["served"])
+    page.click("[title='Box Select']")
+    canvas = page.locator("canvas").first.bounding_box()
+    page.mouse.move(canvas["x"] + 40, canvas["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.6, canvas["y"] + canvas["height"] * 0.9, steps=10)
+    page.mouse.up()
+    page.wait_for_selector("img.hyrax-thumb", timeout=10_000)
+    assert page.locator(".slick-row").count() > 0  # the table of selected objects filled
+    loaded = page.eval_on_selector_all("img.hyrax-thumb", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+    assert loaded > 0
+    page.screenshot(path=str(ARTIFACTS / "map_selection.png"))
+    # One object selected (as a tap does): its neighbours' images appear.
+    page.evaluate("""() => {
+        const doc = Bokeh.documents[0];
+        const source = [...doc.all_models].find(m => m.data && m.data.neighbours);
+        source.selected.indices = [0];
+    }""")
+    page.wait_for_selector("img.hyrax-neighbour", timeout=10_000)
+    assert page.locator("img.hyrax-neighbour").count() == 9  # the object and its 8 neighbours
+    page.screenshot(path=str(ARTIFACTS / "map_neighbours.png"))
+    page.close()

@@ -82,6 +82,7 @@ def test_result_dataset_api(trained):
     assert results.get_object_id(5) == ids[5]
     assert np.array_equal(results.get_data(5), results[5])
     assert results[np.array([3, 1, 300])].shape == (3, 16)
+    assert np.array_equal(results[2:5], results[np.array([2, 3, 4])]) and results[-2:].shape == (2, 16)
     assert np.array_equal(results[np.array([300])][0], results[300])
     assert np.array_equal(results.lookup(ids[300]), results[300])
     assert np.array_equal(results.lookup_many([ids[7], ids[2]]), results[np.array([7, 2])])

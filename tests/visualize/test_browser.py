@@ -12,10 +12,19 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-unsafe-swiftshader",
+]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +66,9 @@ def _coloured_pixels(png: bytes) -> int:
     from PIL import Image
 
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return int(((np.abs(pixels - 255).sum(axis=2) > 60) & (np.abs(pixels[..., 0] - pixels[..., 2]) > 20)).sum())
+    return int(
+        ((np.abs(pixels - 255).sum(axis=2) > 60) & (np.abs(pixels[..., 0] - pixels[..., 2]) > 20)).sum()
+    )
 
 
 @pytest.mark.parametrize("front_door", ["served", "file"])
@@ -79,7 +90,9 @@ def test_box_selection_fills_table_and_thumbnails_then_neighbours(browser, page_
     page.mouse.up()
     page.wait_for_selector("img.hyrax-thumb", timeout=10_000)
     assert page.locator(".slick-row").count() > 0  # the table of selected objects filled
-    loaded = page.eval_on_selector_all("img.hyrax-thumb", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+    loaded = page.eval_on_selector_all(
+        "img.hyrax-thumb", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+    )
     assert loaded > 0
     page.screenshot(path=str(ARTIFACTS / "map_selection.png"))
     # One object selected (as a tap does): its neighbours' images appear.

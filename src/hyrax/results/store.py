@@ -245,9 +245,11 @@ class ResultDataset(HyraxDataset):
         return self._block[1][index - start], self._block[2][index - start]
 
     def __getitem__(self, index):
-        """The vector of row ``index``, or the vectors of an array of rows."""
+        """The vector of row ``index``, or the vectors of an array or slice of rows."""
         if isinstance(index, int | np.integer):
             return self._cached(int(index))[1]
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(self._length))
         return self._vectors(self._rows(np.asarray(index)))
 
     def get_data(self, idx: int) -> np.ndarray:

@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 TABLE_DIRECTORY = "lance_db"
 TABLE_NAME = "results"
 #: Rows are committed in chunks of at most this many bytes of vectors (and at most CHUNK_ROWS rows).
-CHUNK_BYTES = 16 * 2**20
-CHUNK_ROWS = 65_536
+CHUNK_BYTES = 8 * 2**20
+CHUNK_ROWS = 32_768
 _CACHE_BLOCK = 4096
 
 

@@ -26,8 +26,8 @@ class LanceIndex(VectorIndex):
         super().__init__(directory, dimension)
         settings = settings or {}
         self.threshold = int(settings.get("index_threshold", 100_000))
-        self.nprobes = int(settings.get("nprobes", 20))
-        self.refine_factor = int(settings.get("refine_factor", 10))
+        self.nprobes = int(settings.get("nprobes", 10))
+        self.refine_factor = int(settings.get("refine_factor", 5))
         self.path = table_path(results_dir) if results_dir is not None else self.directory / "vectors.lance"
         if self.path.exists() and self.dimension is None:
             self.dimension = ResultDataset(data_location=self.path).shape[0]

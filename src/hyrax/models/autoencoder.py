@@ -7,15 +7,22 @@ layers are sized from the data sample.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
-from hyrax.models.layers import conv_decoder, conv_encoder, feature_shape, fit_to, image_of, image_shape
+from hyrax.models.layers import (
+    LossSteps,
+    conv_decoder,
+    conv_encoder,
+    feature_shape,
+    fit_to,
+    image_of,
+    image_shape,
+)
 from hyrax.models.model import first_field, hyrax_model
 
 
 @hyrax_model
-class HyraxAutoencoder(nn.Module):
+class HyraxAutoencoder(LossSteps, nn.Module):
     """Three stride-2 convolutions to a dense latent vector, and back."""
 
     settings_table = "HyraxAutoencoder"
@@ -49,19 +56,3 @@ class HyraxAutoencoder(nn.Module):
     def _loss(self, x):
         image = image_of(x)
         return self.criterion(self.decode(self(image)), image)
-
-    def train_batch(self, x):
-        self.optimizer.zero_grad()
-        loss = self._loss(x)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item()}
-
-    def validate_batch(self, x):
-        with torch.no_grad():
-            return {"loss": self._loss(x).item()}
-
-    test_batch = validate_batch
-
-    def infer_batch(self, x):
-        return self(x)

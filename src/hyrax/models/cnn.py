@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from hyrax.models.layers import image_of, image_shape
+from hyrax.models.layers import LossSteps, image_of, image_shape
 from hyrax.models.model import first_field, hyrax_model
 
 
 @hyrax_model
-class HyraxCNN(nn.Module):
+class HyraxCNN(LossSteps, nn.Module):
     """Two convolution + pooling stages, global average pooling, two dense layers."""
 
     def __init__(self, config, data_sample=None):
@@ -52,21 +52,12 @@ class HyraxCNN(nn.Module):
             raise ValueError("HyraxCNN trains on labels: request a 'label' field in data_request.")
         return self.criterion(self(image), label)
 
-    def train_batch(self, x):
-        self.optimizer.zero_grad()
-        loss = self._loss(x)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item()}
-
     def validate_batch(self, x):
         with torch.no_grad():
             logits = self(x[0])
             loss = self.criterion(logits, x[1])
             accuracy = (logits.argmax(1) == x[1]).float().mean()
         return {"loss": loss.item(), "accuracy": accuracy.item()}
-
-    test_batch = validate_batch
 
     def infer_batch(self, x):
         return torch.softmax(self(x[0] if isinstance(x, tuple) else x), dim=1)

@@ -4,17 +4,16 @@ bottleneck. ``[model.ImageDCAE] latent_dim`` sets the latent length."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
-from hyrax.models.layers import feature_shape, fit_to, image_of, image_shape
+from hyrax.models.layers import LossSteps, feature_shape, fit_to, image_of, image_shape
 from hyrax.models.model import first_field, hyrax_model
 
 WIDTHS = (16, 32, 64, 128)
 
 
 @hyrax_model
-class ImageDCAE(nn.Module):
+class ImageDCAE(LossSteps, nn.Module):
     """Encoder: per level a 3x3 convolution and a stride-2 convolution; decoder mirrors it."""
 
     def __init__(self, config, data_sample=None):
@@ -61,19 +60,3 @@ class ImageDCAE(nn.Module):
     @staticmethod
     def prepare_inputs(batch):
         return np.asarray(first_field(batch, "image"), dtype=np.float32)
-
-    def train_batch(self, x):
-        self.optimizer.zero_grad()
-        loss = self._loss(x)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item()}
-
-    def validate_batch(self, x):
-        with torch.no_grad():
-            return {"loss": self._loss(x).item()}
-
-    test_batch = validate_batch
-
-    def infer_batch(self, x):
-        return self(x)

@@ -72,3 +72,25 @@ def feature_shape(module: nn.Module, shape: tuple[int, int, int]) -> tuple[int, 
 def fit_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Crop a decoder's output (which rounds sizes up to powers of two) to the input's size."""
     return image[..., :height, :width]
+
+
+class LossSteps:
+    """``train_batch``, ``validate_batch``/``test_batch`` and ``infer_batch`` for a model that defines
+    ``_loss(x)`` (a scalar tensor) and ``forward`` (the output ``infer`` writes)."""
+
+    def train_batch(self, x):
+        self.optimizer.zero_grad()
+        loss = self._loss(x)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def validate_batch(self, x):
+        with torch.no_grad():
+            return {"loss": self._loss(x).item()}
+
+    def test_batch(self, x):
+        return self.validate_batch(x)
+
+    def infer_batch(self, x):
+        return self(x)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyrax.models.layers import image_of, image_shape
+from hyrax.models.layers import LossSteps, image_of, image_shape
 from hyrax.models.model import first_field, hyrax_model
 
 
@@ -46,7 +46,7 @@ def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> to
 
 
 @hyrax_model
-class SimCLR(nn.Module):
+class SimCLR(LossSteps, nn.Module):
     """A convolutional encoder with a projection head, trained by contrasting two views."""
 
     def __init__(self, config, data_sample=None):
@@ -85,19 +85,3 @@ class SimCLR(nn.Module):
         return nt_xent(
             self.projection(self(augment(image))), self.projection(self(augment(image))), self.temperature
         )
-
-    def train_batch(self, x):
-        self.optimizer.zero_grad()
-        loss = self._loss(x)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item()}
-
-    def validate_batch(self, x):
-        with torch.no_grad():
-            return {"loss": self._loss(x).item()}
-
-    test_batch = validate_batch
-
-    def infer_batch(self, x):
-        return self(x)

@@ -28,7 +28,10 @@ def make_run(directory: Path, points: int) -> Path:
     xy = (centres[rng.integers(0, 30, points)] + rng.normal(size=(points, 2))).astype(np.float32)
     with ResultWriter(directory, (2,), "float32") as writer:
         for begin in range(0, points, 200_000):
-            writer.write(np.char.add("obj", np.arange(begin, min(begin + 200_000, points)).astype(str)), xy[begin : begin + 200_000])
+            writer.write(
+                np.char.add("obj", np.arange(begin, min(begin + 200_000, points)).astype(str)),
+                xy[begin : begin + 200_000],
+            )
     return directory
 
 
@@ -64,7 +67,13 @@ def measure(points: int, browser) -> dict:
         selection = time.perf_counter() - start
         page.close()
         server.shutdown()
-    return {"drawn": len(data.ids), "build": build, "first": first, "selection": selection, "page_mb": len(html) / 1e6}
+    return {
+        "drawn": len(data.ids),
+        "build": build,
+        "first": first,
+        "selection": selection,
+        "page_mb": len(html) / 1e6,
+    }
 
 
 def _blue_pixels(png: bytes) -> int:
@@ -77,7 +86,9 @@ def _blue_pixels(png: bytes) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--points", type=int, nargs="+", default=[100_000, 1_000_000])
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -87,14 +98,26 @@ def main() -> None:
         raise SystemExit("Chromium is needed: apt-get install chromium")
     rows = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"])
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-unsafe-swiftshader",
+                "--disable-background-networking",
+            ],
+        )
         for points in args.points:
             rows.append((points, measure(points, browser)))
         browser.close()
-    print(f"\n{'points':>10} {'drawn':>9} {'page':>8} {'build (s)':>10} {'first render (s)':>17} {'selection (s)':>14}")
+    print(
+        f"\n{'points':>10} {'drawn':>9} {'page':>8} {'build (s)':>10} {'first render (s)':>17} {'selection (s)':>14}"
+    )
     for points, r in rows:
-        print(f"{points:>10,} {r['drawn']:>9,} {r['page_mb']:>6.1f}MB {r['build']:>10.2f} {r['first']:>17.2f} {r['selection']:>14.2f}")
+        print(
+            f"{points:>10,} {r['drawn']:>9,} {r['page_mb']:>6.1f}MB {r['build']:>10.2f} {r['first']:>17.2f} {r['selection']:>14.2f}"
+        )
 
 
 if __name__ == "__main__":

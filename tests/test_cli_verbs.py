@@ -1,0 +1,70 @@
+"""Every verb through the real command line, on one small pipeline (the notebook API is tested elsewhere)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    path = root / "config.toml"
+    path.write_text(
+        f"""
+[general]
+results_dir = "{root / "results"}"
+[model]
+name = "HyraxAutoencoder"
+[model.HyraxAutoencoder]
+latent_dim = 8
+base_channel_size = 8
+[train]
+epochs = 1
+[data_loader]
+batch_size = 64
+num_workers = 0
+[reduce_dimensions]
+name = "pca"
+[split]
+train = 0.8
+[data_request.train.galaxies]
+dataset_class = "DecalsRingsDataset"
+[data_request.validate.galaxies]
+dataset_class = "DecalsRingsDataset"
+[data_request.infer.galaxies]
+dataset_class = "DecalsRingsDataset"
+"""
+    )
+    return path
+
+
+def hyrax(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "hyrax", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_every_verb_on_the_command_line(config_file, tmp_path):
+    steps = [
+        (["prepare"], "[train] 376 objects"),
+        (["create_splits"], "train: 300 objects"),
+        (["model", "--list"], "HyraxAutoencoder"),
+        (["train"], "weights and checkpoints:"),
+        (["infer"], "376 results of shape (8,)"),
+        (["lookup", "-i", "J000411.19+020924.0"], "["),
+        (["to_onnx"], "ONNX and torch agree"),
+        (["engine"], "376 results of shape (8,)"),
+        (["reduce_dimensions"], "376 objects mapped to 2-D"),
+        (["save_to_database"], "lance: exact search"),
+        (["database_connection", "--id", "J000411.19+020924.0", "-k", "3"], "J000411.19+020924.0"),
+        (["outliers", "--top", "3"], "outlier_score"),
+        (["visualize", "--html", str(tmp_path / "map.html")], "map of 376 objects written to"),
+    ]
+    for args, expected in steps:
+        result = hyrax(*args, "-c", str(config_file))
+        assert result.returncode == 0, f"hyrax {' '.join(args)}:\n{result.stderr[-2000:]}"
+        assert expected in result.stdout, f"hyrax {' '.join(args)} printed:\n{result.stdout[-2000:]}"
+    assert (tmp_path / "map.html").stat().st_size > 100_000

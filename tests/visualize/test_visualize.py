@@ -90,3 +90,20 @@ def test_served_page(demo):
             assert response.status == 200 and response.read().decode() == view.html
     finally:
         server.shutdown()
+
+
+def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
+    from hyrax.config import ConfigManager
+    from hyrax.results.store import ResultWriter
+    from hyrax.visualize.explorer import build_layout, gather, page_html
+
+    rng = np.random.default_rng(0)
+    with ResultWriter(tmp_path, (2,), "float32") as writer:
+        writer.write(
+            np.char.add("p", np.arange(5000).astype(str)), rng.normal(size=(5000, 2)).astype(np.float32)
+        )
+    data = gather(ConfigManager().config, tmp_path, max_points=1000)
+    assert len(data.ids) == 1000 and data.total == 5000
+    assert data.density.sum() == 5000  # every object counted, not only the drawn ones
+    html = page_html(build_layout(data))
+    assert "density of all; points: a sample" in html and "1,000 of 5,000 objects" in html

@@ -32,6 +32,9 @@ class MapData:
     thumbnails: list[str] = field(default_factory=list)
     neighbours: np.ndarray | None = None
     total: int = 0
+    #: Density of every object (not only the drawn sample): counts on a grid, and its extent.
+    density: np.ndarray | None = None
+    extent: tuple[float, float, float, float] | None = None
 
     def to_dataframe(self):
         import pandas as pd
@@ -74,6 +77,8 @@ def gather(
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))
     ids = reduced.ids()[rows]
     data = MapData(ids=ids, coordinates=reduced[rows].reshape(len(rows), -1), total=len(reduced))
+    if len(rows) < len(reduced):
+        data.density, data.extent = density(reduced)
     infer_run = infer_run_of(Path(reduce_run))
     if infer_run is None:
         return data
@@ -84,6 +89,32 @@ def gather(
         data.thumbnails = _thumbnails(provider, ids, max_thumbnails, stretch, band)
     data.neighbours = _neighbours(infer_run, ids, neighbours)
     return data
+
+
+def density(reduced, bins: int = 400) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Counts of every object on a bins x bins grid of the first two coordinates, streamed in batches."""
+    low, high = np.full(2, np.inf), np.full(2, -np.inf)
+    for _, coordinates in reduced.iter_batches():
+        low = np.minimum(low, coordinates[:, :2].min(axis=0))
+        high = np.maximum(high, coordinates[:, :2].max(axis=0))
+    counts = np.zeros((bins, bins), dtype=np.int64)
+    for _, coordinates in reduced.iter_batches():
+        grid, _, _ = np.histogram2d(
+            coordinates[:, 1], coordinates[:, 0], bins=bins, range=[[low[1], high[1]], [low[0], high[0]]]
+        )
+        counts += grid.astype(np.int64)
+    return counts, (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
+
+
+def _density_rgba(counts: np.ndarray) -> np.ndarray:
+    """Log-scaled counts as a grey-blue RGBA image (empty cells transparent), packed for Bokeh."""
+    scaled = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
+    rgba = np.zeros((*counts.shape, 4), dtype=np.uint8)
+    rgba[..., 0] = (40 + 60 * scaled).astype(np.uint8)
+    rgba[..., 1] = (60 + 90 * scaled).astype(np.uint8)
+    rgba[..., 2] = (120 + 135 * scaled).astype(np.uint8)
+    rgba[..., 3] = np.where(counts > 0, (60 + 195 * scaled), 0).astype(np.uint8)
+    return rgba.view(np.uint32).reshape(counts.shape)
 
 
 def _outlier_scores(infer_run: Path, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -220,6 +251,12 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
         tools="pan,wheel_zoom,box_select,lasso_select,tap,reset,save",
         output_backend="webgl",
     )
+    if data.density is not None:  # every object as density; the drawn points are a sample of them
+        x0, y0, x1, y1 = data.extent
+        plot.image_rgba(
+            image=[_density_rgba(data.density)], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, name="density"
+        )
+        plot.title.text += " (density of all; points: a sample)"
     fill = "#1f77b4"
     if color is not None:
         values = np.asarray(data.columns[color], dtype=float)

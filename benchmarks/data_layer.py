@@ -15,24 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _harness import peak_rss_mb, run_case
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
 FILTERS = ("HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y")
-
-
-def peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
 
 
 def make_cutouts(objects: int) -> Path:
@@ -218,18 +210,6 @@ def case_join(rows: int) -> dict:
     }
 
 
-def run_case(name: str, *args) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--case", name, *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode:
-        raise SystemExit(f"case {name} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -247,7 +227,7 @@ def main() -> None:
     make_cutouts(args.objects)
     rows = []
     for workers in (0, 2):
-        r = run_case("fits", args.objects, workers)
+        r = run_case(__file__, "fits", args.objects, workers)
         rows.append(
             (
                 f"FITS 5x64x64, loader num_workers={workers}",
@@ -267,7 +247,7 @@ def main() -> None:
                     r["rss"],
                 )
             )
-    r = run_case("overhead", 100_000)
+    r = run_case(__file__, "overhead", 100_000)
     rows.append(
         (
             "provider overhead, HyraxRandomDataset",
@@ -277,7 +257,7 @@ def main() -> None:
             r["rss"],
         )
     )
-    r = run_case("join", args.join_rows)
+    r = run_case(__file__, "join", args.join_rows)
     rows.append(
         (
             f"join {args.join_rows:,} rows: build",

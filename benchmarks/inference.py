@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _harness import peak_rss_mb, run_case
 
 STREAMING = '''
 import numpy as np
@@ -125,7 +124,7 @@ def case_rss(objects: int) -> dict:
     start = time.perf_counter()
     written = len(h.infer())
     seconds = time.perf_counter() - start
-    return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rate": written / seconds}
+    return {"rss": peak_rss_mb(), "rate": written / seconds}
 
 
 def case_lookup(rows: int) -> dict:
@@ -151,15 +150,6 @@ def case_lookup(rows: int) -> dict:
     return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * len(times))]}
 
 
-def run_case(*args) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--case", *map(str, args)], capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"case {args} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,7 +172,7 @@ def main() -> None:
         print(json.dumps(function(*map(int, values))))
         return
     rows = []
-    r = run_case("throughput", args.objects, args.batch_size)
+    r = run_case(__file__, "throughput", args.objects, args.batch_size)
     rows.append(
         (
             f"infer HyraxAutoencoder 3x64x64, N={args.objects:,}",
@@ -199,7 +189,7 @@ def main() -> None:
             f"ratio {r['whole'] / r['bare']:.3f}",
         )
     )
-    r = run_case("write", args.write_rows)
+    r = run_case(__file__, "write", args.write_rows)
     rows.append(
         (
             f"write {args.write_rows:,} 64-d vectors",
@@ -208,7 +198,7 @@ def main() -> None:
             ">= 200,000 vec/s",
         )
     )
-    small, large = (run_case("rss", n) for n in args.rss_objects)
+    small, large = (run_case(__file__, "rss", n) for n in args.rss_objects)
     rows.append(
         (
             f"peak RSS, hyrax infer N={args.rss_objects[0]:,}",
@@ -225,7 +215,7 @@ def main() -> None:
             f"{large['rss'] / small['rss'] - 1:+.1%} (within 10%)",
         )
     )
-    r = run_case("lookup", args.lookup_rows)
+    r = run_case(__file__, "lookup", args.lookup_rows)
     rows.append(
         (
             f"look-up by id, {args.lookup_rows:,} rows",

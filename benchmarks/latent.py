@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _harness import peak_rss_mb, run_case
 
 
 def vectors(kind: str, rows: int, seed: int = 0) -> np.ndarray:
@@ -40,10 +38,6 @@ def vectors(kind: str, rows: int, seed: int = 0) -> np.ndarray:
 
 def ids_of(rows: int) -> np.ndarray:
     return np.char.add("obj", np.arange(rows).astype(str))
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_run(directory: Path, data: np.ndarray) -> float:
@@ -90,7 +84,7 @@ def case_search(kind: str, rows: int, queries: int) -> dict:
         "p95_ms": latencies[int(0.95 * len(latencies))],
         "recall": hits / (10 * queries),
         "insert_rate": insert_rate,
-        "rss": rss_mb(),
+        "rss": peak_rss_mb(),
     }
 
 
@@ -103,7 +97,7 @@ def case_chroma(rows: int) -> dict:
         start = time.perf_counter()
         index.insert(ids_of(rows), data)
         rate = rows / (time.perf_counter() - start)
-    return {"rate": rate, "rss": rss_mb()}
+    return {"rate": rate, "rss": peak_rss_mb()}
 
 
 def case_outliers(rows: int) -> dict:
@@ -116,7 +110,7 @@ def case_outliers(rows: int) -> dict:
         start = time.perf_counter()
         score_run(Path(work), "knn", 10)
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss": rss_mb()}
+    return {"seconds": seconds, "rss": peak_rss_mb()}
 
 
 def case_umap(rows: int) -> dict:
@@ -142,7 +136,7 @@ def case_umap(rows: int) -> dict:
     return {
         "fit": fit,
         "place": place,
-        "rss": rss_mb(),
+        "rss": peak_rss_mb(),
         "own_rate": own_rate,
         "trust_placed": trustworthiness(check, placed, n_neighbors=10),
         "trust_umap": trustworthiness(check, own, n_neighbors=10),
@@ -157,15 +151,6 @@ def reducer_umap_transform(reducer, points):
         reducer.arrays["sample"]
     )
     return model.transform(points)
-
-
-def run_case(*args) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--case", *map(str, args)], capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"case {args} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -193,7 +178,7 @@ def main() -> None:
     rows = []
     lance_rate = None
     for kind in ("clustered", "random"):
-        r = run_case("search", kind, args.rows, args.queries)
+        r = run_case(__file__, "search", kind, args.rows, args.queries)
         lance_rate = lance_rate or r["insert_rate"]
         rows.append(
             (
@@ -222,7 +207,7 @@ def main() -> None:
                 r["rss"],
             )
         )
-    c = run_case("chroma", args.chroma_rows)
+    c = run_case(__file__, "chroma", args.chroma_rows)
     rows.append(
         (
             "insert rate: lance table",
@@ -232,7 +217,7 @@ def main() -> None:
             c["rss"],
         )
     )
-    o = run_case("outliers", args.rows)
+    o = run_case(__file__, "outliers", args.rows)
     rows.append(
         (
             f"outlier scores, {args.rows:,} objects",
@@ -242,7 +227,7 @@ def main() -> None:
             o["rss"],
         )
     )
-    u = run_case("umap", args.rows)
+    u = run_case(__file__, "umap", args.rows)
     rows.append(
         (
             f"UMAP fit 10,000 + place {args.rows:,}",

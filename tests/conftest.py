@@ -62,3 +62,23 @@ def request_config(manager, group: str = "train", **datasets):
     for name, spec in datasets.items():
         manager.set_config(f"data_request.{group}.{name}", spec)
     return manager.config
+
+
+def torchrun_hyrax(verb: str, config: Path, cwd: Path, processes: int = 2):
+    """``torchrun --standalone --nproc_per_node=N -m hyrax VERB -c CONFIG`` as a real subprocess."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "hyrax",
+        verb,
+        "-c",
+        str(config),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)

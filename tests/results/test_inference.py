@@ -19,6 +19,7 @@ from hyrax import Hyrax
 from hyrax.errors import ConfigError, DataError, ResultsError, ResultsWriteError
 from hyrax.models.model import WeightsError
 from hyrax.results.store import ResultDataset, ResultWriter
+from tests.conftest import torchrun_hyrax
 
 GALAXIES = {"dataset_class": "DecalsRingsDataset"}
 
@@ -308,19 +309,7 @@ def test_two_process_inference_equals_single_process(trained, tmp_path):
     from hyrax.config import to_plain
 
     config.write_text(tomlkit.dumps(to_plain(h.config)))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "hyrax",
-        "infer",
-        "-c",
-        str(config),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = torchrun_hyrax("infer", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "ddp").glob("*-infer-*"))
     assert len(runs) == 1

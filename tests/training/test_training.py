@@ -18,6 +18,7 @@ from hyrax.models.model import WeightsError
 from hyrax.plugins import MODELS
 from hyrax.training.checkpoints import CheckpointError
 from hyrax.training.loop import TrainingError
+from tests.conftest import torchrun_hyrax
 
 
 def make_hyrax(
@@ -338,19 +339,7 @@ dataset_class = "HyraxRandomDataset"
 train = 0.75
 """
     )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "hyrax",
-        "train",
-        "-c",
-        str(config),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = torchrun_hyrax("train", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "results").glob("*-train-*"))
     assert len(runs) == 1

@@ -234,6 +234,19 @@ class DataProvider:
         column = self.datasets[self.primary].column(self.primary_id_field)
         return column.astype(str) if column.dtype.kind != "U" else column
 
+    def rows_of(self, object_ids) -> np.ndarray:
+        """Row of each object id in the primary dataset (-1 where it is not there), via a hash index."""
+        import pandas as pd
+
+        return pd.Index(self.ids()).get_indexer(np.asarray(object_ids).astype(str))
+
+    def metadata_for(self, object_ids) -> dict[str, np.ndarray]:
+        """The primary dataset's 1-D metadata columns for these object ids (rows not found get row 0's
+        values; check ``rows_of`` where that matters)."""
+        rows = self.rows_of(object_ids)
+        found = self.datasets[self.primary].metadata(np.maximum(rows, 0))
+        return {k: v for k, v in found.items() if k != "object_id" and getattr(v, "ndim", 0) == 1}
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         index = int(index)
         object_id = str(self._id_getter(index))

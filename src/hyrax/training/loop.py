@@ -107,6 +107,9 @@ class EpochMeans:
     """Sample-weighted means of a stage's numeric outputs over one epoch, summed over ranks."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
         self.sums: dict[str, float] = {}
         self.count = 0
 
@@ -263,7 +266,7 @@ class Training:
         @trainer.on(Events.EPOCH_STARTED)
         def _start(engine):
             history["epoch_started"] = time.perf_counter()
-            means.__init__()
+            means.reset()
             model.train()
             self.providers["train"].start_epoch("train", engine.state.epoch)
 

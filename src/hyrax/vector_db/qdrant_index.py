@@ -39,7 +39,11 @@ class QdrantIndex(VectorIndex):
             else:
                 path = str((self.directory / "qdrant").resolve())
                 if path not in _LOCAL_CLIENTS:
+                    import atexit
+
                     _LOCAL_CLIENTS[path] = QdrantClient(path=path)
+                    # Close while the interpreter is whole (its own finalizer runs too late and complains).
+                    atexit.register(_LOCAL_CLIENTS[path].close)
                 self.client = _LOCAL_CLIENTS[path]
 
     def _exists(self) -> bool:

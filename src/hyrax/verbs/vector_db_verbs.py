@@ -91,25 +91,16 @@ class OutliersVerb(Verb):
 
 
 def _with_metadata(frame, run):
-    """Join the infer group's primary dataset's metadata columns on object_id (when it has any)."""
+    """Add the infer group's primary dataset's metadata columns to the ranking (when it has any)."""
     import numpy as np
-    import pandas as pd
 
-    from hyrax.config import ConfigManager
-    from hyrax.datasets.provider import DataProvider
+    from hyrax.visualize.explorer import infer_provider_of
 
-    try:
-        config = ConfigManager(run / "runtime_config.toml").config
-        provider = DataProvider(config, "infer")
-    except Exception as error:  # metadata is a courtesy: the ranking stands without it
-        import logging
-
-        logging.getLogger(__name__).info("outliers listed without metadata: %s", error)
+    provider = infer_provider_of(run)
+    if provider is None:  # metadata is a courtesy: the ranking stands without it
         return frame
-    dataset = provider.datasets[provider.primary]
-    rows = pd.Index(provider.ids()).get_indexer(frame["object_id"].to_numpy())
-    metadata = dataset.metadata(np.maximum(rows, 0))
-    for name, values in metadata.items():
-        if name != "object_id" and values.ndim == 1:
-            frame[name] = np.where(rows >= 0, values, None) if values.dtype.kind in "OU" else values
+    ids = frame["object_id"].to_numpy()
+    missing = provider.rows_of(ids) < 0
+    for name, values in provider.metadata_for(ids).items():
+        frame[name] = np.where(missing, None, values) if values.dtype.kind in "OU" else values
     return frame

@@ -83,9 +83,9 @@ def gather(
     if infer_run is None:
         return data
     data.columns.update(_outlier_scores(infer_run, ids))
-    provider = _infer_provider(infer_run)
+    provider = infer_provider_of(infer_run)
     if provider is not None:
-        data.columns.update(_metadata(provider, ids))
+        data.columns.update(provider.metadata_for(ids))
         data.thumbnails = _thumbnails(provider, ids, max_thumbnails, stretch, band)
     data.neighbours = _neighbours(infer_run, ids, neighbours)
     return data
@@ -130,35 +130,25 @@ def _outlier_scores(infer_run: Path, ids: np.ndarray) -> dict[str, np.ndarray]:
     return {"outlier_score": pd.Series(ids).map(table).to_numpy(dtype=float)}
 
 
-def _infer_provider(infer_run: Path):
+def infer_provider_of(infer_run: Path):
+    """The infer group's provider as the run saw it (from its runtime_config.toml), or None."""
     from hyrax.config import ConfigManager
     from hyrax.datasets.provider import DataProvider
 
     try:
         return DataProvider(ConfigManager(infer_run / "runtime_config.toml").config, "infer")
-    except Exception as error:  # the map still works without images and metadata
-        logger.warning("the map shows no images or metadata: the infer data could not be opened (%s)", error)
+    except Exception as error:  # maps and rankings still work without images and metadata
+        logger.warning(
+            "no images or metadata: the infer data of %s could not be opened (%s)", infer_run, error
+        )
         return None
-
-
-def _rows_of(provider, ids: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    return pd.Index(provider.ids()).get_indexer(ids)
-
-
-def _metadata(provider, ids: np.ndarray) -> dict[str, np.ndarray]:
-    dataset = provider.datasets[provider.primary]
-    rows = _rows_of(provider, ids)
-    found = dataset.metadata(np.maximum(rows, 0))
-    return {k: v for k, v in found.items() if k != "object_id" and getattr(v, "ndim", 0) == 1}
 
 
 def _thumbnails(provider, ids, limit: int, how: str, band: int | None) -> list[str]:
     from hyrax.visualize.stretch import PLACEHOLDER, png_data_uri, to_rgb
 
     dataset = provider.datasets[provider.primary]
-    rows = _rows_of(provider, ids)
+    rows = provider.rows_of(ids)
     pictures = []
     for position, row in enumerate(rows):
         if position >= limit or row < 0:

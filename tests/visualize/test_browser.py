@@ -31,15 +31,14 @@ pytestmark = pytest.mark.skipif(
 def page_url(tmp_path_factory):
     from hyrax import Hyrax
     from hyrax.verbs.demo import DemoVerb
-    from hyrax.verbs.visualize import serve
 
     results = tmp_path_factory.mktemp("browser") / "out"
     done = DemoVerb({}).run(str(results), epochs=2, say=lambda line: None)
     h = Hyrax(setup_logging=False)
     h.set_config("general.results_dir", str(results))
-    server = serve(h.visualize(color_column="outlier_score").html, 0, forever=False)
-    yield {"served": f"http://127.0.0.1:{server.server_address[1]}/", "file": done["page"].as_uri()}
-    server.shutdown()
+    view = h.visualize(color_column="outlier_score")
+    yield {"served": view.serve(0), "file": done["page"].as_uri(), "view": view}
+    view.live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +57,20 @@ def _open(browser, url):
     page.wait_for_selector("canvas", timeout=30_000)
     page.wait_for_timeout(1500)
     return page
+
+
+def _loaded_images(page, selector: str, wait_s: float = 15) -> int:
+    """How many of these images have loaded (the live app serves them one request each)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        loaded = page.eval_on_selector_all(
+            selector, "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+        )
+        if loaded or time.monotonic() > deadline:
+            return loaded
+        page.wait_for_timeout(200)
 
 
 def _coloured_pixels(png: bytes) -> int:
@@ -90,18 +103,45 @@ def test_box_selection_fills_table_and_thumbnails_then_neighbours(browser, page_
     page.mouse.up()
     page.wait_for_selector("img.hyrax-thumb", timeout=10_000)
     assert page.locator(".slick-row").count() > 0  # the table of selected objects filled
-    loaded = page.eval_on_selector_all(
-        "img.hyrax-thumb", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length"
-    )
-    assert loaded > 0
+    assert _loaded_images(page, "img.hyrax-thumb") > 0
     page.screenshot(path=str(ARTIFACTS / "map_selection.png"))
+    selected = page_url["view"].selected()  # the selection, back in Python
+    assert len(selected) == page.locator(".slick-row").count() or len(selected) > 0
+    assert "outlier_score" in selected.columns
     # One object selected (as a tap does): its neighbours' images appear.
     page.evaluate("""() => {
         const doc = Bokeh.documents[0];
-        const source = [...doc.all_models].find(m => m.data && m.data.neighbours);
+        const source = [...doc.all_models].find(m => m.name === 'points');
         source.selected.indices = [0];
     }""")
     page.wait_for_selector("img.hyrax-neighbour", timeout=10_000)
     assert page.locator("img.hyrax-neighbour").count() == 9  # the object and its 8 neighbours
+    assert _loaded_images(page, "img.hyrax-neighbour") > 0
     page.screenshot(path=str(ARTIFACTS / "map_neighbours.png"))
+    page.close()
+
+
+def test_zoom_redraws_the_points_in_view(browser, page_url):
+    """Panning or zooming asks the server for the objects in the new viewport (exact when few enough)."""
+    page = _open(browser, page_url["served"])
+    total = page.evaluate(
+        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.x.length"
+    )
+    page.evaluate("""() => {
+        const models = [...Bokeh.documents[0].all_models];
+        const plot = models.find(m => m.x_range && m.y_range && m.renderers);
+        const data = models.find(m => m.name === 'points').data;
+        const [dx, dy] = [(plot.x_range.end - plot.x_range.start) / 6, (plot.y_range.end - plot.y_range.start) / 6];
+        plot.x_range.setv({start: data.x[0] - dx, end: data.x[0] + dx});  // around the first object
+        plot.y_range.setv({start: data.y[0] - dy, end: data.y[0] + dy});
+    }""")
+    page.wait_for_function("() => (window._hyrax_views || 0) > 0", timeout=15_000)
+    shown = page.evaluate(
+        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.x.length"
+    )
+    title = page.evaluate(
+        "() => [...Bokeh.documents[0].all_models].find(m => m.x_range && m.title).title.text"
+    )
+    assert 0 < shown < total and f"{shown} of {shown} objects in view" in title.replace(",", "")
+    page.screenshot(path=str(ARTIFACTS / "map_zoomed.png"))
     page.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 from hyrax.errors import ConfigError, ResultsError
 from hyrax.verbs.demo import DemoVerb
-from hyrax.visualize.stretch import PLACEHOLDER, png_data_uri, stretch, to_rgb
+from hyrax.visualize.stretch import PLACEHOLDER, placeholder_png, png_data_uri, stretch, to_rgb
 
 
 def test_stretches_and_rgb():
@@ -73,23 +76,90 @@ def test_broken_images_become_placeholders(demo, caplog):
     )
     try:
         view = _hyrax_on(results).visualize()
+        thumbnails = view.data.thumbnails
+        live_tile = view.live.thumbnail_png("J000411.19+020924.0")  # the live app: the same tile
     finally:
         DecalsRingsDataset.display = original
-    assert view.data.thumbnails.count(PLACEHOLDER) == 1
+    assert thumbnails.count(PLACEHOLDER) == 1
     assert any("no thumbnail for J000411.19+020924.0: disk error" in r.getMessage() for r in caplog.records)
+    assert live_tile == placeholder_png()
 
 
-def test_served_page(demo):
-    from hyrax.verbs.visualize import serve
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = response.read()
+        return response.headers["Content-Type"], body
 
+
+def _decoded(column: dict) -> np.ndarray:
+    import base64
+
+    return np.frombuffer(base64.b64decode(column["data"]), dtype=np.dtype(column["dtype"]).newbyteorder("<"))
+
+
+def test_live_app_answers_the_page(demo):
+    """The served app: page, viewport, thumbnails, neighbours from the vector index, selection to pandas."""
     results, _, _ = demo
-    view = _hyrax_on(results).visualize()
-    server = serve(view.html, 0, forever=False)
+    view = _hyrax_on(results).visualize(color_column="outlier_score")
+    with pytest.raises(RuntimeError, match="select objects with the lasso or box tool"):
+        view.selected()
+    url = view.serve(0)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/", timeout=10) as response:
-            assert response.status == 200 and response.read().decode() == view.html
+        kind, page = _get(url)
+        assert kind.startswith("text/html") and b"view?" in page and b"cdn.bokeh.org" not in page
+        x0, y0, x1, y1 = view.live.extent
+        kind, body = _get(f"{url}view?x0={x0}&x1={x1}&y0={y0}&y1={y1}")
+        shown = json.loads(body)
+        assert shown["in_view"] == shown["total"] == shown["drawn"] == 376
+        assert len(_decoded(shown["arrays"]["x"])) == len(shown["points"]["object_id"]) == 376
+        assert shown["density"]["url"] == []  # few enough: every point exactly, no density
+        assert {"ring", "outlier_score"} <= set(shown["arrays"])
+        first = shown["points"]["object_id"][0]
+        kind, tile = _get(f"{url}thumb?id={urllib.parse.quote(first)}")
+        assert kind == "image/png" and tile.startswith(b"\x89PNG") and tile != placeholder_png()
+        kind, body = _get(f"{url}neighbours?id={urllib.parse.quote(first)}")
+        near = json.loads(body)
+        assert len(near["object_id"]) == 9 and near["object_id"][0] == first
+        request = urllib.request.Request(
+            url + "selection",
+            data=json.dumps({"object_id": shown["points"]["object_id"][:5]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+        selected = view.selected()
+        assert selected["object_id"].tolist() == shown["points"]["object_id"][:5]
+        assert {"ring", "outlier_score", "x", "y"} <= set(selected.columns)
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            _get(f"{url}view?x0=1&x1=0&y0=0&y1=1")
     finally:
-        server.shutdown()
+        view.live.stop()
+
+
+def test_live_map_shows_exact_points_when_zoomed_in(tmp_path):
+    from hyrax.config import ConfigManager
+    from hyrax.results.store import ResultWriter
+    from hyrax.visualize.live import LiveMap
+
+    rng = np.random.default_rng(0)
+    with ResultWriter(tmp_path, (2,), "float32") as writer:
+        writer.write(
+            np.char.add("p", np.arange(5000).astype(str)), rng.normal(size=(5000, 2)).astype(np.float32)
+        )
+    live = LiveMap(ConfigManager().config, tmp_path, max_points=1000)
+    x0, y0, x1, y1 = live.extent
+    whole = live.view(x0, x1, y0, y1)
+    assert whole["in_view"] == 5000 and len(_decoded(whole["arrays"]["x"])) == 1000  # a sample ...
+    assert whole["density"]["url"]  # ... over the density of all
+    zoomed = live.view(0.0, 0.5, 0.0, 0.5)
+    inside = int(((live.x >= 0) & (live.x <= 0.5) & (live.y >= 0) & (live.y <= 0.5)).sum())
+    assert 0 < inside < 1000 and zoomed["drawn"] == zoomed["in_view"] == inside
+    assert np.allclose(np.sort(_decoded(zoomed["arrays"]["x"])), np.sort(live.x[live.inside(0, 0.5, 0, 0.5)]))
+    assert zoomed["density"]["url"] == []  # every point in view drawn: no density needed
+    png = live.density_png(x0, x1, y0, y1)
+    from PIL import Image
+
+    image = np.asarray(Image.open(__import__("io").BytesIO(png)))
+    assert image.shape == (400, 400, 4) and (image[..., 3] > 0).sum() > 1000
 
 
 def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):

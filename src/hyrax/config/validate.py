@@ -33,8 +33,10 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("general", "log_level"): ("debug", "info", "warning", "error", "critical"),
     ("data_set", "nan_mode"): ("zero", "quantile"),
     ("data_set", "on_bad_object"): ("error", "skip"),
+    ("download", "type"): ("coadd", "coadd/bg"),
     ("outliers", "method"): ("knn", "isolation_forest"),
     ("visualize", "stretch"): ("asinh", "log", "zscale", "linear"),
+    ("visualize", "notebook"): ("live", "static"),
     ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
     ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf"),
 }

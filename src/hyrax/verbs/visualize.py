@@ -1,10 +1,11 @@
-"""``visualize``: the latent-space map with images. One page for the notebook, the browser and a file."""
+"""``visualize``: the latent-space map with images. One code path for the notebook, the browser and a file:
+:class:`~hyrax.visualize.explorer.MapView` (the standalone page) and its live app
+(:class:`~hyrax.visualize.live.LiveMap`)."""
 
 from __future__ import annotations
 
 import argparse
-import http.server
-import threading
+import time
 
 from hyrax.verbs.verb import Verb
 
@@ -18,28 +19,19 @@ class VisualizeVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--html", metavar="FILE", help="write a standalone page instead of serving")
-        parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default visualize.port)")
+        parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default visualize.port; 0: any)")
         parser.add_argument(
             "-r", "--results-dir", metavar="RUN_DIR", help="a reduce_dimensions run (default: the latest)"
         )
 
     def run(self, results_dir=None, color_column=None):
-        """A MapView: displays in Jupyter; ``.save(path)`` writes the standalone page."""
+        """A MapView: displays in Jupyter (the live app); ``.save(path)`` writes the standalone page;
+        ``.selected()`` returns the objects selected in the live app."""
         from hyrax.config import get_setting
-        from hyrax.visualize.explorer import MapView, build_layout, gather, page_html, require_reduce_run
+        from hyrax.visualize.explorer import MapView, require_reduce_run
 
         run = require_reduce_run(self.config, results_dir)
-        settings = self.config["visualize"]
-        data = gather(
-            self.config,
-            run,
-            max_points=int(settings["max_points"]),
-            max_thumbnails=int(settings["max_thumbnails"]),
-            stretch=settings["stretch"],
-            band=get_setting(self.config, "visualize.band"),
-        )
-        layout = build_layout(data, color_column or get_setting(self.config, "visualize.color_column"))
-        return MapView(data, layout, page_html(layout))
+        return MapView(self.config, run, color_column or get_setting(self.config, "visualize.color_column"))
 
     def run_cli(self, args: argparse.Namespace) -> int:
         from hyrax.config import get_setting
@@ -49,34 +41,14 @@ class VisualizeVerb(Verb):
         if target:
             print(f"map of {len(view.data.ids):,} objects written to {view.save(target)}")
             return 0
-        serve(view.html, args.port or int(self.config["visualize"]["port"]))
-        return 0
-
-
-def serve(html: str, port: int, forever: bool = True):
-    """Serve the page on 127.0.0.1:port (0: any free port); returns the server when not ``forever``."""
-    page = html.encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server interface
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args):
+        port = args.port if args.port is not None else int(self.config["visualize"]["port"])
+        url = view.serve(port)
+        print(f"Hyrax map of {view.live.all.total:,} objects at {url}  (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
             pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"Hyrax map at http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C to stop)", flush=True)
-    if not forever:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return None
+        finally:
+            view.live.stop()
+        return 0

@@ -35,6 +35,10 @@ class MapData:
     #: Density of every object (not only the drawn sample): counts on a grid, and its extent.
     density: np.ndarray | None = None
     extent: tuple[float, float, float, float] | None = None
+    #: Live app only: the density image's source ({url, x, y, w, h}), re-aggregated by the server on zoom.
+    density_url: dict | None = None
+    #: Colour scale of each column over every object (default: over the drawn ones).
+    color_range: dict[str, tuple[float, float] | None] = field(default_factory=dict)
 
     def to_dataframe(self):
         import pandas as pd
@@ -67,13 +71,15 @@ def gather(
     band: int | None = None,
     neighbours: int = 8,
     seed: int = 0,
+    thumbnails: bool = True,
 ) -> MapData:
-    """Read coordinates, metadata, outlier scores, thumbnails and neighbours for the map."""
+    """Read coordinates, metadata, outlier scores, thumbnails and neighbours for the map (``max_points``
+    0: every object; ``thumbnails`` False or ``neighbours`` 0: leave those out)."""
     from hyrax.results.store import ResultDataset
 
     reduced = ResultDataset(config, reduce_run)
     rows = np.arange(len(reduced))
-    if len(rows) > max_points:  # a seeded sample keeps the page responsive; the table says how many
+    if 0 < max_points < len(rows):  # a seeded sample keeps the page responsive; the table says how many
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))
     ids = reduced.ids()[rows]
     data = MapData(ids=ids, coordinates=reduced[rows].reshape(len(rows), -1), total=len(reduced))
@@ -86,8 +92,10 @@ def gather(
     provider = infer_provider_of(infer_run)
     if provider is not None:
         data.columns.update(provider.metadata_for(ids))
-        data.thumbnails = _thumbnails(provider, ids, max_thumbnails, stretch, band)
-    data.neighbours = _neighbours(infer_run, ids, neighbours)
+        if thumbnails:
+            data.thumbnails = _thumbnails(provider, ids, max_thumbnails, stretch, band)
+    if neighbours > 0:
+        data.neighbours = _neighbours(infer_run, ids, neighbours)
     return data
 
 
@@ -97,24 +105,29 @@ def density(reduced, bins: int = 400) -> tuple[np.ndarray, tuple[float, float, f
     for _, coordinates in reduced.iter_batches():
         low = np.minimum(low, coordinates[:, :2].min(axis=0))
         high = np.maximum(high, coordinates[:, :2].max(axis=0))
+    extent = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
     counts = np.zeros((bins, bins), dtype=np.int64)
     for _, coordinates in reduced.iter_batches():
-        grid, _, _ = np.histogram2d(
-            coordinates[:, 1], coordinates[:, 0], bins=bins, range=[[low[1], high[1]], [low[0], high[0]]]
-        )
-        counts += grid.astype(np.int64)
-    return counts, (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
+        counts += density_grid(coordinates[:, 0], coordinates[:, 1], extent, bins)
+    return counts, extent
 
 
-def _density_rgba(counts: np.ndarray) -> np.ndarray:
-    """Log-scaled counts as a grey-blue RGBA image (empty cells transparent), packed for Bokeh."""
+def density_grid(x: np.ndarray, y: np.ndarray, extent, bins: int) -> np.ndarray:
+    """Counts on a bins x bins grid over ``extent`` (x0, y0, x1, y1); row i is the i-th y bin from below."""
+    x0, y0, x1, y1 = extent
+    grid, _, _ = np.histogram2d(y, x, bins=bins, range=[[y0, y1], [x0, x1]])
+    return grid.astype(np.int64)
+
+
+def density_rgba(counts: np.ndarray) -> np.ndarray:
+    """Log-scaled counts as a grey-blue (height, width, 4) uint8 image; empty cells transparent."""
     scaled = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
     rgba = np.zeros((*counts.shape, 4), dtype=np.uint8)
     rgba[..., 0] = (40 + 60 * scaled).astype(np.uint8)
     rgba[..., 1] = (60 + 90 * scaled).astype(np.uint8)
     rgba[..., 2] = (120 + 135 * scaled).astype(np.uint8)
     rgba[..., 3] = np.where(counts > 0, (60 + 195 * scaled), 0).astype(np.uint8)
-    return rgba.view(np.uint32).reshape(counts.shape)
+    return rgba
 
 
 def _outlier_scores(infer_run: Path, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -197,8 +210,11 @@ def check_color(data: MapData, color: str | None) -> str | None:
     )
 
 
-def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax latent space") -> Any:
-    """The Bokeh layout of the map (see the module documentation)."""
+def build_layout(
+    data: MapData, color: str | None = None, title: str = "Hyrax latent space", live: bool = False
+) -> Any:
+    """The Bokeh layout of the map (see the module documentation). ``live``: the page talks to the
+    :mod:`~hyrax.visualize.live` server (re-aggregation on zoom, thumbnails, neighbours, selection)."""
     from hyrax.plugins import optional_import
 
     optional_import("bokeh", "visualize", "The latent-space map")
@@ -217,46 +233,60 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
     from bokeh.transform import linear_cmap
 
     color = check_color(data, color)
+    # numbers as numpy arrays: Bokeh sends them as binary typed arrays, not JSON lists
     columns = {
-        name: np.asarray(values).tolist()
+        name: (
+            np.asarray(values, dtype=np.float64)
+            if np.asarray(values).dtype.kind in "biuf"
+            else np.asarray(values).astype(str).tolist()
+        )
         for name, values in data.columns.items()
         if np.asarray(values).dtype.kind in "biufUSO"
     }
-    source = ColumnDataSource(
-        {
-            "x": data.coordinates[:, 0].tolist(),
-            "y": data.coordinates[:, 1].tolist(),
-            "object_id": data.ids.tolist(),
-            "thumbnail": data.thumbnails or [""] * len(data.ids),
-            "neighbours": (
-                data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]
-            ),
-            **columns,
-        }
-    )
+    points_data = {
+        "x": np.asarray(data.coordinates[:, 0], dtype=np.float32),
+        "y": np.asarray(data.coordinates[:, 1], dtype=np.float32),
+        "object_id": data.ids.astype(str).tolist(),
+        "thumbnail": data.thumbnails or [""] * len(data.ids),
+        **columns,
+    }
+    if not live:  # the live page asks the vector index instead
+        points_data["neighbours"] = (
+            data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]
+        )
+    source = ColumnDataSource(points_data, name="points")
+    ranges = {}
+    if live and data.extent is not None:  # fixed ranges: the server answers for exactly this viewport
+        x0, y0, x1, y1 = data.extent
+        ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
     plot = figure(
         title=f"{title}: {len(data.ids):,} of {data.total:,} objects",
         width=700,
         height=600,
         tools="pan,wheel_zoom,box_select,lasso_select,tap,reset,save",
         output_backend="webgl",
+        **ranges,
     )
-    if data.density is not None:  # every object as density; the drawn points are a sample of them
+    densities = None
+    if live:  # the server re-aggregates the density of every object for each viewport
+        empty = {"url": [], "x": [], "y": [], "w": [], "h": []}
+        densities = ColumnDataSource(data.density_url or empty, name="density_source")
+        plot.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=densities)
+        if data.density_url:
+            plot.title.text += " (density of all; points: a sample)"
+    elif data.density is not None:  # every object as density; the drawn points are a sample of them
         x0, y0, x1, y1 = data.extent
-        plot.image_rgba(
-            image=[_density_rgba(data.density)], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, name="density"
-        )
+        packed = density_rgba(data.density).view(np.uint32).reshape(data.density.shape)
+        plot.image_rgba(image=[packed], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, name="density")
         plot.title.text += " (density of all; points: a sample)"
     fill = "#1f77b4"
     if color is not None:
         values = np.asarray(data.columns[color], dtype=float)
         finite = values[np.isfinite(values)]
-        mapper = linear_cmap(
-            color,
-            "Viridis256",
-            float(finite.min()) if len(finite) else 0,
-            float(finite.max()) if len(finite) else 1,
+        low, high = data.color_range.get(color) or (
+            (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
         )
+        mapper = linear_cmap(color, "Viridis256", low, high)
         fill = mapper
     points = plot.scatter(
         "x",
@@ -291,13 +321,17 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
     source.selected.js_on_change(
         "indices",
         CustomJS(
-            args={"source": source, "selected": selected, "grid": grid, "names": names},
+            args={"source": source, "selected": selected, "grid": grid, "names": names, "live": live},
             code="""
         const rows = source.selected.indices;
         const data = source.data;
         const out = {object_id: rows.map(i => data.object_id[i])};
         for (const name of names) { out[name] = rows.map(i => data[name][i]); }
         selected.data = out;
+        if (live) {  // the selection, back in Python: LiveMap.selected() / MapView.selected()
+            fetch('selection', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                body: JSON.stringify({object_id: out.object_id})});
+        }
         grid.text = '<b>' + rows.length + ' selected</b><br>' + rows.slice(0, 60).map(
             i => '<img class="hyrax-thumb" title="' + data.object_id[i] + '" src="' + data.thumbnail[i] + '" width="64" height="64">').join('');
     """,
@@ -306,18 +340,29 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
     source.selected.js_on_change(
         "indices",
         CustomJS(
-            args={"source": source, "near": near},
+            args={"source": source, "near": near, "live": live},
             code="""
         const rows = source.selected.indices;
         if (rows.length !== 1) { return; }
         const data = source.data;
         const i = rows[0];
-        const tile = j => '<figure style="display:inline-block;margin:2px"><img class="hyrax-neighbour" src="' + data.thumbnail[j] +
-            '" width="64" height="64"><figcaption style="font-size:9px">' + data.object_id[j] + '</figcaption></figure>';
-        near.text = '<b>Nearest neighbours of ' + data.object_id[i] + '</b><br>' + [i].concat(data.neighbours[i]).map(tile).join('');
+        const tile = (src, id) => '<figure style="display:inline-block;margin:2px"><img class="hyrax-neighbour" src="' + src +
+            '" width="64" height="64"><figcaption style="font-size:9px">' + id + '</figcaption></figure>';
+        const title = '<b>Nearest neighbours of ' + data.object_id[i] + '</b><br>';
+        if (!live) {
+            near.text = title + [i].concat(data.neighbours[i]).map(j => tile(data.thumbnail[j], data.object_id[j])).join('');
+            return;
+        }
+        near.text = title + '<i>searching the vector index ...</i>';
+        fetch('neighbours?id=' + encodeURIComponent(data.object_id[i])).then(r => r.json()).then(found => {
+            near.text = found.error ? title + '<i>' + found.error + '</i>'
+                : title + found.object_id.map((id, j) => tile(found.thumbnail[j], id)).join('');
+        });
     """,
         ),
     )
+    if live:
+        _follow_viewport(plot, source, densities, title)
     download = Button(label="Download selection as CSV", width=220)
     download.js_on_event(
         "button_click",
@@ -338,6 +383,42 @@ def build_layout(data: MapData, color: str | None = None, title: str = "Hyrax la
     return row(plot, column(table, download, grid, near))
 
 
+def _follow_viewport(plot, source, densities, title: str) -> None:
+    """Live page: after each pan or zoom (debounced), fetch the viewport's points and density."""
+    from bokeh.models import CustomJS
+
+    callback = CustomJS(
+        args={"plot": plot, "source": source, "densities": densities, "title": title},
+        code="""
+        clearTimeout(window._hyrax_timer);
+        window._hyrax_timer = setTimeout(() => {
+            const q = new URLSearchParams({x0: plot.x_range.start, x1: plot.x_range.end,
+                                           y0: plot.y_range.start, y1: plot.y_range.end});
+            fetch('view?' + q).then(r => r.json()).then(view => {
+                if (view.error) { return; }
+                const data = view.points;
+                for (const [name, column] of Object.entries(view.arrays)) {
+                    const bytes = Uint8Array.from(atob(column.data), c => c.charCodeAt(0));
+                    data[name] = column.dtype === 'float32' ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer);
+                }
+                data.thumbnail = data.object_id.map(id => 'thumb?id=' + encodeURIComponent(id));
+                source.selected.indices = [];
+                source.data = data;
+                densities.data = view.density;
+                const drawn = view.drawn;
+                plot.title.text = title + ': ' + drawn.toLocaleString('en') + ' of ' + view.in_view.toLocaleString('en') +
+                    ' objects in view (' + view.total.toLocaleString('en') + ' in all)' +
+                    (drawn < view.in_view ? ' (density of all; points: a sample)' : '');
+                window._hyrax_views = (window._hyrax_views || 0) + 1;
+            });
+        }, 200);
+    """,
+    )
+    for axis in (plot.x_range, plot.y_range):
+        axis.js_on_change("start", callback)
+        axis.js_on_change("end", callback)
+
+
 def page_html(layout: Any, title: str = "Hyrax latent space") -> str:
     """A standalone page: Bokeh's JavaScript inline, so it opens with no server and no network."""
     from bokeh.embed import file_html
@@ -347,22 +428,85 @@ def page_html(layout: Any, title: str = "Hyrax latent space") -> str:
 
 
 class MapView:
-    """The map in a notebook: displays itself; ``to_dataframe()`` gives the shown objects."""
+    """The map, from a notebook or the command line (``h.visualize()`` returns one).
 
-    def __init__(self, data: MapData, layout: Any, html: str):
-        self.data, self.layout, self.html = data, layout, html
+    In Jupyter it displays itself as the live app, served from the kernel on 127.0.0.1 (with
+    ``visualize.notebook = "static"``: the standalone page, for a browser that cannot reach the kernel's
+    machine); :meth:`selected` returns what was selected in it as a DataFrame. :meth:`save` writes the
+    standalone page; :meth:`to_dataframe` gives the objects drawn on it.
+    """
+
+    def __init__(self, config: Mapping, reduce_run: Path, color: str | None = None):
+        from hyrax.config import get_setting
+
+        self.config, self.reduce_run = config, Path(reduce_run)
+        settings = config["visualize"]
+        self.color = color
+        self._options = {
+            "max_points": int(settings["max_points"]),
+            "stretch": settings["stretch"],
+            "band": get_setting(config, "visualize.band"),
+        }
+        self._max_thumbnails = int(settings["max_thumbnails"])
+        self._notebook = get_setting(config, "visualize.notebook") or "live"
+        self._data = self._html = self._live = None
+        # a wrong column is an error now, not when the page is drawn
+        check_color(gather(config, reduce_run, max_points=1, thumbnails=False, neighbours=0), color)
+
+    @property
+    def data(self) -> MapData:
+        """What the standalone page shows (a sample of at most visualize.max_points objects)."""
+        if self._data is None:
+            self._data = gather(
+                self.config, self.reduce_run, max_thumbnails=self._max_thumbnails, **self._options
+            )
+        return self._data
+
+    @property
+    def html(self) -> str:
+        """The standalone page: opens with no server and no network."""
+        if self._html is None:
+            self._html = page_html(build_layout(self.data, self.color))
+        return self._html
+
+    @property
+    def live(self):
+        """The live app (:class:`~hyrax.visualize.live.LiveMap`), created on first use."""
+        if self._live is None:
+            from hyrax.visualize.live import LiveMap
+
+            self._live = LiveMap(self.config, self.reduce_run, self.color, **self._options)
+        return self._live
+
+    def serve(self, port: int = 0) -> str:
+        """Serve the live app on 127.0.0.1:port (0: any free port) in the background; its address."""
+        return self.live.start(port)
+
+    def selected(self):
+        """The objects selected (lasso, box or tap) in the live app, with their metadata."""
+        if self._live is None or self._live.server is None:
+            raise RuntimeError(
+                "Nothing is selected yet: display the map in a notebook cell (or call view.serve() and open "
+                "the address it returns), select objects with the lasso or box tool, then call selected()."
+            )
+        return self._live.selected()
 
     def to_dataframe(self):
         return self.data.to_dataframe()
 
     def save(self, path: str | Path) -> Path:
+        from hyrax.results.run_dir import write_text_atomic
+
         path = Path(path)
-        path.write_text(self.html, encoding="utf-8")
+        write_text_atomic(path, self.html)
         return path
 
     def _repr_html_(self) -> str:
         import html
 
+        if self._notebook == "live":
+            url = self.serve()
+            return f'<iframe src="{url}" style="width:100%;height:1100px;border:0"></iframe>'
         return (
             f'<iframe srcdoc="{html.escape(self.html)}" style="width:100%;height:1100px;border:0"></iframe>'
         )

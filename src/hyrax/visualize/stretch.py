@@ -69,3 +69,14 @@ PLACEHOLDER = (
         b'<text x="32" y="36" font-size="10" fill="#ccc" text-anchor="middle">no image</text></svg>'
     ).decode()
 )
+
+
+def placeholder_png(size: int = 64) -> bytes:
+    """The "no image" tile as PNG bytes (the live map serves thumbnails as PNG)."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGB", (size, size), (68, 68, 68))
+    ImageDraw.Draw(picture).text((size // 2, size // 2), "no image", fill=(204, 204, 204), anchor="mm")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,346 @@
+"""The map as a live app: a small HTTP server on 127.0.0.1 that holds every object's coordinates and
+answers the page's questions as the user pans, zooms, selects and clicks.
+
+- ``/``: the page (the same Bokeh layout as the standalone file, with ``live=True``);
+- ``/view?x0=&x1=&y0=&y1=``: the objects inside a viewport as JSON: all of them when they number at most
+  ``visualize.max_points`` (exact points when zoomed in), else a seeded sample of that many over a
+  density image of every one of them, re-aggregated for that viewport;
+- ``/density.png?x0=&x1=&y0=&y1=``: that density image;
+- ``/thumb?id=``: one object's thumbnail (PNG), read from the dataset it came from; a placeholder tile
+  and a logged reason when the image cannot be read;
+- ``/neighbours?id=&k=``: an object's nearest neighbours from the vector index;
+- ``POST /selection``: the ids selected in the page, which :meth:`LiveMap.selected` returns to Python as
+  a DataFrame.
+
+Standard library HTTP only: nothing to install on a login node, and the notebook front door starts the
+same server in a background thread.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import math
+import threading
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from hyrax.visualize.explorer import (
+    MapData,
+    check_color,
+    density_grid,
+    density_rgba,
+    gather,
+    infer_run_of,
+)
+
+logger = logging.getLogger(__name__)
+
+DENSITY_BINS = 400
+
+
+class LiveMap:
+    """Every object of a reduce_dimensions run in memory (coordinates and metadata columns: about 20 bytes
+    plus its metadata per object), served to the page a viewport at a time."""
+
+    def __init__(
+        self,
+        config: Mapping,
+        reduce_run: Path,
+        color: str | None = None,
+        max_points: int = 200_000,
+        stretch: str = "asinh",
+        band: int | None = None,
+        neighbours: int = 8,
+    ):
+        self.config, self.reduce_run, self.color = config, Path(reduce_run), color
+        self.max_points, self.stretch, self.band, self.k = max_points, stretch, band, neighbours
+        self.all = gather(config, reduce_run, max_points=0, thumbnails=False, neighbours=0)
+        check_color(self.all, color)
+        self.x = np.ascontiguousarray(self.all.coordinates[:, 0], dtype=np.float64)
+        self.y = np.ascontiguousarray(self.all.coordinates[:, 1], dtype=np.float64)
+        self.extent = _padded(self.x, self.y)
+        self.infer_run = infer_run_of(self.reduce_run)
+        self._provider, self._index = None, None
+        self._thumbs: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self._selected: list[str] = []
+        self.server: http.server.ThreadingHTTPServer | None = None
+
+    # -- what the page asks ---------------------------------------------------------------------------
+
+    def inside(self, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+        return np.flatnonzero((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1))
+
+    def view(self, x0: float, x1: float, y0: float, y1: float, seed: int = 0) -> dict:
+        """The page's data for a viewport: points (exact when few enough) and, when sampled, a density."""
+        inside = self.inside(x0, x1, y0, y1)
+        rows = self._sample(inside, seed)
+        ids = self.all.ids[rows]
+        points: dict[str, list] = {"object_id": ids.tolist()}
+        arrays = {"x": _binary(self.x[rows], "float32"), "y": _binary(self.y[rows], "float32")}
+        for name, values in self.all.columns.items():
+            values = np.asarray(values)[rows]
+            if values.dtype.kind in "biuf":
+                arrays[name] = _binary(values, "float64")
+            else:
+                points[name] = [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
+        sampled = len(rows) < len(inside)
+        return {
+            "points": points,
+            "arrays": arrays,
+            "drawn": len(rows),
+            "in_view": len(inside),
+            "total": len(self.x),
+            "density": (
+                self._density_source(x0, x1, y0, y1)
+                if sampled
+                else {"url": [], "x": [], "y": [], "w": [], "h": []}
+            ),
+        }
+
+    def initial(self) -> MapData:
+        """What the page shows before any zoom: the whole map (a sample over a density past max_points)."""
+        rows = self._sample(np.arange(len(self.x)))
+        ids = self.all.ids[rows]
+        data = MapData(
+            ids=ids,
+            coordinates=np.stack([self.x[rows], self.y[rows]], axis=1),
+            columns={name: np.asarray(values)[rows] for name, values in self.all.columns.items()},
+            thumbnails=[thumbnail_url(i) for i in ids],
+            total=len(self.x),
+        )
+        data.extent = self.extent
+        if len(rows) < len(self.x):
+            x0, y0, x1, y1 = self.extent
+            data.density_url = self._density_source(x0, x1, y0, y1)
+        # the colour scale of the whole map, not of the sample
+        data.color_range = {name: _finite_range(values) for name, values in self.all.columns.items()}
+        return data
+
+    def _sample(self, rows: np.ndarray, seed: int = 0) -> np.ndarray:
+        if len(rows) <= self.max_points:
+            return rows
+        return np.sort(np.random.default_rng(seed).choice(rows, self.max_points, replace=False))
+
+    @staticmethod
+    def _density_source(x0: float, x1: float, y0: float, y1: float) -> dict:
+        query = urllib.parse.urlencode({"x0": x0, "x1": x1, "y0": y0, "y1": y1})
+        return {"url": [f"density.png?{query}"], "x": [x0], "y": [y0], "w": [x1 - x0], "h": [y1 - y0]}
+
+    def density_png(self, x0: float, x1: float, y0: float, y1: float) -> bytes:
+        counts = density_grid(self.x, self.y, (x0, y0, x1, y1), DENSITY_BINS)
+        return _png(density_rgba(counts)[::-1])  # image rows run top-down; y runs up
+
+    def thumbnail_png(self, object_id: str) -> bytes:
+        from hyrax.visualize.stretch import placeholder_png, to_rgb
+
+        with self._lock:
+            if object_id in self._thumbs:
+                self._thumbs.move_to_end(object_id)
+                return self._thumbs[object_id]
+        provider = self.provider()
+        if provider is None:  # no images to show (the reason was logged once, when opening the data)
+            return placeholder_png()
+        try:
+            row = int(provider.rows_of([object_id])[0])
+            if row < 0:
+                raise LookupError(f"object id {object_id} is not in the infer group's primary dataset")
+            dataset = provider.datasets[provider.primary]
+            image = (
+                dataset.display(row)
+                if callable(getattr(dataset, "display", None))
+                else dataset.getter("image")(row)
+            )
+            picture = _png(to_rgb(image, self.stretch, self.band), size=64)
+        except Exception as error:  # a broken image is a placeholder tile and a logged reason
+            logger.warning("no thumbnail for %s: %s", object_id, error)
+            picture = placeholder_png()
+        with self._lock:
+            self._thumbs[object_id] = picture
+            while len(self._thumbs) > 20_000:
+                self._thumbs.popitem(last=False)
+        return picture
+
+    def neighbours(self, object_id: str, k: int | None = None) -> dict:
+        """The object and its k nearest neighbours from the vector index of its inference run."""
+        k = k or self.k
+        if self._index is None:
+            from hyrax.vector_db.connection import DatabaseConnection
+
+            if self.infer_run is None:
+                raise LookupError(f"{self.reduce_run} does not say which inference run it mapped")
+            self._index = DatabaseConnection(self.config, self.infer_run)
+        ids, distances = self._index.search_by_id(object_id, k + 1)
+        ids = [str(i) for i in ids]
+        return {
+            "object_id": ids,
+            "distance": [float(d) for d in distances],
+            "thumbnail": [thumbnail_url(i) for i in ids],
+        }
+
+    def provider(self):
+        """The infer group's data (for thumbnails), opened once; None when it cannot be."""
+        with self._lock:
+            if self._provider is None and self.infer_run is not None:
+                from hyrax.visualize.explorer import infer_provider_of
+
+                self._provider = infer_provider_of(self.infer_run) or False
+                if self._provider is False:
+                    logger.warning("the map shows no images: %s", "its infer data could not be opened")
+        return self._provider or None
+
+    # -- the selection, back in Python ----------------------------------------------------------------
+
+    def select(self, object_ids: list[str]) -> None:
+        with self._lock:
+            self._selected = [str(i) for i in object_ids]
+
+    def selected(self):
+        """The objects selected in the page (lasso, box or tap) as a DataFrame with their metadata."""
+        import pandas as pd
+
+        with self._lock:
+            wanted = list(self._selected)
+        frame = self.all.to_dataframe()
+        return frame.set_index("object_id").loc[pd.Index(wanted)].reset_index()
+
+    # -- the server --------------------------------------------------------------------------------
+
+    def start(self, port: int = 0, page: str | None = None) -> str:
+        """Serve on 127.0.0.1:port (0: any free port) in a background thread; return the address."""
+        if self.server is None:
+            self.server = make_server(self, port, page)
+            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/" if self.server else ""
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def page(self, title: str = "Hyrax latent space") -> str:
+        from hyrax.visualize.explorer import build_layout, page_html
+
+        return page_html(build_layout(self.initial(), self.color, title, live=True), title)
+
+
+def thumbnail_url(object_id) -> str:
+    return "thumb?id=" + urllib.parse.quote(str(object_id))
+
+
+def make_server(live: LiveMap, port: int, page: str | None = None) -> http.server.ThreadingHTTPServer:
+    """The HTTP server of a LiveMap (see the module documentation for its routes)."""
+    html = (page or live.page()).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server interface
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            try:
+                if url.path in ("/", "/index.html"):
+                    self._send(html, "text/html; charset=utf-8")
+                elif url.path == "/view":
+                    self._json(live.view(*_box(query)))
+                elif url.path == "/density.png":
+                    self._send(live.density_png(*_box(query)), "image/png")
+                elif url.path == "/thumb":
+                    self._send(live.thumbnail_png(query["id"]), "image/png", cache=True)
+                elif url.path == "/neighbours":
+                    self._json(live.neighbours(query["id"], int(query.get("k", 0)) or None))
+                else:
+                    self.send_error(404, f"no page {url.path}")
+            except (KeyError, ValueError) as error:  # JSON, so that the page can show the reason
+                self._json({"error": f"bad request {self.path}: {error}"}, status=400)
+            except Exception as error:  # the page shows the reason; the server keeps serving
+                logger.warning("map server: %s failed: %s", self.path, error)
+                self._json({"error": str(error)}, status=500)
+
+        def do_POST(self):  # noqa: N802
+            if urllib.parse.urlsplit(self.path).path != "/selection":
+                self.send_error(404)
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                live.select(json.loads(body or b"{}").get("object_id", []))
+            except (ValueError, AttributeError) as error:
+                self.send_error(400, f"a selection is {{'object_id': [...]}}: {error}")
+                return
+            self._json({"selected": len(live._selected)})
+
+        def _json(self, payload: dict, status: int = 200) -> None:
+            self._send(json.dumps(payload).encode(), "application/json", status=status)
+
+        def _send(self, body: bytes, kind: str, status: int = 200, cache: bool = False) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            if cache:
+                self.send_header("Cache-Control", "max-age=3600")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http.server.ThreadingHTTPServer.daemon_threads = True
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
+def _box(query: Mapping[str, str]) -> tuple[float, float, float, float]:
+    box = tuple(float(query[name]) for name in ("x0", "x1", "y0", "y1"))
+    if not all(math.isfinite(v) for v in box) or box[0] >= box[1] or box[2] >= box[3]:
+        raise ValueError(f"the viewport x0 < x1, y0 < y1 was {box}")
+    return box
+
+
+def _padded(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    if len(x) == 0:
+        return (0.0, 0.0, 1.0, 1.0)
+    low = np.array([x.min(), y.min()])
+    high = np.array([x.max(), y.max()])
+    pad = np.maximum((high - low) * 0.02, 1e-6)
+    return (float(low[0] - pad[0]), float(low[1] - pad[1]), float(high[0] + pad[0]), float(high[1] + pad[1]))
+
+
+def _finite_range(values) -> tuple[float, float] | None:
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        return None
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if len(finite) else None
+
+
+def _binary(values: np.ndarray, dtype: str) -> dict:
+    """A numeric column as base64 little-endian bytes: a tenth of the size of JSON numbers and no
+    parsing; NaN survives (JSON has none). The page decodes it into a typed array."""
+    import base64
+
+    data = np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    return {"dtype": dtype, "data": base64.b64encode(data).decode()}
+
+
+def _png(rgb_or_rgba: np.ndarray, size: int | None = None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    picture = Image.fromarray(np.ascontiguousarray(rgb_or_rgba))
+    if size is not None:
+        picture = picture.resize(
+            (size, size),
+            Image.Resampling.NEAREST if rgb_or_rgba.shape[0] < size else Image.Resampling.BILINEAR,
+        )
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -145,3 +145,34 @@ def test_zoom_redraws_the_points_in_view(browser, page_url):
     assert 0 < shown < total and f"{shown} of {shown} objects in view" in title.replace(",", "")
     page.screenshot(path=str(ARTIFACTS / "map_zoomed.png"))
     page.close()
+
+
+def test_3d_view_turns(browser, tmp_path):
+    from hyrax.config import ConfigManager
+    from hyrax.results.store import ResultWriter
+    from hyrax.visualize.live import LiveMap
+
+    rng = np.random.default_rng(2)
+    xyz = np.concatenate([rng.normal(loc, 0.3, size=(400, 3)) for loc in ([0, 0, 0], [3, 0, 0], [0, 0, 3])])
+    with ResultWriter(tmp_path, (3,), "float32") as writer:
+        writer.write(np.char.add("p", np.arange(len(xyz)).astype(str)), xyz.astype(np.float32))
+    live = LiveMap(ConfigManager().config, tmp_path)
+    page = _open(browser, live.start(0))
+    try:
+        before = page.evaluate(
+            "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px.slice(0, 5))"
+        )
+        page.evaluate("""() => {
+            const slider = [...Bokeh.documents[0].all_models].find(m => m.title === 'azimuth (degrees)');
+            slider.value = 120;
+        }""")
+        page.wait_for_timeout(500)
+        after = page.evaluate(
+            "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px.slice(0, 5))"
+        )
+        assert not np.allclose(before, after)  # the 3-D view turned
+        shot = page.screenshot(path=str(ARTIFACTS / "map_3d.png"))
+        assert _coloured_pixels(shot) > 500
+    finally:
+        page.close()
+        live.stop()

@@ -177,3 +177,25 @@ def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
     assert data.density.sum() == 5000  # every object counted, not only the drawn ones
     html = page_html(build_layout(data))
     assert "density of all; points: a sample" in html and "1,000 of 5,000 objects" in html
+
+
+def test_three_component_maps_get_a_turnable_3d_view(tmp_path):
+    from hyrax.config import ConfigManager
+    from hyrax.results.store import ResultWriter
+    from hyrax.visualize.explorer import VIEW_ANGLES, build_layout, gather, page_html, project
+    from hyrax.visualize.live import LiveMap
+
+    xyz = np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32)
+    with ResultWriter(tmp_path, (3,), "float32") as writer:
+        writer.write(np.char.add("p", np.arange(300).astype(str)), xyz)
+    data = gather(ConfigManager().config, tmp_path)
+    assert data.coordinates.shape == (300, 3)
+    html = page_html(build_layout(data))
+    assert "in 3-D (components 1-3)" in html and "azimuth (degrees)" in html
+    px, py = project(xyz, *VIEW_ANGLES)
+    top_x, top_y = project(xyz, 0, 90)  # from straight above: x and (minus) y, centred
+    assert np.allclose(top_x, xyz[:, 0] - xyz[:, 0].mean(), atol=1e-5)
+    assert np.allclose(top_y, -(xyz[:, 1] - xyz[:, 1].mean()), atol=1e-5)
+    live = LiveMap(ConfigManager().config, tmp_path)
+    x0, y0, x1, y1 = live.extent
+    assert "z" in live.view(x0, x1, y0, y1)["arrays"]  # the page re-projects what the server sends

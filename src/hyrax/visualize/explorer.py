@@ -65,7 +65,7 @@ def infer_run_of(reduce_run: Path) -> Path | None:
 def gather(
     config: Mapping,
     reduce_run: Path,
-    max_points: int = 200_000,
+    max_points: int = 50_000,
     max_thumbnails: int = 2000,
     stretch: str = "asinh",
     band: int | None = None,
@@ -250,6 +250,10 @@ def build_layout(
         "thumbnail": data.thumbnails or [""] * len(data.ids),
         **columns,
     }
+    three_d = data.coordinates.shape[1] >= 3
+    if three_d:  # a turnable projection of the first three components, in a second plot
+        points_data["z"] = np.asarray(data.coordinates[:, 2], dtype=np.float32)
+        points_data["px"], points_data["py"] = project(data.coordinates[:, :3], *VIEW_ANGLES)
     if not live:  # the live page asks the vector index instead
         points_data["neighbours"] = (
             data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]
@@ -361,8 +365,9 @@ def build_layout(
     """,
         ),
     )
+    turn = _turnable_view(source, fill, title) if three_d else None
     if live:
-        _follow_viewport(plot, source, densities, title)
+        _follow_viewport(plot, source, densities, title, turn)
     download = Button(label="Download selection as CSV", width=220)
     download.js_on_event(
         "button_click",
@@ -380,16 +385,91 @@ def build_layout(
     """,
         ),
     )
-    return row(plot, column(table, download, grid, near))
+    return row(column(plot, *turn) if turn else plot, column(table, download, grid, near))
 
 
-def _follow_viewport(plot, source, densities, title: str) -> None:
+#: Initial azimuth and elevation (degrees) of the 3-D view.
+VIEW_ANGLES = (30.0, 20.0)
+
+#: JavaScript: ``data.px, data.py`` = the 3-D points ``data.x, data.y, data.z`` seen from ``az``, ``el``
+#: (the same formula as :func:`project`).
+PROJECT_JS = """
+function project(data, az, el) {
+    const n = data.x.length, [a, e] = [az * Math.PI / 180, el * Math.PI / 180];
+    const centre = [data.x, data.y, data.z].map(c => { let s = 0; for (let i = 0; i < n; i++) s += c[i]; return n ? s / n : 0; });
+    const px = new Float32Array(n), py = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+        const [X, Y, Z] = [data.x[i] - centre[0], data.y[i] - centre[1], data.z[i] - centre[2]];
+        const [u, v] = [X * Math.cos(a) + Y * Math.sin(a), -X * Math.sin(a) + Y * Math.cos(a)];
+        px[i] = u; py[i] = Z * Math.cos(e) - v * Math.sin(e);
+    }
+    data.px = px; data.py = py;
+}
+"""
+
+
+def project(xyz: np.ndarray, azimuth: float, elevation: float) -> tuple[np.ndarray, np.ndarray]:
+    """2-D screen coordinates of 3-D points turned by ``azimuth`` about z, seen from ``elevation``."""
+    centred = np.asarray(xyz, dtype=np.float64) - np.asarray(xyz, dtype=np.float64).mean(axis=0)
+    a, e = np.radians(azimuth), np.radians(elevation)
+    u = centred[:, 0] * np.cos(a) + centred[:, 1] * np.sin(a)
+    v = -centred[:, 0] * np.sin(a) + centred[:, 1] * np.cos(a)
+    return u.astype(np.float32), (centred[:, 2] * np.cos(e) - v * np.sin(e)).astype(np.float32)
+
+
+def _turnable_view(source, fill, title: str) -> tuple:
+    """The 3-D map: the first three components projected, turned with two sliders. It shares the points'
+    source, so a lasso here selects the same objects (and fills the same table and images)."""
+    from bokeh.models import CustomJS, Slider
+    from bokeh.plotting import figure
+
+    view = figure(
+        title=f"{title} in 3-D (components 1-3): turn it with the sliders",
+        width=700,
+        height=500,
+        tools="pan,wheel_zoom,box_select,lasso_select,tap,reset",
+        output_backend="webgl",
+        match_aspect=True,
+        name="map_3d",
+    )
+    view.scatter(
+        "px",
+        "py",
+        source=source,
+        size=5,
+        fill_color=fill,
+        line_color=None,
+        alpha=0.8,
+        selection_fill_color="orange",
+        nonselection_fill_alpha=0.25,
+    )
+    azimuth = Slider(start=0, end=360, step=5, value=VIEW_ANGLES[0], title="azimuth (degrees)", width=340)
+    elevation = Slider(
+        start=-90, end=90, step=5, value=VIEW_ANGLES[1], title="elevation (degrees)", width=340
+    )
+    turn = CustomJS(
+        args={"source": source, "azimuth": azimuth, "elevation": elevation},
+        code=PROJECT_JS + "project(source.data, azimuth.value, elevation.value); source.change.emit();",
+    )
+    azimuth.js_on_change("value", turn)
+    elevation.js_on_change("value", turn)
+    return view, azimuth, elevation
+
+
+def _follow_viewport(plot, source, densities, title: str, turn: tuple | None = None) -> None:
     """Live page: after each pan or zoom (debounced), fetch the viewport's points and density."""
     from bokeh.models import CustomJS
 
     callback = CustomJS(
-        args={"plot": plot, "source": source, "densities": densities, "title": title},
-        code="""
+        args={
+            "plot": plot,
+            "source": source,
+            "densities": densities,
+            "title": title,
+            "angles": list(turn[1:]) if turn else [],
+        },
+        code=PROJECT_JS
+        + """
         clearTimeout(window._hyrax_timer);
         window._hyrax_timer = setTimeout(() => {
             const q = new URLSearchParams({x0: plot.x_range.start, x1: plot.x_range.end,
@@ -402,6 +482,7 @@ def _follow_viewport(plot, source, densities, title: str) -> None:
                     data[name] = column.dtype === 'float32' ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer);
                 }
                 data.thumbnail = data.object_id.map(id => 'thumb?id=' + encodeURIComponent(id));
+                if (data.z) { project(data, angles[0].value, angles[1].value); }
                 source.selected.indices = [];
                 source.data = data;
                 densities.data = view.density;

@@ -53,7 +53,7 @@ class LiveMap:
         config: Mapping,
         reduce_run: Path,
         color: str | None = None,
-        max_points: int = 200_000,
+        max_points: int = 50_000,
         stretch: str = "asinh",
         band: int | None = None,
         neighbours: int = 8,
@@ -64,6 +64,8 @@ class LiveMap:
         check_color(self.all, color)
         self.x = np.ascontiguousarray(self.all.coordinates[:, 0], dtype=np.float64)
         self.y = np.ascontiguousarray(self.all.coordinates[:, 1], dtype=np.float64)
+        three_d = self.all.coordinates.shape[1] >= 3  # the page's 3-D view needs the third component
+        self.z = np.ascontiguousarray(self.all.coordinates[:, 2], dtype=np.float64) if three_d else None
         self.extent = _padded(self.x, self.y)
         self.infer_run = infer_run_of(self.reduce_run)
         self._provider, self._index = None, None
@@ -84,6 +86,8 @@ class LiveMap:
         ids = self.all.ids[rows]
         points: dict[str, list] = {"object_id": ids.tolist()}
         arrays = {"x": _binary(self.x[rows], "float32"), "y": _binary(self.y[rows], "float32")}
+        if self.z is not None:
+            arrays["z"] = _binary(self.z[rows], "float32")
         for name, values in self.all.columns.items():
             values = np.asarray(values)[rows]
             if values.dtype.kind in "biuf":
@@ -110,7 +114,9 @@ class LiveMap:
         ids = self.all.ids[rows]
         data = MapData(
             ids=ids,
-            coordinates=np.stack([self.x[rows], self.y[rows]], axis=1),
+            coordinates=np.stack(
+                [self.x[rows], self.y[rows]] + ([self.z[rows]] if self.z is not None else []), axis=1
+            ),
             columns={name: np.asarray(values)[rows] for name, values in self.all.columns.items()},
             thumbnails=[thumbnail_url(i) for i in ids],
             total=len(self.x),

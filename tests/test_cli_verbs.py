@@ -68,3 +68,28 @@ def test_every_verb_on_the_command_line(config_file, tmp_path):
         assert result.returncode == 0, f"hyrax {' '.join(args)}:\n{result.stderr[-2000:]}"
         assert expected in result.stdout, f"hyrax {' '.join(args)} printed:\n{result.stdout[-2000:]}"
     assert (tmp_path / "map.html").stat().st_size > 100_000
+    _served_map(config_file)
+
+
+def _served_map(config_file):
+    """`hyrax visualize` serves the live app on 127.0.0.1, prints where, and stops cleanly on Ctrl-C."""
+    import re
+    import signal
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "visualize", "--port", "0", "-c", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        found = re.search(r"Hyrax map of 376 objects at (http://127\.0\.0\.1:\d+/)", line)
+        assert found, f"printed {line!r}; stderr: {server.stderr.read() if server.poll() is not None else ''}"
+        with urllib.request.urlopen(found.group(1), timeout=30) as page:
+            assert b"Bokeh" in page.read()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()

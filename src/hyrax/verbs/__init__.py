@@ -14,6 +14,14 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.config_verb:ConfigVerb",
         "Print the resolved configuration, or the documentation of a section or key.",
     ),
+    "download": (
+        "hyrax.verbs.download:DownloadVerb",
+        "Download HSC cutouts of the objects in download.fits_file into general.data_dir (resumable).",
+    ),
+    "rebuild_manifest": (
+        "hyrax.verbs.rebuild_manifest:RebuildManifestVerb",
+        "Rebuild general.data_dir's download manifest from the cutout files on disk.",
+    ),
     "prepare": (
         "hyrax.verbs.prepare:PrepareVerb",
         "Load the datasets of every [data_request] group and summarize their fields and sizes.",

@@ -1,0 +1,80 @@
+"""``kill -9`` of a real ``hyrax download`` mid-run, twice, then a run that completes: every object x filter
+exactly once in the manifest and on disk, every file whole, nothing half-written counted as done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from hyrax.download import manifest
+from hyrax.download.fits_check import image_shape_of
+from tests.download.conftest import check_cutouts
+from tests.download.das_server import PASSWORD, Faults
+
+
+def start_download(config_file, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "download", "-c", str(config_file)],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_after(process, data_dir, files: int, limit: float = 60.0) -> None:
+    """SIGKILL the process once ``files`` cutouts are on disk (it must still be running then)."""
+    deadline = time.monotonic() + limit
+    while len(list(data_dir.glob("*.fits"))) < files:
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the download did not get going"
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+
+def assert_done_rows_are_whole_files(data_dir) -> int:
+    """What an interrupted run left: consolidated, each done row names a complete FITS file."""
+    with manifest.locked(data_dir):
+        manifest.consolidate(data_dir)
+    rows = manifest.read_manifest(data_dir)
+    assert not rows.duplicated(["object_id", "filter"]).any()
+    for file in rows.loc[rows.status == "done", "file"]:
+        assert image_shape_of((data_dir / file).read_bytes()) == (32, 32), file
+    return int((rows.status == "done").sum())
+
+
+def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_path, hyrax_download):
+    running = service(Faults(member_delay=0.03))
+    path, table = catalog(30)
+    data = tmp_path / "data"
+    config_file = write_config(
+        f"""
+        [general]
+        data_dir = "{data}"
+        results_dir = "{tmp_path / "results"}"
+        [download]
+        service_url = "{running.url}"
+        fits_file = "{path}"
+        filter = ["HSC-G", "HSC-I"]
+        username = "alice"
+        password = "{PASSWORD}"
+        chunk_size = 4
+        concurrent_connections = 3
+        retry_wait = 0.01
+        """
+    )
+    recorded = []
+    for threshold in (6, 24):
+        kill_after(start_download(config_file, tmp_path), data, threshold)
+        recorded.append(assert_done_rows_are_whole_files(data))
+    assert recorded[0] <= recorded[1] and 0 < recorded[1] < 60  # both kills landed mid-run
+    running.faults.member_delay = 0.0
+    summary = hyrax_download(running, path, chunk_size=4).download()
+    assert summary.ok and summary.skipped == recorded[1] and summary.done == 60 - recorded[1]
+    check_cutouts(data, table)
+    assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()

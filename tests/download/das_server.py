@@ -44,7 +44,9 @@ _VALUE_RULES = {
     "rerun": re.compile(r"^pdr\d_[a-z]+$"),
     "type": re.compile(r"^(coadd|coadd/bg|warp)$"),
     "filter": re.compile(r"^(HSC-[GRIZY]2?|NB\d{3,4})$"),
-    "tract": re.compile(r"^\d+$"),
+    "tract": re.compile(r"^(\d+|any)$"),
+    "ra": re.compile(r"^-?\d+(\.\d*)?(e[-+]?\d+)?(deg)?$"),
+    "dec": re.compile(r"^-?\d+(\.\d*)?(e[-+]?\d+)?(deg)?$"),
     "sw": re.compile(r"^\d+(\.\d*)?(asec|amin|deg)$"),
     "sh": re.compile(r"^\d+(\.\d*)?(asec|amin|deg)$"),
     "image": re.compile(r"^(true|false)$"),
@@ -293,11 +295,16 @@ def parse_coordinate_list(text: str) -> Request:
             rule = _VALUE_RULES.get(key)
             if rule is not None and not rule.match(value):
                 raise ValueError(f"line {number}: bad {key} {value!r}")
-        ra, dec = float(line["ra"]), float(line["dec"])
+        ra, dec = _degrees(line["ra"]), _degrees(line["dec"])
         if not (0 <= ra < 360 and -90 <= dec <= 90):
             raise ValueError(f"line {number}: position {ra} {dec} is off the sky")
         lines.append(line)
     return Request(lines, columns)
+
+
+def _degrees(value: str) -> float:
+    """A position as the service reads it: degrees, with or without the unit "deg"."""
+    return float(value.removesuffix("deg"))
 
 
 def build_archive(service: DasService, request: Request, corrupt: bool = False) -> tuple[bytes, list[int]]:
@@ -306,16 +313,17 @@ def build_archive(service: DasService, request: Request, corrupt: bool = False) 
     buffer, offsets = io.BytesIO(), []
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for number, line in enumerate(request.lines, start=2):
-            ra, dec = float(line["ra"]), float(line["dec"])
+            ra, dec = _degrees(line["ra"]), _degrees(line["dec"])
             if round(ra, 6) in service.faults.no_cutout_ra:
                 continue
             template = service.template(line.get("mask") == "true", line.get("variance") == "true")
             data = template.cutout(expected_pixels(ra, dec, line["filter"], service.shape))
             if corrupt and number == 2:
                 data = data[: len(data) - 2880]  # a FITS file whose data unit is cut short
-            tract = int(line["tract"]) if "tract" in line else tract_of(ra, dec)
+            tract = int(line["tract"]) if line.get("tract", "any") != "any" else tract_of(ra, dec)
+            kind = "coadd+bg" if line["type"] == "coadd/bg" else "cutout"
             info = tarfile.TarInfo(
-                f"arch-{stamp}/{number}-cutout-{line['filter']}-{tract}-{line['rerun']}.fits"
+                f"arch-{stamp}/{number}-{kind}-{line['filter']}-{tract}-{line['rerun']}.fits"
             )
             info.size, info.mtime = len(data), int(time.time())
             offsets.append(buffer.tell())

@@ -28,19 +28,19 @@ def test_request_body_is_the_documented_form():
     assert " ".join(request.columns) == "rerun type filter tract ra dec sw sh image mask variance"
     assert (
         " ".join(request.lines[0].values())
-        == "pdr3_wide coadd HSC-I 9813 150.0931 2.2058 22asec 22asec true false true"
+        == "pdr3_wide coadd HSC-I 9813 150.0931deg 2.2058deg 22asec 22asec true false true"
     )
 
 
-def test_a_line_without_tract_leaves_the_column_out():
+def test_a_line_without_tract_asks_the_service_to_find_it():
     text = coordinate_list([*LINES, CutoutLine("HSC-I", -1, 10.0, 1.0)], OPTIONS)
-    assert text.splitlines()[0] == "#? rerun type filter ra dec sw sh image mask variance"
-    assert text.splitlines()[3] == "pdr3_wide coadd HSC-I 10.0 1.0 22asec 22asec true false true"
+    assert text.splitlines()[0] == "#? rerun type filter tract ra dec sw sh image mask variance"
+    assert text.splitlines()[3] == "pdr3_wide coadd HSC-I any 10.0deg 1.0deg 22asec 22asec true false true"
 
 
 def test_coordinates_keep_full_precision():
     text = coordinate_list([CutoutLine("HSC-I", 1, 150.123456789012, -2.000000001)], OPTIONS)
-    assert "150.123456789012 -2.000000001" in text
+    assert "150.123456789012deg -2.000000001deg" in text
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,7 @@ def test_coordinates_keep_full_precision():
         ("arch-250101-120000/2-cutout-HSC-I-9813-pdr3_wide.fits", (2, 9813)),
         ("arch-x/17-cutout-NB0921-10054-pdr3_dud.fits", (17, 10054)),
         ("arch-x/3-cutout-HSC-G-notract-pdr3_wide.fits", (3, None)),
+        ("arch-250101-120000/5-coadd+bg-HSC-Z-9813-pdr3_wide.fits", (5, 9813)),
         ("arch-x/README.txt", None),
     ],
 )

@@ -7,21 +7,23 @@ The protocol, as this client speaks it:
   coordinate list whose first line names the columns, then one line per cutout::
 
       #? rerun type filter tract ra dec sw sh image mask variance
-      pdr3_wide coadd HSC-I 9813 150.0931 2.2058 22asec 22asec true false false
+      pdr3_wide coadd HSC-I 9813 150.0931deg 2.2058deg 22asec 22asec true false false
 
-  When some line of a request has no tract, the request leaves the ``tract`` column out and the service
-  finds each tract from ra and dec.
+  A line with no known tract says ``any``: the service finds the tract from ra and dec.
 * The answer is a tar stream. Each member is one FITS cutout named
-  ``arch-<timestamp>/<N>-cutout-<filter>-<tract>-<rerun>.fits``, where N is the line number of its
-  request line (the header is line 1). A line the service has no cutout for has no member.
+  ``arch-<date>-<time>/<N>-cutout-<filter>-<tract>-<rerun>.fits`` (``coadd+bg`` for ``cutout`` when
+  the type is ``coadd/bg``), where N is the line number of its request line (the header is line 1). A
+  line the service has no cutout for has no member.
 * 401 means wrong credentials; 5xx, 408, 429, time-outs and streams cut short are worth retrying.
 
 >>> options = CutoutOptions("pdr3_wide", "coadd", "22asec", "22asec", image=True, mask=False, variance=False)
 >>> print(coordinate_list([CutoutLine("HSC-I", 9813, 150.0931, 2.2058)], options), end="")
 #? rerun type filter tract ra dec sw sh image mask variance
-pdr3_wide coadd HSC-I 9813 150.0931 2.2058 22asec 22asec true false false
+pdr3_wide coadd HSC-I 9813 150.0931deg 2.2058deg 22asec 22asec true false false
 >>> parse_member_name("arch-250101-120000/2-cutout-HSC-I-9813-pdr3_wide.fits")
 (2, 9813)
+>>> parse_member_name("arch-250101-120000/3-coadd+bg-HSC-I-9813-pdr3_wide.fits")
+(3, 9813)
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ logger = logging.getLogger(__name__)
 COLUMNS = ("rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance")
 NO_CUTOUT = "the service returned no cutout (no data in this filter and rerun at this position?)"
 STOPPED = "the download stopped before this cutout arrived"
-_MEMBER = re.compile(r"^(?P<line>\d+)-cutout-(?P<rest>.+)\.fits$")
+_MEMBER = re.compile(r"^(?P<line>\d+)-(?:cutout|coadd\+bg)-(?P<rest>.+)\.fits$")
 _END_OF_ARCHIVE = bytes(1024)
 
 
@@ -87,15 +89,13 @@ class CutoutLine:
 
 def coordinate_list(lines: Sequence[CutoutLine], options: CutoutOptions) -> str:
     """The text of the ``coordlist.txt`` part: a ``#?`` header naming the columns, one line per cutout."""
-    with_tract = all(line.tract >= 0 for line in lines)
-    columns = COLUMNS if with_tract else tuple(c for c in COLUMNS if c != "tract")
     flags = " ".join("true" if on else "false" for on in (options.image, options.mask, options.variance))
-    rows = ["#? " + " ".join(columns)]
+    rows = ["#? " + " ".join(COLUMNS)]
     for line in lines:
-        tract = f" {line.tract}" if with_tract else ""
+        tract = str(line.tract) if line.tract >= 0 else "any"
         rows.append(
-            f"{options.rerun} {options.image_type} {line.filter}{tract} {float(line.ra)!r} {float(line.dec)!r} "
-            f"{options.width} {options.height} {flags}"
+            f"{options.rerun} {options.image_type} {line.filter} {tract} {float(line.ra)!r}deg "
+            f"{float(line.dec)!r}deg {options.width} {options.height} {flags}"
         )
     return "\n".join(rows) + "\n"
 

@@ -171,6 +171,20 @@ def test_wrong_credentials_stop_with_the_source_and_record_nothing(
     assert len(read_manifest(tmp_path / "data")) == 0
 
 
+def test_a_wrong_service_address_stops_with_the_key_to_fix(service, catalog, hyrax_download, tmp_path):
+    from hyrax.errors import ConfigError
+
+    running = service()
+    path, _ = catalog(12)
+    h = hyrax_download(running, path)
+    h.set_config("download.service_url", running.url.rstrip("/") + "/pdr9")
+    with pytest.raises(ConfigError, match=r"HTTP 404\). Check download.service_url"):
+        h.download()
+    assert len(read_manifest(tmp_path / "data")) == 0  # nothing recorded as failed: fix and rerun
+    assert all(error.startswith("no such page") for error in running.errors)
+    running.errors.clear()  # the wrong address was the point
+
+
 def test_catalog_problems_are_errors_before_any_request(service, catalog, hyrax_download, tmp_path):
     running = service()
     path, table = catalog(3)

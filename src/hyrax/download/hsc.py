@@ -238,6 +238,12 @@ class DasCutoutClient:
                 f"{self.credentials.source}. Check them (they are your HSC-SSP data-release account's), and "
                 f"download.service_url: PDR2 and PDR3 accounts differ."
             )
+        if status == 404:  # every request would fail the same way: a wrong address, not a bad cutout
+            raise ConfigError(
+                f"There is no cutout service at {self.host}{self.path} (HTTP 404). Check "
+                f"download.service_url: the das_cutout address of your data release, for example "
+                f"https://hsc-release.mtk.nao.ac.jp/das_cutout/pdr3 (requests go to <service_url>/cgi-bin/cutout)."
+            )
         detail = response.read(2000).decode("utf-8", errors="replace").strip().splitlines()
         text = f"HTTP {status} {response.reason}" + (f": {detail[0][:200]}" if detail else "")
         if status >= 500 or status in (408, 429):

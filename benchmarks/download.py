@@ -1,6 +1,7 @@
 """Download throughput and client CPU: h.download() against a local das_cutout service. Prints one table.
 
-    python benchmarks/download.py          # 1,000 objects x 2 filters of 64x64, 1 and 4 connections (~1 min)
+    python benchmarks/download.py          # 1,000 objects x 2 filters of 64x64, 1 and 4 connections,
+                                           # an instant service and one taking 2 ms per cutout (~3 min)
     python benchmarks/download.py --objects 5000 --chunk-size 990 --repeats 1
 
 The service (tests/download/das_server.py, the one the tests use) runs in its own process, so its CPU is
@@ -28,9 +29,18 @@ REPO = Path(__file__).resolve().parents[1]
 FILTERS = ["HSC-G", "HSC-I"]
 
 
-def start_service() -> tuple[subprocess.Popen, str]:
+def start_service(member_delay: float = 0.0) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.download.das_server", "--shape", "64", "64"],
+        [
+            sys.executable,
+            "-m",
+            "tests.download.das_server",
+            "--shape",
+            "64",
+            "64",
+            "--member-delay",
+            str(member_delay),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -144,6 +154,14 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000, help="objects (2 filters each)")
     parser.add_argument("--chunk-size", type=int, default=250, help="download.chunk_size")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each case; the best is kept")
+    parser.add_argument(
+        "--service-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 2.0],
+        help="the service's time per cutout, ms (0: instant; 2: about what a remote service takes to "
+        "cut and send one, so that connections overlap waiting as they do over the internet)",
+    )
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -152,7 +170,17 @@ def main() -> None:
         sys.path.insert(0, str(REPO))  # the test service's package
         print(json.dumps(function(url, catalog, int(connections), int(chunk_size))))
         return
-    service, url = start_service()
+    for service_ms in args.service_ms:
+        table(args, service_ms)
+    print(
+        "\nrun overhead: the wall time of a download with nothing left to fetch (run directory, catalog, "
+        "manifest);\nthe rates above include it once."
+    )
+
+
+def table(args: argparse.Namespace, service_ms: float) -> None:
+    """Run every case against a service taking ``service_ms`` per cutout; print its table."""
+    service, url = start_service(service_ms / 1000)
     best: dict[tuple[str, int], dict] = {}
     try:
         with tempfile.TemporaryDirectory() as work:
@@ -173,7 +201,7 @@ def main() -> None:
     ]
     print(
         f"\n{args.objects:,} objects x {len(FILTERS)} filters = {2 * args.objects:,} cutouts of 64x64 float32, "
-        f"chunk_size {args.chunk_size}, local service in its own process\n"
+        f"chunk_size {args.chunk_size}, local service in its own process taking {service_ms:g} ms per cutout\n"
     )
     print(
         f"{'client':<8} {'connections':>11} {'cutouts/s':>10} {'objects/s':>10} {'CPU ms/cutout':>14} "
@@ -186,10 +214,6 @@ def main() -> None:
             f"{name:<8} {connections:>11} {rate:>10,.0f} {rate / len(FILTERS):>10,.0f} "
             f"{1000 * r['cpu'] / r['cutouts']:>14.3f} {overhead:>13} {r['rss']:>6.0f} MB"
         )
-    print(
-        "\nrun overhead: the wall time of a download with nothing left to fetch (run directory, catalog, "
-        "manifest);\nthe rates above include it once."
-    )
 
 
 if __name__ == "__main__":

@@ -120,7 +120,17 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--max-points", type=int, default=None, help="default: visualize.max_points")
     parser.add_argument("--doors", nargs="+", default=["live", "standalone"], choices=["live", "standalone"])
+    parser.add_argument(
+        "--renderer",
+        default="webgl",
+        choices=["webgl", "canvas"],
+        help="Bokeh's output backend (webgl, the default, is software GL here: slower than canvas "
+        "headless, faster with a GPU)",
+    )
     args = parser.parse_args()
+    import hyrax.visualize.explorer as explorer
+
+    explorer.OUTPUT_BACKEND = args.renderer
     from hyrax.config import ConfigManager
 
     max_points = args.max_points or int(ConfigManager().config["visualize"]["max_points"])

@@ -20,6 +20,8 @@ from hyrax.plugins import did_you_mean
 logger = logging.getLogger(__name__)
 
 SOURCE_FILE = "source.toml"
+#: Bokeh's renderer for the points: "webgl" (the GPU; software GL in a headless browser) or "canvas".
+OUTPUT_BACKEND = "webgl"
 
 
 @dataclass
@@ -268,7 +270,7 @@ def build_layout(
         width=700,
         height=600,
         tools="pan,wheel_zoom,box_select,lasso_select,tap,reset,save",
-        output_backend="webgl",
+        output_backend=OUTPUT_BACKEND,
         **ranges,
     )
     densities = None
@@ -428,7 +430,7 @@ def _turnable_view(source, fill, title: str) -> tuple:
         width=700,
         height=500,
         tools="pan,wheel_zoom,box_select,lasso_select,tap,reset",
-        output_backend="webgl",
+        output_backend=OUTPUT_BACKEND,
         match_aspect=True,
         name="map_3d",
     )

@@ -252,6 +252,11 @@ class ResultDataset(HyraxDataset):
             index = np.arange(*index.indices(self._length))
         return self._vectors(self._rows(np.asarray(index)))
 
+    def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """(object ids, vectors) of these rows, in one read."""
+        table = self._rows(np.asarray(rows))
+        return table.column("object_id").to_numpy(zero_copy_only=False).astype(str), self._vectors(table)
+
     def get_data(self, idx: int) -> np.ndarray:
         return self._cached(int(idx))[1]
 

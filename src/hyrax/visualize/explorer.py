@@ -74,6 +74,7 @@ def gather(
     neighbours: int = 8,
     seed: int = 0,
     thumbnails: bool = True,
+    with_density: bool = True,
 ) -> MapData:
     """Read coordinates, metadata, outlier scores, thumbnails and neighbours for the map (``max_points``
     0: every object; ``thumbnails`` False or ``neighbours`` 0: leave those out)."""
@@ -83,9 +84,9 @@ def gather(
     rows = np.arange(len(reduced))
     if 0 < max_points < len(rows):  # a seeded sample keeps the page responsive; the table says how many
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))
-    ids = reduced.ids()[rows]
-    data = MapData(ids=ids, coordinates=reduced[rows].reshape(len(rows), -1), total=len(reduced))
-    if len(rows) < len(reduced):
+    ids, coordinates = reduced.take(rows)
+    data = MapData(ids=ids, coordinates=coordinates.reshape(len(rows), -1), total=len(reduced))
+    if with_density and len(rows) < len(reduced):
         data.density, data.extent = density(reduced)
     infer_run = infer_run_of(Path(reduce_run))
     if infer_run is None:
@@ -534,7 +535,10 @@ class MapView:
         self._notebook = get_setting(config, "visualize.notebook") or "live"
         self._data = self._html = self._live = None
         # a wrong column is an error now, not when the page is drawn
-        check_color(gather(config, reduce_run, max_points=1, thumbnails=False, neighbours=0), color)
+        check_color(
+            gather(config, reduce_run, max_points=1, thumbnails=False, neighbours=0, with_density=False),
+            color,
+        )
 
     @property
     def data(self) -> MapData:

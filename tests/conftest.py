@@ -64,6 +64,21 @@ def request_config(manager, group: str = "train", **datasets):
     return manager.config
 
 
+def run_hyrax(*args, timeout: float = 120, cwd=None, env=None):
+    """``python -m hyrax ARGS`` as a real subprocess (the command line exactly as a user types it)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hyrax", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
+
+
 def torchrun_hyrax(verb: str, config: Path, cwd: Path, processes: int = 2):
     """``torchrun --standalone --nproc_per_node=N -m hyrax VERB -c CONFIG`` as a real subprocess."""
     import subprocess

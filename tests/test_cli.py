@@ -12,12 +12,11 @@ from hyrax.cli import main
 from hyrax.errors import DataError
 from hyrax.plugins import VERBS
 from hyrax.verbs.verb import Verb
+from tests.conftest import run_hyrax
 
 
 def hyrax(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "hyrax", *args], capture_output=True, text=True, cwd=cwd, timeout=60
-    )
+    return run_hyrax(*args, cwd=cwd, timeout=60)
 
 
 class FailingVerb(Verb):

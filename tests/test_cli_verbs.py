@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.conftest import run_hyrax
+
 
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory):
@@ -42,9 +44,7 @@ dataset_class = "DecalsRingsDataset"
 
 
 def hyrax(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "hyrax", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return run_hyrax(*args, timeout=timeout)
 
 
 def test_every_verb_on_the_command_line(config_file, tmp_path):

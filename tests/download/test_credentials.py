@@ -3,13 +3,11 @@ that the password never reaches a log, the run directory, the manifest or the te
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from hyrax.download.credentials import load_credentials
 from hyrax.errors import ConfigError
+from tests.conftest import run_hyrax
 from tests.download.das_server import PASSWORD, USERNAME
 
 
@@ -102,12 +100,7 @@ def test_password_is_never_written_or_shown(service, catalog, tmp_path, write_co
     right = write_config(base + f'        credentials_file = "{credentials_file(tmp_path)}"\n', "right.toml")
     outputs = []
     for config_file, code in ((wrong, 1), (right, 0)):
-        result = subprocess.run(
-            [sys.executable, "-m", "hyrax", "download", "-c", str(config_file)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_hyrax("download", "-c", str(config_file), timeout=120)
         assert result.returncode == code, result.stderr
         outputs += [result.stdout, result.stderr]
     assert "refused the username and password (HTTP 401) read from the config keys" in outputs[1]

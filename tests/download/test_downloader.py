@@ -3,8 +3,6 @@ resume, recorded failures, the summary and the exit code."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 
 import numpy as np
@@ -15,6 +13,7 @@ from hyrax.download.downloader import plan
 from hyrax.download.hsc import NO_CUTOUT, AuthenticationError
 from hyrax.download.manifest import read_manifest
 from hyrax.errors import ConfigError, DataError
+from tests.conftest import run_hyrax
 from tests.download.conftest import FILTERS, check_cutouts, configure
 from tests.download.das_server import PASSWORD, Faults, tract_of
 
@@ -132,12 +131,7 @@ def test_a_service_that_stays_down_is_recorded_and_exits_1(service, catalog, tmp
         retry_wait = 0.01
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "hyrax", "download", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_hyrax("download", "-c", str(config), timeout=120)
     assert result.returncode == 1, result.stderr
     assert "3 cutouts (3 objects x 1 filters)" in result.stdout and "0 downloaded" in result.stdout
     assert "3 x the service answered HTTP 503 Service Unavailable" in result.stdout

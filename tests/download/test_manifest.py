@@ -14,6 +14,7 @@ import pytest
 from hyrax.download import manifest
 from hyrax.download.manifest import PARTS_DIR, PartWriter, consolidate, locked, prepare, read_manifest
 from hyrax.errors import DataError
+from tests.conftest import run_hyrax
 from tests.download.conftest import check_cutouts
 
 
@@ -111,12 +112,7 @@ def test_rebuild_marks_unreadable_files_failed_and_the_next_download_replaces_th
     victim.write_bytes(victim.read_bytes()[:4000])  # damaged by hand
     (data / ".partial").mkdir()
     (data / ".partial" / victim.name).write_bytes(b"half")  # a leftover of an interrupted download
-    result = subprocess.run(
-        [sys.executable, "-m", "hyrax", "rebuild_manifest", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_hyrax("rebuild_manifest", "--data-dir", str(data), timeout=60)
     assert result.returncode == 0 and "5 cutouts done, 1 unreadable" in result.stdout
     rebuilt = read_manifest(data)
     assert rebuilt.loc[rebuilt.file == victim.name, "status"].item() == "failed"

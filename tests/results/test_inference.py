@@ -19,7 +19,7 @@ from hyrax import Hyrax
 from hyrax.errors import ConfigError, DataError, ResultsError, ResultsWriteError
 from hyrax.models.model import WeightsError
 from hyrax.results.store import ResultDataset, ResultWriter
-from tests.conftest import torchrun_hyrax
+from tests.conftest import run_hyrax, torchrun_hyrax
 
 GALAXIES = {"dataset_class": "DecalsRingsDataset"}
 
@@ -126,19 +126,9 @@ def test_lookup_verb_api_and_cli(trained):
     first = results.ids()[0]
     assert np.array_equal(h.lookup(id=first), results[0])
     config = results.data_location / "runtime_config.toml"
-    ok = subprocess.run(
-        [sys.executable, "-m", "hyrax", "lookup", "-i", first, "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ok = run_hyrax("lookup", "-i", first, "-c", str(config), timeout=120)
     assert ok.returncode == 0 and ok.stdout.strip().startswith("[")
-    missing = subprocess.run(
-        [sys.executable, "-m", "hyrax", "lookup", "-i", "NOPE", "-r", str(results.data_location)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = run_hyrax("lookup", "-i", "NOPE", "-r", str(results.data_location), timeout=120)
     assert missing.returncode == 1 and "NOPE are not in the results" in missing.stderr
 
 

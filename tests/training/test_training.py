@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from hyrax.models.model import WeightsError
 from hyrax.plugins import MODELS
 from hyrax.training.checkpoints import CheckpointError
 from hyrax.training.loop import TrainingError
-from tests.conftest import torchrun_hyrax
+from tests.conftest import run_hyrax, torchrun_hyrax
 
 
 def make_hyrax(
@@ -293,20 +291,10 @@ num_workers = 0
 dataset_class = "DecalsRingsDataset"
 """
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "hyrax", "train", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_hyrax("train", "-c", str(config), timeout=300)
     assert result.returncode == 0, result.stderr
     assert "training_loss" in result.stdout and "weights and checkpoints:" in result.stdout
-    result = subprocess.run(
-        [sys.executable, "-m", "hyrax", "model", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_hyrax("model", "-c", str(config), timeout=120)
     assert result.returncode == 0 and "hyrax.models.autoencoder.HyraxAutoencoder" in result.stdout
     assert "latent_dim = 64" in result.stdout
 

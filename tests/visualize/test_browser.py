@@ -149,13 +149,12 @@ def test_zoom_redraws_the_points_in_view(browser, page_url):
 
 def test_3d_view_turns(browser, tmp_path):
     from hyrax.config import ConfigManager
-    from hyrax.results.store import ResultWriter
     from hyrax.visualize.live import LiveMap
+    from tests.visualize.conftest import write_map_run
 
     rng = np.random.default_rng(2)
     xyz = np.concatenate([rng.normal(loc, 0.3, size=(400, 3)) for loc in ([0, 0, 0], [3, 0, 0], [0, 0, 3])])
-    with ResultWriter(tmp_path, (3,), "float32") as writer:
-        writer.write(np.char.add("p", np.arange(len(xyz)).astype(str)), xyz.astype(np.float32))
+    write_map_run(tmp_path, xyz)
     live = LiveMap(ConfigManager().config, tmp_path)
     page = _open(browser, live.start(0))
     try:

@@ -13,6 +13,7 @@ import pytest
 from hyrax.errors import ConfigError, ResultsError
 from hyrax.verbs.demo import DemoVerb
 from hyrax.visualize.stretch import PLACEHOLDER, placeholder_png, png_data_uri, stretch, to_rgb
+from tests.visualize.conftest import write_map_run
 
 
 def test_stretches_and_rgb():
@@ -137,14 +138,9 @@ def test_live_app_answers_the_page(demo):
 
 def test_live_map_shows_exact_points_when_zoomed_in(tmp_path):
     from hyrax.config import ConfigManager
-    from hyrax.results.store import ResultWriter
     from hyrax.visualize.live import LiveMap
 
-    rng = np.random.default_rng(0)
-    with ResultWriter(tmp_path, (2,), "float32") as writer:
-        writer.write(
-            np.char.add("p", np.arange(5000).astype(str)), rng.normal(size=(5000, 2)).astype(np.float32)
-        )
+    write_map_run(tmp_path, np.random.default_rng(0).normal(size=(5000, 2)))
     live = LiveMap(ConfigManager().config, tmp_path, max_points=1000)
     x0, y0, x1, y1 = live.extent
     whole = live.view(x0, x1, y0, y1)
@@ -164,14 +160,9 @@ def test_live_map_shows_exact_points_when_zoomed_in(tmp_path):
 
 def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
     from hyrax.config import ConfigManager
-    from hyrax.results.store import ResultWriter
     from hyrax.visualize.explorer import build_layout, gather, page_html
 
-    rng = np.random.default_rng(0)
-    with ResultWriter(tmp_path, (2,), "float32") as writer:
-        writer.write(
-            np.char.add("p", np.arange(5000).astype(str)), rng.normal(size=(5000, 2)).astype(np.float32)
-        )
+    write_map_run(tmp_path, np.random.default_rng(0).normal(size=(5000, 2)))
     data = gather(ConfigManager().config, tmp_path, max_points=1000)
     assert len(data.ids) == 1000 and data.total == 5000
     assert data.density.sum() == 5000  # every object counted, not only the drawn ones
@@ -181,13 +172,11 @@ def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
 
 def test_three_component_maps_get_a_turnable_3d_view(tmp_path):
     from hyrax.config import ConfigManager
-    from hyrax.results.store import ResultWriter
     from hyrax.visualize.explorer import VIEW_ANGLES, build_layout, gather, page_html, project
     from hyrax.visualize.live import LiveMap
 
     xyz = np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32)
-    with ResultWriter(tmp_path, (3,), "float32") as writer:
-        writer.write(np.char.add("p", np.arange(300).astype(str)), xyz)
+    write_map_run(tmp_path, xyz)
     data = gather(ConfigManager().config, tmp_path)
     assert data.coordinates.shape == (300, 3)
     html = page_html(build_layout(data))

@@ -20,6 +20,13 @@ from hyrax.plugins import did_you_mean
 logger = logging.getLogger(__name__)
 
 SOURCE_FILE = "source.toml"
+#: How points look, selected and not, in the 2-D and the 3-D views.
+POINT_STYLE = {
+    "line_color": None,
+    "alpha": 0.8,
+    "selection_fill_color": "orange",
+    "nonselection_fill_alpha": 0.25,
+}
 #: Bokeh's renderer for the points: "webgl" (the GPU; software GL in a headless browser) or "canvas".
 OUTPUT_BACKEND = "webgl"
 
@@ -295,17 +302,7 @@ def build_layout(
         )
         mapper = linear_cmap(color, "Viridis256", low, high)
         fill = mapper
-    points = plot.scatter(
-        "x",
-        "y",
-        source=source,
-        size=6,
-        fill_color=fill,
-        line_color=None,
-        alpha=0.8,
-        selection_fill_color="orange",
-        nonselection_fill_alpha=0.25,
-    )
+    points = plot.scatter("x", "y", source=source, size=6, fill_color=fill, **POINT_STYLE)
     if color is not None:
         plot.add_layout(ColorBar(color_mapper=mapper["transform"], title=color), "right")
     plot.add_tools(
@@ -435,17 +432,7 @@ def _turnable_view(source, fill, title: str) -> tuple:
         match_aspect=True,
         name="map_3d",
     )
-    view.scatter(
-        "px",
-        "py",
-        source=source,
-        size=5,
-        fill_color=fill,
-        line_color=None,
-        alpha=0.8,
-        selection_fill_color="orange",
-        nonselection_fill_alpha=0.25,
-    )
+    view.scatter("px", "py", source=source, size=5, fill_color=fill, **POINT_STYLE)
     azimuth = Slider(start=0, end=360, step=5, value=VIEW_ANGLES[0], title="azimuth (degrees)", width=340)
     elevation = Slider(
         start=-90, end=90, step=5, value=VIEW_ANGLES[1], title="elevation (degrees)", width=340

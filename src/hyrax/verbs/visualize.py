@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import time
 
 from hyrax.verbs.verb import Verb
@@ -44,6 +45,12 @@ class VisualizeVerb(Verb):
         port = args.port if args.port is not None else int(self.config["visualize"]["port"])
         url = view.serve(port)
         print(f"Hyrax map of {view.live.all.total:,} objects at {url}  (Ctrl-C to stop)", flush=True)
+        port = view.live.server.server_address[1]
+        print(
+            f"  from another machine: ssh -L {port}:127.0.0.1:{port} {socket.gethostname()}, "
+            f"then open http://127.0.0.1:{port}/ there",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

@@ -158,6 +158,38 @@ def test_live_map_shows_exact_points_when_zoomed_in(tmp_path):
     assert image.shape == (400, 400, 4) and (image[..., 3] > 0).sum() > 1000
 
 
+def test_a_box_or_lasso_selects_every_object_inside_it_drawn_or_not(tmp_path):
+    from hyrax.config import ConfigManager
+    from hyrax.visualize.live import LiveMap, inside_polygon
+
+    write_map_run(tmp_path, np.random.default_rng(0).normal(size=(5000, 2)))
+    live = LiveMap(ConfigManager().config, tmp_path, max_points=1000)  # 1,000 drawn of 5,000
+    box = {"type": "rect", "x0": 0.5, "x1": -0.5, "y0": -0.5, "y1": 0.5}  # corners in either order
+    count = live.select(geometry=box, seq=1)
+    expected = (np.abs(live.x) <= 0.5) & (np.abs(live.y) <= 0.5)
+    drawn = live.initial().coordinates
+    drawn_inside = int((np.abs(drawn) <= 0.5).all(axis=1).sum())
+    assert count == expected.sum() > drawn_inside  # all of them, not only the drawn ones
+    frame = live.selected()
+    assert sorted(frame["object_id"]) == sorted(live.all.ids[expected])
+    triangle = {"type": "poly", "x": [0, 2, 0], "y": [0, 0, 2]}
+    live.select(geometry=triangle, seq=2)
+    expected = (live.x > 0) & (live.y > 0) & (live.x + live.y < 2)
+    assert set(live.selected()["object_id"]) == set(live.all.ids[expected])
+    live.select(object_ids=["p3", "p1"], seq=1)  # an older selection arriving late changes nothing
+    assert len(live.selected()) == expected.sum()
+    live.select(object_ids=["p3", "p1"], seq=3)  # a tap: those objects
+    assert live.selected()["object_id"].tolist() == ["p3", "p1"]
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float)
+    points = np.array([[0.5, 0.5], [1.5, 0.5], [0.5, -0.1], [0.99, 0.01]])
+    assert inside_polygon(points[:, 0], points[:, 1], square[:, 0], square[:, 1]).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
+
+
 def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
     from hyrax.config import ConfigManager
     from hyrax.visualize.explorer import build_layout, gather, page_html

@@ -321,6 +321,7 @@ def build_layout(
     )
     grid = Div(text="<i>Select objects with the lasso or box tool.</i>", width=560, name="selection_grid")
     near = Div(text="<i>Click an object to see its nearest neighbours.</i>", width=560, name="neighbour_grid")
+    inside = Div(text="", width=560, name="selection_count")
     names = list(columns)
     source.selected.js_on_change(
         "indices",
@@ -333,8 +334,9 @@ def build_layout(
         for (const name of names) { out[name] = rows.map(i => data[name][i]); }
         selected.data = out;
         if (live) {  // the selection, back in Python: LiveMap.selected() / MapView.selected()
+            window._hyrax_seq = (window._hyrax_seq || 0) + 1;
             fetch('selection', {method: 'POST', headers: {'Content-Type': 'application/json'},
-                                body: JSON.stringify({object_id: out.object_id})});
+                                body: JSON.stringify({object_id: out.object_id, seq: window._hyrax_seq})});
         }
         grid.text = '<b>' + rows.length + ' selected</b><br>' + rows.slice(0, 60).map(
             i => '<img class="hyrax-thumb" title="' + data.object_id[i] + '" src="' + data.thumbnail[i] + '" width="64" height="64">').join('');
@@ -368,6 +370,7 @@ def build_layout(
     turn = _turnable_view(source, fill, title) if three_d else None
     if live:
         _follow_viewport(plot, source, densities, title, turn)
+        _select_regions(plot, source, inside)
     download = Button(label="Download selection as CSV", width=220)
     download.js_on_event(
         "button_click",
@@ -385,7 +388,8 @@ def build_layout(
     """,
         ),
     )
-    return row(column(plot, *turn) if turn else plot, column(table, download, grid, near))
+    side = [table, download, inside, grid, near] if live else [table, download, grid, near]
+    return row(column(plot, *turn) if turn else plot, column(*side))
 
 
 #: Initial azimuth and elevation (degrees) of the 3-D view.
@@ -444,6 +448,34 @@ def _turnable_view(source, fill, title: str) -> tuple:
     azimuth.js_on_change("value", turn)
     elevation.js_on_change("value", turn)
     return view, azimuth, elevation
+
+
+def _select_regions(plot, source, inside) -> None:
+    """Live page: a box or lasso on the 2-D map selects, in Python, every object inside it (drawn or
+    not). Bokeh reports the region after it selected the drawn points, so this request comes last."""
+    from bokeh.models import CustomJS
+
+    plot.js_on_event(
+        "selectiongeometry",
+        CustomJS(
+            args={"source": source, "inside": inside},
+            code="""
+        const g = cb_obj.geometry;
+        if (!cb_obj.final || (g.type !== 'rect' && g.type !== 'poly')) { return; }
+        const geometry = g.type === 'rect' ? {type: 'rect', x0: g.x0, x1: g.x1, y0: g.y0, y1: g.y1}
+                                           : {type: 'poly', x: Array.from(g.x), y: Array.from(g.y)};
+        window._hyrax_seq = (window._hyrax_seq || 0) + 1;
+        fetch('selection', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                            body: JSON.stringify({geometry: geometry, seq: window._hyrax_seq})})
+            .then(r => r.json()).then(answer => {
+                if (answer.error) { inside.text = '<i>' + answer.error + '</i>'; return; }
+                inside.text = '<b>' + answer.selected.toLocaleString('en') + ' objects inside the selection</b> ' +
+                    '(all of them, drawn or not: <code>view.selected()</code> in Python)';
+                window._hyrax_region = answer.selected;
+            });
+    """,
+        ),
+    )
 
 
 def _follow_viewport(plot, source, densities, title: str, turn: tuple | None = None) -> None:

@@ -71,7 +71,9 @@ class LiveMap:
         self._provider, self._index = None, None
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
-        self._selected: list[str] = []
+        self._selected = np.empty(0, dtype=np.int64)  # rows of self.all
+        self._seq: int | None = None
+        self._id_index = None
         self.server: http.server.ThreadingHTTPServer | None = None
 
     # -- what the page asks ---------------------------------------------------------------------------
@@ -203,18 +205,49 @@ class LiveMap:
 
     # -- the selection, back in Python ----------------------------------------------------------------
 
-    def select(self, object_ids: list[str]) -> None:
+    def select(self, object_ids=(), geometry: Mapping | None = None, seq: int | None = None) -> int:
+        """Record the page's selection: a box or lasso (``geometry`` in data coordinates, as Bokeh sends
+        it) selects every object inside it, drawn or not; otherwise the given ids. A selection older than
+        the last one recorded (``seq``) is ignored. Returns how many objects are selected."""
+        kind = (geometry or {}).get("type")
+        rows = self.region(geometry) if kind in ("rect", "poly") else self.rows_of(object_ids)
         with self._lock:
-            self._selected = [str(i) for i in object_ids]
+            if seq is not None and self._seq is not None and seq <= self._seq:
+                return len(self._selected)
+            self._seq, self._selected = seq, rows
+        return len(rows)
+
+    def rows_of(self, object_ids) -> np.ndarray:
+        import pandas as pd
+
+        if self._id_index is None:
+            self._id_index = pd.Index(self.all.ids)
+        found = self._id_index.get_indexer(np.asarray(list(object_ids), dtype=str))
+        return found[found >= 0]
+
+    def region(self, geometry: Mapping) -> np.ndarray:
+        """Rows inside a box (x0, x1, y0, y1) or a lasso polygon (x, y), in data coordinates."""
+        if geometry["type"] == "rect":
+            x0, x1 = sorted((float(geometry["x0"]), float(geometry["x1"])))
+            y0, y1 = sorted((float(geometry["y0"]), float(geometry["y1"])))
+            return self.inside(x0, x1, y0, y1)
+        px, py = np.asarray(geometry["x"], dtype=float), np.asarray(geometry["y"], dtype=float)
+        if len(px) < 3 or len(px) != len(py):
+            raise ValueError(f"a lasso needs 3 or more (x, y) vertices, got {len(px)} and {len(py)}")
+        rows = self.inside(px.min(), px.max(), py.min(), py.max())
+        return rows[inside_polygon(self.x[rows], self.y[rows], px, py)]
 
     def selected(self):
-        """The objects selected in the page (lasso, box or tap) as a DataFrame with their metadata."""
+        """The objects selected in the page as a DataFrame with their coordinates and metadata: every
+        object inside a box or lasso (drawn on the map or not), or the tapped ones."""
         import pandas as pd
 
         with self._lock:
-            wanted = list(self._selected)
-        frame = self.all.to_dataframe()
-        return frame.set_index("object_id").loc[pd.Index(wanted)].reset_index()
+            rows = np.asarray(self._selected, dtype=np.int64)
+        frame = pd.DataFrame({"object_id": self.all.ids[rows], "x": self.x[rows], "y": self.y[rows]})
+        for name, values in self.all.columns.items():
+            frame[name] = np.asarray(values)[rows]
+        return frame
 
     # -- the server --------------------------------------------------------------------------------
 
@@ -239,6 +272,18 @@ class LiveMap:
         from hyrax.visualize.explorer import build_layout, page_html
 
         return page_html(build_layout(self.initial(), self.color, title, live=True), title)
+
+
+def inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Which points (x, y) lie inside the polygon (px, py): even-odd rule, one pass per edge."""
+    inside = np.zeros(len(x), dtype=bool)
+    for i in range(len(px)):
+        xi, yi, xj, yj = px[i], py[i], px[i - 1], py[i - 1]
+        if yi == yj:
+            continue  # a horizontal edge crosses no horizontal ray
+        crosses = ((yi > y) != (yj > y)) & (x < (xj - xi) * (y - yi) / (yj - yi) + xi)
+        inside ^= crosses
+    return inside
 
 
 def thumbnail_url(object_id) -> str:
@@ -278,11 +323,15 @@ def make_server(live: LiveMap, port: int, page: str | None = None) -> http.serve
                 return
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             try:
-                live.select(json.loads(body or b"{}").get("object_id", []))
-            except (ValueError, AttributeError) as error:
-                self.send_error(400, f"a selection is {{'object_id': [...]}}: {error}")
+                payload = json.loads(body or b"{}")
+                count = live.select(payload.get("object_id", []), payload.get("geometry"), payload.get("seq"))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                self._json(
+                    {"error": f"a selection is {{'object_id': [...]}} or {{'geometry': {{...}}}}: {error}"},
+                    status=400,
+                )
                 return
-            self._json({"selected": len(live._selected)})
+            self._json({"selected": count})
 
         def _json(self, payload: dict, status: int = 200) -> None:
             self._send(json.dumps(payload).encode(), "application/json", status=status)

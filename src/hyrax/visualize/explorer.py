@@ -109,7 +109,11 @@ def gather(
     return data
 
 
-def density(reduced, bins: int = 400) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+#: Density image resolution (cells per side), for the standalone page and the live app's viewports.
+DENSITY_BINS = 400
+
+
+def density(reduced, bins: int = DENSITY_BINS) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """Counts of every object on a bins x bins grid of the first two coordinates, streamed in batches."""
     low, high = np.full(2, np.inf), np.full(2, -np.inf)
     for _, coordinates in reduced.iter_batches():
@@ -167,8 +171,18 @@ def infer_provider_of(infer_run: Path):
         return None
 
 
+def thumbnail_rgb(dataset, row: int, how: str, band: int | None) -> np.ndarray:
+    """Object ``row`` of ``dataset`` as a stretched RGB picture: its ``display(idx)`` when it has one,
+    else its ``image`` field."""
+    from hyrax.visualize.stretch import to_rgb
+
+    display = getattr(dataset, "display", None)
+    image = display(int(row)) if callable(display) else dataset.getter("image")(int(row))
+    return to_rgb(image, how, band)
+
+
 def _thumbnails(provider, ids, limit: int, how: str, band: int | None) -> list[str]:
-    from hyrax.visualize.stretch import PLACEHOLDER, png_data_uri, to_rgb
+    from hyrax.visualize.stretch import PLACEHOLDER, png_data_uri
 
     dataset = provider.datasets[provider.primary]
     rows = provider.rows_of(ids)
@@ -178,12 +192,7 @@ def _thumbnails(provider, ids, limit: int, how: str, band: int | None) -> list[s
             pictures.append(PLACEHOLDER)
             continue
         try:
-            image = (
-                dataset.display(int(row))
-                if callable(getattr(dataset, "display", None))
-                else dataset.getter("image")(int(row))
-            )
-            pictures.append(png_data_uri(to_rgb(image, how, band)))
+            pictures.append(png_data_uri(thumbnail_rgb(dataset, row, how, band)))
         except Exception as error:  # a broken image is a placeholder tile and a logged reason, never a crash
             logger.warning("no thumbnail for %s: %s", ids[position], error)
             pictures.append(PLACEHOLDER)

@@ -31,17 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.visualize.explorer import (
+    DENSITY_BINS,
     MapData,
     check_color,
     density_grid,
     density_rgba,
     gather,
     infer_run_of,
+    thumbnail_rgb,
 )
+from hyrax.visualize.stretch import png_bytes
 
 logger = logging.getLogger(__name__)
-
-DENSITY_BINS = 400
 
 
 class LiveMap:
@@ -143,10 +144,10 @@ class LiveMap:
 
     def density_png(self, x0: float, x1: float, y0: float, y1: float) -> bytes:
         counts = density_grid(self.x, self.y, (x0, y0, x1, y1), DENSITY_BINS)
-        return _png(density_rgba(counts)[::-1])  # image rows run top-down; y runs up
+        return png_bytes(density_rgba(counts)[::-1])  # image rows run top-down; y runs up
 
     def thumbnail_png(self, object_id: str) -> bytes:
-        from hyrax.visualize.stretch import placeholder_png, to_rgb
+        from hyrax.visualize.stretch import placeholder_png
 
         with self._lock:
             if object_id in self._thumbs:
@@ -160,12 +161,7 @@ class LiveMap:
             if row < 0:
                 raise LookupError(f"object id {object_id} is not in the infer group's primary dataset")
             dataset = provider.datasets[provider.primary]
-            image = (
-                dataset.display(row)
-                if callable(getattr(dataset, "display", None))
-                else dataset.getter("image")(row)
-            )
-            picture = _png(to_rgb(image, self.stretch, self.band), size=64)
+            picture = png_bytes(thumbnail_rgb(dataset, row, self.stretch, self.band), size=64)
         except Exception as error:  # a broken image is a placeholder tile and a logged reason
             logger.warning("no thumbnail for %s: %s", object_id, error)
             picture = placeholder_png()
@@ -383,19 +379,3 @@ def _binary(values: np.ndarray, dtype: str) -> dict:
 
     data = np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
     return {"dtype": dtype, "data": base64.b64encode(data).decode()}
-
-
-def _png(rgb_or_rgba: np.ndarray, size: int | None = None) -> bytes:
-    import io
-
-    from PIL import Image
-
-    picture = Image.fromarray(np.ascontiguousarray(rgb_or_rgba))
-    if size is not None:
-        picture = picture.resize(
-            (size, size),
-            Image.Resampling.NEAREST if rgb_or_rgba.shape[0] < size else Image.Resampling.BILINEAR,
-        )
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()

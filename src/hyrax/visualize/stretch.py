@@ -51,15 +51,22 @@ def to_rgb(image: np.ndarray, how: str = "asinh", band: int | None = None) -> np
     return make_lupton_rgb(bands[2] / scale, bands[1] / scale, bands[0] / scale, stretch=0.5, Q=8)
 
 
-def png_data_uri(rgb: np.ndarray, size: int = 64) -> str:
+def png_bytes(picture: np.ndarray, size: int | None = None) -> bytes:
+    """An RGB or RGBA uint8 image as PNG bytes, resized to size x size when ``size`` is given."""
     from PIL import Image
 
-    picture = Image.fromarray(rgb).resize(
-        (size, size), Image.Resampling.NEAREST if rgb.shape[0] < size else Image.Resampling.BILINEAR
-    )
+    image = Image.fromarray(np.ascontiguousarray(picture))
+    if size is not None:
+        image = image.resize(
+            (size, size), Image.Resampling.NEAREST if picture.shape[0] < size else Image.Resampling.BILINEAR
+        )
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_uri(rgb: np.ndarray, size: int = 64) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(rgb, size)).decode()
 
 
 PLACEHOLDER = (
@@ -77,6 +84,4 @@ def placeholder_png(size: int = 64) -> bytes:
 
     picture = Image.new("RGB", (size, size), (68, 68, 68))
     ImageDraw.Draw(picture).text((size // 2, size // 2), "no image", fill=(204, 204, 204), anchor="mm")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(np.asarray(picture))

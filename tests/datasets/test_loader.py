@@ -34,6 +34,7 @@ def test_loader_from_config_and_all_skipped_batches(hyrax_config):
     hyrax_config.set_config("data_loader.batch_size", 10)
     config = request_config(hyrax_config, data={"dataset_class": "HyraxRandomDataset"})
     provider = DataProvider(config, "train")
-    batches = list(loader_from_config(config, provider))
+    loader = loader_from_config(config, provider)
+    batches = list(loader)
     kept = sum(len(b["object_id"]) for b in batches)
-    assert kept + len(provider.skipped) == 100 and len(provider.skipped) > 50
+    assert kept + loader.skips.count == 100 and loader.skips.count > 50

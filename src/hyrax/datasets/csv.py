@@ -36,11 +36,9 @@ class HyraxCSVDataset(HyraxDataset):
         except Exception as error:  # pandas raises many kinds for a malformed file
             raise DataError(f"HyraxCSVDataset: cannot read '{path}': {error}.") from error
         id_column = get_setting(config, "data_set.object_id_column_name") or "object_id"
-        columns = {str(name): table[name].to_numpy() for name in table.columns}
+        columns = {str(name): table[name] for name in table.columns}  # kept compact by HyraxDataset
         columns["object_id"] = (
-            table[id_column].astype(str).to_numpy()
-            if id_column in table.columns
-            else np.arange(len(table)).astype(str)
+            table[id_column].astype(str) if id_column in table.columns else np.arange(len(table)).astype(str)
         )
         self._length = len(table)
         super().__init__(config, path, columns)

@@ -24,7 +24,9 @@ Subclassing registers the class by its name, so ``dataset_class = "MyDataset"`` 
 Optional hooks: ``collate(samples)`` or ``collate_<field>(values)`` to batch a field yourself,
 ``augment_<field>(data, idx, rng_seed)`` for training-time augmentation, ``on_epoch_start(verb)``,
 ``display(idx)`` for the visualizer. A metadata table (astropy Table or pandas DataFrame) passed to
-``super().__init__`` makes each of its columns a field.
+``super().__init__`` makes each of its columns a field. Its string columns are kept in one Arrow buffer
+each (:class:`~hyrax.datasets.ids.StringColumn`), not as a Python object per row: a 10M-row catalog
+costs its bytes, not ten times as much, and DataLoader workers share it without copying.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from hyrax.datasets.ids import StringColumn, compact
 from hyrax.errors import DataError
 from hyrax.plugins import DATASETS, did_you_mean
 
@@ -110,7 +113,7 @@ class HyraxDataset:
         """Metadata columns at ``indices`` (all metadata columns when ``fields`` is None)."""
         metadata = getattr(self, "_metadata_columns", {})
         names = list(metadata) if fields is None else fields
-        return {name: np.asarray(metadata[name])[indices] for name in names if name in metadata}
+        return {name: take(metadata[name], indices) for name in names if name in metadata}
 
     # -- hooks with defaults ---------------------------------------------------------------------
     def on_epoch_start(self, verb: str) -> None:
@@ -124,16 +127,24 @@ class HyraxDataset:
         return f"{type(self).__name__}(len={size}, data_location={self.data_location!r})"
 
 
-def _columns_of(table: Any) -> dict[str, np.ndarray]:
-    """astropy Table / pandas DataFrame / mapping of columns -> {name: numpy array}."""
+def take(column: Any, indices: Any) -> np.ndarray:
+    """``column[indices]`` as numpy, for a numpy array or a :class:`StringColumn` (which gathers only
+    those rows instead of converting every one)."""
+    if isinstance(column, StringColumn):
+        return column[np.atleast_1d(indices)] if np.ndim(indices) else np.asarray(column[int(indices)])
+    return np.asarray(column)[indices]
+
+
+def _columns_of(table: Any) -> dict[str, Any]:
+    """astropy Table / pandas DataFrame / mapping of columns -> {name: numpy array or StringColumn}."""
     if table is None:
         return {}
     if hasattr(table, "colnames"):  # astropy Table
-        return {name: np.asarray(table[name]) for name in table.colnames}
+        return {name: compact(np.asarray(table[name])) for name in table.colnames}
     if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # pandas DataFrame
-        return {str(name): table[name].to_numpy() for name in table.columns}
+        return {str(name): compact(table[name]) for name in table.columns}
     if isinstance(table, Mapping):
-        return {str(name): np.asarray(values) for name, values in table.items()}
+        return {str(name): compact(values) for name, values in table.items()}
     raise DataError(
         f"metadata_table must be an astropy Table, a pandas DataFrame or a dict of columns, got {type(table).__name__}."
     )

@@ -30,6 +30,7 @@ from hyrax.config import get_setting
 from hyrax.datasets.catalog import find_catalog, read_table, require_columns
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.datasets.fits_reader import read_image
+from hyrax.datasets.ids import StringColumn
 from hyrax.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class FitsImageDataset(HyraxDataset):
         table = read_table(catalog_path)
         object_ids, filenames, filters, metadata = self._object_table(config, table, str(catalog_path))
         self._setup(config, object_ids, filenames, filters, metadata)
+        self._freeze()
         super().__init__(config, self.data_location, self._metadata_frame)
 
     @staticmethod
@@ -171,7 +173,7 @@ class FitsImageDataset(HyraxDataset):
             metadata = metadata[metadata["object_id"].isin(keep)]
         self.dropped = {"missing band": int((~complete).sum())}
         self.object_ids = np.asarray(object_ids)[complete].astype(str)
-        self.filenames = filenames[complete]
+        self._file_table = filenames[complete]  # objects x bands, until _freeze
         self.filters = filters
         crop = get_setting(config, "data_set.crop_to")
         self.crop_to = tuple(int(v) for v in crop) if crop is not None else None
@@ -180,9 +182,22 @@ class FitsImageDataset(HyraxDataset):
         self._base = str(self.data_location)
         # Joining strings by hand is 10x cheaper than os.path.join in the per-object hot loop; absolute
         # filenames in the catalog need the real join.
-        absolute = any(str(name).startswith(os.sep) for name in self.filenames.ravel()[:1000])
+        absolute = any(str(name).startswith(os.sep) for name in self._file_table.ravel()[:1000])
         self._prefix = None if absolute else self._base.rstrip(os.sep) + os.sep
         self._metadata_frame = metadata.reset_index(drop=True)
+
+    def _freeze(self) -> None:
+        """Keep ids and file names compact: one Arrow buffer per band instead of a Python string per
+        file (~75 bytes each, and copied into every DataLoader worker that reads them)."""
+        self.object_ids = StringColumn(self.object_ids)
+        table = self._file_table
+        self._band_files = [StringColumn(table[:, band]) for band in range(len(self.filters))]
+        del self._file_table
+
+    @property
+    def filenames(self) -> np.ndarray:
+        """File names, objects x bands (a numpy array made on request)."""
+        return np.stack([np.asarray(files) for files in self._band_files], axis=1)
 
     def __len__(self) -> int:
         return len(self.object_ids)
@@ -195,7 +210,8 @@ class FitsImageDataset(HyraxDataset):
         object_id = self.object_ids[idx]
         prefix = self._prefix
         stacked = None
-        for band, name in enumerate(self.filenames[idx]):
+        for band, files in enumerate(self._band_files):
+            name = files[idx]
             path = prefix + name if prefix is not None else os.path.join(self._base, name)
             image = read_image(path, object_id, self._hdu_hints[band])
             image = centre_crop(image, self.crop_to, object_id)

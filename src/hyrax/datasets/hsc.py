@@ -63,6 +63,7 @@ class HSCDataset(FitsImageDataset):
         metadata = pd.DataFrame({"object_id": wide.index.to_numpy()})
         self._setup(config, wide.index.to_numpy(), wide.to_numpy(dtype=object), filters, metadata)
         self._drop_small(config, rows)
+        self._freeze()
         super(FitsImageDataset, self).__init__(config, self.data_location, self._metadata_frame)
 
     def _files(self):
@@ -99,10 +100,10 @@ class HSCDataset(FitsImageDataset):
         shapes = np.array(
             [
                 [shape_of.get(name) or image_shape(self.data_location / name) or (0, 0) for name in row]
-                for row in self.filenames
+                for row in self._file_table
             ],
             dtype=np.int64,
-        ).reshape(len(self.filenames), len(self.filters), 2)
+        ).reshape(len(self._file_table), len(self.filters), 2)
         unreadable = (shapes == 0).all(axis=2).any(axis=1)
         if self.crop_to is None:
             readable = shapes[~unreadable].reshape(-1, 2)
@@ -122,5 +123,5 @@ class HSCDataset(FitsImageDataset):
                 len(keep),
                 ", ".join(f"{count} {why}" for why, count in self.dropped.items() if count),
             )
-        self.object_ids, self.filenames = self.object_ids[keep], self.filenames[keep]
+        self.object_ids, self._file_table = self.object_ids[keep], self._file_table[keep]
         self._metadata_frame = self._metadata_frame[keep].reset_index(drop=True)

@@ -1,21 +1,23 @@
-"""Joining a secondary dataset onto the primary by id: a vectorized map, cached on disk.
+"""Joining a secondary dataset onto the primary by id.
 
-The map says, for every primary row, which secondary row holds the same id (-1: none; a left outer
-join). It is built with a hash index over the secondary ids (no Python loop per row) and cached under
-``data_set.cache_dir`` keyed by a fingerprint of both id columns, so a rebuild only hashes the ids.
+The join map says, for every primary row, which secondary row holds the same id (-1: none; a left
+outer join). It is built in one pass over the primary ids, a batch at a time, against an
+:class:`~hyrax.datasets.ids.IdIndex` of the secondary ids: 4 bytes per primary row once built, and no
+Python object per id at any point. Every match is checked on the ids themselves, not only their hashes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hyrax.config import get_setting
+from hyrax.datasets.ids import IdIndex, StringColumn
 from hyrax.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -29,53 +31,30 @@ def cache_dir(config: Mapping) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hyrax"
 
 
-def _as_strings(ids: np.ndarray) -> np.ndarray:
-    ids = np.asarray(ids)
-    return ids if ids.dtype.kind == "U" else ids.astype(str)
-
-
-def fingerprint(primary_ids: np.ndarray, secondary_ids: np.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for ids in (primary_ids, secondary_ids):
-        digest.update(str(ids.shape).encode() + ids.dtype.str.encode())
-        digest.update(np.ascontiguousarray(ids).view(np.uint8))
-    return digest.hexdigest()
-
-
-def build_join(primary_ids: np.ndarray, secondary_ids: np.ndarray, where: str, config: Mapping) -> np.ndarray:
-    """Row of the secondary for each primary id (-1 where it has none). Duplicate secondary ids are an
-    error that lists some of them."""
-    import pandas as pd
-
-    primary_ids, secondary_ids = _as_strings(primary_ids), _as_strings(secondary_ids)
-    key = fingerprint(primary_ids, secondary_ids)
-    path = cache_dir(config) / "joins" / f"{key}.npy"
-    if path.is_file():
-        try:
-            rows = np.load(path)
-            if rows.shape == primary_ids.shape:
-                logger.debug("%s: join map read from cache %s", where, path)
-                return rows
-        except (OSError, ValueError):
-            logger.warning("%s: ignoring an unreadable join cache %s", where, path)
-    index = pd.Index(secondary_ids)
-    if not index.is_unique:
-        duplicated = pd.unique(secondary_ids[index.duplicated()])
+def secondary_index(secondary_ids: Any, where: str) -> IdIndex:
+    """An id index of a secondary dataset's join column; duplicate ids are an error listing some."""
+    column = secondary_ids if isinstance(secondary_ids, StringColumn) else StringColumn(secondary_ids)
+    index = IdIndex.build([column.arrow], column.__getitem__)
+    count, examples = index.duplicates()
+    if count:
         raise DataError(
-            f"{where}: the join field has {len(duplicated)} id(s) that occur more than once "
-            f"(e.g. {', '.join(map(str, duplicated[:5]))}); a joined catalog needs one row per id. "
-            f"Remove the duplicate rows."
+            f"{where}: the join field has {count} id(s) that occur more than once "
+            f"(e.g. {', '.join(examples)}); a joined catalog needs one row per id. Remove the duplicate rows."
         )
-    rows = index.get_indexer(primary_ids).astype(np.int64)
-    _save_atomic(path, rows)
+    return index
+
+
+def build_join(primary_batches: Iterable[Any], secondary_ids: Any, where: str, count: int) -> np.ndarray:
+    """Row of the secondary for each of the ``count`` primary ids (given in row order, a batch at a
+    time), -1 where it has none."""
+    index = secondary_index(secondary_ids, where)
+    small = len(index) < 2**31
+    rows = np.empty(count, dtype=np.int32 if small else np.int64)
+    start = 0
+    for batch in primary_batches:
+        found = index.rows_of(batch)
+        rows[start : start + len(found)] = found
+        start += len(found)
+    if start != count:
+        raise DataError(f"{where}: the primary dataset gave {start} ids for {count} rows.")
     return rows
-
-
-def _save_atomic(path: Path, rows: np.ndarray) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(temporary, rows)
-        os.replace(temporary, path)
-    except OSError as error:  # a cache that cannot be written only costs time
-        logger.warning("could not cache a join map in %s: %s", path.parent, error)

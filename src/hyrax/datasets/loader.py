@@ -10,6 +10,7 @@ unwraps them without a copy. Callers see numpy, as everywhere else in Hyrax.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,14 +46,81 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-class _WrappingCollate:
-    """Picklable collate for worker processes: the provider's batch, numeric arrays as tensors."""
+class _Collate:
+    """Picklable collate: the provider's batch (in a worker process, numeric arrays as tensors so they
+    travel through shared memory) and the objects this process skipped since its last batch, so that
+    skips made inside worker processes reach the main process."""
 
-    def __init__(self, provider):
-        self.provider = provider
+    def __init__(self, provider, shared: bool):
+        self.provider, self.shared = provider, shared
 
     def __call__(self, samples):
-        return _wrap(self.provider.collate(samples, stack=_stack_shared))
+        if self.shared:
+            batch = _wrap(self.provider.collate(samples, stack=_stack_shared))
+        else:
+            batch = self.provider.collate(samples)
+        return batch, self.provider.take_skipped()
+
+
+class Skips:
+    """Objects left out of a stage (``data_set.on_bad_object = "skip"``), gathered from every worker:
+    a count, the first reasons, and every one appended to a CSV file (object_id, reason, row) when given.
+
+    Args:
+        path: the CSV file (appended to; a resumed stage continues it).
+        count: objects skipped before (by the run this one resumes).
+        distinct: count each object once however often it is met (training meets it every epoch).
+    """
+
+    HEADER = ("object_id", "reason", "row")
+
+    def __init__(
+        self, path: str | Path | None = None, count: int = 0, keep: int = 20, distinct: bool = False
+    ):
+        self.path = Path(path) if path is not None else None
+        self.count, self.keep = int(count), keep
+        self.examples: list[tuple[str, str, int]] = []
+        self._seen: set[str] | None = set() if distinct else None
+
+    def add(self, skipped: list[tuple[str, str, int]]) -> None:
+        if self._seen is not None:
+            skipped = [item for item in skipped if item[0] not in self._seen]
+            self._seen.update(item[0] for item in skipped)
+        if not skipped:
+            return
+        self.count += len(skipped)
+        self.examples.extend(skipped[: max(0, self.keep - len(self.examples))])
+        if self.path is not None:
+            import csv
+
+            new = not self.path.exists()
+            with open(self.path, "a", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(self.HEADER)
+                writer.writerows(skipped)
+
+    def summary(self) -> str:
+        """One line: how many, the first few reasons, and where the full list is."""
+        shown = "; ".join(f"{item[0]}: {item[1]}" for item in self.examples[:5])
+        where = f" (all listed in {self.path})" if self.path is not None else ""
+        return f"{self.count} object(s) skipped{where}" + (f", e.g. {shown}" if shown else "")
+
+    @classmethod
+    def resume(cls, path: str | Path, done_rows: np.ndarray) -> Skips:
+        """Continue the skip list of a stage that is resumed: entries for rows it will visit again are
+        dropped (they would be listed twice), the rest are kept and counted."""
+        import pandas as pd
+
+        from hyrax.results.run_dir import write_text_atomic
+
+        path = Path(path)
+        if not path.is_file():
+            return cls(path)
+        frame = pd.read_csv(path, dtype={"object_id": str, "reason": str})
+        kept = frame[np.isin(frame["row"].to_numpy(), done_rows)]
+        write_text_atomic(path, kept.to_csv(index=False))
+        return cls(path, count=len(kept))
 
 
 class NumpyLoader:
@@ -62,6 +130,7 @@ class NumpyLoader:
         provider: a :class:`~hyrax.datasets.provider.DataProvider`.
         sampler: an iterable of row indices (a split's indices, an EpochSampler...).
         batch_size, num_workers: as for torch's DataLoader.
+        skips: where objects skipped while loading are counted (in this process or any worker).
     """
 
     def __init__(
@@ -70,6 +139,7 @@ class NumpyLoader:
         sampler: Iterable[int] | None = None,
         batch_size: int = 512,
         num_workers: int = 0,
+        skips: Skips | None = None,
         **kwargs,
     ):
         from torch.utils.data import DataLoader
@@ -77,19 +147,20 @@ class NumpyLoader:
         self.provider = provider
         self.sampler = sampler if sampler is not None else range(len(provider))
         self.num_workers = num_workers
-        collate = _WrappingCollate(provider) if num_workers > 0 else provider.collate
+        self.skips = skips if skips is not None else Skips()
         self.loader = DataLoader(
             provider,
             batch_size=batch_size,
             sampler=self.sampler,
             num_workers=num_workers,
-            collate_fn=collate,
+            collate_fn=_Collate(provider, shared=num_workers > 0),
             persistent_workers=False,
             **kwargs,
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.loader:
+        for batch, skipped in self.loader:
+            self.skips.add(skipped)
             if not batch:  # every object of the batch was skipped
                 continue
             yield _unwrap(batch) if self.num_workers > 0 else batch
@@ -98,7 +169,7 @@ class NumpyLoader:
         return len(self.loader)
 
 
-def loader_from_config(config, provider, sampler=None) -> NumpyLoader:
+def loader_from_config(config, provider, sampler=None, skips: Skips | None = None) -> NumpyLoader:
     """A :class:`NumpyLoader` with ``[data_loader]`` batch_size, num_workers and pin_memory."""
     settings = config["data_loader"]
     return NumpyLoader(
@@ -107,4 +178,5 @@ def loader_from_config(config, provider, sampler=None) -> NumpyLoader:
         batch_size=int(settings["batch_size"]),
         num_workers=int(settings["num_workers"]),
         pin_memory=bool(settings["pin_memory"]),
+        skips=skips,
     )

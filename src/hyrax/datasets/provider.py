@@ -30,6 +30,7 @@ from hyrax.config import get_setting
 from hyrax.config.data_request import primary_dataset
 from hyrax.datasets.collate import collate_values
 from hyrax.datasets.dataset import HyraxDataset
+from hyrax.datasets.ids import IdIndex, StringColumn, arrow_strings
 from hyrax.datasets.joins import build_join
 from hyrax.errors import ConfigError, DataError
 from hyrax.plugins import DATASETS, did_you_mean
@@ -99,6 +100,8 @@ class DataProvider:
         self.primary_id_field = self.request[self.primary].get("primary_id_field", DEFAULT_ID_FIELD)
         self.datasets: dict[str, HyraxDataset] = {}
         self.fields: dict[str, list[str]] = {}
+        self._id_column_cache: Any = None
+        self._id_index: IdIndex | None = None
         for name, spec in self.request.items():
             where = f"data_request.{group}.{name}"
             dataset = build_dataset(config, spec, where)
@@ -120,7 +123,8 @@ class DataProvider:
             (name, [(field, self._field_getter(name, field)) for field in self.fields[name]], self.rows[name])
             for name in self.datasets
         ]
-        self.skipped: list[tuple[str, str]] = []
+        #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
+        self.skipped: list[tuple[str, str, int]] = []
 
     # -- construction helpers ----------------------------------------------------------------------
     def _resolve_fields(self, dataset: HyraxDataset, spec: Mapping, where: str) -> list[str]:
@@ -151,20 +155,13 @@ class DataProvider:
         """Duplicate primary ids are an error, checked wherever the ids are a column (a catalog): for a
         dataset whose ids come only from per-row getters this would cost a pass over the data, so
         hyrax.testing.check_dataset checks those."""
-        dataset = self.datasets[self.primary]
-        has_column = self.primary_id_field in getattr(dataset, "_metadata_columns", {}) or (
-            type(dataset).column is not HyraxDataset.column
-        )
-        if not has_column:
+        if self._id_column() is None:
             return
-        import pandas as pd
-
-        ids = pd.Index(self.ids())
-        if not ids.is_unique:
-            repeated = ids[ids.duplicated()].unique()
+        count, examples = self.id_index().duplicates()
+        if count:
             raise DataError(
-                f"data_request.{self.group}.{self.primary}: {len(repeated)} object id(s) occur more than once "
-                f"(e.g. {', '.join(map(str, repeated[:5]))}); every object needs its own id. Remove the duplicates or "
+                f"data_request.{self.group}.{self.primary}: {count} object id(s) occur more than once "
+                f"(e.g. {', '.join(examples)}); every object needs its own id. Remove the duplicates or "
                 f"choose another primary_id_field."
             )
 
@@ -179,14 +176,13 @@ class DataProvider:
                     f"to match rows by id instead."
                 )
             return None
-        primary_ids = self.ids()
         join_field = spec["join_field"]
         if join_field not in dataset.fields():
             raise DataError(
                 f"{where}: join_field '{join_field}' is not a field of {type(dataset).__name__}."
                 f"{did_you_mean(join_field, dataset.fields())} Its fields: {', '.join(dataset.fields())}."
             )
-        rows = build_join(primary_ids, dataset.column(join_field), where, self.config)
+        rows = build_join(self.id_batches(), dataset.column(join_field), where, len(self))
         matched = int((rows >= 0).sum())
         logger.info("%s: joined on %s, %d of %d rows matched", where, join_field, matched, len(rows))
         return rows
@@ -229,23 +225,105 @@ class DataProvider:
     def __len__(self) -> int:
         return len(self.datasets[self.primary])
 
+    def _id_column(self):
+        """The primary ids as one column when the dataset has them so (a catalog, a results table):
+        read once; None for a dataset whose ids come from a per-row getter only."""
+        if self._id_column_cache is None:
+            dataset = self.datasets[self.primary]
+            field = self.primary_id_field
+            own_getter = callable(getattr(type(dataset), f"get_{field}", None))
+            in_table = field in getattr(dataset, "_metadata_columns", {}) and not own_getter
+            if in_table or type(dataset).column is not HyraxDataset.column:
+                column = dataset.column(field)
+                self._id_column_cache = column if isinstance(column, StringColumn) else StringColumn(column)
+            else:
+                self._id_column_cache = False
+        return self._id_column_cache or None
+
+    def ids_at(self, rows) -> np.ndarray:
+        """The primary ids of these rows (str)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        column = self._id_column()
+        if column is not None:
+            return column[rows]
+        return np.asarray([str(self._id_getter(int(row))) for row in rows], dtype=str)
+
+    def id_batches(self, batch_size: int = 65536):
+        """The primary ids in row order, a batch at a time (Arrow strings): all of them, never held at
+        once unless the dataset holds them itself."""
+        column = self._id_column()
+        for start in range(0, len(self), batch_size):
+            stop = min(start + batch_size, len(self))
+            if column is not None:
+                yield column.arrow.slice(start, stop - start)
+            else:
+                yield arrow_strings([str(self._id_getter(row)) for row in range(start, stop)])
+
     def ids(self) -> np.ndarray:
-        """The primary object ids, as strings, in dataset order."""
-        column = self.datasets[self.primary].column(self.primary_id_field)
-        return column.astype(str) if column.dtype.kind != "U" else column
+        """The primary object ids, as strings, in dataset order (every one, in memory: prefer
+        :meth:`id_batches` or :meth:`ids_at` at scale)."""
+        column = self._id_column()
+        if column is not None:
+            return np.asarray(column)
+        parts = [batch.to_numpy(zero_copy_only=False).astype(str) for batch in self.id_batches()]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=str)
 
-    def rows_of(self, object_ids) -> np.ndarray:
-        """Row of each object id in the primary dataset (-1 where it is not there), via a hash index."""
-        import pandas as pd
+    def id_index(self) -> IdIndex:
+        """An index of the primary ids (built once, on first use: 12 bytes an object)."""
+        if self._id_index is None:
+            self._id_index = IdIndex.build(self.id_batches(), self.ids_at)
+        return self._id_index
 
-        return pd.Index(self.ids()).get_indexer(np.asarray(object_ids).astype(str))
+    def rows_of(self, object_ids, hints=None) -> np.ndarray:
+        """Row of each object id in the primary dataset (-1 where it is not there), in O(log N).
+        ``hints``: a likely row for each id (e.g. its row in a results table); a right hint costs one
+        id read and no index."""
+        wanted = arrow_strings(object_ids)
+        found = np.full(len(wanted), -1, dtype=np.int64)
+        todo = np.ones(len(wanted), dtype=bool)
+        if hints is not None:
+            hints = np.asarray(hints, dtype=np.int64)
+            usable = np.flatnonzero((hints >= 0) & (hints < len(self)))
+            if len(usable):
+                same = self.ids_at(hints[usable]) == wanted.take(usable).to_numpy(
+                    zero_copy_only=False
+                ).astype(str)
+                found[usable[same]] = hints[usable[same]]
+                todo[usable[same]] = False
+        if todo.any():
+            found[todo] = self.id_index().rows_of(wanted.filter(todo))
+        return found
+
+    def metadata_rows(self, rows) -> dict[str, np.ndarray]:
+        """The 1-D metadata columns of these primary rows: the primary dataset's, then those of every
+        joined or aligned dataset (as ``column``, or ``<name>.<column>`` where the name is taken);
+        an unmatched row of a joined catalog gives NaN (numbers) or None (text)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        safe = np.clip(rows, 0, max(len(self) - 1, 0))
+        found = {
+            k: v
+            for k, v in self.datasets[self.primary].metadata(safe).items()
+            if k != "object_id" and getattr(v, "ndim", 0) == 1
+        }
+        for name, dataset in self.datasets.items():
+            if name == self.primary:
+                continue
+            joined = self.rows[name]
+            their = safe if joined is None else joined[safe].astype(np.int64)
+            unmatched = their < 0
+            skip = {"object_id", self.request[name].get("join_field")}
+            for column, values in dataset.metadata(np.maximum(their, 0)).items():
+                if column in skip or getattr(values, "ndim", 0) != 1:
+                    continue
+                if unmatched.any():
+                    values = _blank(values, unmatched)
+                found[column if column not in found else f"{name}.{column}"] = values
+        return found
 
     def metadata_for(self, object_ids) -> dict[str, np.ndarray]:
-        """The primary dataset's 1-D metadata columns for these object ids (rows not found get row 0's
-        values; check ``rows_of`` where that matters)."""
-        rows = self.rows_of(object_ids)
-        found = self.datasets[self.primary].metadata(np.maximum(rows, 0))
-        return {k: v for k, v in found.items() if k != "object_id" and getattr(v, "ndim", 0) == 1}
+        """:meth:`metadata_rows` for these object ids (rows not found get row 0's primary values;
+        check ``rows_of`` where that matters)."""
+        return self.metadata_rows(self.rows_of(object_ids))
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         index = int(index)
@@ -272,9 +350,14 @@ class DataProvider:
             if not self.skip_bad:
                 raise
             logger.warning("skipped object %s: %s", object_id, error)
-            self.skipped.append((object_id, str(error)))
+            self.skipped.append((object_id, str(error), index))
             return None
         return sample
+
+    def take_skipped(self) -> list[tuple[str, str, int]]:
+        """The (object id, reason, row) of objects skipped since the last call, forgotten here."""
+        skipped, self.skipped = self.skipped, []
+        return skipped
 
     def _finite(self, value: np.ndarray, object_id: str, name: str, field: str) -> np.ndarray:
         if np.isfinite(value.sum()):
@@ -341,6 +424,17 @@ class DataProvider:
 
     def __repr__(self) -> str:
         return self.summary()
+
+
+def _blank(values: np.ndarray, unmatched: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind in "biuf":
+        values = values.astype(np.float64)
+        values[unmatched] = np.nan
+        return values
+    values = values.astype(object)
+    values[unmatched] = None
+    return values
 
 
 def _collate_field(dataset: HyraxDataset, field: str, values: list, object_ids: list[str], stack) -> Any:

@@ -1,7 +1,8 @@
 """The order training visits its objects: a fresh permutation every epoch, or balanced draws by label.
 
 Both are plain iterables of row indices with ``set_epoch(n)``, usable as a torch DataLoader ``sampler``
-(torch is not imported here).
+(torch is not imported here). An epoch's order is one numpy array (8 bytes an object), handed out in
+chunks: never a Python list of every index (~36 bytes each).
 
 >>> sampler = EpochSampler(np.arange(5), seed=1)
 >>> sampler.set_epoch(0); first = list(sampler)
@@ -42,13 +43,23 @@ class EpochSampler:
             return self.indices
         return self.indices[np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))]
 
-    def __iter__(self) -> Iterator[int]:
+    def take_epoch(self) -> np.ndarray:
+        """This epoch's order; the next call gives the next epoch's."""
         order = self.order()
         self.epoch += 1
-        return iter(order.tolist())
+        return order
+
+    def __iter__(self) -> Iterator[int]:
+        return chunked(self.take_epoch())
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def chunked(order: np.ndarray, size: int = 65536) -> Iterator[int]:
+    """The indices of ``order`` as Python ints, converted a chunk at a time."""
+    for start in range(0, len(order), size):
+        yield from order[start : start + size].tolist()
 
 
 class ShardedSampler:
@@ -65,10 +76,11 @@ class ShardedSampler:
         self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        order = list(self.sampler)
+        take = getattr(self.sampler, "take_epoch", None)
+        order = take() if callable(take) else np.fromiter(iter(self.sampler), dtype=np.int64)
         if self.pad and len(order) % self.world_size:
-            order += order[: self.world_size - len(order) % self.world_size]
-        return iter(order[self.rank :: self.world_size])
+            order = np.concatenate([order, order[: self.world_size - len(order) % self.world_size]])
+        return chunked(order[self.rank :: self.world_size])
 
     def __len__(self) -> int:
         total = len(self.sampler)

@@ -1,19 +1,25 @@
 """Reducing a whole results table: fit on a seeded sample, transform every row in batches, write a
-table aligned with the object ids."""
+table aligned with the object ids.
+
+Reading, transforming and writing overlap (:func:`~hyrax.streaming.bounded_map`): at most two batches
+wait in memory, so memory does not grow with the number of objects.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from hyrax.compute import use_threads
 from hyrax.config import get_setting
+from hyrax.progress import Progress
 from hyrax.reduce import REDUCERS
 from hyrax.reduce.base import Reducer, ReducerError
 from hyrax.results.store import ResultDataset, ResultWriter
+from hyrax.streaming import bounded_map
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,7 @@ def make_reducer(config: Mapping) -> tuple[Reducer, int]:
 def reduce_results(config: Mapping, results: ResultDataset, run_dir: Path) -> Reducer:
     """Fit (or load ``model_path``), then transform every row of ``results`` into ``run_dir``'s table."""
     settings = config["reduce_dimensions"]
+    use_threads(config)
     model_path = get_setting(config, "reduce_dimensions.model_path")
     if model_path is not None:
         name = settings["name"]
@@ -66,13 +73,15 @@ def reduce_results(config: Mapping, results: ResultDataset, run_dir: Path) -> Re
         reducer.fit(results[rows].reshape(len(rows), -1))
     reducer.save(Path(run_dir) / "reducer")
     batch = int(settings["batch_size"])
-    parallel = bool(settings["parallel"])
+    overlap = 1 if settings["parallel"] else 0  # one thread transforms while this one reads and writes
     with (
         ResultWriter(run_dir, (reducer.n_components,), "float32") as writer,
-        ThreadPoolExecutor(2 if parallel else 1) as pool,
+        Progress(f"reduce_dimensions ({reducer.name})", total=len(results)) as progress,
     ):
         batches = results.iter_batches(batch)
-        # faiss and numpy release the GIL: a second thread transforms the next batch meanwhile.
-        for ids, coordinates in pool.map(lambda item: (item[0], reducer.transform(item[1])), batches):
+        for ids, coordinates in bounded_map(
+            lambda item: (item[0], reducer.transform(item[1])), batches, overlap
+        ):
             writer.write(ids, coordinates)
+            progress.update(len(ids))
     return reducer

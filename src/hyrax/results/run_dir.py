@@ -109,8 +109,9 @@ class RunDir:
         """Mark a resumed run as running again (it stops counting as complete until it finishes)."""
         self._write_status({**self.status, "status": "running", "resumed": _now().isoformat()})
 
-    def mark_complete(self) -> None:
-        self._write_status({**self.status, "status": "complete", "finished": _now().isoformat()})
+    def mark_complete(self, **summary: Any) -> None:
+        """Mark the run complete, recording ``summary`` (e.g. results=..., skipped=...) in its status."""
+        self._write_status({**self.status, **summary, "status": "complete", "finished": _now().isoformat()})
 
     def mark_failed(self, reason: str) -> None:
         self._write_status(

@@ -36,6 +36,10 @@ TABLE_NAME = "results"
 #: Rows are committed in chunks of at most this many bytes of vectors (and at most CHUNK_ROWS rows).
 CHUNK_BYTES = 8 * 2**20
 CHUNK_ROWS = 32_768
+#: When a table is closed its chunks are compacted into fragments of about this many bytes (at most
+#: COMPACT_ROWS rows): ~100 fragments at 100M 64-d objects instead of ~3,000 chunks.
+COMPACT_BYTES = 256 * 2**20
+COMPACT_ROWS = 2**20
 _CACHE_BLOCK = 4096
 
 
@@ -60,10 +64,27 @@ def arrow_table(object_ids: np.ndarray, data: np.ndarray, schema):
     """object ids and (rows, *shape) data -> an Arrow table of the results schema."""
     import pyarrow as pa
 
+    from hyrax.datasets.ids import arrow_strings
+
     flat = np.ascontiguousarray(data).reshape(len(data), -1)
     values = pa.array(flat.reshape(-1))
     vectors = pa.FixedSizeListArray.from_arrays(values, flat.shape[1])
-    return pa.Table.from_arrays([pa.array(np.asarray(object_ids).astype(str)), vectors], schema=schema)
+    return pa.Table.from_arrays([arrow_strings(object_ids), vectors], schema=schema)
+
+
+def compact_table(path: Path, row_bytes: int) -> None:
+    """Rewrite a table's many small commits as few large fragments (pages copied, not re-encoded), and
+    delete the files that only the older versions used."""
+    import datetime
+
+    import lance
+
+    dataset = lance.dataset(str(path))
+    target = int(min(COMPACT_ROWS, max(CHUNK_ROWS, COMPACT_BYTES // max(1, row_bytes))))
+    if len(dataset.get_fragments()) <= max(1, dataset.count_rows() // target) + 1:
+        return
+    dataset.optimize.compact_files(target_rows_per_fragment=target, compaction_mode="try_binary_copy")
+    lance.dataset(str(path)).cleanup_old_versions(older_than=datetime.timedelta(0))
 
 
 def _has_versions(path: Path) -> bool:
@@ -171,9 +192,11 @@ class ResultWriter:
         self._ids, self._data, self._buffered = [], [], 0
 
     def close(self, index: bool = True) -> None:
-        """Flush, and index ``object_id`` so that look-ups by id do not scan the table."""
+        """Flush, compact the table's chunks into a bounded number of fragments, and index ``object_id``
+        so that look-ups by id do not scan the table."""
         self.flush()
         if index and self.path.exists():
+            compact_table(self.path, int(np.prod(self.shape or (1,))) * self.dtype.itemsize)
             self._dataset().create_scalar_index("object_id", "BTREE", replace=True)
 
     def __enter__(self) -> ResultWriter:
@@ -264,26 +287,71 @@ class ResultDataset(HyraxDataset):
         return str(self._cached(int(idx))[0])
 
     def ids(self) -> np.ndarray:
-        """Every object id, in row order."""
-        return (
-            self._lance.to_table(columns=["object_id"])
-            .column("object_id")
-            .to_numpy(zero_copy_only=False)
-            .astype(str)
-        )
+        """Every object id, in row order, as a numpy array of str (see :meth:`id_column` for a compact
+        one)."""
+        return np.asarray(self.id_column())
+
+    def id_column(self):
+        """Every object id, in row order, as a :class:`~hyrax.datasets.ids.StringColumn` (one Arrow
+        buffer: the ids' bytes plus 4 bytes each)."""
+        from hyrax.datasets.ids import StringColumn
+
+        return StringColumn(self._lance.to_table(columns=["object_id"]).column("object_id"))
 
     def column(self, field: str) -> np.ndarray:
         if field == "object_id":
-            return self.ids()
+            return self.id_column()
         return super().column(field)
 
-    def iter_batches(self, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(object ids, vectors) in row order, a batch at a time."""
-        for batch in self._lance.to_batches(batch_size=batch_size):
-            import pyarrow as pa
+    def iter_batches(
+        self, batch_size: int = 65536, vectors: bool = True
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(object ids, vectors) in row order, a batch at a time (``vectors=False``: ids only, and
+        None)."""
+        import pyarrow as pa
 
+        columns = ["object_id", "data"] if vectors else ["object_id"]
+        for batch in self._lance.to_batches(batch_size=batch_size, columns=columns):
             table = pa.Table.from_batches([batch])
-            yield table.column("object_id").to_numpy(zero_copy_only=False).astype(str), self._vectors(table)
+            ids = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
+            yield ids, self._vectors(table) if vectors else None
+
+    def rows_of(self, object_ids: Sequence[str]) -> np.ndarray:
+        """The row of each id (-1 where it is not there), through the id index (no scan, nothing held
+        per object)."""
+        from hyrax.datasets.ids import arrow_strings
+
+        wanted = arrow_strings(object_ids)
+        rows = np.full(len(wanted), -1, dtype=np.int64)
+        if not len(wanted):
+            return rows
+        unique = wanted.unique()
+        table = self._lance.to_table(
+            columns=["object_id"], filter=_in_filter(unique.to_pylist()), with_row_address=True
+        )
+        found = dict(
+            zip(table.column("object_id").to_pylist(), self._positions(table.column("_rowaddr")), strict=True)
+        )
+        for position, object_id in enumerate(wanted.to_pylist()):
+            rows[position] = found.get(object_id, -1)
+        return rows
+
+    def _positions(self, addresses) -> np.ndarray:
+        """Row addresses (fragment id << 32 | offset) -> row positions in the table."""
+        if getattr(self, "_fragment_starts", None) is None:
+            starts, total = {}, 0
+            for fragment in self._lance.get_fragments():
+                if fragment.metadata.deletion_file is not None:
+                    raise ResultsError(
+                        f"Results table {self.table_path} has deleted rows; it cannot be read by position."
+                    )
+                starts[fragment.fragment_id] = total
+                total += fragment.count_rows()
+            self._fragment_starts = starts
+        addresses = np.asarray(addresses.to_numpy(zero_copy_only=False), dtype=np.uint64)
+        fragments = (addresses >> np.uint64(32)).astype(np.int64)
+        offsets = (addresses & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        return np.asarray([self._fragment_starts[f] for f in fragments], dtype=np.int64) + offsets
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for _, vectors in self.iter_batches():
@@ -297,8 +365,7 @@ class ResultDataset(HyraxDataset):
     def lookup_many(self, object_ids: Sequence[str]) -> np.ndarray:
         """Vectors of several ids, in the order given; an unknown id is an error naming it."""
         wanted = [str(i) for i in object_ids]
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in wanted)
-        table = self._lance.to_table(filter=f"object_id IN ({quoted})")
+        table = self._lance.to_table(filter=_in_filter(wanted))
         found = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
         missing = sorted(set(wanted) - set(found))
         if missing:
@@ -323,3 +390,8 @@ class ResultDataset(HyraxDataset):
                 "data": list(self._vectors(table)),
             }
         )
+
+
+def _in_filter(ids: Sequence[str]) -> str:
+    """A Lance filter selecting these ids (answered by the object_id index)."""
+    return "object_id IN (" + ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) + ")"

@@ -13,22 +13,45 @@ import logging
 import time
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hyrax.config import get_setting
-from hyrax.datasets.loader import loader_from_config
+from hyrax.datasets.loader import Skips, loader_from_config
 from hyrax.datasets.provider import DataProvider
 from hyrax.datasets.splits import compute_splits
 from hyrax.errors import ConfigError, ResultsError
 from hyrax.models.model import load_prepare_inputs, to_torch
+from hyrax.progress import Progress
 from hyrax.results.run_dir import resolve_run
 from hyrax.results.store import ResultWriter
 from hyrax.training.distributed import Distribution
 
 logger = logging.getLogger(__name__)
+
+#: Objects skipped by ``data_set.on_bad_object = "skip"``, listed in the run directory.
+SKIPPED_FILE = "skipped_objects.csv"
+STATS_FILE = "infer_stats.toml"
+
+
+@dataclass
+class InferSummary:
+    """What an inference run did: results in its table, objects skipped, and this session's work."""
+
+    results: int
+    skipped: int
+    written_now: int = 0
+    seconds: float = 0.0
+
+    def message(self, run_dir: Path) -> str:
+        """The line the command line ends with."""
+        text = f"{self.results:,} results in {run_dir}"
+        if self.skipped:
+            text += f"; {self.skipped:,} object(s) skipped (listed in {run_dir / SKIPPED_FILE})"
+        return text
 
 
 def weights_location(config: Mapping, key: str = "infer.model_weights_file") -> Path:
@@ -104,13 +127,17 @@ def predict_batches(model, prepare: Callable, loader, device) -> Any:
             yield batch["object_id"], output.detach().cpu().numpy()
 
 
-def resume_position(writer: ResultWriter, provider: DataProvider, indices: np.ndarray) -> int:
-    """How many of ``indices`` the committed rows already cover (found by the last committed id)."""
+def resume_position(
+    writer: ResultWriter, provider: DataProvider, indices: np.ndarray, skipped: int = 0
+) -> int:
+    """How many of ``indices`` the committed rows already cover (found by the last committed id;
+    ``skipped``: objects skipped before, which have no row)."""
     last = writer.last_object_id()
     if last is None:
         return 0
-    ids = provider.ids()[indices]
-    matches = np.flatnonzero(ids == last)
+    guess = min(writer.committed + skipped - 1, len(indices) - 1)
+    row = int(provider.rows_of([last], hints=[indices[guess]])[0])
+    matches = np.flatnonzero(indices == row) if row >= 0 else []
     if not len(matches):
         raise ResultsError(
             f"The results table ends with object {last}, which is not among the objects to infer: the run was made "
@@ -119,8 +146,10 @@ def resume_position(writer: ResultWriter, provider: DataProvider, indices: np.nd
     return int(matches[0]) + 1
 
 
-def run_inference(config: Mapping, run_dir: Path, distribution: Distribution, resume: bool = False) -> int:
-    """Write the results table in ``run_dir``; return the number of rows written by this process."""
+def run_inference(
+    config: Mapping, run_dir: Path, distribution: Distribution, resume: bool = False
+) -> InferSummary:
+    """Write the results table in ``run_dir``; return what was done."""
     import torch
 
     provider, indices = infer_provider(config)
@@ -135,50 +164,69 @@ def run_inference(config: Mapping, run_dir: Path, distribution: Distribution, re
     with torch.inference_mode():
         probe = model.infer_batch(to_torch(prepare(sample), device)).detach().cpu().numpy()
     shape, dtype = probe.shape[1:], probe.dtype
+    provider.take_skipped()  # the probe's own skip (if any) is counted when the loader meets the object
     if distribution.active:
         return _distributed(
-            config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype
+            config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype, resume
         )
     writer = ResultWriter(
         run_dir, shape, dtype, resume=resume, commit_seconds=config["infer"]["commit_seconds"]
     )
-    start = resume_position(writer, provider, indices) if resume else 0
-    if start:
-        logger.info("resuming after %d objects already written", start)
-    loader = loader_from_config(config, provider, RowSampler(indices[start:]))
+    start, skips = 0, Skips(run_dir / SKIPPED_FILE)
+    if resume:
+        start = resume_position(writer, provider, indices, _skip_count(run_dir))
+        skips = Skips.resume(run_dir / SKIPPED_FILE, indices[:start])
+        if start:
+            logger.info("resuming after %d objects already written", start)
+    loader = loader_from_config(config, provider, RowSampler(indices[start:]), skips)
     written = 0
     began = time.perf_counter()
-    for object_ids, outputs in _progress(predict_batches(model, prepare, loader, device), len(loader)):
-        writer.write(object_ids, outputs)
-        written += len(object_ids)
+    with Progress("infer", total=len(indices) - start, unit="object") as progress:
+        for object_ids, outputs in predict_batches(model, prepare, loader, device):
+            writer.write(object_ids, outputs)
+            written += len(object_ids)
+            progress.update(len(object_ids))
     writer.flush()
     seconds = time.perf_counter() - began
     writer.close()
-    _record_stats(run_dir, written, seconds, len(provider.skipped))
-    _report_skips(provider)
-    return written
+    summary = InferSummary(writer.committed, skips.count, written, seconds)
+    record_stats(run_dir, summary)
+    if skips.count:
+        logger.warning("%s", skips.summary())
+    return summary
 
 
-def _record_stats(run_dir: Path, written: int, seconds: float, skipped: int) -> None:
-    """``infer_stats.toml``: how many objects this run wrote, how fast (from first batch to last commit)."""
+def _skip_count(run_dir: Path) -> int:
+    """Objects listed as skipped by an earlier session of this run."""
+    path = run_dir / SKIPPED_FILE
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8") as handle:
+        return max(0, sum(1 for _ in handle) - 1)
+
+
+def record_stats(run_dir: Path, summary: InferSummary) -> None:
+    """``infer_stats.toml``: results in the table, objects skipped, and how fast this session wrote
+    (from its first batch to its last commit)."""
     import tomlkit
 
     from hyrax.results.run_dir import write_text_atomic
 
-    rate = written / seconds if seconds > 0 else 0.0
+    rate = summary.written_now / summary.seconds if summary.seconds > 0 else 0.0
     stats = {
-        "objects_written": written,
-        "seconds": round(seconds, 3),
+        "objects_written": summary.results,
+        "skipped": summary.skipped,
+        "written_this_session": summary.written_now,
+        "seconds": round(summary.seconds, 3),
         "objects_per_second": round(rate, 1),
-        "skipped": skipped,
     }
-    write_text_atomic(run_dir / "infer_stats.toml", tomlkit.dumps(stats))
-    logger.info("wrote %d results in %.1f s (%.0f objects/s)", written, seconds, rate)
+    write_text_atomic(run_dir / STATS_FILE, tomlkit.dumps(stats))
+    logger.info("wrote %d results in %.1f s (%.0f objects/s)", summary.written_now, summary.seconds, rate)
 
 
 def _distributed(
-    config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype
-) -> int:
+    config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype, resume
+) -> InferSummary:
     """Each rank writes uncommitted fragments of its share; rank 0 commits them all, in rank order."""
     import lance
     import torch.distributed as dist
@@ -190,8 +238,10 @@ def _distributed(
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = _schema(tuple(shape), str(dtype))
     mine = shard(indices, distribution)
-    loader = loader_from_config(config, provider, RowSampler(mine))
+    skips = Skips()
+    loader = loader_from_config(config, provider, RowSampler(mine), skips)
     fragments, ids, outputs, written = [], [], [], 0
+    began = time.perf_counter()
     for object_ids, output in predict_batches(model, prepare, loader, device):
         ids.append(object_ids)
         outputs.append(output)
@@ -206,31 +256,12 @@ def _distributed(
             arrow_table(np.concatenate(ids), np.concatenate(outputs), schema), str(path), schema=schema
         )
     gathered: list[Any] = [None] * distribution.world_size
-    dist.all_gather_object(gathered, fragments)
+    dist.all_gather_object(gathered, (fragments, written, skips.count))
+    total = sum(part[1] for part in gathered)
+    skipped = sum(part[2] for part in gathered)
     if distribution.is_main:
-        ordered = [fragment for part in gathered for fragment in part]
+        ordered = [fragment for part in gathered for fragment in part[0]]
         lance.LanceDataset.commit(str(path), lance.LanceOperation.Overwrite(schema, ordered))
         lance.dataset(str(path)).create_scalar_index("object_id", "BTREE", replace=True)
     dist.barrier()
-    _report_skips(provider)
-    return written
-
-
-def _progress(batches, total: int):
-    import sys
-
-    if not sys.stderr.isatty():
-        yield from batches
-        return
-    from tqdm import tqdm
-
-    yield from tqdm(batches, total=total, unit="batch", desc="infer")
-
-
-def _report_skips(provider: DataProvider) -> None:
-    if provider.skipped:
-        logger.warning(
-            "%d object(s) were skipped and have no result: %s",
-            len(provider.skipped),
-            "; ".join(f"{object_id}: {reason}" for object_id, reason in provider.skipped[:20]),
-        )
+    return InferSummary(total, skipped, total, time.perf_counter() - began)

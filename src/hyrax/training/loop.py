@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hyrax.config import get_setting
-from hyrax.datasets.loader import loader_from_config
+from hyrax.datasets.loader import Skips, loader_from_config
 from hyrax.datasets.provider import DataProvider
 from hyrax.datasets.sampling import EpochSampler, ShardedSampler, training_sampler
 from hyrax.datasets.splits import compute_splits, split_seed
@@ -133,6 +133,10 @@ class Training:
         import torch
 
         self.config, self.run_dir, self.distribution = config, Path(run_dir), distribution
+        # Objects skipped by data_set.on_bad_object = "skip", each counted once (rank 0 lists them).
+        self.skips = Skips(
+            self.run_dir / "skipped_objects.csv" if distribution.is_main else None, distinct=True
+        )
         self.seed = split_seed(config)
         torch.manual_seed(self.seed)
         groups = [g for g in ("train", "validate") if g in config.get("data_request", {})]
@@ -185,7 +189,7 @@ class Training:
         sampler.set_epoch(self.start_epoch)
         if self.distribution.active:
             sampler = ShardedSampler(sampler, self.distribution.rank, self.distribution.world_size)
-        return loader_from_config(self.config, self.providers["train"], sampler)
+        return loader_from_config(self.config, self.providers["train"], sampler, self.skips)
 
     def _validate_loader(self):
         indices = self.splits.indices.get("validate")
@@ -194,7 +198,7 @@ class Training:
         sampler: Any = EpochSampler(indices, self.seed, shuffle=False)
         if self.distribution.active:
             sampler = ShardedSampler(sampler, self.distribution.rank, self.distribution.world_size, pad=False)
-        return loader_from_config(self.config, self.providers["validate"], sampler)
+        return loader_from_config(self.config, self.providers["validate"], sampler, self.skips)
 
     # -- stages ----------------------------------------------------------------------------------
     def _validate(self, loader, epoch: int) -> dict[str, float]:
@@ -337,6 +341,9 @@ class Training:
                 tracker.close(status)
         model.final_training_metrics = history["train"]
         model.final_validation_metrics = history["validate"]
+        model.skipped = int(sum_across([float(self.skips.count)], distribution)[0])
+        if model.skipped and distribution.is_main:
+            logger.warning("training: %s", self.skips.summary())
         model.training_history = history["epochs"]
         if distribution.is_main:
             weights = self.run_dir / config["train"]["weights_filename"]

@@ -15,23 +15,41 @@ class EngineVerb(Verb):
     def run(self):
         """Return a :class:`~hyrax.results.store.ResultDataset` of the ONNX model's outputs."""
         from hyrax.config import get_setting
-        from hyrax.datasets.loader import loader_from_config
+        from hyrax.datasets.loader import Skips, loader_from_config
         from hyrax.models.onnx import OnnxModel
+        from hyrax.progress import Progress
         from hyrax.results.run_dir import resolve_run
         from hyrax.results.store import ResultDataset, ResultWriter
-        from hyrax.training.inference import RowSampler, infer_provider
+        from hyrax.training.inference import SKIPPED_FILE, RowSampler, infer_provider
 
         directory = get_setting(self.config, "engine.model_directory") or resolve_run(self.config, "to_onnx")
         model = OnnxModel(directory)
         provider, indices = infer_provider(self.config)
-        with self.create_run_dir() as run:
+        run = self.create_run_dir()
+        try:
             probe = model.infer(provider.collate([provider[int(indices[0])]]))
-            with ResultWriter(run.path, probe.shape[1:], probe.dtype) as writer:
-                for batch in loader_from_config(self.config, provider, RowSampler(indices)):
+            provider.take_skipped()
+            self.skips = Skips(run.path / SKIPPED_FILE)
+            loader = loader_from_config(self.config, provider, RowSampler(indices), self.skips)
+            with (
+                ResultWriter(run.path, probe.shape[1:], probe.dtype) as writer,
+                Progress("engine", total=len(indices)) as progress,
+            ):
+                for batch in loader:
                     writer.write(batch["object_id"], model.infer(batch))
+                    progress.update(len(batch["object_id"]))
+        except BaseException as error:
+            run.mark_failed(f"{type(error).__name__}: {error}")
+            raise
+        run.mark_complete(results=writer.committed, skipped=self.skips.count)
         return ResultDataset(self.config, run.path)
 
     def run_cli(self, args: argparse.Namespace) -> int:
         results = self.run()
         print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
+        if self.skips.count:
+            print(
+                f'{self.skips.count:,} object(s) skipped (data_set.on_bad_object = "skip"): listed in '
+                f"{self.skips.path}"
+            )
         return 0

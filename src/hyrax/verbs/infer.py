@@ -34,13 +34,15 @@ class InferVerb(Verb):
         else:
             run, path, distribution = distributed_run_dir(config, self.name)
         try:
-            run_inference(config, path, distribution, resume=resume is not None)
+            summary = run_inference(config, path, distribution, resume=resume is not None)
         except BaseException as error:
             if run is not None:
                 run.mark_failed(f"{type(error).__name__}: {error}")
             raise
         if run is not None:
-            run.mark_complete()
+            run.mark_complete(results=summary.results, skipped=summary.skipped)
+        self.summary = summary
+        self.message = summary.message(path)
         return ResultDataset(config, path)
 
     @staticmethod
@@ -58,6 +60,12 @@ class InferVerb(Verb):
     def run_cli(self, args: argparse.Namespace) -> int:
         results = self.run(args.resume)
         print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
+        summary = getattr(self, "summary", None)
+        if summary is not None and summary.skipped:
+            print(
+                f'{summary.skipped:,} object(s) skipped (data_set.on_bad_object = "skip"): listed in '
+                f"{results.data_location / 'skipped_objects.csv'}"
+            )
         return 0
 
 

@@ -36,7 +36,7 @@ class TrainVerb(Verb):
                 run.mark_failed(f"{type(error).__name__}: {error}")
             raise
         if run is not None:
-            run.mark_complete()
+            run.mark_complete(skipped=getattr(model, "skipped", 0))
         model.run_dir = path
         return model
 
@@ -45,4 +45,9 @@ class TrainVerb(Verb):
         metrics = {**model.final_training_metrics, **model.final_validation_metrics}
         print(", ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
         print(f"weights and checkpoints: {model.run_dir}")
+        if getattr(model, "skipped", 0):
+            print(
+                f'{model.skipped:,} object(s) skipped (data_set.on_bad_object = "skip"): listed in '
+                f"{model.run_dir / 'skipped_objects.csv'}"
+            )
         return 0

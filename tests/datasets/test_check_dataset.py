@@ -31,7 +31,20 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
     results = tmp_path / "infer_run"
     with ResultWriter(results, (4,), "float32") as writer:
         writer.write(np.array(["a", "b", "c"]), np.zeros((3, 4), np.float32))
+    parquet = tmp_path / "catalog.parquet"
+    pd.DataFrame(
+        {"object_id": ["x", "y", "z"], "ra": [1.0, 2.0, 3.0], "flux": [[1, 2], [3, 4], [5, 6]]}
+    ).to_parquet(parquet)
+    import lance
+    import pyarrow as pa
+
+    lancedb = tmp_path / "lancedb"
+    lance.write_dataset(
+        pa.table({"object_id": ["p", "q"], "mag": [20.0, 21.0]}), str(lancedb / "stars.lance")
+    )
     return {
+        "LanceDBDataset": lancedb,
+        "ParquetDataset": parquet,
         "ResultDataset": results,
         "HyraxRandomDataset": None,
         "DecalsRingsDataset": None,

@@ -110,3 +110,32 @@ def test_no_inference_run_says_what_to_run(tmp_path):
 
     with pytest.raises(ResultsError, match=r"No complete 'infer' run.*hyrax infer"):
         reduce_hyrax(tmp_path).reduce_dimensions()
+
+
+def test_reduce_streams_writing_its_first_batch_before_reading_its_last(tmp_path, infer_run, monkeypatch):
+    """An instrumented reader and writer: batches are written as they are transformed, with at most
+    two waiting, so memory does not grow with the number of objects."""
+    from hyrax.reduce import run as reduce_module
+
+    events: list[str] = []
+    reader = ResultDataset.iter_batches
+
+    def reading(self, *args, **kwargs):
+        for item in reader(self, *args, **kwargs):
+            events.append("read")
+            yield item
+
+    class RecordingWriter(ResultWriter):
+        def write(self, object_ids, data):
+            events.append("write")
+            super().write(object_ids, data)
+
+    monkeypatch.setattr(ResultDataset, "iter_batches", reading)
+    monkeypatch.setattr(reduce_module, "ResultWriter", RecordingWriter)
+    reduce_hyrax(tmp_path, "pca", **{"reduce_dimensions.batch_size": 50}).reduce_dimensions()
+    reads = [i for i, event in enumerate(events) if event == "read"]
+    writes = [i for i, event in enumerate(events) if event == "write"]
+    assert len(reads) == len(writes) == 12  # 600 rows in batches of 50
+    assert writes[0] < reads[-1]
+    for number, position in enumerate(writes):  # when batch n is written, at most n + 3 were read
+        assert sum(1 for r in reads if r < position) <= number + 3

@@ -16,6 +16,8 @@ BUILTIN_DATASETS = {
     "HyraxCifarDataset": "hyrax.datasets.cifar:HyraxCifarDataset",
     "DecalsRingsDataset": "hyrax.datasets.decals_rings:DecalsRingsDataset",
     "ResultDataset": "hyrax.results.store:ResultDataset",
+    "LanceDBDataset": "hyrax.datasets.table:LanceDBDataset",
+    "ParquetDataset": "hyrax.datasets.table:ParquetDataset",
 }
 
 

@@ -55,9 +55,10 @@ class HyraxDataset:
             becomes a field (``get_<column>``) unless the class defines that getter itself.
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        DATASETS.register(cls.__name__, cls)
+        if register:  # a base class for other datasets passes register=False
+            DATASETS.register(cls.__name__, cls)
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None, metadata_table: Any = None):
         # Older Hyrax datasets call super().__init__(config, metadata_table): accept that order too.

@@ -8,13 +8,13 @@ as much again: 15 GB at 100M objects, copied into every DataLoader worker that t
   share it without copying (reading never writes to its pages).
 - :func:`id_hashes`: 64-bit FNV-1a hashes of many ids at once (numpy over the bytes, no Python loop
   per id).
-- :class:`IdIndex`: the row of each id in O(log N) from sorted hashes and their rows (12 bytes an
+- :class:`IdIndex`: the row of each id in O(log N) from sorted hash prefixes and rows (8 bytes an
   object). Every hit is checked against the real id, so a hash collision can never give a wrong row.
 
 >>> ids = StringColumn(["J0001", "J0002", "J0003"])
 >>> ids[1], ids[[2, 0]].tolist()
 ('J0002', ['J0003', 'J0001'])
->>> index = IdIndex.build([ids.arrow], ids.__getitem__)
+>>> index = IdIndex.build([ids.arrow], ids.__getitem__, count=3)
 >>> index.rows_of(["J0003", "nope", "J0001"]).tolist()
 [2, -1, 0]
 """
@@ -55,7 +55,9 @@ def arrow_strings(values: Any):
                 values = pa.array(values, type=pa.string(), from_pandas=True)
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    if pa.types.is_large_string(values.type) and values.nbytes < 2**31:
+        values = values.cast(pa.string())  # 4-byte offsets (pandas hands out 8-byte ones)
+    elif not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = values.cast(pa.string())
     return values
 
@@ -195,55 +197,75 @@ def id_hashes(ids: Any) -> np.ndarray:
 
 # -- the index ----------------------------------------------------------------------------------------
 class IdIndex:
-    """Rows of ids in O(log N), from sorted id hashes; see the module documentation.
+    """Rows of ids in O(log N); see the module documentation.
+
+    One sorted ``uint64`` per object: the top 32 bits of its id's hash, then its row (8 bytes an
+    object, sorted in place). A 32-bit hash prefix is shared by about N / 4e9 other ids, so a look-up
+    reads the id at each candidate row (``ids_at``) and keeps the one that matches.
 
     Args:
-        hashes: the sorted hashes.
-        rows: the row of each sorted hash.
+        keys: the sorted keys.
         ids_at: ``rows -> ids`` at those rows (a sequence of str), used to confirm every hit.
     """
 
-    def __init__(self, hashes: np.ndarray, rows: np.ndarray, ids_at: Callable[[np.ndarray], Sequence[str]]):
-        self.hashes, self.rows, self.ids_at = hashes, rows, ids_at
+    _ROWS = np.uint64(0xFFFFFFFF)
+
+    def __init__(self, keys: np.ndarray, ids_at: Callable[[np.ndarray], Sequence[str]]):
+        self.keys, self.ids_at = keys, ids_at
 
     @classmethod
-    def build(cls, batches: Iterable[Any], ids_at: Callable[[np.ndarray], Sequence[str]]) -> IdIndex:
+    def build(
+        cls, batches: Iterable[Any], ids_at: Callable[[np.ndarray], Sequence[str]], count: int | None = None
+    ) -> IdIndex:
         """From the ids in row order, a batch at a time (each batch anything :func:`arrow_strings`
-        takes); memory is 12 bytes an object once built (24 while sorting)."""
-        parts = [id_hashes(batch) for batch in batches]
-        hashes = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
-        del parts
-        order = np.argsort(hashes, kind="stable")
-        hashes = hashes[order]
-        rows = order.astype(np.int32) if len(order) < 2**31 else order
-        del order
-        return cls(hashes, rows, ids_at)
+        takes; ``count``: how many in all, when known, to fill one array instead of joining pieces)."""
+        parts: list[np.ndarray] = []
+        keys = np.empty(count, dtype=np.uint64) if count is not None else None
+        start = 0
+        for batch in batches:
+            hashes = id_hashes(batch)
+            part = _prefix(hashes) | np.arange(start, start + len(hashes), dtype=np.uint64)
+            if keys is not None:
+                if start + len(part) > len(keys):
+                    raise ValueError(f"more than the {count} ids announced")
+                keys[start : start + len(part)] = part
+            else:
+                parts.append(part)
+            start += len(part)
+        if keys is None:
+            keys = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+        elif start != len(keys):
+            raise ValueError(f"{start} ids for the {count} announced")
+        if start >= 2**32:
+            raise ValueError(f"an id index holds at most 2**32 objects, not {start}")
+        keys.sort()
+        return cls(keys, ids_at)
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return len(self.keys)
 
     @property
     def nbytes(self) -> int:
-        return self.hashes.nbytes + self.rows.nbytes
+        return self.keys.nbytes
 
     def rows_of(self, ids: Any) -> np.ndarray:
         """The row of each id (int64), -1 where it is not there."""
         wanted = arrow_strings(ids)
-        query = id_hashes(wanted)
-        low = np.searchsorted(self.hashes, query, side="left")
-        high = np.searchsorted(self.hashes, query, side="right")
-        found = np.full(len(query), -1, dtype=np.int64)
+        prefix = _prefix(id_hashes(wanted))
+        low = np.searchsorted(self.keys, prefix, side="left")
+        high = np.searchsorted(self.keys, prefix | self._ROWS, side="right")
+        found = np.full(len(prefix), -1, dtype=np.int64)
         single = np.flatnonzero(high - low == 1)
         if len(single):
-            candidates = self.rows[low[single]].astype(np.int64)
+            candidates = (self.keys[low[single]] & self._ROWS).astype(np.int64)
             same = _equal(self.ids_at(candidates), wanted.take(single).to_pylist())
             found[single[same]] = candidates[same]
-        for position in np.flatnonzero(high - low > 1):  # a shared hash: rare, checked one by one
-            candidates = self.rows[low[position] : high[position]].astype(np.int64)
+        for position in np.flatnonzero(high - low > 1):  # a shared hash prefix: checked one by one
+            candidates = (self.keys[low[position] : high[position]] & self._ROWS).astype(np.int64)
             target = wanted[int(position)].as_py()
             hits = [
-                int(row)
-                for row, value in zip(candidates, self.ids_at(candidates), strict=True)
+                int(r)
+                for r, value in zip(candidates, self.ids_at(candidates), strict=True)
                 if value == target
             ]
             if hits:
@@ -251,16 +273,39 @@ class IdIndex:
         return found
 
     def duplicates(self, limit: int = 5) -> tuple[int, list[str]]:
-        """(how many ids occur more than once, up to ``limit`` of them)."""
-        same = np.flatnonzero(self.hashes[1:] == self.hashes[:-1])
+        """(how many ids occur more than once, up to ``limit`` of them, in row order)."""
+        prefixes = self.keys >> np.uint64(32)
+        same = np.flatnonzero(prefixes[1:] == prefixes[:-1])
         if not len(same):
             return 0, []
-        pairs = np.stack([self.rows[same], self.rows[same + 1]], axis=1).astype(np.int64)
-        pairs = pairs[np.argsort(pairs.min(axis=1), kind="stable")]  # reported in row order
-        first, second = self.ids_at(pairs[:, 0]), self.ids_at(pairs[:, 1])
-        repeated = [str(a) for a, b in zip(first, second, strict=True) if a == b]
-        distinct = list(dict.fromkeys(repeated))
-        return len(distinct), distinct[:limit]
+        # Groups of keys sharing a prefix: pairs (nearly all of them) checked at once, larger ones one by one.
+        starts = same[np.concatenate([[True], np.diff(same) > 1])]
+        lengths = np.searchsorted(same, starts, side="left")
+        sizes = np.diff(np.append(lengths, len(same))) + 1
+        repeated: dict[str, int] = {}
+        pairs = starts[sizes == 2]
+        if len(pairs):
+            first = (self.keys[pairs] & self._ROWS).astype(np.int64)
+            second = (self.keys[pairs + 1] & self._ROWS).astype(np.int64)
+            values = np.asarray(self.ids_at(first)).astype(str)
+            hit = values == np.asarray(self.ids_at(second)).astype(str)
+            for value, row in zip(values[hit], np.minimum(first, second)[hit], strict=True):
+                repeated[str(value)] = int(row)
+        for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
+            rows = (self.keys[start : start + size] & self._ROWS).astype(np.int64)
+            seen: dict[str, int] = {}
+            for row, value in zip(rows, self.ids_at(rows), strict=True):
+                value = str(value)
+                if value in seen:
+                    repeated[value] = min(repeated.get(value, seen[value]), seen[value])
+                else:
+                    seen[value] = int(row)
+        ordered = sorted(repeated, key=repeated.get)
+        return len(ordered), ordered[:limit]
+
+
+def _prefix(hashes: np.ndarray) -> np.ndarray:
+    return (hashes >> np.uint64(32)) << np.uint64(32)
 
 
 def _equal(found: Sequence[str], wanted: list[str]) -> np.ndarray:

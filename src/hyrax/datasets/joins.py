@@ -31,10 +31,19 @@ def cache_dir(config: Mapping) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hyrax"
 
 
-def secondary_index(secondary_ids: Any, where: str) -> IdIndex:
-    """An id index of a secondary dataset's join column; duplicate ids are an error listing some."""
-    column = secondary_ids if isinstance(secondary_ids, StringColumn) else StringColumn(secondary_ids)
-    index = IdIndex.build([column.arrow], column.__getitem__)
+def secondary_index(dataset: Any, field: str, where: str) -> IdIndex:
+    """An id index of a secondary dataset's join field; duplicate ids are an error listing some. A
+    table is streamed (its ids are never all in memory; hits are confirmed by reading their rows)."""
+    if callable(getattr(dataset, "column_batches", None)) and field in getattr(dataset, "_columns", ()):
+        index = IdIndex.build(
+            dataset.column_batches(field),
+            lambda rows: dataset.read_rows(rows, [field])[field],
+            count=len(dataset),
+        )
+    else:
+        values = dataset.column(field)
+        column = values if isinstance(values, StringColumn) else StringColumn(values)
+        index = IdIndex.build([column.arrow], column.__getitem__, count=len(column))
     count, examples = index.duplicates()
     if count:
         raise DataError(
@@ -44,12 +53,10 @@ def secondary_index(secondary_ids: Any, where: str) -> IdIndex:
     return index
 
 
-def build_join(primary_batches: Iterable[Any], secondary_ids: Any, where: str, count: int) -> np.ndarray:
-    """Row of the secondary for each of the ``count`` primary ids (given in row order, a batch at a
-    time), -1 where it has none."""
-    index = secondary_index(secondary_ids, where)
-    small = len(index) < 2**31
-    rows = np.empty(count, dtype=np.int32 if small else np.int64)
+def build_join(primary_batches: Iterable[Any], index: IdIndex, where: str, count: int) -> np.ndarray:
+    """Row of the secondary (``index`` of its ids) for each of the ``count`` primary ids, given in row
+    order a batch at a time; -1 where it has none. 4 bytes a row (8 past 2**31 secondary rows)."""
+    rows = np.empty(count, dtype=np.int32 if len(index) < 2**31 else np.int64)
     start = 0
     for batch in primary_batches:
         found = index.rows_of(batch)

@@ -159,7 +159,13 @@ class NumpyLoader:
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch, skipped in self.loader:
+        import warnings
+
+        with warnings.catch_warnings():
+            # Lance tables (results, LanceDBDataset, ParquetDataset) open themselves again in each worker.
+            warnings.filterwarnings("ignore", message="lance is not fork-safe")
+            iterator = iter(self.loader)
+        for batch, skipped in iterator:
             self.skips.add(skipped)
             if not batch:  # every object of the batch was skipped
                 continue

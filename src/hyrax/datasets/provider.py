@@ -31,7 +31,7 @@ from hyrax.config.data_request import primary_dataset
 from hyrax.datasets.collate import collate_values
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.datasets.ids import IdIndex, StringColumn, arrow_strings
-from hyrax.datasets.joins import build_join
+from hyrax.datasets.joins import build_join, secondary_index
 from hyrax.errors import ConfigError, DataError
 from hyrax.plugins import DATASETS, did_you_mean
 
@@ -123,6 +123,18 @@ class DataProvider:
             (name, [(field, self._field_getter(name, field)) for field in self.fields[name]], self.rows[name])
             for name in self.datasets
         ]
+        # Fields a batch reads at once: table columns without a getter of the class's own or augmentation.
+        self._batch_fields = {
+            name: {
+                field
+                for field in self.fields[name]
+                if callable(getattr(dataset, "read_rows", None))
+                and field in getattr(dataset, "_columns", ())
+                and not callable(getattr(type(dataset), f"get_{field}", None))
+                and not _augmented(self.request[name], field)
+            }
+            for name, dataset in self.datasets.items()
+        }
         #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
         self.skipped: list[tuple[str, str, int]] = []
 
@@ -182,7 +194,7 @@ class DataProvider:
                 f"{where}: join_field '{join_field}' is not a field of {type(dataset).__name__}."
                 f"{did_you_mean(join_field, dataset.fields())} Its fields: {', '.join(dataset.fields())}."
             )
-        rows = build_join(self.id_batches(), dataset.column(join_field), where, len(self))
+        rows = build_join(self.id_batches(), secondary_index(dataset, join_field, where), where, len(self))
         matched = int((rows >= 0).sum())
         logger.info("%s: joined on %s, %d of %d rows matched", where, join_field, matched, len(rows))
         return rows
@@ -269,9 +281,9 @@ class DataProvider:
         return np.concatenate(parts) if parts else np.empty(0, dtype=str)
 
     def id_index(self) -> IdIndex:
-        """An index of the primary ids (built once, on first use: 12 bytes an object)."""
+        """An index of the primary ids (built once, on first use: 8 bytes an object)."""
         if self._id_index is None:
-            self._id_index = IdIndex.build(self.id_batches(), self.ids_at)
+            self._id_index = IdIndex.build(self.id_batches(), self.ids_at, count=len(self))
         return self._id_index
 
     def rows_of(self, object_ids, hints=None) -> np.ndarray:
@@ -326,7 +338,35 @@ class DataProvider:
         return self.metadata_rows(self.rows_of(object_ids))
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        index = int(index)
+        return self._sample(int(index))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any] | None]:
+        """The samples of a whole batch (torch's DataLoader asks this way). Datasets that read many
+        rows at once (tables: ``read_rows``) are read once for the batch; the rest per row."""
+        indices = np.asarray(indices, dtype=np.int64)
+        prefetched = self._prefetch(indices)
+        return [self._sample(int(index), prefetched, position) for position, index in enumerate(indices)]
+
+    def _prefetch(self, indices: np.ndarray) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """{dataset name: (slot of each batch position, {field: values})} for batch-readable fields."""
+        found = {}
+        for name, getters, rows in self._plan:
+            dataset = self.datasets[name]
+            fields = [field for field, getter in getters if field in self._batch_fields.get(name, ())]
+            if not fields:
+                continue
+            their = indices if rows is None else rows[indices].astype(np.int64)
+            valid = their >= 0
+            try:
+                values = dataset.read_rows(their[valid], fields)
+            except (DataError, IndexError):  # read row by row instead, so the error names its object
+                continue
+            found[name] = (np.cumsum(valid) - 1, values)
+        return found
+
+    def _sample(
+        self, index: int, prefetched: Mapping | None = None, position: int = 0
+    ) -> dict[str, Any] | None:
         object_id = str(self._id_getter(index))
         sample: dict[str, Any] = {"object_id": object_id}
         try:
@@ -339,11 +379,14 @@ class DataProvider:
                     if row < 0:
                         sample[name] = {field: None for field, _ in getters}
                         continue
+                slots, read = prefetched.get(name, (None, {})) if prefetched else (None, {})
                 values = {}
                 for field, getter in getters:
-                    value = getter(row)
+                    value = read[field][slots[position]] if field in read else getter(row)
                     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                         value = self._finite(value, object_id, name, field)
+                    elif isinstance(value, np.generic):
+                        value = value.item() if value.dtype.kind != "U" else str(value)
                     values[field] = value
                 sample[name] = values
         except DataError as error:
@@ -366,10 +409,15 @@ class DataProvider:
         if not bad.any():  # the sum overflowed; every value is finite
             return value
         if self.nan_mode is None:
+            advice = (
+                ""
+                if self.skip_bad
+                else ' Set data_set.nan_mode = "zero" or "quantile" to replace them, or '
+                'data_set.on_bad_object = "skip" to leave such objects out.'
+            )
             raise DataError(
                 f"Object {object_id}: field '{name}.{field}' has {int(bad.sum())} NaN/inf value(s) of "
-                f'{value.size}. Set data_set.nan_mode = "zero" or "quantile" to replace them, or '
-                f'data_set.on_bad_object = "skip" to leave such objects out.'
+                f"{value.size}.{advice}"
             )
         value = value.copy()
         if self.nan_mode == "zero" or bad.all():
@@ -424,6 +472,11 @@ class DataProvider:
 
     def __repr__(self) -> str:
         return self.summary()
+
+
+def _augmented(spec: Mapping, field: str) -> bool:
+    augment = spec.get("augment", False)
+    return augment is True or (isinstance(augment, list) and field in augment)
 
 
 def _blank(values: np.ndarray, unmatched: np.ndarray) -> np.ndarray:

@@ -275,6 +275,19 @@ class ResultDataset(HyraxDataset):
             index = np.arange(*index.indices(self._length))
         return self._vectors(self._rows(np.asarray(index)))
 
+    def ids_at(self, rows) -> np.ndarray:
+        """The object ids of these rows (str), in the order given, in one read."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.empty(0, dtype=str)
+        if rows.min() < 0 or rows.max() >= self._length:
+            raise IndexError(f"row index out of range for {self._length} results")
+        order = np.argsort(rows, kind="stable")
+        ids = np.empty(len(rows), dtype=object)
+        table = self._lance.take(rows[order], columns=["object_id"])
+        ids[order] = table.column("object_id").to_numpy(zero_copy_only=False)
+        return ids.astype(str)
+
     def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
         """(object ids, vectors) of these rows, in one read."""
         table = self._rows(np.asarray(rows))

@@ -54,15 +54,24 @@ def model_class(config: Mapping):
     return MODELS.get(name)
 
 
+def first_readable(provider: DataProvider, index: int, tries: int = 1000) -> dict:
+    """A batch of one object: the one at ``index``, or (when it is skipped as unreadable) the first
+    readable one after it."""
+    for row in range(int(index), min(len(provider), int(index) + tries)):
+        batch = provider.collate([provider[row]])
+        if batch:
+            return batch
+    raise TrainingError(
+        f"Objects {index} to {min(len(provider), index + tries) - 1} of the data could not be read (all skipped); "
+        f"cannot size the model. Check the data (see the warnings above)."
+    )
+
+
 def build_model(config: Mapping, provider: DataProvider, index: int = 0):
     """Construct the configured model, sized by one prepared sample of ``provider``; also return that
     sample's batch (for the contract check)."""
     cls = model_class(config)
-    batch = provider.collate([provider[int(index)]])
-    if not batch:
-        raise TrainingError(
-            f"Object {index} of the data could not be read (it was skipped); cannot size the model."
-        )
+    batch = first_readable(provider, int(index))
     prepare = getattr(cls, "prepare_inputs", None)
     if not callable(prepare):
         raise ModelContractError(

@@ -44,7 +44,7 @@ class VisualizeVerb(Verb):
             return 0
         port = args.port if args.port is not None else int(self.config["visualize"]["port"])
         url = view.serve(port)
-        print(f"Hyrax map of {view.live.all.total:,} objects at {url}  (Ctrl-C to stop)", flush=True)
+        print(f"Hyrax map of {view.live.total:,} objects at {url}  (Ctrl-C to stop)", flush=True)
         port = view.live.server.server_address[1]  # the port taken, when 0 asked for any
         print(
             f"  from another machine: ssh -L {port}:127.0.0.1:{port} {socket.gethostname()}, "

@@ -16,10 +16,20 @@ import numpy as np
 
 from hyrax.errors import ConfigError
 from hyrax.plugins import did_you_mean
+from hyrax.visualize.source import SOURCE_FILE, MapSource, infer_provider_of, infer_run_of, thumbnail_rgb
+
+__all__ = [
+    "MapData",
+    "MapView",
+    "gather",
+    "infer_provider_of",
+    "infer_run_of",
+    "thumbnail_rgb",
+    "SOURCE_FILE",
+]
 
 logger = logging.getLogger(__name__)
 
-SOURCE_FILE = "source.toml"
 #: How points look, selected and not, in the 2-D and the 3-D views.
 POINT_STYLE = {
     "line_color": None,
@@ -60,17 +70,6 @@ class MapData:
         return frame
 
 
-def infer_run_of(reduce_run: Path) -> Path | None:
-    """The inference run a reduce_dimensions run mapped (recorded in its source.toml)."""
-    import tomllib
-
-    path = reduce_run / SOURCE_FILE
-    if not path.is_file():
-        return None
-    with open(path, "rb") as handle:
-        return Path(tomllib.load(handle)["infer_run"])
-
-
 def gather(
     config: Mapping,
     reduce_run: Path,
@@ -82,55 +81,33 @@ def gather(
     seed: int = 0,
     thumbnails: bool = True,
     with_density: bool = True,
+    source: MapSource | None = None,
+    color: str | None = None,
 ) -> MapData:
-    """Read coordinates, metadata, outlier scores, thumbnails and neighbours for the map (``max_points``
-    0: every object; ``thumbnails`` False or ``neighbours`` 0: leave those out)."""
-    from hyrax.results.store import ResultDataset
-
-    reduced = ResultDataset(config, reduce_run)
-    rows = np.arange(len(reduced))
-    if 0 < max_points < len(rows):  # a seeded sample keeps the page responsive; the table says how many
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))
-    ids, coordinates = reduced.take(rows)
-    data = MapData(ids=ids, coordinates=coordinates.reshape(len(rows), -1), total=len(reduced))
-    if with_density and len(rows) < len(reduced):
-        data.density, data.extent = density(reduced)
-    infer_run = infer_run_of(Path(reduce_run))
-    if infer_run is None:
-        return data
-    data.columns.update(_outlier_scores(infer_run, ids))
-    provider = infer_provider_of(infer_run)
-    if provider is not None:
-        data.columns.update(provider.metadata_for(ids))
-        if thumbnails:
-            data.thumbnails = _thumbnails(provider, ids, max_thumbnails, stretch, band)
-    if neighbours > 0:
-        data.neighbours = _neighbours(infer_run, ids, neighbours)
+    """Coordinates, metadata, outlier scores, thumbnails and neighbours of the objects the standalone
+    page draws (``max_points`` 0: every object; ``thumbnails`` False or ``neighbours`` 0: leave those
+    out); past ``max_points``, a sample drawn over a density of every object."""
+    source = source or MapSource(config, reduce_run)
+    extent = source.extent()
+    x0, y0, x1, y1 = extent
+    limit = max_points if max_points > 0 else source.total
+    rows, _ = source.sample(x0, x1, y0, y1, limit)
+    ids = source.ids(rows)
+    data = MapData(ids=ids, coordinates=source.coordinates(rows), total=source.total)
+    if with_density and len(rows) < source.total:
+        data.density, data.extent = source.density(extent, DENSITY_BINS), extent
+    data.columns.update(source.columns_of(rows))
+    if color is not None and len(rows) < source.total:  # the colour scale of every object
+        data.color_range = {color: source.color_range(color)}
+    if thumbnails and source.provider() is not None:
+        data.thumbnails = _thumbnails(source, rows, ids, max_thumbnails, stretch, band)
+    if neighbours > 0 and source.infer_run is not None:
+        data.neighbours = _neighbours(source.infer_run, rows, neighbours)
     return data
 
 
 #: Density image resolution (cells per side), for the standalone page and the live app's viewports.
 DENSITY_BINS = 400
-
-
-def density(reduced, bins: int = DENSITY_BINS) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Counts of every object on a bins x bins grid of the first two coordinates, streamed in batches."""
-    low, high = np.full(2, np.inf), np.full(2, -np.inf)
-    for _, coordinates in reduced.iter_batches():
-        low = np.minimum(low, coordinates[:, :2].min(axis=0))
-        high = np.maximum(high, coordinates[:, :2].max(axis=0))
-    extent = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
-    counts = np.zeros((bins, bins), dtype=np.int64)
-    for _, coordinates in reduced.iter_batches():
-        counts += density_grid(coordinates[:, 0], coordinates[:, 1], extent, bins)
-    return counts, extent
-
-
-def density_grid(x: np.ndarray, y: np.ndarray, extent, bins: int) -> np.ndarray:
-    """Counts on a bins x bins grid over ``extent`` (x0, y0, x1, y1); row i is the i-th y bin from below."""
-    x0, y0, x1, y1 = extent
-    grid, _, _ = np.histogram2d(y, x, bins=bins, range=[[y0, y1], [x0, x1]])
-    return grid.astype(np.int64)
 
 
 def density_rgba(counts: np.ndarray) -> np.ndarray:
@@ -144,79 +121,38 @@ def density_rgba(counts: np.ndarray) -> np.ndarray:
     return rgba
 
 
-def _outlier_scores(infer_run: Path, ids: np.ndarray) -> dict[str, np.ndarray]:
-    from hyrax.vector_db.outliers import scores_path
-
-    path = scores_path(infer_run)
-    if not path.exists():
-        return {}
-    import lance
-    import pandas as pd
-
-    table = lance.dataset(str(path)).to_table().to_pandas().set_index("object_id")["outlier_score"]
-    return {"outlier_score": pd.Series(ids).map(table).to_numpy(dtype=float)}
-
-
-def infer_provider_of(infer_run: Path):
-    """The infer group's provider as the run saw it (from its runtime_config.toml), or None."""
-    from hyrax.config import ConfigManager
-    from hyrax.datasets.provider import DataProvider
-
-    try:
-        return DataProvider(ConfigManager(infer_run / "runtime_config.toml").config, "infer")
-    except Exception as error:  # maps and rankings still work without images and metadata
-        logger.warning(
-            "no images or metadata: the infer data of %s could not be opened (%s)", infer_run, error
-        )
-        return None
-
-
-def thumbnail_rgb(dataset, row: int, how: str, band: int | None) -> np.ndarray:
-    """Object ``row`` of ``dataset`` as a stretched RGB picture: its ``display(idx)`` when it has one,
-    else its ``image`` field."""
-    from hyrax.visualize.stretch import to_rgb
-
-    display = getattr(dataset, "display", None)
-    image = display(int(row)) if callable(display) else dataset.getter("image")(int(row))
-    return to_rgb(image, how, band)
-
-
-def _thumbnails(provider, ids, limit: int, how: str, band: int | None) -> list[str]:
+def _thumbnails(source: MapSource, rows, ids, limit: int, how: str, band: int | None) -> list[str]:
     from hyrax.visualize.stretch import PLACEHOLDER, png_data_uri
 
-    dataset = provider.datasets[provider.primary]
-    rows = provider.rows_of(ids)
     pictures = []
     for position, row in enumerate(rows):
-        if position >= limit or row < 0:
+        if position >= limit:
             pictures.append(PLACEHOLDER)
             continue
         try:
-            pictures.append(png_data_uri(thumbnail_rgb(dataset, row, how, band)))
+            pictures.append(png_data_uri(source.image(int(row), how, band)))
         except Exception as error:  # a broken image is a placeholder tile and a logged reason, never a crash
             logger.warning("no thumbnail for %s: %s", ids[position], error)
             pictures.append(PLACEHOLDER)
     return pictures
 
 
-def _neighbours(infer_run: Path, ids: np.ndarray, k: int) -> np.ndarray | None:
+def _neighbours(infer_run: Path, rows: np.ndarray, k: int) -> np.ndarray | None:
+    """Nearest neighbours among the drawn objects (map row r is row r of the inference results)."""
     import faiss
 
     from hyrax.results.store import ResultDataset
 
     try:
         vectors = (
-            ResultDataset(data_location=infer_run)
-            .lookup_many(ids.tolist())
-            .reshape(len(ids), -1)
-            .astype(np.float32)
+            ResultDataset(data_location=infer_run).take(rows)[1].reshape(len(rows), -1).astype(np.float32)
         )
     except Exception as error:  # neighbours are a courtesy of the page
         logger.warning("the map shows no neighbours: %s", error)
         return None
     index = faiss.IndexFlatL2(vectors.shape[1])
     index.add(vectors)
-    _, found = index.search(vectors, min(k + 1, len(ids)))
+    _, found = index.search(vectors, min(k + 1, len(rows)))
     return found[:, 1:]
 
 
@@ -562,18 +498,20 @@ class MapView:
         self._max_thumbnails = int(settings["max_thumbnails"])
         self._notebook = get_setting(config, "visualize.notebook") or "live"
         self._data = self._html = self._live = None
-        # a wrong column is an error now, not when the page is drawn
-        check_color(
-            gather(config, reduce_run, max_points=1, thumbnails=False, neighbours=0, with_density=False),
-            color,
-        )
+        self.source = MapSource(config, self.reduce_run)
+        self.source.check_color(color)  # a wrong column is an error now, not when the page is drawn
 
     @property
     def data(self) -> MapData:
         """What the standalone page shows (a sample of at most visualize.max_points objects)."""
         if self._data is None:
             self._data = gather(
-                self.config, self.reduce_run, max_thumbnails=self._max_thumbnails, **self._options
+                self.config,
+                self.reduce_run,
+                max_thumbnails=self._max_thumbnails,
+                source=self.source,
+                color=self.color,
+                **self._options,
             )
         return self._data
 
@@ -590,7 +528,9 @@ class MapView:
         if self._live is None:
             from hyrax.visualize.live import LiveMap
 
-            self._live = LiveMap(self.config, self.reduce_run, self.color, **self._options)
+            self._live = LiveMap(
+                self.config, self.reduce_run, self.color, source=self.source, **self._options
+            )
         return self._live
 
     def serve(self, port: int = 0) -> str:

@@ -1,5 +1,5 @@
-"""The map as a live app: a small HTTP server on 127.0.0.1 that holds every object's coordinates and
-answers the page's questions as the user pans, zooms, selects and clicks.
+"""The map as a live app: a small HTTP server on 127.0.0.1 that holds every object's coordinates (and
+reads the rest as needed) and answers the page's questions as the user pans, zooms, selects and clicks.
 
 - ``/``: the page (the same Bokeh layout as the standalone file, with ``live=True``);
 - ``/view?x0=&x1=&y0=&y1=``: the objects inside a viewport as JSON: all of them when they number at most
@@ -30,24 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from hyrax.visualize.explorer import (
-    DENSITY_BINS,
-    MapData,
-    check_color,
-    density_grid,
-    density_rgba,
-    gather,
-    infer_run_of,
-    thumbnail_rgb,
-)
+from hyrax.visualize.explorer import DENSITY_BINS, MapData, density_rgba
+from hyrax.visualize.source import MapSource
 from hyrax.visualize.stretch import png_bytes
 
 logger = logging.getLogger(__name__)
 
 
 class LiveMap:
-    """Every object of a reduce_dimensions run in memory (coordinates and metadata columns: about 20 bytes
-    plus its metadata per object), served to the page a viewport at a time."""
+    """A reduce_dimensions run served to the page a viewport at a time. It holds each object's map
+    coordinates and sampling priority (12 bytes an object in 2-D) and reads ids, metadata, scores and
+    images for the objects each request needs (:class:`~hyrax.visualize.source.MapSource`)."""
 
     def __init__(
         self,
@@ -58,52 +51,52 @@ class LiveMap:
         stretch: str = "asinh",
         band: int | None = None,
         neighbours: int = 8,
+        source: MapSource | None = None,
     ):
         self.config, self.reduce_run, self.color = config, Path(reduce_run), color
         self.max_points, self.stretch, self.band, self.k = max_points, stretch, band, neighbours
-        self.all = gather(config, reduce_run, max_points=0, thumbnails=False, neighbours=0)
-        check_color(self.all, color)
-        self.x = np.ascontiguousarray(self.all.coordinates[:, 0], dtype=np.float64)
-        self.y = np.ascontiguousarray(self.all.coordinates[:, 1], dtype=np.float64)
-        three_d = self.all.coordinates.shape[1] >= 3  # the page's 3-D view needs the third component
-        self.z = np.ascontiguousarray(self.all.coordinates[:, 2], dtype=np.float64) if three_d else None
-        self.extent = _padded(self.x, self.y)
-        self.infer_run = infer_run_of(self.reduce_run)
-        self._provider, self._index = None, None
+        self.source = source or MapSource(config, reduce_run)
+        self.source.check_color(color)
+        self.x, self.y, self.z = self.source.x, self.source.y, self.source.z
+        self.extent = self.source.extent()
+        self.infer_run = self.source.infer_run
+        self.color_range = self.source.color_range(color)
+        self._index = None
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
-        self._selected = np.empty(0, dtype=np.int64)  # rows of self.all
+        self._selected = np.empty(0, dtype=np.int64)  # map rows
         self._seq: int | None = None
-        self._id_index = None
         self.server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def total(self) -> int:
+        return self.source.total
 
     # -- what the page asks ---------------------------------------------------------------------------
 
     def inside(self, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
-        return np.flatnonzero((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1))
+        return self.source.inside(x0, x1, y0, y1)
 
     def view(self, x0: float, x1: float, y0: float, y1: float, seed: int = 0) -> dict:
         """The page's data for a viewport: points (exact when few enough) and, when sampled, a density."""
-        inside = self.inside(x0, x1, y0, y1)
-        rows = self._sample(inside, seed)
-        ids = self.all.ids[rows]
-        points: dict[str, list] = {"object_id": ids.tolist()}
+        rows, in_view = self.source.sample(x0, x1, y0, y1, self.max_points)
+        points: dict[str, list] = {"object_id": self.source.ids(rows).tolist()}
         arrays = {"x": _binary(self.x[rows], "float32"), "y": _binary(self.y[rows], "float32")}
         if self.z is not None:
             arrays["z"] = _binary(self.z[rows], "float32")
-        for name, values in self.all.columns.items():
-            values = np.asarray(values)[rows]
+        for name, values in self.source.columns_of(rows).items():
+            values = np.asarray(values)
             if values.dtype.kind in "biuf":
                 arrays[name] = _binary(values, "float64")
             else:
                 points[name] = [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
-        sampled = len(rows) < len(inside)
+        sampled = len(rows) < in_view
         return {
             "points": points,
             "arrays": arrays,
             "drawn": len(rows),
-            "in_view": len(inside),
-            "total": len(self.x),
+            "in_view": in_view,
+            "total": self.total,
             "density": (
                 self._density_source(x0, x1, y0, y1)
                 if sampled
@@ -113,29 +106,22 @@ class LiveMap:
 
     def initial(self) -> MapData:
         """What the page shows before any zoom: the whole map (a sample over a density past max_points)."""
-        rows = self._sample(np.arange(len(self.x)))
-        ids = self.all.ids[rows]
+        x0, y0, x1, y1 = self.extent
+        rows, _ = self.source.sample(x0, x1, y0, y1, self.max_points)
+        ids = self.source.ids(rows)
         data = MapData(
             ids=ids,
-            coordinates=np.stack(
-                [self.x[rows], self.y[rows]] + ([self.z[rows]] if self.z is not None else []), axis=1
-            ),
-            columns={name: np.asarray(values)[rows] for name, values in self.all.columns.items()},
+            coordinates=self.source.coordinates(rows),
+            columns=self.source.columns_of(rows),
             thumbnails=[thumbnail_url(i) for i in ids],
-            total=len(self.x),
+            total=self.total,
         )
         data.extent = self.extent
-        if len(rows) < len(self.x):
-            x0, y0, x1, y1 = self.extent
+        if len(rows) < self.total:
             data.density_url = self._density_source(x0, x1, y0, y1)
-        # the colour scale of the whole map, not of the sample
-        data.color_range = {name: _finite_range(values) for name, values in self.all.columns.items()}
+        if self.color is not None:  # the colour scale of the whole map, not of the sample
+            data.color_range = {self.color: self.color_range}
         return data
-
-    def _sample(self, rows: np.ndarray, seed: int = 0) -> np.ndarray:
-        if len(rows) <= self.max_points:
-            return rows
-        return np.sort(np.random.default_rng(seed).choice(rows, self.max_points, replace=False))
 
     @staticmethod
     def _density_source(x0: float, x1: float, y0: float, y1: float) -> dict:
@@ -143,25 +129,23 @@ class LiveMap:
         return {"url": [f"density.png?{query}"], "x": [x0], "y": [y0], "w": [x1 - x0], "h": [y1 - y0]}
 
     def density_png(self, x0: float, x1: float, y0: float, y1: float) -> bytes:
-        counts = density_grid(self.x, self.y, (x0, y0, x1, y1), DENSITY_BINS)
+        counts = self.source.density((x0, y0, x1, y1), DENSITY_BINS)
         return png_bytes(density_rgba(counts)[::-1])  # image rows run top-down; y runs up
 
     def thumbnail_png(self, object_id: str) -> bytes:
+        """One object's thumbnail: its map row through the map's id index, its image from its dataset
+        (a placeholder tile and a logged reason when there is none)."""
         from hyrax.visualize.stretch import placeholder_png
 
         with self._lock:
             if object_id in self._thumbs:
                 self._thumbs.move_to_end(object_id)
                 return self._thumbs[object_id]
-        provider = self.provider()
-        if provider is None:  # no images to show (the reason was logged once, when opening the data)
-            return placeholder_png()
         try:
-            row = int(provider.rows_of([object_id])[0])
+            row = int(self.source.rows_of([object_id])[0])
             if row < 0:
-                raise LookupError(f"object id {object_id} is not in the infer group's primary dataset")
-            dataset = provider.datasets[provider.primary]
-            picture = png_bytes(thumbnail_rgb(dataset, row, self.stretch, self.band), size=64)
+                raise LookupError(f"object id {object_id} is not on this map")
+            picture = png_bytes(self.source.image(row, self.stretch, self.band), size=64)
         except Exception as error:  # a broken image is a placeholder tile and a logged reason
             logger.warning("no thumbnail for %s: %s", object_id, error)
             picture = placeholder_png()
@@ -188,17 +172,6 @@ class LiveMap:
             "thumbnail": [thumbnail_url(i) for i in ids],
         }
 
-    def provider(self):
-        """The infer group's data (for thumbnails), opened once; None when it cannot be."""
-        with self._lock:
-            if self._provider is None and self.infer_run is not None:
-                from hyrax.visualize.explorer import infer_provider_of
-
-                self._provider = infer_provider_of(self.infer_run) or False
-                if self._provider is False:
-                    logger.warning("the map shows no images: %s", "its infer data could not be opened")
-        return self._provider or None
-
     # -- the selection, back in Python ----------------------------------------------------------------
 
     def select(self, object_ids=(), geometry: Mapping | None = None, seq: int | None = None) -> int:
@@ -207,6 +180,7 @@ class LiveMap:
         the last one recorded (``seq``) is ignored. Returns how many objects are selected."""
         kind = (geometry or {}).get("type")
         rows = self.region(geometry) if kind in ("rect", "poly") else self.rows_of(object_ids)
+        rows = rows.astype(np.int32) if self.total < 2**31 else rows  # 4 bytes a selected object
         with self._lock:
             if seq is not None and self._seq is not None and seq <= self._seq:
                 return len(self._selected)
@@ -214,11 +188,7 @@ class LiveMap:
         return len(rows)
 
     def rows_of(self, object_ids) -> np.ndarray:
-        import pandas as pd
-
-        if self._id_index is None:
-            self._id_index = pd.Index(self.all.ids)
-        found = self._id_index.get_indexer(np.asarray(list(object_ids), dtype=str))
+        found = self.source.rows_of([str(i) for i in object_ids])
         return found[found >= 0]
 
     def region(self, geometry: Mapping) -> np.ndarray:
@@ -240,9 +210,9 @@ class LiveMap:
 
         with self._lock:
             rows = np.asarray(self._selected, dtype=np.int64)
-        frame = pd.DataFrame({"object_id": self.all.ids[rows], "x": self.x[rows], "y": self.y[rows]})
-        for name, values in self.all.columns.items():
-            frame[name] = np.asarray(values)[rows]
+        frame = pd.DataFrame({"object_id": self.source.ids(rows), "x": self.x[rows], "y": self.y[rows]})
+        for name, values in self.source.columns_of(rows).items():
+            frame[name] = values
         return frame
 
     # -- the server --------------------------------------------------------------------------------
@@ -353,23 +323,6 @@ def _box(query: Mapping[str, str]) -> tuple[float, float, float, float]:
     if not all(math.isfinite(v) for v in box) or box[0] >= box[1] or box[2] >= box[3]:
         raise ValueError(f"the viewport x0 < x1, y0 < y1 was {box}")
     return box
-
-
-def _padded(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    if len(x) == 0:
-        return (0.0, 0.0, 1.0, 1.0)
-    low = np.array([x.min(), y.min()])
-    high = np.array([x.max(), y.max()])
-    pad = np.maximum((high - low) * 0.02, 1e-6)
-    return (float(low[0] - pad[0]), float(low[1] - pad[1]), float(high[0] + pad[0]), float(high[1] + pad[1]))
-
-
-def _finite_range(values) -> tuple[float, float] | None:
-    values = np.asarray(values)
-    if values.dtype.kind not in "biuf":
-        return None
-    finite = values[np.isfinite(values)]
-    return (float(finite.min()), float(finite.max())) if len(finite) else None
 
 
 def _binary(values: np.ndarray, dtype: str) -> dict:

@@ -1,0 +1,308 @@
+"""The map's data: a reduce_dimensions run as the map page and its server read it.
+
+Held in memory per object: its map coordinates (float32: 8 bytes in 2-D, 12 in 3-D) and a sampling
+priority (4 bytes). Everything else is read for just the rows a request needs: ids from the map table,
+rows of ids through its id index, metadata (the infer group's primary dataset and every catalog joined
+to it) from the infer data, outlier scores from their table, images from the dataset. Whole-map passes
+(density, colour range) go a chunk at a time. So a map of 10M objects holds ~120 MB, whatever the
+size of its catalogs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from hyrax.errors import ConfigError
+from hyrax.plugins import did_you_mean
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FILE = "source.toml"
+SCORE = "outlier_score"
+#: Rows processed at a time by whole-map passes (bounded temporaries whatever the map's size).
+CHUNK = 1 << 20
+
+
+def infer_run_of(reduce_run: Path) -> Path | None:
+    """The inference run a reduce_dimensions run mapped (recorded in its source.toml)."""
+    import tomllib
+
+    path = Path(reduce_run) / SOURCE_FILE
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        return Path(tomllib.load(handle)["infer_run"])
+
+
+def infer_provider_of(infer_run: Path):
+    """The infer group's provider as the run saw it (from its runtime_config.toml), or None."""
+    from hyrax.config import ConfigManager
+    from hyrax.datasets.provider import DataProvider
+
+    try:
+        return DataProvider(ConfigManager(infer_run / "runtime_config.toml").config, "infer")
+    except Exception as error:  # maps and rankings still work without images and metadata
+        logger.warning(
+            "no images or metadata: the infer data of %s could not be opened (%s)", infer_run, error
+        )
+        return None
+
+
+def priorities(count: int, seed: int = 0) -> np.ndarray:
+    """A fixed pseudo-random uint32 per row: the map draws, in any view, the rows of lowest priority, so
+    a point shown at one zoom stays shown when zooming in."""
+    rows = np.arange(count, dtype=np.uint64)
+    mixed = (rows + np.uint64(seed)) * np.uint64(0x9E3779B97F4A7C15)
+    mixed ^= mixed >> np.uint64(29)
+    mixed *= np.uint64(0xBF58476D1CE4E5B9)
+    mixed ^= mixed >> np.uint64(32)
+    return mixed.astype(np.uint32)
+
+
+class MapSource:
+    """A reduce_dimensions run: coordinates held, the rest read by row (see the module documentation).
+
+    Args:
+        config: the Hyrax config.
+        reduce_run: the reduce_dimensions run directory.
+    """
+
+    def __init__(self, config: Mapping, reduce_run: Path):
+        from hyrax.progress import Progress
+        from hyrax.results.store import ResultDataset
+
+        self.config, self.reduce_run = config, Path(reduce_run)
+        self.table = ResultDataset(config, self.reduce_run)
+        self.total = len(self.table)
+        dims = int(np.prod(self.table.shape)) if self.table.shape else 1
+        coordinates = np.empty((min(dims, 3), self.total), dtype=np.float32)
+        start = 0
+        with Progress("map: reading coordinates", total=self.total) as progress:
+            for _, batch in self.table.iter_batches(262_144):
+                batch = batch.reshape(len(batch), -1)
+                coordinates[:, start : start + len(batch)] = batch[:, : len(coordinates)].T
+                start += len(batch)
+                progress.update(len(batch))
+        self.x, self.y = (
+            coordinates[0],
+            coordinates[1] if len(coordinates) > 1 else np.zeros(self.total, np.float32),
+        )
+        self.z = coordinates[2] if len(coordinates) > 2 else None
+        self.priority = priorities(self.total)
+        self.infer_run = infer_run_of(self.reduce_run)
+        self._provider = None
+        self._aligned: bool | None = None
+        self._scores = None
+
+    # -- what there is ---------------------------------------------------------------------------------
+    def provider(self):
+        """The infer group's data (images, metadata), opened once; None when it cannot be."""
+        if self._provider is None:
+            self._provider = (
+                infer_provider_of(self.infer_run) if self.infer_run is not None else None
+            ) or False
+        return self._provider or None
+
+    def has_scores(self) -> bool:
+        from hyrax.vector_db.outliers import scores_path
+
+        return self.infer_run is not None and scores_path(self.infer_run).exists()
+
+    def columns(self) -> list[str]:
+        """Names of the metadata columns (and ``outlier_score`` when the run was scored)."""
+        found = list(self.metadata(np.zeros(1 if self.total else 0, dtype=np.int64))) if self.total else []
+        return found + ([SCORE] if self.has_scores() else [])
+
+    def check_color(self, color: str | None) -> str | None:
+        """``color`` if it is a column of the map, else an error listing them."""
+        if color is None:
+            return None
+        columns = self.columns()
+        if color in columns:
+            return color
+        raise ConfigError(
+            f'visualize.color_column = "{color}" is not a column of the map.{did_you_mean(color, columns)} '
+            f"Columns: {', '.join(columns) or '(none: the data has no metadata)'}."
+        )
+
+    # -- by row --------------------------------------------------------------------------------------
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """Object ids of map rows (str)."""
+        return self.table.ids_at(rows)
+
+    def rows_of(self, object_ids) -> np.ndarray:
+        """Map rows of object ids (-1 where not on the map), through the map table's id index."""
+        return self.table.rows_of(object_ids)
+
+    def coordinates(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        parts = [self.x[rows], self.y[rows]] + ([self.z[rows]] if self.z is not None else [])
+        return np.stack(parts, axis=1)
+
+    def dataset_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of the infer data for map rows (-1 where the object is not there). When the inference
+        run wrote one row per object in dataset order (no object skipped, no split file), map row r is
+        dataset row r; otherwise each is found by its id."""
+        rows = np.asarray(rows, dtype=np.int64)
+        provider = self.provider()
+        if provider is None:
+            return np.full(len(rows), -1, dtype=np.int64)
+        if self._aligned is None:
+            self._aligned = self._check_aligned(provider)
+        if self._aligned:
+            return rows
+        return provider.rows_of(self.ids(rows), hints=rows)
+
+    def _check_aligned(self, provider) -> bool:
+        from hyrax.results.run_dir import RunDir
+
+        status = RunDir(self.infer_run).status
+        split = provider.config.get("split", {}).get("infer")
+        if status.get("skipped", 1) != 0 or isinstance(split, str) or self.total > len(provider):
+            return False
+        probe = np.unique(
+            np.concatenate([[0, self.total - 1], np.random.default_rng(0).integers(0, self.total, 64)])
+        )
+        return bool((self.ids(probe) == provider.ids_at(probe)).all())
+
+    def metadata(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Metadata columns of map rows: the infer data's (primary dataset and joined catalogs) and the
+        outlier score."""
+        rows = np.asarray(rows, dtype=np.int64)
+        found: dict[str, np.ndarray] = {}
+        provider = self.provider()
+        if provider is not None and len(rows):
+            dataset_rows = self.dataset_rows(rows)
+            missing = dataset_rows < 0
+            for name, values in provider.metadata_rows(np.maximum(dataset_rows, 0)).items():
+                if missing.any():
+                    values = np.where(missing, np.nan, values) if values.dtype.kind in "biuf" else values
+                found[name] = values
+        return found
+
+    def scores(self, rows: np.ndarray) -> np.ndarray | None:
+        """Outlier scores of map rows (the infer results' rows), or None when the run was not scored."""
+        if not self.has_scores():
+            return None
+        from hyrax.vector_db.outliers import read_scores
+
+        return read_scores(self.infer_run, np.asarray(rows, dtype=np.int64))
+
+    def columns_of(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every column the map shows for these rows (metadata, then the outlier score)."""
+        found = self.metadata(rows)
+        scores = self.scores(rows)
+        if scores is not None:
+            found[SCORE] = scores
+        return found
+
+    def image(self, row: int, stretch: str, band: int | None) -> np.ndarray:
+        """Map row ``row``'s picture (RGB uint8), from its dataset; raises when there is none."""
+        provider = self.provider()
+        if provider is None:
+            raise LookupError("the infer data could not be opened")
+        dataset_row = int(self.dataset_rows(np.asarray([row]))[0])
+        if dataset_row < 0:
+            raise LookupError(f"map row {row} is not in the infer group's primary dataset")
+        return thumbnail_rgb(provider.datasets[provider.primary], dataset_row, stretch, band)
+
+    # -- whole-map passes, a chunk at a time -----------------------------------------------------------
+    def inside_mask(self, x0: float, x1: float, y0: float, y1: float, start: int, stop: int) -> np.ndarray:
+        x, y = self.x[start:stop], self.y[start:stop]
+        return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+
+    def count_inside(self, x0: float, x1: float, y0: float, y1: float) -> int:
+        return sum(
+            int(self.inside_mask(x0, x1, y0, y1, start, start + CHUNK).sum())
+            for start in range(0, self.total, CHUNK)
+        )
+
+    def inside(self, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+        """Every row inside the box (int64)."""
+        parts = [
+            start + np.flatnonzero(self.inside_mask(x0, x1, y0, y1, start, start + CHUNK))
+            for start in range(0, self.total, CHUNK)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+    def sample(self, x0: float, x1: float, y0: float, y1: float, limit: int) -> tuple[np.ndarray, int]:
+        """(the rows drawn in a box: all of them when at most ``limit``, else the ``limit`` of lowest
+        priority; how many are inside). Temporaries stay a chunk's size."""
+        inside = self.count_inside(x0, x1, y0, y1)
+        if inside <= limit:
+            return self.inside(x0, x1, y0, y1), inside
+        # Keep rows whose priority falls under a threshold that leaves ~1.5x the limit, then the lowest.
+        threshold = np.uint64(min(2**32 - 1, int(1.5 * limit / inside * 2**32) + 1))
+        kept = []
+        for start in range(0, self.total, CHUNK):
+            mask = self.inside_mask(x0, x1, y0, y1, start, start + CHUNK)
+            mask &= self.priority[start : start + CHUNK] < threshold
+            kept.append(start + np.flatnonzero(mask))
+        rows = np.concatenate(kept).astype(np.int64)
+        if len(rows) > limit:
+            rows = np.sort(rows[np.argpartition(self.priority[rows], limit - 1)[:limit]])
+        elif len(rows) < limit:  # an unlucky threshold: take every row inside, then the lowest
+            rows = self.inside(x0, x1, y0, y1)
+            rows = np.sort(rows[np.argpartition(self.priority[rows], limit - 1)[:limit]])
+        return rows, inside
+
+    def density(self, extent: tuple[float, float, float, float], bins: int) -> np.ndarray:
+        """Counts of every object on a bins x bins grid over ``extent`` (x0, y0, x1, y1); row i is the
+        i-th y bin from below."""
+        x0, y0, x1, y1 = extent
+        counts = np.zeros(bins * bins, dtype=np.int64)
+        sx, sy = bins / max(x1 - x0, 1e-30), bins / max(y1 - y0, 1e-30)
+        for start in range(0, self.total, CHUNK):
+            mask = self.inside_mask(x0, x1, y0, y1, start, start + CHUNK)
+            ix = np.minimum(((self.x[start : start + CHUNK][mask] - x0) * sx).astype(np.int64), bins - 1)
+            iy = np.minimum(((self.y[start : start + CHUNK][mask] - y0) * sy).astype(np.int64), bins - 1)
+            counts += np.bincount(iy * bins + ix, minlength=bins * bins)
+        return counts.reshape(bins, bins)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of every object, padded by 2%."""
+        if not self.total:
+            return (0.0, 0.0, 1.0, 1.0)
+        low = np.array([self.x.min(), self.y.min()], dtype=np.float64)
+        high = np.array([self.x.max(), self.y.max()], dtype=np.float64)
+        pad = np.maximum((high - low) * 0.02, 1e-6)
+        return (
+            float(low[0] - pad[0]),
+            float(low[1] - pad[1]),
+            float(high[0] + pad[0]),
+            float(high[1] + pad[1]),
+        )
+
+    def color_range(self, column: str | None) -> tuple[float, float] | None:
+        """(min, max) of a numeric column over every object (read a chunk at a time), or None."""
+        if column is None:
+            return None
+        from hyrax.progress import Progress
+
+        low, high = np.inf, -np.inf
+        with Progress(f"map: range of {column}", total=self.total) as progress:
+            for start in range(0, self.total, CHUNK):
+                rows = np.arange(start, min(start + CHUNK, self.total))
+                values = self.columns_of(rows).get(column)
+                if values is None or np.asarray(values).dtype.kind not in "biuf":
+                    return None
+                finite = np.asarray(values, dtype=np.float64)
+                finite = finite[np.isfinite(finite)]
+                if len(finite):
+                    low, high = min(low, finite.min()), max(high, finite.max())
+                progress.update(len(rows))
+        return (float(low), float(high)) if np.isfinite(low) else None
+
+
+def thumbnail_rgb(dataset, row: int, how: str, band: int | None) -> np.ndarray:
+    """Object ``row`` of ``dataset`` as a stretched RGB picture: its ``display(idx)`` when it has one,
+    else its ``image`` field."""
+    from hyrax.visualize.stretch import to_rgb
+
+    display = getattr(dataset, "display", None)
+    image = display(int(row)) if callable(display) else dataset.getter("image")(int(row))
+    return to_rgb(image, how, band)

@@ -1,0 +1,129 @@
+"""ParquetDataset and LanceDBDataset: lazy tables as fields, joins that stream, whole batches read at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyrax.datasets.loader import NumpyLoader
+from hyrax.datasets.provider import DataProvider
+from hyrax.datasets.table import LanceDBDataset, ParquetDataset
+from hyrax.errors import DataError
+from tests.conftest import request_config
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """A shuffled catalog of objects 1..200 (object 13 missing), with a 2x2 array column."""
+    rng = np.random.default_rng(0)
+    ids = np.array([i for i in range(1, 201) if i != 13])
+    rng.shuffle(ids)
+    frame = pd.DataFrame(
+        {
+            "object_id": ids.astype(str),
+            "mag": (20 + ids / 100).astype(np.float32),
+            "kind": np.where(ids % 2 == 0, "even", "odd"),
+            "stamp": [np.full(4, i, dtype=np.float32) for i in ids],
+        }
+    )
+    path = tmp_path / "catalog.parquet"
+    frame.to_parquet(path, row_group_size=50)
+    return path
+
+
+def test_every_column_is_a_field_read_lazily(hyrax_config, catalog):
+    dataset = ParquetDataset(hyrax_config.config, catalog)
+    assert len(dataset) == 199 and {"object_id", "mag", "kind", "stamp"} <= set(dataset.fields())
+    row = int(np.flatnonzero(np.asarray(dataset.column("object_id")) == "42")[0])
+    assert dataset.getter("mag")(row) == pytest.approx(20.42, abs=1e-5) and dataset.get_kind(row) == "even"
+    assert dataset.getter("stamp")(row).tolist() == [42.0] * 4
+    read = dataset.read_rows([row, 0, row], ["mag", "stamp"])
+    assert read["mag"][0] == read["mag"][2] == pytest.approx(20.42, abs=1e-5) and read["stamp"].shape == (
+        3,
+        4,
+    )
+    assert dataset.metadata([row])["kind"].tolist() == ["even"] and "stamp" not in dataset.metadata([row])
+    with pytest.raises(AttributeError, match="Did you mean 'mag'"):
+        dataset.get_mga(0)
+
+
+def test_the_random_access_copy_is_made_once_and_renewed_when_the_file_changes(hyrax_config, catalog):
+    from hyrax.datasets.joins import cache_dir
+
+    ParquetDataset(hyrax_config.config, catalog)
+    copies = list((cache_dir(hyrax_config.config) / "tables").glob("*.lance"))
+    ParquetDataset(hyrax_config.config, catalog)
+    assert list((cache_dir(hyrax_config.config) / "tables").glob("*.lance")) == copies and len(copies) == 1
+    pd.DataFrame({"object_id": ["a"], "mag": [1.0]}).to_parquet(catalog)
+    assert len(ParquetDataset(hyrax_config.config, catalog)) == 1
+
+
+def test_a_joined_table_streams_and_a_batch_reads_it_once(hyrax_config, catalog, monkeypatch):
+    hyrax_config.set_config("data_set.HyraxRandomDataset.size", 200)
+    hyrax_config.set_config("data_set.HyraxRandomDataset.shape", [2])
+    config = request_config(
+        hyrax_config,
+        images={"dataset_class": "HyraxRandomDataset", "primary_id_field": "object_id"},
+        catalog={"dataset_class": "ParquetDataset", "data_location": str(catalog), "join_field": "object_id"},
+    )
+    provider = DataProvider(config, "train")
+    ids = provider.ids()
+    expected = {i: 20 + int(i) / 100 for i in ids if i not in ("13", "0") and int(i) <= 200}
+    reads = []
+    original = ParquetDataset.read_rows
+    monkeypatch.setattr(
+        ParquetDataset,
+        "read_rows",
+        lambda self, rows, fields: reads.append(len(rows)) or original(self, rows, fields),
+    )
+    batches = list(NumpyLoader(provider, range(200), batch_size=50))
+    assert len(reads) == 4  # one read per batch of 50, not one per object
+    got = {
+        object_id: mag
+        for batch in batches
+        for object_id, mag, matched in zip(
+            batch["object_id"], batch["catalog"]["mag"], batch["catalog__matched"], strict=True
+        )
+        if matched
+    }
+    assert got.keys() == expected.keys()
+    assert all(got[i] == pytest.approx(expected[i], abs=1e-5) for i in got)
+    per_row = provider[int(np.flatnonzero(ids == "42")[0])]  # the same values one object at a time
+    assert (
+        per_row["catalog"]["mag"] == pytest.approx(20.42, abs=1e-5) and per_row["catalog"]["kind"] == "even"
+    )
+    assert provider.metadata_for(["42"])["kind"].tolist() == ["even"]
+
+
+def test_batches_from_worker_processes_match(hyrax_config, catalog):
+    config = request_config(
+        hyrax_config, data={"dataset_class": "ParquetDataset", "data_location": str(catalog)}
+    )
+    provider = DataProvider(config, "train")
+    one = list(NumpyLoader(provider, range(199), batch_size=64, num_workers=0))
+    two = list(NumpyLoader(provider, range(199), batch_size=64, num_workers=2))
+    assert [b["object_id"].tolist() for b in one] == [b["object_id"].tolist() for b in two]
+    assert np.array_equal(
+        np.concatenate([b["data"]["stamp"] for b in one]), np.concatenate([b["data"]["stamp"] for b in two])
+    )
+
+
+def test_lancedb_tables_by_name(hyrax_config, tmp_path):
+    import lance
+    import pyarrow as pa
+
+    database = tmp_path / "db"
+    for name in ("stars", "galaxies"):
+        lance.write_dataset(
+            pa.table({"object_id": [f"{name}1"], "mag": [1.0]}), str(database / f"{name}.lance")
+        )
+    with pytest.raises(
+        DataError, match=r"holds 2 tables \(galaxies, stars\); set data_set.LanceDBDataset.table_name"
+    ):
+        LanceDBDataset(hyrax_config.config, database)
+    hyrax_config.set_config("data_set.LanceDBDataset.table_name", "stars")
+    assert LanceDBDataset(hyrax_config.config, database).getter("object_id")(0) == "stars1"
+    hyrax_config.set_config("data_set.LanceDBDataset.table_name", "star")
+    with pytest.raises(DataError, match="Did you mean 'stars'"):
+        LanceDBDataset(hyrax_config.config, database)

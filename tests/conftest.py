@@ -97,3 +97,20 @@ def torchrun_hyrax(verb: str, config: Path, cwd: Path, processes: int = 2):
         str(config),
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def torchrun_command(*args, processes: int = 2) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=N -m hyrax ARGS`` as an argument list (for Popen, when a
+    test must watch or kill the run)."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "hyrax",
+        *map(str, args),
+    ]

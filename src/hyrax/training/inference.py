@@ -3,8 +3,10 @@
 The weights are ``infer.model_weights_file`` (a file or a train run directory) or the latest complete
 train run's; ``prepare_inputs`` is the one saved beside the weights, so data are prepared exactly as in
 training. Rows are written in dataset order, in chunks; a run that was killed continues after the last
-committed object. Under torchrun each process takes a contiguous share of the objects, writes its part
-of the table, and rank 0 publishes all parts in one commit, in order.
+committed object. Under torchrun each process takes a contiguous share of the objects and commits its
+part as it goes (data files beside the table, listed in a manifest per process); when every process is
+done, rank 0 publishes all parts in one commit, in dataset order. A killed run continues each share after
+its last committed object (``torchrun --nproc_per_node=N -m hyrax infer --resume RUN``, with the same N).
 """
 
 from __future__ import annotations
@@ -135,7 +137,13 @@ def resume_position(
     last = writer.last_object_id()
     if last is None:
         return 0
-    guess = min(writer.committed + skipped - 1, len(indices) - 1)
+    return _position_after(last, writer.committed + skipped - 1, provider, indices)
+
+
+def _position_after(last: str, guess: int, provider: DataProvider, indices: np.ndarray) -> int:
+    """How many of ``indices`` come up to and including object ``last`` (``guess``: its likely
+    position in ``indices``, which saves a look-up in the id index when right)."""
+    guess = min(max(guess, 0), len(indices) - 1)
     row = int(provider.rows_of([last], hints=[indices[guess]])[0])
     matches = np.flatnonzero(indices == row) if row >= 0 else []
     if not len(matches):
@@ -160,14 +168,20 @@ def run_inference(
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     model.to(device)
     logger.info("inferring %d objects with %s", len(indices), weights)
-    sample = provider.collate([provider[int(indices[0])]])
+    from hyrax.training.loop import first_readable
+
+    sample = first_readable(provider, int(indices[0]))  # the first object may be skipped as unreadable
     with torch.inference_mode():
         probe = model.infer_batch(to_torch(prepare(sample), device)).detach().cpu().numpy()
     shape, dtype = probe.shape[1:], probe.dtype
     provider.take_skipped()  # the probe's own skip (if any) is counted when the loader meets the object
+    from hyrax.training.distributed_inference import _distributed, check_processes
+
+    if resume:
+        check_processes(run_dir, distribution.world_size)
     if distribution.active:
         return _distributed(
-            config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype, resume
+            config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype
         )
     writer = ResultWriter(
         run_dir, shape, dtype, resume=resume, commit_seconds=config["infer"]["commit_seconds"]
@@ -222,46 +236,3 @@ def record_stats(run_dir: Path, summary: InferSummary) -> None:
     }
     write_text_atomic(run_dir / STATS_FILE, tomlkit.dumps(stats))
     logger.info("wrote %d results in %.1f s (%.0f objects/s)", summary.written_now, summary.seconds, rate)
-
-
-def _distributed(
-    config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype, resume
-) -> InferSummary:
-    """Each rank writes uncommitted fragments of its share; rank 0 commits them all, in rank order."""
-    import lance
-    import torch.distributed as dist
-    from lance.fragment import write_fragments
-
-    from hyrax.results.store import _schema, arrow_table, table_path
-
-    path = table_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema = _schema(tuple(shape), str(dtype))
-    mine = shard(indices, distribution)
-    skips = Skips()
-    loader = loader_from_config(config, provider, RowSampler(mine), skips)
-    fragments, ids, outputs, written = [], [], [], 0
-    began = time.perf_counter()
-    for object_ids, output in predict_batches(model, prepare, loader, device):
-        ids.append(object_ids)
-        outputs.append(output)
-        written += len(object_ids)
-        if sum(len(i) for i in ids) >= 65536:
-            fragments += write_fragments(
-                arrow_table(np.concatenate(ids), np.concatenate(outputs), schema), str(path), schema=schema
-            )
-            ids, outputs = [], []
-    if ids:
-        fragments += write_fragments(
-            arrow_table(np.concatenate(ids), np.concatenate(outputs), schema), str(path), schema=schema
-        )
-    gathered: list[Any] = [None] * distribution.world_size
-    dist.all_gather_object(gathered, (fragments, written, skips.count))
-    total = sum(part[1] for part in gathered)
-    skipped = sum(part[2] for part in gathered)
-    if distribution.is_main:
-        ordered = [fragment for part in gathered for fragment in part[0]]
-        lance.LanceDataset.commit(str(path), lance.LanceOperation.Overwrite(schema, ordered))
-        lance.dataset(str(path)).create_scalar_index("object_id", "BTREE", replace=True)
-    dist.barrier()
-    return InferSummary(total, skipped, total, time.perf_counter() - began)

@@ -20,19 +20,28 @@ class InferVerb(Verb):
         """Infer; return a :class:`~hyrax.results.store.ResultDataset`. ``resume``: an unfinished infer run
         directory to continue (with the configuration it was started with)."""
         from hyrax.results.store import ResultDataset
-        from hyrax.training.distributed import setup
+        from hyrax.training.distributed import broadcast_object, setup
+        from hyrax.training.distributed_inference import check_processes
         from hyrax.training.inference import run_inference
         from hyrax.verbs.train import distributed_run_dir
 
         config = self.config
         if resume is not None:
-            run, path, distribution = self._resumable(Path(resume)), Path(resume), setup(self.config)
-            if run.is_complete:
-                return ResultDataset(config, path)
+            # Every process resumes from the run's own config; only rank 0 writes its status.
+            path = Path(resume)
+            run = self._resumable(path)
             config = _snapshot(path)
-            run.mark_running()
+            distribution = setup(config)
+            self.is_main = distribution.is_main
+            if broadcast_object(run.is_complete, distribution):
+                return ResultDataset(config, path)
+            check_processes(path, distribution.world_size)
+            run = run if distribution.is_main else None
+            if run is not None:
+                run.mark_running()
         else:
             run, path, distribution = distributed_run_dir(config, self.name)
+            self.is_main = distribution.is_main
         try:
             summary = run_inference(config, path, distribution, resume=resume is not None)
         except BaseException as error:
@@ -59,6 +68,8 @@ class InferVerb(Verb):
 
     def run_cli(self, args: argparse.Namespace) -> int:
         results = self.run(args.resume)
+        if not getattr(self, "is_main", True):  # under torchrun rank 0 reports for all
+            return 0
         print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
         summary = getattr(self, "summary", None)
         if summary is not None and summary.skipped:

@@ -82,12 +82,12 @@ data_location = "{work / "data"}"
 primary_id_field = "object_id"
 
 [data_request.infer.catalog]
-dataset_class = "scale_user.ScaleCatalog"
+dataset_class = "ParquetDataset"
 data_location = "{work / "catalog.parquet"}"
 join_field = "object_id"
 
 [visualize]
-# color_column = "mag"
+color_column = "mag"
 """
 
 
@@ -293,6 +293,7 @@ def stage_map(work: Path) -> dict:
         "objects": whole["total"],
         "wall": load,
         "rss": peak,
+        "workers": None,
         "thumb_ms": ms(thumbs),
         "neighbours_ms": ms(neighbours),
         "note": f"load {load:.1f} s; first view {seconds * 1000:.0f} ms; view {ms(views):.0f} ms; "

@@ -5,15 +5,16 @@ so the benchmark measures Hyrax's memory, not the dataset's). The numbers look l
 100 clusters on a 10-dimensional subspace plus noise, every object distinct. Its ids are 17-digit
 numbers, like HSC object ids.
 
-``ScaleCatalog`` is the catalog a user would join to it: ``object_id``, ``ra``, ``dec``, ``mag`` read
-from Parquet with pandas and handed to Hyrax as a metadata table (the obvious code, not a tuned one).
+The catalog joined to it (``object_id``, ``ra``, ``dec``, ``mag``, in another order) is a Parquet file
+read by Hyrax's ParquetDataset:
 
     [data_request.infer.data]
     dataset_class = "scale_user.ScaleDataset"
     data_location = "<work>/data"
+    primary_id_field = "object_id"
 
     [data_request.infer.catalog]
-    dataset_class = "scale_user.ScaleCatalog"
+    dataset_class = "ParquetDataset"
     data_location = "<work>/catalog.parquet"
     join_field = "object_id"
 """
@@ -64,19 +65,9 @@ class ScaleDataset(HyraxDataset):
         cluster = (idx * 2654435761) % 4294967296 % 100
         return self.centres[cluster] + self.low_a[a] + self.low_b[b] + self.high_a[a] + self.high_b[b]
 
-
-class ScaleCatalog(HyraxDataset):
-    """A Parquet catalog (object_id, ra, dec, mag), every column a field."""
-
-    def __init__(self, config, data_location=None):
-        import pandas as pd
-
-        frame = pd.read_parquet(data_location)
-        self.count = len(frame)
-        super().__init__(config, data_location, frame)
-
-    def __len__(self):
-        return self.count
+    def display(self, idx):
+        """The map's thumbnail: the 64 numbers as an 8x8 picture."""
+        return self.get_data(idx).reshape(1, 8, 8)
 
 
 def write_catalog(path: Path, count: int, block: int = 1_000_000, seed: int = 0) -> None:

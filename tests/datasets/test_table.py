@@ -78,7 +78,21 @@ def test_a_joined_table_streams_and_a_batch_reads_it_once(hyrax_config, catalog,
         lambda self, rows, fields: reads.append(len(rows)) or original(self, rows, fields),
     )
     batches = list(NumpyLoader(provider, range(200), batch_size=50))
-    assert len(reads) == 4  # one read per batch of 50, not one per object
+    assert reads == [198]  # in order: the matched rows read ahead at once, not one read per object
+    fresh = DataProvider(config, "train")
+    reads.clear()
+    shuffled = list(NumpyLoader(fresh, np.random.default_rng(1).permutation(200), batch_size=10))
+    assert len(reads) == 20 and max(reads) <= 10  # scattered rows: one read per batch
+
+    def by_id(loaded):
+        return {
+            i: m
+            for b in loaded
+            for i, m, ok in zip(b["object_id"], b["catalog"]["mag"], b["catalog__matched"], strict=True)
+            if ok
+        }
+
+    assert by_id(shuffled) == by_id(batches)
     got = {
         object_id: mag
         for batch in batches
@@ -127,3 +141,28 @@ def test_lancedb_tables_by_name(hyrax_config, tmp_path):
     hyrax_config.set_config("data_set.LanceDBDataset.table_name", "star")
     with pytest.raises(DataError, match="Did you mean 'stars'"):
         LanceDBDataset(hyrax_config.config, database)
+
+
+def test_a_dataset_with_ids_from_a_getter_joins_a_table(hyrax_config, catalog):
+    """The primary ids come from per-row getters (a user's streaming dataset), a batch at a time."""
+    from hyrax.datasets import HyraxDataset
+
+    class Streaming(HyraxDataset):
+        def __len__(self):
+            return 300
+
+        def get_object_id(self, idx):
+            return str(idx)
+
+        def get_flux(self, idx):
+            return np.full(2, idx, dtype=np.float32)
+
+    config = request_config(
+        hyrax_config,
+        data={"dataset_class": "Streaming", "primary_id_field": "object_id"},
+        catalog={"dataset_class": "ParquetDataset", "data_location": str(catalog), "join_field": "object_id"},
+    )
+    provider = DataProvider(config, "train")
+    matched = provider.rows["catalog"] >= 0
+    assert matched.sum() == 199 and not matched[0] and not matched[13] and matched[200] and not matched[201]
+    assert provider.metadata_rows([42])["mag"][0] == pytest.approx(20.42, abs=1e-5)

@@ -38,6 +38,8 @@ from hyrax.plugins import DATASETS, did_you_mean
 logger = logging.getLogger(__name__)
 
 DEFAULT_ID_FIELD = "object_id"
+#: Primary rows whose joined table rows are read at once when batches go in order (see _prefetch).
+READ_AHEAD = 65536
 
 
 def dataset_config(config: Mapping, dataset_class: str, overrides: Mapping | None) -> dict:
@@ -101,6 +103,7 @@ class DataProvider:
         self.datasets: dict[str, HyraxDataset] = {}
         self.fields: dict[str, list[str]] = {}
         self._id_column_cache: Any = None
+        self._windows: dict[str, tuple] = {}  # rows read ahead per dataset (see _prefetch)
         self._id_index: IdIndex | None = None
         for name, spec in self.request.items():
             where = f"data_request.{group}.{name}"
@@ -108,6 +111,7 @@ class DataProvider:
             self.datasets[name] = dataset
             self.fields[name] = self._resolve_fields(dataset, spec, where)
         self._check_primary_ids()
+        self._id_getter = self.datasets[self.primary].getter(self.primary_id_field)
         self._check_unique_ids()
         self.rows: dict[str, np.ndarray | None] = {name: None for name in self.datasets}
         for name, spec in self.request.items():
@@ -116,7 +120,6 @@ class DataProvider:
         self.nan_mode = get_setting(config, "data_set.nan_mode")
         self.nan_quantile = config["data_set"]["nan_quantile"]
         self.skip_bad = config["data_set"]["on_bad_object"] == "skip"
-        self._id_getter = self.datasets[self.primary].getter(self.primary_id_field)
         self.augment_seed = int(get_setting(config, "data_set.seed") or 0)
         self.epoch = 0
         self._plan = [
@@ -324,7 +327,11 @@ class DataProvider:
             their = safe if joined is None else joined[safe].astype(np.int64)
             unmatched = their < 0
             skip = {"object_id", self.request[name].get("join_field")}
-            for column, values in dataset.metadata(np.maximum(their, 0)).items():
+            names = getattr(dataset, "_scalars", None) or getattr(dataset, "_metadata_columns", {})
+            wanted = [column for column in names if column not in skip]  # the join field is the object id
+            if not wanted:
+                continue
+            for column, values in dataset.metadata(np.maximum(their, 0), wanted).items():
                 if column in skip or getattr(values, "ndim", 0) != 1:
                     continue
                 if unmatched.any():
@@ -348,21 +355,44 @@ class DataProvider:
         return [self._sample(int(index), prefetched, position) for position, index in enumerate(indices)]
 
     def _prefetch(self, indices: np.ndarray) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """{dataset name: (slot of each batch position, {field: values})} for batch-readable fields."""
+        """{dataset name: (slot in the values of each batch position, {field: values})} for the fields
+        a batch reads at once.
+
+        A random read costs more per read than per row (a Lance take of 1,024 rows ~14 us a row, of
+        65,536 rows ~0.8 us), so when a batch's rows lie near one another (inference goes in order)
+        the next :data:`READ_AHEAD` primary rows are read at once and kept for the batches that follow."""
         found = {}
         for name, getters, rows in self._plan:
-            dataset = self.datasets[name]
-            fields = [field for field, getter in getters if field in self._batch_fields.get(name, ())]
-            if not fields:
+            fields = [field for field, _ in getters if field in self._batch_fields.get(name, ())]
+            if not fields or not len(indices):
                 continue
-            their = indices if rows is None else rows[indices].astype(np.int64)
-            valid = their >= 0
+            low, high = int(indices.min()), int(indices.max())
             try:
-                values = dataset.read_rows(their[valid], fields)
+                if high - low <= 4 * len(indices):  # near one another: read ahead
+                    window = self._windows.get(name)
+                    if window is None or low < window[0] or high >= window[1]:
+                        stop = max(high + 1, min(len(self), low + READ_AHEAD))
+                        window = self._windows[name] = self._read(name, rows, fields, np.arange(low, stop))
+                    found[name] = (window[2][indices - window[0]], window[3])
+                else:
+                    _, _, slots, values = self._read(name, rows, fields, indices)
+                    found[name] = (slots, values)
             except (DataError, IndexError):  # read row by row instead, so the error names its object
                 continue
-            found[name] = (np.cumsum(valid) - 1, values)
         return found
+
+    def _read(self, name: str, rows, fields: list[str], primary: np.ndarray):
+        """(first primary row, last + 1, slot in the values of each of ``primary`` (-1: unmatched),
+        {field: values}) for these primary rows, in one read."""
+        their = primary if rows is None else rows[primary].astype(np.int64)
+        valid = their >= 0
+        # A joined table's join field holds the primary id wherever it matched: no need to read it.
+        known = self.request[name].get("join_field") if rows is not None else None
+        values = self.datasets[name].read_rows(their[valid], [f for f in fields if f != known])
+        if known in fields:
+            values[known] = self.ids_at(primary[valid])
+        slots = np.where(valid, np.cumsum(valid) - 1, -1)
+        return int(primary[0]), int(primary[-1]) + 1, slots, values
 
     def _sample(
         self, index: int, prefetched: Mapping | None = None, position: int = 0

@@ -94,6 +94,50 @@ class Progress:
         self.close()
 
 
+class Waiting:
+    """For one long call that reports nothing (a library building an index): a line every
+    :data:`LOG_EVERY` seconds saying it is still working and for how long (a spinner on a terminal).
+
+    >>> with Waiting("building"):
+    ...     pass
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self._stop = None
+
+    def __enter__(self) -> Waiting:
+        import threading
+
+        self._stop = threading.Event()
+        self.started = time.monotonic()
+        bar = None
+        if _on_terminal():
+            from tqdm import tqdm
+
+            bar = tqdm(desc=self.what, bar_format="{desc}: {elapsed}", leave=False)
+
+        def beat():
+            while not self._stop.wait(1.0 if bar is not None else LOG_EVERY):
+                if bar is not None:
+                    bar.refresh()
+                else:
+                    logger.info(
+                        "%s: still working, %s so far", self.what, _duration(time.monotonic() - self.started)
+                    )
+            if bar is not None:
+                bar.close()
+
+        self._thread = threading.Thread(target=beat, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        logger.info("%s: done in %s", self.what, _duration(time.monotonic() - self.started))
+
+
 def _on_terminal() -> bool:
     return sys.stderr.isatty()
 

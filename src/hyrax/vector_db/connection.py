@@ -33,13 +33,20 @@ def open_index(config: Mapping, run: Path):
 
 def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) -> tuple[Any, str]:
     """Index the results of an inference run; return (index, what was done). Re-running adds nothing twice."""
+    from hyrax.progress import Progress
+
     run = results_run(config, explicit)
     index = open_index(config, run)
     if index.backend == "lance":
-        return index, index.build()
+        from hyrax.progress import Waiting
+
+        with Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"):
+            return index, index.build()
     results = ResultDataset(config, run)
-    for ids, vectors in results.iter_batches(batch_size):
-        index.insert(ids, vectors.reshape(len(vectors), -1))
+    with Progress(f"save_to_database ({index.backend})", total=len(results)) as progress:
+        for ids, vectors in results.iter_batches(batch_size):
+            index.insert(ids, vectors.reshape(len(vectors), -1))
+            progress.update(len(ids))
     return index, f"{index.count()} vectors in {index.backend}"
 
 

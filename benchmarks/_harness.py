@@ -1,4 +1,5 @@
-"""What every benchmark script shares: running one case in a fresh process, and its peak memory."""
+"""What every benchmark script shares: running one case in a fresh process, running the sides of a
+comparison alternately (each run in a fresh process), torch's thread count, and peak memory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import resource
 import subprocess
 import sys
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 
 def peak_rss_mb() -> float:
@@ -23,3 +25,33 @@ def run_case(script: str, *args) -> dict:
     if result.returncode:
         raise SystemExit(f"case {args} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def alternating(sides: Sequence[Hashable], repeats: int) -> Iterator[Hashable]:
+    """The sides in turn, ``repeats`` rounds, each round starting one side later (A B, B A, A B...; with
+    three sides A B C, B C A, C A B): no side always runs first."""
+    sides = list(sides)
+    for round_number in range(repeats):
+        shift = round_number % len(sides)
+        yield from sides[shift:] + sides[:shift]
+
+
+def run_alternating(
+    script: str, sides: Mapping[Hashable, Sequence], repeats: int
+) -> dict[Hashable, list[dict]]:
+    """Run every side's case (``sides[name]``: its ``run_case`` arguments) ``repeats`` times, each run in
+    a fresh process, in :func:`alternating` order; return each side's results in the order they ran."""
+    results: dict[Hashable, list[dict]] = {name: [] for name in sides}
+    for name in alternating(list(sides), repeats):
+        results[name].append(run_case(script, *sides[name]))
+    return results
+
+
+def torch_threads(count: int) -> int:
+    """Set torch's intra-op threads to ``count`` (0: leave torch's default for this process); return the
+    number in use. Call it first thing in a case, on both sides of a comparison."""
+    import torch
+
+    if count > 0:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()

@@ -166,3 +166,12 @@ def test_a_dataset_with_ids_from_a_getter_joins_a_table(hyrax_config, catalog):
     matched = provider.rows["catalog"] >= 0
     assert matched.sum() == 199 and not matched[0] and not matched[13] and matched[200] and not matched[201]
     assert provider.metadata_rows([42])["mag"][0] == pytest.approx(20.42, abs=1e-5)
+
+
+def test_a_broken_parquet_file_is_a_clear_error(hyrax_config, tmp_path):
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match=r"ParquetDataset: cannot read '.*broken.parquet': .*"):
+        ParquetDataset(hyrax_config.config, broken)
+    with pytest.raises(DataError, match="does not exist"):
+        ParquetDataset(hyrax_config.config, tmp_path / "missing.parquet")

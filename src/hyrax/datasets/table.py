@@ -203,7 +203,11 @@ def _lance_table(location: Path, name: str | None) -> Path:
 
 def _lance_copy(source: Path, cache: Path) -> Path:
     """A Lance copy of a Parquet file or directory, made once (streamed) and found again by the
-    source's path, size and modification time."""
+    source's path, size and modification time.
+
+    The copy is written by a separate (spawned) process: a Lance or Arrow writer leaves thread pools
+    behind that DataLoader workers forked later must not inherit, and its buffers do not count against
+    this process's memory."""
     files = sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
     if not files:
         raise DataError(f"ParquetDataset: no .parquet files in {source}.")
@@ -212,29 +216,46 @@ def _lance_copy(source: Path, cache: Path) -> Path:
     target = cache / f"{source.stem}-{key}.lance"
     if (target / "_versions").is_dir():
         return target
+    import multiprocessing
     import shutil
-
-    import lance
-    import pyarrow.dataset as pads
 
     cache.mkdir(parents=True, exist_ok=True)
     partial = cache / f".{target.name}.{os.getpid()}.partial"
+    failure = partial.with_name(partial.name + ".error")
     shutil.rmtree(partial, ignore_errors=True)
-    try:
-        data = pads.dataset([str(f) for f in files], format="parquet")
-        logger.info("ParquetDataset: making a random-access copy of %s in %s (once)", source, target)
-        reader = data.scanner(batch_size=262_144).to_reader()
-        lance.write_dataset(reader, str(partial), max_rows_per_file=4 * 2**20)
-    except Exception as error:
+    logger.info("ParquetDataset: making a random-access copy of %s in %s (once)", source, target)
+    writer = multiprocessing.get_context("spawn").Process(
+        target=_write_copy, args=([str(f) for f in files], str(partial), str(failure))
+    )
+    writer.start()
+    writer.join()
+    if writer.exitcode != 0:
+        reason = (
+            failure.read_text()
+            if failure.is_file()
+            else f"the copying process ended with code {writer.exitcode}"
+        )
+        failure.unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(
-            f"ParquetDataset: cannot read '{source}': {type(error).__name__}: {error}."
-        ) from error
+        raise DataError(f"ParquetDataset: cannot read '{source}': {reason}.")
     try:
         os.replace(partial, target)
     except OSError:  # another process made it meanwhile
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _write_copy(files: list[str], target: str, failure: str) -> None:
+    """In the copying process: stream the Parquet files into a Lance table (an error goes to ``failure``)."""
+    try:
+        import lance
+        import pyarrow.dataset as pads
+
+        reader = pads.dataset(files, format="parquet").scanner(batch_size=262_144).to_reader()
+        lance.write_dataset(reader, target, max_rows_per_file=4 * 2**20)
+    except Exception as error:
+        Path(failure).write_text(f"{type(error).__name__}: {error}")
+        raise SystemExit(1) from None
 
 
 def _shapes(schema) -> dict[str, tuple[int, ...]]:

@@ -205,7 +205,7 @@ def _lance_copy(source: Path, cache: Path) -> Path:
     """A Lance copy of a Parquet file or directory, made once (streamed) and found again by the
     source's path, size and modification time.
 
-    The copy is written by a separate (spawned) process: a Lance or Arrow writer leaves thread pools
+    The copy is written by a separate process: a Lance or Arrow writer leaves thread pools
     behind that DataLoader workers forked later must not inherit, and its buffers do not count against
     this process's memory."""
     files = sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
@@ -216,24 +216,23 @@ def _lance_copy(source: Path, cache: Path) -> Path:
     target = cache / f"{source.stem}-{key}.lance"
     if (target / "_versions").is_dir():
         return target
-    import multiprocessing
     import shutil
+    import subprocess
+    import sys
 
     cache.mkdir(parents=True, exist_ok=True)
     partial = cache / f".{target.name}.{os.getpid()}.partial"
     failure = partial.with_name(partial.name + ".error")
     shutil.rmtree(partial, ignore_errors=True)
     logger.info("ParquetDataset: making a random-access copy of %s in %s (once)", source, target)
-    writer = multiprocessing.get_context("spawn").Process(
-        target=_write_copy, args=([str(f) for f in files], str(partial), str(failure))
-    )
-    writer.start()
-    writer.join()
-    if writer.exitcode != 0:
+    arguments = json.dumps([[str(f) for f in files], str(partial), str(failure)])
+    code = "import json, sys; from hyrax.datasets.table import _write_copy; _write_copy(*json.loads(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", code, arguments], check=False)
+    if done.returncode != 0:
         reason = (
             failure.read_text()
             if failure.is_file()
-            else f"the copying process ended with code {writer.exitcode}"
+            else f"the copying process ended with code {done.returncode}"
         )
         failure.unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)

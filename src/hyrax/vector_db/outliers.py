@@ -1,97 +1,312 @@
-"""Outlier scores: how far each object is from its k-th nearest neighbour in latent space.
+"""Outlier scores: how unusual each object of an inference run is, as the distance to its k-th nearest
+neighbour in latent space (``method = "knn"``) or as an isolation forest's score (``"isolation_forest"``).
 
-Computed in bulk with faiss over the stored vectors (exact below 200,000 objects; an IVF index, trained
-on a sample and probed widely, above), or with an isolation forest. Scores are kept in
-``<infer run>/lance_db/outliers.lance`` (``object_id``, ``outlier_score``) beside the results table.
-Scoring again after objects were appended scores only the new ones.
+Every object of the results table is scored, and the scores are kept in
+``<infer run>/lance_db/outliers.lance`` (``object_id``, ``outlier_score``: one row per result, in the
+results' row order), whose schema metadata says what they were made from. Scoring again with the same
+settings on the same results reuses the table; other settings, or changed results, recompute it all.
+
+The k-th-neighbour distances are found by :mod:`hyrax.vector_db.kth_neighbour` (exactly in memory for
+small tables; for large ones, exact search within the lists of a k-means partition nearest each object,
+with the vectors on disk).
+
+>>> import tempfile, numpy as np
+>>> from hyrax.results.store import ResultWriter
+>>> run = Path(tempfile.mkdtemp())
+>>> with ResultWriter(run, shape=(2,)) as writer:
+...     writer.write(np.array(["a", "b", "c", "far"]), np.array([[0, 0], [0, 1], [1, 0], [9, 9]]))
+>>> score_run(run, k=1)
+4
+>>> ranked(run, top=2)[["rank", "object_id", "row"]].values.tolist()
+[[1, 'far', 3], [2, 'a', 0]]
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from hyrax.results.store import ResultDataset, table_path
+from hyrax.errors import ConfigError, HyraxError, ResultsError, ResultsWriteError
+from hyrax.progress import Progress, Waiting
+from hyrax.results.store import ResultDataset, _has_versions, table_path
+from hyrax.vector_db.kth_neighbour import _batches, _sample, knn_scores
 
 logger = logging.getLogger(__name__)
 
-EXACT_LIMIT = 200_000
+METHODS = ("knn", "isolation_forest")
+FOREST_SAMPLE = 100_000
+#: Scores read at a time by :func:`ranked` and :func:`score_range`.
+READ_ROWS = 262_144
+LOCK_NAME = "outliers.lock"
 
 
 def scores_path(run: Path) -> Path:
     return table_path(run).with_name("outliers.lance")
 
 
-def knn_index(vectors: np.ndarray, seed: int = 0):
-    import faiss
-
-    count, dimension = vectors.shape
-    if count <= EXACT_LIMIT:
-        index = faiss.IndexFlatL2(dimension)
-    else:
-        lists = int(4 * np.sqrt(count))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dimension), dimension, lists)
-        sample = vectors[
-            np.random.default_rng(seed).choice(count, size=min(count, 64 * lists), replace=False)
-        ]
-        index.train(sample)
-        index.nprobe = 16
-    index.add(vectors)
-    return index
+# --------------------------------------------------------------------------------------- scoring
 
 
-def knn_scores(index, queries: np.ndarray, k: int, batch: int = 65536) -> np.ndarray:
-    """Distance of each query (which is in the index) to its k-th neighbour other than itself."""
-    scores = np.empty(len(queries), dtype=np.float32)
-    for start in range(0, len(queries), batch):
-        distances, _ = index.search(queries[start : start + batch], k + 1)
-        scores[start : start + batch] = np.sqrt(np.maximum(distances[:, k], 0))
-    return scores
+def score_run(
+    run: Path,
+    method: str = "knn",
+    k: int = 10,
+    seed: int = 0,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    config: Mapping | None = None,
+    wait: bool = True,
+) -> int:
+    """Score every object of the infer run ``run``; return how many were scored (0 when the table of
+    scores was up to date and is reused).
+
+    Args:
+        method, k: ``outliers.method`` and ``outliers.k``.
+        nlist, nprobe: ``outliers.nlist`` / ``outliers.nprobe``; None chooses them from the data.
+        config: for ``general.threads``.
+        wait: when another process is scoring the same run, wait for it (True) or raise (False).
+    """
+    from hyrax import __version__
+    from hyrax.compute import use_threads
+
+    _check_settings(method, k, nlist, nprobe)
+    results = ResultDataset(data_location=run)
+    with scoring_lock(run, wait):
+        made_from = _made_from(results, method, k, nlist, nprobe)
+        current = scores_metadata(run)
+        if current is not None and all(current.get(key) == value for key, value in made_from.items()):
+            logger.info("outlier scores of %s are up to date (%s): reused", run, _describe(current))
+            return 0
+        threads = use_threads(config)
+        if method == "knn":
+            scores, how = knn_scores(results, k, nlist, nprobe, seed, table_path(run).parent)
+        else:
+            scores, how = forest_scores(results, seed, threads)
+        metadata = {**made_from, **how, "seed": str(seed), "hyrax_version": __version__}
+        _write_scores(run, results, scores, metadata)
+        logger.info("scored %s objects of %s (%s)", f"{len(scores):,}", run, _describe(metadata))
+        return len(scores)
 
 
-def score_run(run: Path, method: str = "knn", k: int = 10, seed: int = 0) -> int:
-    """Score every object of ``run`` not scored yet; return how many were scored now."""
+def _check_settings(method, k, nlist, nprobe) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"outliers.method must be one of {', '.join(METHODS)}; got {method!r}.")
+    for key, value, allow_none in (("k", k, False), ("nlist", nlist, True), ("nprobe", nprobe, True)):
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            unset = " or false (chosen from the data)" if allow_none else ""
+            raise ConfigError(f"outliers.{key} must be a whole number >= 1{unset}; got {value!r}.")
+
+
+def _made_from(results: ResultDataset, method, k, nlist, nprobe) -> dict[str, str]:
+    """What decides the scores: they are reused only when all of this is unchanged."""
+    import lance
+
+    made_from = {
+        "method": method,
+        "results_rows": str(len(results)),
+        "results_version": str(lance.dataset(str(results.table_path)).version),
+    }
+    if method == "knn":
+        made_from |= {
+            "k": str(k),
+            "nlist_setting": str(nlist or "auto"),
+            "nprobe_setting": str(nprobe or "auto"),
+        }
+    return made_from
+
+
+def _describe(metadata: Mapping[str, str]) -> str:
+    if metadata.get("method") != "knn":
+        return metadata.get("method", "?")
+    text = f"knn, k={metadata.get('k')}, {metadata.get('search')}"
+    if metadata.get("search") == "partitioned":
+        text += f", nlist={metadata.get('nlist')}, nprobe={metadata.get('nprobe')}"
+        text += f", estimated recall {metadata.get('estimated_recall')}"
+    return text
+
+
+@contextlib.contextmanager
+def scoring_lock(run: Path, wait: bool = True) -> Iterator[None]:
+    """Hold the run's outlier-scoring lock (an OS lock: it dies with the process). A second scorer of
+    the same run waits for the first (``wait``) or is refused with a message naming the process."""
+    import fcntl
+
+    directory = table_path(run).parent
+    try:
+        descriptor = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise ResultsWriteError(f"Cannot write outlier scores in {directory}: {error.strerror}.") from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
+            message = f"Process {holder} is computing the outlier scores of {run}"
+            if not wait:
+                raise HyraxError(f"{message}; wait for it to finish, then run outliers again.") from None
+            with Waiting(f"{message}: waiting for it"):
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _write_scores(run: Path, results: ResultDataset, scores: np.ndarray, metadata: dict[str, str]) -> None:
+    """Stream (object_id, outlier_score) in the results' row order into the scores table, as one Lance
+    commit: until it lands, readers (and a run killed half-way) see the previous table whole."""
+    import datetime
+
     import lance
     import pyarrow as pa
 
-    results = ResultDataset(data_location=run)
-    ids = results.ids()
-    vectors = results[np.arange(len(results))].reshape(len(results), -1).astype(np.float32)
+    from hyrax.datasets.ids import arrow_strings
+
     path = scores_path(run)
-    done = set()
-    if path.exists():
-        done = set(lance.dataset(str(path)).to_table(columns=["object_id"]).column("object_id").to_pylist())
-    todo = np.flatnonzero(~np.isin(ids, list(done))) if done else np.arange(len(ids))
-    if not len(todo):
-        return 0
-    if method == "knn":
-        import faiss
+    schema = pa.schema(
+        [("object_id", pa.string()), ("outlier_score", pa.float32())],
+        metadata={key.encode(): value.encode() for key, value in metadata.items()},
+    )
 
-        faiss.omp_set_num_threads(2)
-        index = knn_index(vectors, seed)
-        scores = knn_scores(index, vectors[todo], min(k, len(ids) - 1))
-    else:
-        from sklearn.ensemble import IsolationForest
+    def batches():
+        start = 0
+        for ids, _ in results.iter_batches(65536, vectors=False):
+            values = pa.array(scores[start : start + len(ids)], type=pa.float32())
+            yield pa.RecordBatch.from_arrays([arrow_strings(ids), values], schema=schema)
+            start += len(ids)
 
-        forest = IsolationForest(random_state=seed).fit(
-            vectors[
-                np.random.default_rng(seed).choice(len(vectors), min(len(vectors), 100_000), replace=False)
-            ]
+    if path.exists() and not _has_versions(path):
+        shutil.rmtree(path)  # files of a first write that never committed
+    try:
+        lance.write_dataset(
+            pa.RecordBatchReader.from_batches(schema, batches()),
+            str(path),
+            schema=schema,
+            mode="overwrite" if path.exists() else "create",
         )
-        scores = (-forest.score_samples(vectors[todo])).astype(np.float32)
-    table = pa.table({"object_id": pa.array(ids[todo]), "outlier_score": pa.array(scores)})
-    lance.write_dataset(table, str(path), mode="append" if path.exists() else "create")
-    logger.info("scored %d objects (%s, k=%d)", len(todo), method, k)
-    return len(todo)
+        # The older versions' files (and those of writes killed before their commit) go; this process
+        # holds the scoring lock, so no other writer can own them.
+        lance.dataset(str(path)).cleanup_old_versions(
+            older_than=datetime.timedelta(0), delete_unverified=True
+        )
+    except OSError as error:
+        raise ResultsWriteError(f"Writing outlier scores to {path} failed: {error}.") from error
+
+
+# ---------------------------------------------------------------------------- isolation forest
+
+
+def forest_scores(results: ResultDataset, seed: int, threads: int) -> tuple[np.ndarray, dict[str, str]]:
+    """An isolation forest fitted on a seeded sample of at most :data:`FOREST_SAMPLE` objects, scoring
+    every object a batch at a time (higher: more unusual)."""
+    from sklearn.ensemble import IsolationForest
+
+    count = len(results)
+    rows, sample = _sample(results, FOREST_SAMPLE, seed, "isolation forest 1/2: sample")
+    forest = IsolationForest(random_state=seed, n_jobs=threads).fit(sample)
+    del sample
+    scores = np.empty(count, dtype=np.float32)
+    with Progress("isolation forest 2/2: scores", count) as progress:
+        for start, _, vectors in _batches(results, check=False):
+            scores[start : start + len(vectors)] = -forest.score_samples(vectors)
+            progress.update(len(vectors))
+    return scores, {"forest_sample": str(len(rows))}
+
+
+# --------------------------------------------------------------------------------------- reading
+
+
+def _scores_table(run: Path):
+    """The scores table (Lance), or None when there is none."""
+    import lance
+
+    path = scores_path(run)
+    if not path.exists() or not _has_versions(path):
+        return None
+    return lance.dataset(str(path))
+
+
+def scores_metadata(run: Path) -> dict[str, str] | None:
+    """What the run's scores were made from (method, k, nlist, nprobe, estimated_recall, results_rows,
+    results_version, hyrax_version...), or None when it has none."""
+    table = _scores_table(run)
+    if table is None:
+        return None
+    return {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
 
 
 def ranked(run: Path, top: int | None = None):
-    """The scored objects, most unusual first, as a DataFrame (object_id, outlier_score, rank)."""
-    import lance
+    """The scored objects, most unusual first, as a DataFrame: rank, object_id, outlier_score, row (the
+    results row). The order is a stable sort by descending score (ties in row order); with ``top``,
+    the scores are streamed and only the leaders are held."""
+    import pandas as pd
 
-    frame = lance.dataset(str(scores_path(run))).to_table().to_pandas()
-    frame = frame.sort_values("outlier_score", ascending=False, kind="stable").reset_index(drop=True)
-    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    return frame.head(top) if top else frame
+    table = _scores_table(run)
+    if table is None:
+        raise ResultsError(f"No outlier scores for {run}: run `hyrax outliers` (or score_run) first.")
+    if top is None:
+        everything = table.to_table(columns=["object_id", "outlier_score"])
+        rows = np.argsort(-everything.column("outlier_score").to_numpy(), kind="stable")
+        found = everything.take(rows)
+    else:
+        rows = _top_rows(table, int(top))
+        found = table.take(rows, columns=["object_id", "outlier_score"])
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(rows) + 1),
+            "object_id": found.column("object_id").to_numpy(zero_copy_only=False).astype(str),
+            "outlier_score": found.column("outlier_score").to_numpy(),
+            "row": rows.astype(np.int64),
+        }
+    )
+
+
+def _top_rows(table, top: int) -> np.ndarray:
+    """Rows of the ``top`` highest scores, in descending score, ties in row order."""
+    rows = np.empty(0, dtype=np.int64)
+    scores = np.empty(0, dtype=np.float32)
+    start = 0
+    for batch in table.to_batches(columns=["outlier_score"], batch_size=READ_ROWS):
+        values = batch.column(0).to_numpy()
+        scores = np.concatenate([scores, values])
+        rows = np.concatenate([rows, np.arange(start, start + len(values))])
+        start += len(values)
+        keep = np.lexsort((rows, -scores))[:top]
+        rows, scores = rows[keep], scores[keep]
+    return rows
+
+
+def read_scores(run: Path, rows) -> np.ndarray:
+    """The scores of these results rows (float32; NaN where there is no table or no such row yet)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    scores = np.full(len(rows), np.nan, dtype=np.float32)
+    table = _scores_table(run)
+    if table is None or not len(rows):
+        return scores
+    present = np.flatnonzero((rows >= 0) & (rows < table.count_rows()))
+    if len(present):
+        found = table.take(rows[present], columns=["outlier_score"]).column("outlier_score")
+        scores[present] = found.to_numpy()
+    return scores
+
+
+def score_range(run: Path) -> tuple[float, float] | None:
+    """(lowest, highest) score, streamed; None when there are no scores."""
+    table = _scores_table(run)
+    if table is None:
+        return None
+    low, high = np.inf, -np.inf
+    for batch in table.to_batches(columns=["outlier_score"], batch_size=READ_ROWS):
+        values = batch.column(0).to_numpy()
+        if len(values):
+            low, high = min(low, float(np.nanmin(values))), max(high, float(np.nanmax(values)))
+    return (low, high) if low <= high else None

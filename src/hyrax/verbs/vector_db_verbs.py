@@ -78,9 +78,16 @@ class OutliersVerb(Verb):
 
         run = results_run(self.config, results_dir)
         settings = self.config["outliers"]
-        score_run(run, settings["method"], int(settings["k"]), int(self.config["data_set"]["seed"] or 0))
-        frame = ranked(run, top)
-        return _with_metadata(frame, run)
+        score_run(
+            run,
+            settings["method"],
+            int(settings["k"]),
+            seed=int(self.config["data_set"]["seed"] or 0),
+            nlist=None if settings["nlist"] is False else int(settings["nlist"]),
+            nprobe=None if settings["nprobe"] is False else int(settings["nprobe"]),
+            config=self.config,
+        )
+        return _with_metadata(ranked(run, top), run)
 
     def run_cli(self, args: argparse.Namespace) -> int:
         import pandas as pd
@@ -91,7 +98,9 @@ class OutliersVerb(Verb):
 
 
 def _with_metadata(frame, run):
-    """Add the infer group's primary dataset's metadata columns to the ranking (when it has any)."""
+    """Add the infer group's metadata columns to the ranking (when it has any). Each object is found in
+    the dataset through its results row (for an infer run, results row r is normally dataset row r: one
+    id read confirms it), so no index over every id is built."""
     import numpy as np
 
     from hyrax.visualize.explorer import infer_provider_of
@@ -99,8 +108,13 @@ def _with_metadata(frame, run):
     provider = infer_provider_of(run)
     if provider is None:  # metadata is a courtesy: the ranking stands without it
         return frame
-    ids = frame["object_id"].to_numpy()
-    missing = provider.rows_of(ids) < 0
-    for name, values in provider.metadata_for(ids).items():
-        frame[name] = np.where(missing, None, values) if values.dtype.kind in "OU" else values
+    rows = provider.rows_of(frame["object_id"].to_numpy(), hints=frame["row"].to_numpy())
+    missing = rows < 0
+    for name, values in provider.metadata_rows(np.maximum(rows, 0)).items():
+        if missing.any() and values.dtype.kind in "iuf":  # no metadata rather than another object's
+            values = np.where(missing, np.nan, values)
+        elif missing.any():
+            values = values.astype(object)
+            values[missing] = None
+        frame[name if name not in frame.columns else f"metadata.{name}"] = values
     return frame

@@ -1,0 +1,392 @@
+"""The distance of every object to its k-th nearest neighbour, for outlier scores at survey scale.
+
+Small tables are searched exactly in memory. Larger ones never hold all the vectors: a k-means coarse
+quantizer cuts them into ``nlist`` lists of about :data:`OBJECTS_PER_LIST` objects, the vectors are
+written grouped by list into a temporary file, and each object is compared exactly with every object
+of the ``nprobe`` lists whose centroids are nearest to it. ``nprobe`` is chosen on a sample, whose exact
+neighbours are found on the way, as the smallest that scores :data:`TARGET_RECALL` of the sample within
+1% of its exact score. Memory: ~12 bytes an object plus bounded buffers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hyrax.errors import DataError, ResultsWriteError
+from hyrax.progress import Progress, Waiting
+from hyrax.results.store import ResultDataset
+
+logger = logging.getLogger(__name__)
+
+#: Up to this many objects and bytes of vectors (and when neither ``outliers.nlist`` nor
+#: ``outliers.nprobe`` is set), exact neighbours are found in memory: N^2 distances, ~10 s at 50,000.
+EXACT_LIMIT = 50_000
+EXACT_BYTES = 256 * 2**20
+#: The automatic ``nlist``: about this many objects per list (search costs ~nprobe x this per object,
+#: assignment ~nlist per object; 1,000 balances them between 1M and 10M objects).
+OBJECTS_PER_LIST = 1_000
+#: The automatic ``nprobe`` is the smallest of PROBES that scores this share of a sample within 1%.
+TARGET_RECALL = 0.95
+PROBES = (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64)
+CALIBRATION_SAMPLE = 1_000
+#: k-means is trained on this many objects per list (faiss asks for at least 39).
+TRAIN_PER_LIST = 40
+#: Bytes of vectors read or searched at once; the cache of lists read back from the temporary file.
+BATCH_BYTES = 16 * 2**20
+CACHE_BYTES = 64 * 2**20
+
+
+def knn_scores(
+    results: ResultDataset, k: int, nlist: int | None, nprobe: int | None, seed: int, directory: Path
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Distance of every object to its k-th nearest neighbour other than itself (float32, row order),
+    and how it was found."""
+    count = len(results)
+    k = max(0, min(int(k), count - 1))
+    row_bytes = 4 * max(1, int(np.prod(results.shape or (1,))))
+    if nlist is None and nprobe is None and count <= EXACT_LIMIT and count * row_bytes <= EXACT_BYTES:
+        return _exact_scores(results, k), {"search": "exact", "nlist": "1", "nprobe": "1"}
+    nlist = int(min(nlist or max(1, round(count / OBJECTS_PER_LIST)), count))
+    with PartitionedSearch(results, k, nlist, seed, directory) as search:
+        chosen, recall = search.choose_nprobe(nprobe)
+        scores = search.scores(chosen)
+    how = {
+        "search": "partitioned",
+        "nlist": str(nlist),
+        "nprobe": str(chosen),
+        "estimated_recall": f"{recall:.3f}",
+    }
+    return scores, how
+
+
+def _flat(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors.reshape(len(vectors), -1), dtype=np.float32)
+
+
+def _batches(results: ResultDataset, check: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first row, ids, float32 vectors) of every batch, checking that every value is finite."""
+    row_bytes = 4 * max(1, int(np.prod(results.shape or (1,))))
+    start = 0
+    for ids, vectors in results.iter_batches(max(1024, BATCH_BYTES // row_bytes)):
+        vectors = _flat(vectors)
+        if check:
+            _check_finite(results, ids, vectors, np.arange(start, start + len(ids)))
+        yield start, ids, vectors
+        start += len(ids)
+
+
+def _check_finite(results: ResultDataset, ids: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
+    """A vector with NaN or inf would give every neighbour search nonsense (or 1.8e19): name it."""
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        more = f" (and {len(bad) - 1} more among rows {rows[0]}-{rows[-1]})" if len(bad) > 1 else ""
+        raise DataError(
+            f"Object {ids[bad[0]]} (row {rows[bad[0]]} of {results.table_path}) has a NaN or infinite value in "
+            f"its vector{more}; outlier scores need finite vectors: fix the data or the model and run infer "
+            f"again."
+        )
+
+
+def _sample(results: ResultDataset, count: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted rows, float32 vectors) of a seeded sample of ``count`` objects, read in one streamed pass
+    that also checks every vector. (A Lance ``take`` of many scattered rows keeps far more memory than
+    the rows themselves: ~1.5 kB a row.)"""
+    rows = np.sort(np.random.default_rng(seed).choice(len(results), min(len(results), count), replace=False))
+    sample = np.empty((len(rows), max(1, int(np.prod(results.shape or (1,))))), dtype=np.float32)
+    with Progress(what, len(results)) as progress:
+        for start, _, vectors in _batches(results):
+            low, high = np.searchsorted(rows, [start, start + len(vectors)])
+            sample[low:high] = vectors[rows[low:high] - start]
+            progress.update(len(vectors))
+    return rows, sample
+
+
+def _exact_scores(results: ResultDataset, k: int) -> np.ndarray:
+    import faiss
+
+    vectors = np.concatenate([vectors for _, _, vectors in _batches(results)])
+    scores = np.empty(len(vectors), dtype=np.float32)
+    with Progress("outlier scores (exact)", len(vectors)) as progress:
+        for start in range(0, len(vectors), 4096):
+            distances, _ = faiss.knn(vectors[start : start + 4096], vectors, k + 1)
+            scores[start : start + 4096] = np.sqrt(np.maximum(distances[:, k], 0))
+            progress.update(len(distances))
+    return scores
+
+
+class PartitionedSearch:
+    """The k-th-neighbour distance of every object, holding ~12 bytes per object (a list label, a row
+    number, a score) and never all the vectors.
+
+    0. A first pass reads a seeded sample and checks that every vector is finite; k-means (faiss) on it
+       gives ``nlist`` centroids.
+    1. Pass 1 streams the table and keeps each object's list (int32).
+    2. Pass 2 writes the vectors grouped by list into a temporary file in ``directory`` (``os.pwrite``;
+       a memory map would count its pages in the process's memory) and finds the exact neighbours of a
+       sample (for :meth:`choose_nprobe`) over every vector.
+    3. :meth:`scores` takes the lists a block of neighbouring lists at a time, finds for each object the
+       ``nprobe`` centroids nearest to it, and searches the lists they name (read back with
+       ``os.pread``, through a bounded cache) exactly with faiss.
+
+    The file is unlinked as soon as it is made, so it goes away with the process however it ends.
+    """
+
+    def __init__(self, results: ResultDataset, k: int, nlist: int, seed: int, directory: Path):
+        self.results, self.k, self.nlist, self.seed = results, k, nlist, seed
+        self.count = len(results)
+        self.dimension = max(1, int(np.prod(results.shape or (1,))))
+        self.row_bytes = 4 * self.dimension
+        self.directory = Path(directory)
+        self.descriptor = None
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cache_bytes = 0
+
+    def __enter__(self) -> PartitionedSearch:
+        try:
+            self._prepare()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+        self.cache.clear()
+
+    def _prepare(self) -> None:
+        import faiss
+
+        need = self.count * self.row_bytes
+        free = shutil.disk_usage(self.directory).free
+        if need > free:
+            raise ResultsWriteError(
+                f"Outlier scores need {need / 2**30:.1f} GiB of temporary space in {self.directory}; "
+                f"{free / 2**30:.1f} GiB is free."
+            )
+        self.centroids = self._train()
+        self.quantizer = faiss.IndexFlatL2(self.dimension)
+        self.quantizer.add(self.centroids)
+        labels = self._assign()
+        self._layout(labels)
+        path = self.directory / f".outliers-{os.getpid()}.vectors"
+        self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.unlink(path)
+        self._group(labels)
+
+    def _train(self) -> np.ndarray:
+        """k-means on a sample (read in a first pass that checks every vector); a smaller sample kept
+        for :meth:`choose_nprobe`."""
+        import faiss
+
+        training = TRAIN_PER_LIST * self.nlist
+        rows, sample = _sample(
+            self.results, training + CALIBRATION_SAMPLE, self.seed, "outlier scores 1/4: sample"
+        )
+        chosen = np.random.default_rng(self.seed + 1).permutation(len(rows))
+        self.sample = np.ascontiguousarray(sample[np.sort(chosen[:CALIBRATION_SAMPLE])])
+        rest = chosen[CALIBRATION_SAMPLE:]
+        sample = sample[np.sort(rest)] if len(rest) >= training else sample  # small tables: all of it
+        kmeans = faiss.Kmeans(
+            self.dimension, self.nlist, niter=10, seed=self.seed, min_points_per_centroid=1,
+            max_points_per_centroid=TRAIN_PER_LIST,
+        )  # fmt: skip
+        with Waiting(f"outlier scores: k-means of {len(sample):,} objects into {self.nlist:,} lists"):
+            kmeans.train(sample)
+        return np.ascontiguousarray(kmeans.centroids)
+
+    def _assign(self) -> np.ndarray:
+        """Pass 1: each object's list."""
+        labels = np.empty(self.count, dtype=np.int32)
+        with Progress("outlier scores 2/4: lists", self.count) as progress:
+            for start, _, vectors in _batches(self.results, check=False):
+                labels[start : start + len(vectors)] = self.quantizer.search(vectors, 1)[1][:, 0]
+                progress.update(len(vectors))
+        return labels
+
+    def _layout(self, labels: np.ndarray) -> None:
+        """Order the lists so that neighbouring lists sit together in the file, and cut that order into
+        blocks of lists searched together (each list's nearest lists first, greedily)."""
+        import faiss
+
+        self.sizes = np.bincount(labels, minlength=self.nlist).astype(np.int64)
+        near = min(self.nlist, 4 * max(PROBES))
+        self.neighbours = faiss.knn(self.centroids, self.centroids, near)[1].astype(np.int32)
+        block_rows = max(1024, 2 * BATCH_BYTES // self.row_bytes)
+        placed = np.zeros(self.nlist, dtype=bool)
+        order, blocks = [], []
+        for seed_list in range(self.nlist):
+            if placed[seed_list]:
+                continue
+            block, rows = [], 0
+            for member in self.neighbours[seed_list]:
+                if rows >= block_rows:
+                    break
+                if not placed[member] and (not block or rows + self.sizes[member] <= block_rows):
+                    placed[member] = True
+                    block.append(member)
+                    rows += self.sizes[member]
+            if not placed[seed_list]:  # its own neighbours' lists are full: a block of its own
+                placed[seed_list] = True
+                block = [seed_list]
+            blocks.append((len(order), len(order) + len(block)))
+            order.extend(block)
+        self.order = np.asarray(order, dtype=np.int64)
+        self.blocks = blocks
+        self.start = np.zeros(self.nlist + 1, dtype=np.int64)  # file row of each list, in list order
+        self.start[self.order] = np.concatenate([[0], np.cumsum(self.sizes[self.order])[:-1]])
+        self.start[self.nlist] = self.count
+
+    def _group(self, labels: np.ndarray) -> None:
+        """Pass 2: vectors grouped by list into the file, and the sample's exact neighbours."""
+        import faiss
+
+        keep = min(self.count, 4 * (self.k + 1))
+        self.sample_distances = np.full((len(self.sample), keep), np.inf, dtype=np.float32)
+        self.sample_lists = np.zeros((len(self.sample), keep), dtype=np.int32)
+        cursor = self.start[: self.nlist].copy()
+        # Each file row's results row, to put the scores back in row order.
+        self.rows = np.empty(self.count, dtype=np.int32 if self.count < 2**31 else np.int64)
+        with Progress("outlier scores 3/4: grouping", self.count) as progress:
+            for start, _, vectors in _batches(self.results, check=False):
+                batch_labels = labels[start : start + len(vectors)]
+                order = np.argsort(batch_labels, kind="stable")
+                grouped_labels = batch_labels[order]
+                grouped = vectors[order]
+                lists, first, counts = np.unique(grouped_labels, return_index=True, return_counts=True)
+                for member, offset, size in zip(lists, first, counts, strict=True):
+                    where = int(cursor[member])
+                    os.pwrite(self.descriptor, grouped[offset : offset + size], where * self.row_bytes)
+                    self.rows[where : where + size] = start + order[offset : offset + size]
+                    cursor[member] += size
+                distances, found = faiss.knn(self.sample, vectors, min(keep, len(vectors)))
+                self._merge_sample(distances, batch_labels[found])
+                progress.update(len(vectors))
+
+    def _merge_sample(self, distances: np.ndarray, lists: np.ndarray) -> None:
+        both = np.concatenate([self.sample_distances, distances], axis=1)
+        both_lists = np.concatenate([self.sample_lists, lists], axis=1)
+        best = np.argsort(both, axis=1, kind="stable")[:, : self.sample_distances.shape[1]]
+        self.sample_distances = np.take_along_axis(both, best, axis=1)
+        self.sample_lists = np.take_along_axis(both_lists, best, axis=1)
+
+    def _probes(self, vectors: np.ndarray, home: int, nprobe: int) -> np.ndarray:
+        """The ``nprobe`` lists nearest to each vector of list ``home`` (always ``home`` itself), looked
+        for among the lists nearest to ``home``'s centroid."""
+        import faiss
+
+        width = min(self.nlist, max(64, 4 * nprobe))
+        nearby = self.neighbours[home, :width] if width <= self.neighbours.shape[1] else np.arange(self.nlist)
+        probes = nearby[faiss.knn(vectors, self.centroids[nearby], nprobe)[1]]
+        missing = ~(probes == home).any(axis=1)
+        probes[missing, -1] = home
+        return probes
+
+    def choose_nprobe(self, nprobe: int | None) -> tuple[int, float]:
+        """``nprobe`` (given, or the smallest of :data:`PROBES` that scores :data:`TARGET_RECALL` of the
+        sample within 1% of exact), and the share of the sample it scores within 1%."""
+        exact = self.sample_distances[:, self.k]
+        sample_labels = self.quantizer.search(self.sample, 1)[1][:, 0]
+        within = self.sample_distances <= exact[:, None] * 1.01**2 + 1e-12  # squared distances
+        candidates = [min(nprobe, self.nlist)] if nprobe else sorted({min(p, self.nlist) for p in PROBES})
+        recall = 0.0
+        for chosen in candidates:
+            probes = np.empty((len(self.sample), chosen), dtype=np.int64)
+            for home in np.unique(sample_labels):
+                members = np.flatnonzero(sample_labels == home)
+                probes[members] = self._probes(self.sample[members], int(home), chosen)
+            searched = (self.sample_lists[:, :, None] == probes[:, None, :]).any(axis=2)
+            recall = float(((within & searched).sum(axis=1) >= self.k + 1).mean())
+            if recall >= TARGET_RECALL:
+                break
+        if not nprobe and recall < TARGET_RECALL:
+            logger.warning(
+                "outlier scores: %d lists of %d give a sample only %.1f%% of scores within 1%% of exact; "
+                "set outliers.nprobe higher (slower) if that is not enough",
+                chosen, self.nlist, 100 * recall,
+            )  # fmt: skip
+        return chosen, recall
+
+    def _read(self, member: int, block: tuple[int, np.ndarray] | None = None) -> np.ndarray:
+        """The vectors of list ``member``: from the block in hand, the cache, or the file."""
+        if block is not None:
+            first, vectors = block
+            offset = self.start[member] - first
+            if offset >= 0 and offset + self.sizes[member] <= len(vectors):
+                return vectors[offset : offset + self.sizes[member]]
+        if member in self.cache:
+            self.cache.move_to_end(member)
+            return self.cache[member]
+        vectors = self._pread(self.start[member], self.sizes[member])
+        self.cache[member] = vectors
+        self.cache_bytes += vectors.nbytes
+        while self.cache_bytes > CACHE_BYTES and len(self.cache) > 1:
+            self.cache_bytes -= self.cache.popitem(last=False)[1].nbytes
+        return vectors
+
+    def _pread(self, first: int, count: int) -> np.ndarray:
+        raw = os.pread(self.descriptor, int(count) * self.row_bytes, int(first) * self.row_bytes)
+        return np.frombuffer(raw, dtype=np.float32).reshape(-1, self.dimension)
+
+    def scores(self, nprobe: int) -> np.ndarray:
+        """Pass 3: search every object's ``nprobe`` nearest lists."""
+        scores = np.empty(self.count, dtype=np.float32)
+        with Progress("outlier scores 4/4: neighbours", self.count) as progress:
+            for begin, end in self.blocks:
+                lists = self.order[begin:end]
+                first = self.start[lists[0]]
+                block = self._pread(first, self.start[lists[-1]] + self.sizes[lists[-1]] - first)
+                if not len(block):
+                    continue
+                best = self._search_block(lists, first, block, nprobe)
+                scores[self.rows[first : first + len(block)]] = np.sqrt(np.maximum(best.max(axis=1), 0))
+                progress.update(len(block))
+        return scores
+
+    def _search_block(self, lists: np.ndarray, first: int, block: np.ndarray, nprobe: int) -> np.ndarray:
+        """The k+1 smallest squared distances (self included) of each object of a block of lists."""
+        import faiss
+
+        probes = np.concatenate(
+            [
+                self._probes(self._read(home, (first, block)), int(home), nprobe)
+                for home in lists
+                if self.sizes[home]
+            ]
+        )
+        best = np.full((len(block), self.k + 1), np.inf, dtype=np.float32)
+        pairs = probes.ravel()
+        order = np.argsort(pairs, kind="stable")
+        queries = order // probes.shape[1]
+        members, starts = np.unique(pairs[order], return_index=True)
+        for member, begin, end in zip(members, starts, [*starts[1:], len(order)], strict=True):
+            candidates = self._read(int(member), (first, block))
+            if not len(candidates):
+                continue
+            asking = queries[begin:end]
+            distances, _ = faiss.knn(block[asking], candidates, min(self.k + 1, len(candidates)))
+            both = np.concatenate([best[asking], distances], axis=1)
+            best[asking] = np.partition(both, self.k, axis=1)[:, : self.k + 1]
+        short = np.flatnonzero(~np.isfinite(best).all(axis=1))
+        if len(short):  # the lists searched hold fewer than k+1 objects: search them all
+            best[short] = self._search_everything(block[short])
+        return best
+
+    def _search_everything(self, queries: np.ndarray) -> np.ndarray:
+        import faiss
+
+        best = np.full((len(queries), self.k + 1), np.inf, dtype=np.float32)
+        step = max(1024, BATCH_BYTES // self.row_bytes)
+        for first in range(0, self.count, step):
+            candidates = self._pread(first, min(step, self.count - first))
+            distances, _ = faiss.knn(queries, candidates, min(self.k + 1, len(candidates)))
+            best = np.partition(np.concatenate([best, distances], axis=1), self.k, axis=1)[:, : self.k + 1]
+        return best

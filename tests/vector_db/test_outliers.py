@@ -1,0 +1,205 @@
+"""Outlier scores (src/hyrax/vector_db/outliers.py): exact and partitioned k-th-neighbour distances,
+reuse and recomputation, the scoring lock, rankings and reads, on small real tables (faiss, Lance)."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import lance
+import numpy as np
+import pytest
+
+from hyrax.errors import DataError, HyraxError
+from hyrax.results.store import ResultWriter
+from hyrax.vector_db import kth_neighbour, outliers
+from hyrax.vector_db.outliers import (
+    ranked,
+    read_scores,
+    score_range,
+    score_run,
+    scores_metadata,
+    scores_path,
+)
+
+
+def write_run(run, vectors, ids=None):
+    """An infer run holding ``vectors`` (ids obj0, obj1, ... unless given)."""
+    ids = np.char.add("obj", np.arange(len(vectors)).astype(str)) if ids is None else ids
+    with ResultWriter(run, shape=vectors.shape[1:]) as writer:
+        writer.write(ids, vectors)
+    return run
+
+
+def clustered(count, dimension=16, clusters=20, subspace=6, seed=0):
+    """Latent-like vectors: clusters on a low-dimensional subspace, plus a little noise everywhere."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((subspace, dimension)) / np.sqrt(subspace)
+    centres = rng.standard_normal((clusters, subspace)) * 4
+    low = centres[rng.integers(clusters, size=count)] + 0.7 * rng.standard_normal((count, subspace))
+    return (low @ basis + 0.05 * rng.standard_normal((count, dimension))).astype(np.float32)
+
+
+def exact_kth(vectors, k):
+    """Distance to the k-th nearest other object, by brute force over every pair."""
+    import faiss
+
+    distances, _ = faiss.knn(vectors, vectors, k + 1)
+    return np.sqrt(np.maximum(distances[:, k], 0))
+
+
+def test_docstring_example_runs():
+    assert doctest.testmod(outliers, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_ranked_top_equals_a_full_stable_sort_with_ties(tmp_path, monkeypatch):
+    # A 40 x 60 integer grid: every inner point's 4th neighbour is at exactly 1, so scores tie in bulk.
+    grid = np.stack(np.meshgrid(np.arange(40), np.arange(60), indexing="ij"), axis=-1).reshape(-1, 2)
+    run = write_run(tmp_path / "run", grid.astype(np.float32))
+    assert score_run(run, k=4) == len(grid)
+    scores = read_scores(run, np.arange(len(grid)))
+    assert np.array_equal(scores, exact_kth(grid.astype(np.float32), 4).astype(np.float32))
+    expected = np.argsort(-scores, kind="stable")
+    monkeypatch.setattr(outliers, "READ_ROWS", 100)  # many batches: candidates carried across them
+    for top in (1, 7, 100, 333, len(grid), len(grid) + 5, None):
+        frame = ranked(run, top)
+        want = expected[:top] if top else expected
+        assert list(frame.columns) == ["rank", "object_id", "outlier_score", "row"]
+        assert frame["row"].tolist() == want.tolist(), top
+        assert frame["object_id"].tolist() == [f"obj{row}" for row in want]
+        assert frame["outlier_score"].tolist() == scores[want].tolist()
+        assert frame["rank"].tolist() == list(range(1, len(want) + 1))
+    assert len(set(scores[expected[90:110]])) == 1  # the cut at 100 falls inside a tie
+
+
+def test_partitioned_search_equals_exact_when_every_list_is_searched(tmp_path):
+    vectors = clustered(3000)
+    run = write_run(tmp_path / "run", vectors)
+    score_run(run, k=5, nlist=24, nprobe=24)
+    assert scores_metadata(run)["search"] == "partitioned" and scores_metadata(run)["nprobe"] == "24"
+    scores = read_scores(run, np.arange(len(vectors)))
+    np.testing.assert_allclose(scores, exact_kth(vectors, 5), rtol=1e-4, atol=1e-4)
+
+
+def test_lists_too_small_for_k_neighbours_fall_back_to_a_full_search(tmp_path):
+    vectors = clustered(200, seed=3)
+    run = write_run(tmp_path / "run", vectors)
+    score_run(run, k=10, nlist=50, nprobe=1)  # about 4 objects a list: one list cannot hold 10 neighbours
+    np.testing.assert_allclose(read_scores(run, np.arange(200)), exact_kth(vectors, 10), rtol=1e-4, atol=1e-4)
+
+
+def test_partitioned_recall_with_automatic_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(kth_neighbour, "EXACT_LIMIT", 0)  # the path of large tables, at a size that is quick
+    vectors = clustered(20_000, clusters=5, subspace=10, seed=1)
+    run = write_run(tmp_path / "run", vectors)
+    exact = exact_kth(vectors, 10)
+
+    def recall():
+        scores = read_scores(run, np.arange(len(vectors)))
+        assert np.all(scores >= exact * (1 - 1e-4))  # a missed neighbour only ever makes a score larger
+        return np.mean(np.abs(scores - exact) <= 0.01 * exact)
+
+    score_run(run, nprobe=2)  # too few lists for this data: the automatic choice must do better
+    assert recall() < 0.9
+    score_run(run)
+    metadata = scores_metadata(run)
+    assert metadata["search"] == "partitioned" and metadata["nlist"] == "20" and metadata["nprobe"] != "2"
+    assert recall() >= 0.9, metadata
+    assert float(metadata["estimated_recall"]) >= kth_neighbour.TARGET_RECALL
+    assert abs(float(metadata["estimated_recall"]) - recall()) < 0.03
+
+
+def test_same_settings_reuse_other_settings_or_results_recompute(tmp_path):
+    vectors = clustered(500)
+    run = write_run(tmp_path / "run", vectors)
+
+    def version():
+        return lance.dataset(str(scores_path(run))).version
+
+    assert score_run(run, k=5) == 500
+    first = version()
+    assert score_run(run, k=5) == 0 and version() == first  # nothing recomputed, nothing written
+    before = read_scores(run, np.arange(500))
+    assert score_run(run, k=3) == 500 and version() == first + 1
+    assert np.all(read_scores(run, np.arange(500)) <= before)  # the 3rd neighbour is nearer than the 5th
+    assert score_run(run, k=3, method="isolation_forest") == 500
+    assert scores_metadata(run)["method"] == "isolation_forest"
+    assert score_run(run, k=7, method="isolation_forest") == 0  # k means nothing to a forest
+    assert score_run(run, k=3, nprobe=4) == 500 and scores_metadata(run)["search"] == "partitioned"
+    with ResultWriter(run, shape=(16,), resume=True) as writer:  # the results change: all rescored
+        writer.write(np.array(["late"]), clustered(1, seed=9))
+    assert score_run(run, k=3, nprobe=4) == 501 and len(ranked(run)) == 501
+    assert scores_metadata(run)["results_rows"] == "501"
+
+
+def test_a_second_scorer_is_refused_or_waits(tmp_path):
+    run = write_run(tmp_path / "run", clustered(300))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+                import time
+                from hyrax.vector_db.outliers import scoring_lock
+                with scoring_lock({str(run)!r}):
+                    print("locked", flush=True)
+                    time.sleep(60)
+            """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            with pytest.raises(HyraxError, match=rf"Process {holder.pid} is computing the outlier scores"):
+                score_run(run, wait=False)
+            waiting = pool.submit(score_run, run)
+            with pytest.raises(FutureTimeout):
+                waiting.result(timeout=2)  # it waits for the holder...
+            assert not scores_path(run).exists()
+        finally:
+            holder.kill()  # ...whose lock goes with it, however it ends
+            holder.wait()
+        assert waiting.result(timeout=60) == 300
+    assert not np.isnan(read_scores(run, np.arange(300))).any()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"nlist": 4, "nprobe": 2}, {"method": "isolation_forest"}],
+    ids=["exact", "partitioned", "forest"],
+)
+def test_a_nan_vector_is_an_error_naming_the_object(tmp_path, settings):
+    vectors = clustered(400)
+    vectors[123, 5] = np.nan
+    run = write_run(tmp_path / "run", vectors)
+    with pytest.raises(DataError, match=r"Object obj123 \(row 123 of .*\) has a NaN or infinite value"):
+        score_run(run, **settings)
+    assert not scores_path(run).exists()
+
+
+def test_bad_settings_name_the_key(tmp_path):
+    run = write_run(tmp_path / "run", clustered(50))
+    with pytest.raises(ValueError, match="outliers.nprobe must be a whole number >= 1 or false"):
+        score_run(run, nprobe=0)
+    with pytest.raises(ValueError, match="outliers.method must be one of knn, isolation_forest"):
+        score_run(run, method="lof")
+
+
+def test_read_scores_and_score_range(tmp_path):
+    vectors = clustered(200)
+    run = write_run(tmp_path / "run", vectors)
+    assert np.isnan(read_scores(run, [0, 1])).all() and score_range(run) is None
+    score_run(run, k=2)
+    everything = read_scores(run, np.arange(200))
+    got = read_scores(run, [5, -1, 200, 0, 5])
+    assert got.dtype == np.float32 and np.isnan(got[[1, 2]]).all()
+    assert got[[0, 3, 4]].tolist() == everything[[5, 0, 5]].tolist()
+    assert score_range(run) == (float(everything.min()), float(everything.max()))
+    with pytest.raises(HyraxError, match="No outlier scores"):
+        ranked(tmp_path / "elsewhere", 3)

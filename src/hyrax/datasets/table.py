@@ -138,7 +138,9 @@ class TableDataset(HyraxDataset, register=False):
 
     def column_batches(self, field: str, batch_size: int = 262_144) -> Iterator[Any]:
         """One column in row order, a batch at a time (Arrow arrays)."""
-        for batch in self._dataset().to_batches(columns=[field], batch_size=batch_size):
+        from hyrax.results.store import SCAN
+
+        for batch in self._dataset().to_batches(columns=[field], batch_size=batch_size, **SCAN):
             yield batch.column(0)
 
     def metadata(self, indices: Any, fields: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -41,6 +41,9 @@ CHUNK_ROWS = 32_768
 COMPACT_BYTES = 256 * 2**20
 COMPACT_ROWS = 2**20
 _CACHE_BLOCK = 4096
+#: Options of every whole-table scan: Lance reads ahead up to 2 GB by default; 32 MB keeps a scan's
+#: memory ~0.2 GB at 10M rows (measured), with the same speed.
+SCAN = {"io_buffer_size": 32 * 2**20, "batch_readahead": 4}
 
 
 def table_path(run_dir: str | Path) -> Path:
@@ -309,7 +312,7 @@ class ResultDataset(HyraxDataset):
         buffer: the ids' bytes plus 4 bytes each)."""
         from hyrax.datasets.ids import StringColumn
 
-        return StringColumn(self._lance.to_table(columns=["object_id"]).column("object_id"))
+        return StringColumn(self._lance.to_table(columns=["object_id"], **SCAN).column("object_id"))
 
     def column(self, field: str) -> np.ndarray:
         if field == "object_id":
@@ -324,7 +327,7 @@ class ResultDataset(HyraxDataset):
         import pyarrow as pa
 
         columns = ["object_id", "data"] if vectors else ["object_id"]
-        for batch in self._lance.to_batches(batch_size=batch_size, columns=columns):
+        for batch in self._lance.to_batches(batch_size=batch_size, columns=columns, **SCAN):
             table = pa.Table.from_batches([batch])
             ids = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
             yield ids, self._vectors(table) if vectors else None
@@ -414,7 +417,7 @@ class ResultDataset(HyraxDataset):
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
             with pq.ParquetWriter(partial, self._lance.schema) as writer:
-                for batch in self._lance.to_batches(batch_size=batch_size):
+                for batch in self._lance.to_batches(batch_size=batch_size, **SCAN):
                     writer.write_batch(batch)
             os.replace(partial, path)
         finally:

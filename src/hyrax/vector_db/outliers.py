@@ -34,7 +34,7 @@ import numpy as np
 
 from hyrax.errors import ConfigError, HyraxError, ResultsError, ResultsWriteError
 from hyrax.progress import Progress, Waiting
-from hyrax.results.store import ResultDataset, _has_versions, table_path
+from hyrax.results.store import SCAN, ResultDataset, _has_versions, table_path
 from hyrax.vector_db.kth_neighbour import _batches, _sample, knn_scores
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def _top_rows(table, top: int) -> np.ndarray:
     rows = np.empty(0, dtype=np.int64)
     scores = np.empty(0, dtype=np.float32)
     start = 0
-    for batch in table.to_batches(columns=["outlier_score"], batch_size=READ_ROWS):
+    for batch in table.to_batches(columns=["outlier_score"], batch_size=READ_ROWS, **SCAN):
         values = batch.column(0).to_numpy()
         scores = np.concatenate([scores, values])
         rows = np.concatenate([rows, np.arange(start, start + len(values))])
@@ -305,7 +305,7 @@ def score_range(run: Path) -> tuple[float, float] | None:
     if table is None:
         return None
     low, high = np.inf, -np.inf
-    for batch in table.to_batches(columns=["outlier_score"], batch_size=READ_ROWS):
+    for batch in table.to_batches(columns=["outlier_score"], batch_size=READ_ROWS, **SCAN):
         values = batch.column(0).to_numpy()
         if len(values):
             low, high = min(low, float(np.nanmin(values))), max(high, float(np.nanmax(values)))

@@ -281,6 +281,10 @@ class MapSource:
         """(min, max) of a numeric column over every object (read a chunk at a time), or None."""
         if column is None:
             return None
+        if column == SCORE and self.has_scores():
+            from hyrax.vector_db.outliers import score_range
+
+            return score_range(self.infer_run)
         from hyrax.progress import Progress
 
         low, high = np.inf, -np.inf

@@ -15,7 +15,9 @@ def test_progress_logs_rate_and_time_left_off_a_terminal(monkeypatch, caplog):
         for _ in Progress.over(range(4), total=4, what="outlier scores", unit="object"):
             time.sleep(0.01)
     lines = [r.getMessage() for r in caplog.records]
-    assert any("outlier scores: 2 of 4 objects (50%)" in line and "/s" in line and "left" in line for line in lines)
+    assert any(
+        "outlier scores: 2 of 4 objects (50%)" in line and "/s" in line and "left" in line for line in lines
+    )
 
 
 def test_waiting_says_it_is_still_working(monkeypatch, caplog):

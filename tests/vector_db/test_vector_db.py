@@ -68,3 +68,28 @@ def test_lance_ivf_pq_with_refine_keeps_recall(tmp_path):
     truth = np.argsort(((vectors[None] - queries[:, None]) ** 2).sum(-1), axis=1)[:, :10]
     recall = np.mean([len(set(f) & set(ids[t])) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
+
+
+def test_lance_index_is_built_a_segment_at_a_time(tmp_path, monkeypatch):
+    """Bounded memory: one index segment per few fragments, one trained model, searched as one index;
+    queries are held-out points, not copies of indexed ones."""
+    import lance
+
+    from hyrax.vector_db import lance_index
+
+    ids, vectors = clustered(6100, 16)
+    held_out, vectors, ids = vectors[6000:], vectors[:6000], ids[:6000]
+    index = LanceIndex(tmp_path / "db", settings={"index_threshold": 1000})
+    for start in range(0, 6000, 1000):  # six fragments
+        index.insert(ids[start : start + 1000], vectors[start : start + 1000])
+    monkeypatch.setattr(lance_index, "SEGMENT_ROWS", 2000)
+    assert "3 segment(s)" in index.build()
+    (described,) = [
+        i for i in lance.dataset(str(index.path)).describe_indices() if "data" in list(i.field_names)
+    ]
+    assert len(described.segments) == 3 and described.num_rows_indexed == 6000
+    found, _ = index.search(held_out, k=10)
+    truth = np.argsort(((vectors[None] - held_out[:, None]) ** 2).sum(-1), axis=1)[:, :10]
+    recall = np.mean([len(set(f) & set(ids[t])) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+    assert "3 segment(s)" in index.build()  # built again: replaces the index

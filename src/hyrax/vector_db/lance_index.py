@@ -4,10 +4,18 @@ Small tables are searched exactly. Past ``vector_db.lance.index_threshold`` rows
 built, and each query re-ranks ``refine_factor * k`` candidates by their exact distance (LanceDB's
 refine), which keeps recall high while the full vectors stay on disk: 100M 64-d vectors (25.6 GB) need
 only the compressed codes (16 B each) in memory.
+
+The index is built in bounded memory, whatever the table's size: the IVF centroids (k-means) and the
+PQ codebook (on the residuals) are trained with faiss on a seeded sample read in one streamed pass,
+then Lance builds one index segment per ~:data:`SEGMENT_ROWS` rows of fragments with that one model,
+and the segments are committed together as one index (queries search them all). Lance's own
+``create_index`` over the whole table holds memory that grows with the table (about 0.8 GB at 3M
+objects and more beyond); one segment at a time stays at what one segment needs.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -15,6 +23,14 @@ import numpy as np
 
 from hyrax.results.store import ResultDataset, arrow_table, table_path
 from hyrax.vector_db.base import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "data_idx"
+#: Rows of fragments per index segment (Lance's build memory follows the segment, not the table).
+SEGMENT_ROWS = 2**20
+#: IVF centroids and the PQ codebook are trained on this many objects per IVF partition.
+TRAIN_PER_PARTITION = 64
 
 
 class LanceIndex(VectorIndex):
@@ -53,20 +69,63 @@ class LanceIndex(VectorIndex):
         # Idempotent: rows whose id is already there are left alone.
         self._dataset().merge_insert("object_id").when_not_matched_insert_all().execute(table)
 
-    def build(self) -> str:
+    def build(self, seed: int = 0) -> str:
         """Create the ANN index when the table is large enough; return what was done."""
+        from hyrax.progress import Progress
+
         dataset = self._dataset()
         count = dataset.count_rows()
         if count < self.threshold:
             return f"exact search ({count} rows < vector_db.lance.index_threshold)"
         partitions = max(16, int(math.sqrt(count)))
         sub_vectors = max(1, self.dimension // 4) if self.dimension % 4 == 0 else 1
-        dataset.create_index(
-            "data", index_type="IVF_PQ", num_partitions=partitions, num_sub_vectors=sub_vectors, replace=True
-        )
+        centroids, codebook = self._train(partitions, sub_vectors, seed)
+        segments = []
+        with Progress("save_to_database: index segments", total=count) as progress:
+            for fragments, rows in _segments(dataset):
+                segment = self._dataset().create_index_uncommitted(  # a fresh handle: no caches carried on
+                    "data",
+                    "IVF_PQ",
+                    num_partitions=partitions,
+                    num_sub_vectors=sub_vectors,
+                    ivf_centroids=centroids,
+                    pq_codebook=codebook,
+                    fragment_ids=fragments,
+                    replace=True,  # an index built before is replaced when the new one is committed
+                )
+                segments.append(segment)
+                progress.update(rows)
+        dataset = self._dataset()
+        for index in dataset.describe_indices():
+            if "data" in list(index.field_names):
+                dataset.drop_index(index.name)
+                dataset = self._dataset()
+        dataset.commit_existing_index_segments(INDEX_NAME, "data", segments)
         return (
-            f"IVF_PQ index ({partitions} partitions, {sub_vectors} sub-vectors, refine x{self.refine_factor})"
+            f"IVF_PQ index ({partitions} partitions, {sub_vectors} sub-vectors, {len(segments)} segment(s), "
+            f"refine x{self.refine_factor})"
         )
+
+    def _train(self, partitions: int, sub_vectors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """IVF centroids and a PQ codebook (on residuals, as Lance encodes them) from a seeded sample."""
+        import faiss
+
+        from hyrax.progress import Waiting
+        from hyrax.vector_db.kth_neighbour import _sample
+
+        results = ResultDataset(data_location=self.path)
+        _, sample = _sample(results, TRAIN_PER_PARTITION * partitions, seed, "save_to_database: sample")
+        with Waiting(f"save_to_database: training {partitions:,} partitions on {len(sample):,} vectors"):
+            kmeans = faiss.Kmeans(
+                sample.shape[1], partitions, niter=10, seed=seed, max_points_per_centroid=TRAIN_PER_PARTITION
+            )
+            kmeans.train(sample)
+            _, nearest = kmeans.index.search(sample, 1)
+            residuals = np.ascontiguousarray(sample - kmeans.centroids[nearest[:, 0]])
+            quantizer = faiss.ProductQuantizer(sample.shape[1], sub_vectors, 8)
+            quantizer.train(residuals)
+        codebook = faiss.vector_to_array(quantizer.centroids).reshape(sub_vectors, 256, -1)
+        return np.ascontiguousarray(kmeans.centroids), codebook
 
     def _search(self, vectors, k):
         dataset = self._dataset()
@@ -98,6 +157,20 @@ class LanceIndex(VectorIndex):
 
 def _in_filter(ids) -> str:
     return "object_id IN (" + ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) + ")"
+
+
+def _segments(dataset):
+    """(fragment ids, rows) of consecutive fragments holding about SEGMENT_ROWS rows each."""
+    group, rows = [], 0
+    for fragment in dataset.get_fragments():
+        size = fragment.count_rows()
+        if group and rows + size > SEGMENT_ROWS:
+            yield group, rows
+            group, rows = [], 0
+        group.append(fragment.fragment_id)
+        rows += size
+    if group:
+        yield group, rows
 
 
 def _has_vector_index(dataset) -> bool:

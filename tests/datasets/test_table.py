@@ -175,3 +175,26 @@ def test_a_broken_parquet_file_is_a_clear_error(hyrax_config, tmp_path):
         ParquetDataset(hyrax_config.config, broken)
     with pytest.raises(DataError, match="does not exist"):
         ParquetDataset(hyrax_config.config, tmp_path / "missing.parquet")
+
+
+def test_tables_are_read_in_the_main_process_only(hyrax_config, catalog):
+    """Lance is not fork-safe: a forked process that reads a table is refused with the reason (the
+    loader reads tables in the main process and hands the values to its workers, above)."""
+    import multiprocessing
+
+    dataset = ParquetDataset(hyrax_config.config, catalog)
+
+    def read_in_child(queue):
+        try:
+            dataset.getter("mag")(0)
+            queue.put("read")
+        except DataError as error:
+            queue.put(str(error))
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=read_in_child, args=(queue,))
+    child.start()
+    message = queue.get(timeout=60)
+    child.join(60)
+    assert "read in a forked process" in message and "num_workers = 0" in message

@@ -123,6 +123,27 @@ class Skips:
         return cls(path, count=len(kept))
 
 
+class PrefetchingBatches:
+    """Batches of ``sampler``'s indices, each with what it needs from tables already read
+    (:meth:`DataProvider.prefetch`), for a torch DataLoader's ``batch_sampler``."""
+
+    def __init__(self, provider, sampler: Iterable[int], batch_size: int):
+        self.provider, self.sampler, self.batch_size = provider, sampler, int(batch_size)
+
+    def __iter__(self):
+        batch: list[int] = []
+        for index in self.sampler:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                yield self.provider.prefetch(batch)
+                batch = []
+        if batch:
+            yield self.provider.prefetch(batch)
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+
 class NumpyLoader:
     """Iterates numpy batches of ``provider`` in the order ``sampler`` gives (default: dataset order).
 
@@ -148,13 +169,18 @@ class NumpyLoader:
         self.sampler = sampler if sampler is not None else range(len(provider))
         self.num_workers = num_workers
         self.skips = skips if skips is not None else Skips()
+        if num_workers > 0 and getattr(provider, "reads_tables", False):
+            # Lance is not fork-safe: tables are read here, in the main process, a batch ahead of the
+            # workers, which get the values with the batch's indices.
+            batching = {"batch_sampler": PrefetchingBatches(provider, self.sampler, batch_size)}
+        else:
+            batching = {"batch_size": batch_size, "sampler": self.sampler}
         self.loader = DataLoader(
             provider,
-            batch_size=batch_size,
-            sampler=self.sampler,
             num_workers=num_workers,
             collate_fn=_Collate(provider, shared=num_workers > 0),
             persistent_workers=False,
+            **batching,
             **kwargs,
         )
 

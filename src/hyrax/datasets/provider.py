@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -127,17 +128,22 @@ class DataProvider:
             for name in self.datasets
         ]
         # Fields a batch reads at once: table columns without a getter of the class's own or augmentation.
+        # Fields a batch reads at once (table columns not overridden by a getter of a subclass's own),
+        # and their augmentation hooks; tables are read in the main process only (see prefetch).
         self._batch_fields = {
             name: {
-                field
+                field: self._augmentation(name, field)
                 for field in self.fields[name]
                 if callable(getattr(dataset, "read_rows", None))
                 and field in getattr(dataset, "_columns", ())
-                and not callable(getattr(type(dataset), f"get_{field}", None))
-                and not _augmented(self.request[name], field)
+                and (
+                    getattr(dataset, "_reads_own_getters", False)
+                    or not callable(getattr(type(dataset), f"get_{field}", None))
+                )
             }
             for name, dataset in self.datasets.items()
         }
+        self._ids_from_table = self.primary_id_field in self._batch_fields[self.primary]
         #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
         self.skipped: list[tuple[str, str, int]] = []
 
@@ -170,7 +176,7 @@ class DataProvider:
         """Duplicate primary ids are an error, checked wherever the ids are a column (a catalog): for a
         dataset whose ids come only from per-row getters this would cost a pass over the data, so
         hyrax.testing.check_dataset checks those."""
-        if self._id_column() is None:
+        if self._id_column() is None and not self._table_ids(self.datasets[self.primary]):
             return
         count, examples = self.id_index().duplicates()
         if count:
@@ -204,8 +210,15 @@ class DataProvider:
 
     def _field_getter(self, name: str, field: str):
         """The getter, wrapped by the dataset's augment_<field>(data, idx, rng_seed) when asked for."""
+        getter = self.datasets[name].getter(field)
+        hook = self._augmentation(name, field)
+        if hook is None:
+            return getter
+        return lambda row: self._augment(hook, getter(row), row)
+
+    def _augmentation(self, name: str, field: str):
+        """The dataset's augment_<field> hook when the request asks for it, else None."""
         dataset = self.datasets[name]
-        getter = dataset.getter(field)
         augment = self.request[name].get("augment", False)
         if isinstance(augment, list):
             for listed in augment:
@@ -216,17 +229,13 @@ class DataProvider:
                         f"data_request.{self.group}.{name}.augment lists '{listed}', but {type(dataset).__name__} "
                         f"has no augment_{listed}(self, data, idx, rng_seed) method for a requested field."
                     )
-        wanted = augment is True or (isinstance(augment, list) and field in augment)
         hook = getattr(dataset, f"augment_{field}", None)
-        if not wanted or not callable(hook):
-            return getter
+        return hook if _augmented(self.request[name], field) and callable(hook) else None
 
-        def augmented(row: int):
-            # A different, reproducible seed for every (seed, epoch, object).
-            seed = (self.augment_seed * 1_000_003 + self.epoch * 7_919 + int(row) * 2_654_435_761) % 2**32
-            return hook(getter(row), row, seed)
-
-        return augmented
+    def _augment(self, hook, value, row: int):
+        # A different, reproducible seed for every (seed, epoch, object).
+        seed = (self.augment_seed * 1_000_003 + self.epoch * 7_919 + int(row) * 2_654_435_761) % 2**32
+        return hook(value, row, seed)
 
     def start_epoch(self, verb: str, epoch: int) -> None:
         """Tell the datasets an epoch of ``verb`` starts (``on_epoch_start``) and re-seed augmentation."""
@@ -248,7 +257,11 @@ class DataProvider:
             field = self.primary_id_field
             own_getter = callable(getattr(type(dataset), f"get_{field}", None))
             in_table = field in getattr(dataset, "_metadata_columns", {}) and not own_getter
-            if in_table or type(dataset).column is not HyraxDataset.column:
+            if callable(getattr(dataset, "column_batches", None)) and field in getattr(
+                dataset, "_columns", ()
+            ):
+                self._id_column_cache = False  # a table: ids streamed and read by row, never all held
+            elif in_table or type(dataset).column is not HyraxDataset.column:
                 column = dataset.column(field)
                 self._id_column_cache = column if isinstance(column, StringColumn) else StringColumn(column)
             else:
@@ -261,12 +274,26 @@ class DataProvider:
         column = self._id_column()
         if column is not None:
             return column[rows]
+        dataset = self.datasets[self.primary]
+        if self._table_ids(dataset):
+            return np.asarray(dataset.read_rows(rows, [self.primary_id_field])[self.primary_id_field]).astype(
+                str
+            )
         return np.asarray([str(self._id_getter(int(row))) for row in rows], dtype=str)
+
+    def _table_ids(self, dataset) -> bool:
+        return callable(getattr(dataset, "column_batches", None)) and self.primary_id_field in getattr(
+            dataset, "_columns", ()
+        )
 
     def id_batches(self, batch_size: int = 65536):
         """The primary ids in row order, a batch at a time (Arrow strings): all of them, never held at
         once unless the dataset holds them itself."""
         column = self._id_column()
+        dataset = self.datasets[self.primary]
+        if column is None and self._table_ids(dataset):
+            yield from dataset.column_batches(self.primary_id_field, batch_size)
+            return
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
             if column is not None:
@@ -347,23 +374,37 @@ class DataProvider:
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         return self._sample(int(index))
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any] | None]:
-        """The samples of a whole batch (torch's DataLoader asks this way). Datasets that read many
-        rows at once (tables: ``read_rows``) are read once for the batch; the rest per row."""
+    @property
+    def reads_tables(self) -> bool:
+        """True when some of its fields are read from tables (which only the main process may read:
+        Lance is not fork-safe, so DataLoader workers get those values from :meth:`prefetch`)."""
+        return any(self._batch_fields.values())
+
+    def prefetch(self, indices) -> Prefetched:
+        """What a batch needs from tables, read now (in the calling process) in one read per table."""
         indices = np.asarray(indices, dtype=np.int64)
-        prefetched = self._prefetch(indices)
-        return [self._sample(int(index), prefetched, position) for position, index in enumerate(indices)]
+        ids = self.ids_at(indices) if self._ids_from_table and len(indices) else None
+        return Prefetched(indices, self._prefetch(indices), ids)
+
+    def __getitems__(self, request) -> list[dict[str, Any] | None]:
+        """The samples of a whole batch (torch's DataLoader asks this way): a list of rows, or a
+        :class:`Prefetched` batch whose table values were read by the main process."""
+        prefetched = request if isinstance(request, Prefetched) else self.prefetch(request)
+        return [
+            self._sample(int(index), prefetched, position)
+            for position, index in enumerate(prefetched.indices)
+        ]
 
     def _prefetch(self, indices: np.ndarray) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """{dataset name: (slot in the values of each batch position, {field: values})} for the fields
-        a batch reads at once.
+        """{dataset name: (slot in the values of each batch position (-1: unmatched), {field: values})}
+        for the fields a batch reads at once.
 
         A random read costs more per read than per row (a Lance take of 1,024 rows ~14 us a row, of
         65,536 rows ~0.8 us), so when a batch's rows lie near one another (inference goes in order)
         the next :data:`READ_AHEAD` primary rows are read at once and kept for the batches that follow."""
         found = {}
         for name, getters, rows in self._plan:
-            fields = [field for field, _ in getters if field in self._batch_fields.get(name, ())]
+            fields = [field for field, _ in getters if field in self._batch_fields.get(name, {})]
             if not fields or not len(indices):
                 continue
             low, high = int(indices.min()), int(indices.max())
@@ -373,12 +414,14 @@ class DataProvider:
                     if window is None or low < window[0] or high >= window[1]:
                         stop = max(high + 1, min(len(self), low + READ_AHEAD))
                         window = self._windows[name] = self._read(name, rows, fields, np.arange(low, stop))
-                    found[name] = (window[2][indices - window[0]], window[3])
+                    slots, values = window[2][indices - window[0]], window[3]
                 else:
                     _, _, slots, values = self._read(name, rows, fields, indices)
-                    found[name] = (slots, values)
             except (DataError, IndexError):  # read row by row instead, so the error names its object
                 continue
+            used = slots >= 0  # just this batch's values travel on (to a worker process)
+            batch = {field: column[slots[used]] for field, column in values.items()}
+            found[name] = (np.where(used, np.cumsum(used) - 1, -1), batch)
         return found
 
     def _read(self, name: str, rows, fields: list[str], primary: np.ndarray):
@@ -395,9 +438,13 @@ class DataProvider:
         return int(primary[0]), int(primary[-1]) + 1, slots, values
 
     def _sample(
-        self, index: int, prefetched: Mapping | None = None, position: int = 0
+        self, index: int, prefetched: Prefetched | None = None, position: int = 0
     ) -> dict[str, Any] | None:
-        object_id = str(self._id_getter(index))
+        found = prefetched.values if prefetched is not None else {}
+        if prefetched is not None and prefetched.ids is not None:
+            object_id = str(prefetched.ids[position])
+        else:
+            object_id = str(self._id_getter(index))
         sample: dict[str, Any] = {"object_id": object_id}
         try:
             for name, getters, rows in self._plan:
@@ -409,10 +456,16 @@ class DataProvider:
                     if row < 0:
                         sample[name] = {field: None for field, _ in getters}
                         continue
-                slots, read = prefetched.get(name, (None, {})) if prefetched else (None, {})
+                slots, read = found.get(name, (None, {}))
+                hooks = self._batch_fields[name]
                 values = {}
                 for field, getter in getters:
-                    value = read[field][slots[position]] if field in read else getter(row)
+                    if field in read:
+                        value = read[field][slots[position]]
+                        if hooks.get(field) is not None:
+                            value = self._augment(hooks[field], value, row)
+                    else:
+                        value = getter(row)
                     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                         value = self._finite(value, object_id, name, field)
                     elif isinstance(value, np.generic):
@@ -502,6 +555,19 @@ class DataProvider:
 
     def __repr__(self) -> str:
         return self.summary()
+
+
+@dataclass
+class Prefetched:
+    """A batch's rows and what the main process read for them from tables: {dataset name: (slot of
+    each batch position, {field: values})}, and the primary ids when they come from a table."""
+
+    indices: np.ndarray
+    values: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]
+    ids: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def _augmented(spec: Mapping, field: str) -> bool:

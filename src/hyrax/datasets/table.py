@@ -66,11 +66,15 @@ class TableDataset(HyraxDataset, register=False):
         self._block: tuple[int, dict[str, Any]] | None = None
 
     def _dataset(self):
-        """The Lance dataset, opened again in a forked DataLoader worker (Lance is not fork-safe)."""
+        """The Lance dataset. Lance is not fork-safe (a forked process that reads it can hang or crash),
+        so a forked DataLoader worker is refused: Hyrax's loader reads tables in the main process and
+        hands the values to its workers."""
         if os.getpid() != self._pid:
-            import lance
-
-            self._lance, self._pid, self._block = lance.dataset(str(self._table_path)), os.getpid(), None
+            raise DataError(
+                f"{type(self).__name__} ({self._table_path}) was read in a forked process (a DataLoader worker), "
+                f"which Lance does not allow. Read it through Hyrax's loader (it reads tables in the main process), "
+                f"or set data_loader.num_workers = 0."
+            )
         return self._lance
 
     def __len__(self) -> int:
@@ -100,7 +104,7 @@ class TableDataset(HyraxDataset, register=False):
         if not 0 <= idx < self._length:
             raise IndexError(f"row {idx} out of range for {self._length} rows")
         block = idx // self._block_rows
-        if self._block is None or self._block[0] != block or os.getpid() != self._pid:
+        if self._block is None or self._block[0] != block:
             start = block * self._block_rows
             rows = np.arange(start, min(start + self._block_rows, self._length))
             self._block = (block, self.read_rows(rows, self._columns))

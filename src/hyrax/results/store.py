@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -240,7 +241,40 @@ class ResultDataset(HyraxDataset):
         self.dtype = np.dtype(metadata.get(b"dtype", b"float32").decode())
         self._length = self._lance.count_rows()
         self._block: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._pid = os.getpid()
         super().__init__(config or {}, location)
+
+    #: Its fields as table columns: a data provider reads a batch of them at once, in the main process.
+    _columns = ("object_id", "data")
+    _reads_own_getters = True
+
+    def read_rows(self, rows, fields) -> dict[str, np.ndarray]:
+        """Values of ``fields`` ("object_id", "data") at ``rows``, in one read."""
+        self._check_process()
+        rows = np.asarray(rows, dtype=np.int64)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        table = self._lance.take(unique, columns=list(fields))
+        found = {}
+        for field in fields:
+            values = (
+                table.column(field).to_numpy(zero_copy_only=False).astype(str)
+                if field == "object_id"
+                else self._vectors(table.select([field]))
+            )
+            found[field] = values[inverse]
+        return found
+
+    def column_batches(self, field: str, batch_size: int = 262_144):
+        """One column in row order, a batch at a time (Arrow arrays)."""
+        for batch in self._lance.to_batches(columns=[field], batch_size=batch_size, **SCAN):
+            yield batch.column(0)
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise ResultsError(
+                f"The results table {self.table_path} was read in a forked process (a DataLoader worker), which "
+                f"Lance does not allow. Read it through Hyrax's loader, or set data_loader.num_workers = 0."
+            )
 
     def __len__(self) -> int:
         return self._length
@@ -258,6 +292,7 @@ class ResultDataset(HyraxDataset):
 
     def _cached(self, index: int) -> tuple[str, np.ndarray]:
         """Row ``index`` through a cache of blocks of rows (sequential readers touch storage rarely)."""
+        self._check_process()
         if index < 0:
             index += self._length
         if not 0 <= index < self._length:
@@ -411,7 +446,6 @@ class ResultDataset(HyraxDataset):
         >>> pq.read_table(ResultDataset(data_location=run).export(run / "out.parquet")).num_rows
         2
         """
-        import os
 
         import pyarrow.parquet as pq
 

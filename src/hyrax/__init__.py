@@ -7,6 +7,9 @@ The public names are loaded on first use, so ``import hyrax`` and ``hyrax --help
 """
 
 from hyrax._version import __version__
+from hyrax.compute import limit_malloc_arenas
+
+limit_malloc_arenas()  # before any reader thread: see its documentation
 
 _PUBLIC = {
     "Hyrax": "hyrax.hyrax",

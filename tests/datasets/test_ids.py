@@ -83,3 +83,21 @@ def test_a_shared_hash_prefix_never_gives_a_wrong_row():
         assert index.duplicates() == (0, [])
     finally:
         ids_module.id_hashes = original
+
+
+def test_index_written_to_disk_matches_the_one_in_memory(tmp_path):
+    """The bounded-memory sort (keys spread over bucket files by their top bits) gives the same keys."""
+    from hyrax.datasets.ids import open_id_index, write_id_index
+
+    column = StringColumn([f"J{i:08d}" for i in range(20_000)])
+    before = {p.name for p in tmp_path.iterdir()}
+    batches = [column.arrow.slice(start, 1500) for start in range(0, 20_000, 1500)]
+    path = write_id_index(batches, tmp_path / "ids.npy", count=20_000)
+    on_disk = open_id_index(path, column.__getitem__)
+    in_memory = IdIndex.build([column.arrow], column.__getitem__, count=20_000)
+    assert isinstance(on_disk.keys, np.memmap) and np.array_equal(on_disk.keys, in_memory.keys)
+    assert on_disk.rows_of(["J00019999", "J00000000", "nope"]).tolist() == [19_999, 0, -1]
+    assert {p.name for p in tmp_path.iterdir()} - before == {"ids.npy"}  # no scratch left
+    with pytest.raises(ValueError, match="announced"):
+        write_id_index(batches, tmp_path / "short.npy", count=30_000)
+    assert {p.name for p in tmp_path.iterdir()} - before == {"ids.npy"}  # nothing half-written

@@ -24,3 +24,20 @@ def test_closing_compacts_into_bounded_fragments_in_order(tmp_path, monkeypatch)
     assert results.ids().tolist() == ids.tolist() and np.array_equal(results[np.arange(60_000)], data)
     assert results.rows_of(["obj59999", "obj0", "nope"]).tolist() == [59_999, 0, -1]
     assert len(table.versions()) == 1 or all(v["version"] >= table.version - 1 for v in table.versions())
+
+
+def test_rows_appended_after_the_id_index_are_still_found(tmp_path):
+    """A resumed run not yet closed: its id index covers the first rows, the rest are read."""
+    ids = np.char.add("obj", np.arange(3000).astype(str))
+    data = np.zeros((3000, 2), dtype=np.float32)
+    with ResultWriter(tmp_path, (2,), "float32") as writer:
+        writer.write(ids[:2000], data[:2000])
+    writer = ResultWriter(tmp_path, (2,), "float32", resume=True)
+    writer.write(ids[2000:], data[2000:])
+    writer.flush()  # committed, not closed: the id index still covers 2,000 rows
+    assert np.load(store.id_index_path(store.table_path(tmp_path)), mmap_mode="r").shape == (2000,)
+    results = ResultDataset(data_location=tmp_path)
+    assert results.rows_of(["obj2999", "obj5", "nope"]).tolist() == [2999, 5, -1]
+    assert results.lookup("obj2500").shape == (2,)
+    writer.close()
+    assert ResultDataset(data_location=tmp_path).rows_of(["obj2999"]).tolist() == [2999]

@@ -22,6 +22,7 @@ as much again: 15 GB at 100M objects, copied into every DataLoader worker that t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -306,6 +307,74 @@ class IdIndex:
                     seen[value] = int(row)
         ordered = sorted(repeated, key=repeated.get)
         return len(ordered), ordered[:limit]
+
+
+#: Buckets (by a key's top bits) of the on-disk sort in :func:`write_id_index`: each is sorted alone,
+#: so the sort holds about 8 * N / BUCKETS bytes (3 MB at 100M objects).
+BUCKETS = 256
+
+
+def write_id_index(batches: Iterable[Any], path: Path | str, count: int) -> Path:
+    """Write the keys of an :class:`IdIndex` over ``count`` ids, given in row order a batch at a time,
+    to ``path`` (a ``.npy`` file, opened with :func:`open_id_index`), in memory bounded by a batch:
+    the keys are spread over :data:`BUCKETS` files by their top bits, then each bucket is sorted into
+    its place in the output (the hash prefixes are uniform, so the buckets are even). The file appears
+    whole or not at all.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> ids = StringColumn(["a", "b", "c"])
+    >>> index = open_id_index(write_id_index([ids.arrow], folder / "ids.npy", 3), ids.__getitem__)
+    >>> index.rows_of(["c", "z"]).tolist()
+    [2, -1]
+    """
+    import contextlib
+    import os
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    partial = scratch / "keys.npy"
+    try:
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(open(scratch / f"{b:03d}", "wb")) for b in range(BUCKETS)]
+            start = 0
+            for batch in batches:
+                hashes = id_hashes(batch)
+                keys = _prefix(hashes) | np.arange(start, start + len(hashes), dtype=np.uint64)
+                start += len(keys)
+                if start > count:
+                    raise ValueError(f"more than the {count} ids announced")
+                bucket = (keys >> np.uint64(64 - 8)).astype(np.uint8)  # BUCKETS = 2**8
+                order = np.argsort(bucket, kind="stable")
+                bounds = np.searchsorted(bucket[order], np.arange(BUCKETS + 1), side="left")
+                keys = keys[order]
+                for number in np.flatnonzero(np.diff(bounds)):
+                    keys[bounds[number] : bounds[number + 1]].tofile(files[number])
+        if start != count:
+            raise ValueError(f"{start} ids for the {count} announced")
+        if count >= 2**32:
+            raise ValueError(f"an id index holds at most 2**32 objects, not {count}")
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint64, shape=(count,))
+        position = 0
+        for bucket in range(BUCKETS):
+            keys = np.fromfile(scratch / f"{bucket:03d}", dtype=np.uint64)
+            keys.sort()
+            out[position : position + len(keys)] = keys
+            position += len(keys)
+        out.flush()
+        del out
+        os.replace(partial, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def open_id_index(path: Path | str, ids_at: Callable[[np.ndarray], Sequence[str]]) -> IdIndex:
+    """The :class:`IdIndex` written by :func:`write_id_index`, read from disk as it is searched (a look-up
+    touches ~log2(N) of its pages; nothing is loaded)."""
+    return IdIndex(np.load(path, mmap_mode="r"), ids_at)
 
 
 def _prefix(hashes: np.ndarray) -> np.ndarray:

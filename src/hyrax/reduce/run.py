@@ -68,7 +68,9 @@ def reduce_results(config: Mapping, results: ResultDataset, run_dir: Path) -> Re
     else:
         reducer, sample_size = make_reducer(config)
         rng = np.random.default_rng(reducer.seed)
-        rows = np.sort(rng.choice(len(results), size=min(sample_size, len(results)), replace=False))
+        from hyrax.compute import sample_rows
+
+        rows = sample_rows(len(results), sample_size, rng)
         logger.info("fitting %s on %d of %d rows", reducer.name, len(rows), len(results))
         reducer.fit(results[rows].reshape(len(rows), -1))
     reducer.save(Path(run_dir) / "reducer")

@@ -93,6 +93,26 @@ def compact_table(path: Path, row_bytes: int) -> None:
     lance.dataset(str(path)).cleanup_old_versions(older_than=datetime.timedelta(0))
 
 
+def id_index_path(path: Path) -> Path:
+    """The id index beside a table: ``results.lance`` -> ``results.ids.npy``."""
+    return path.with_name(f"{path.stem}.ids.npy")
+
+
+def index_ids(path: Path) -> None:
+    """Write the id index of the table at ``path`` (:func:`hyrax.datasets.ids.write_id_index`: 8 bytes
+    an object on disk, built in memory bounded by a batch; Lance's BTREE held ~28 bytes an object while
+    building). Rows appended later are found by reading them (see :meth:`ResultDataset.rows_of`)."""
+    import lance
+
+    from hyrax.datasets.ids import write_id_index
+
+    dataset = lance.dataset(str(path))
+    batches = (
+        batch.column(0) for batch in dataset.to_batches(columns=["object_id"], batch_size=262_144, **SCAN)
+    )
+    write_id_index(batches, id_index_path(path), dataset.count_rows())
+
+
 def _has_versions(path: Path) -> bool:
     versions = path / "_versions"
     return versions.is_dir() and any(versions.iterdir())
@@ -134,6 +154,8 @@ class ResultWriter:
             import shutil
 
             shutil.rmtree(self.path)
+        if not self.path.exists():
+            id_index_path(self.path).unlink(missing_ok=True)  # left by a table removed by hand
         if self.path.exists():
             if not resume:
                 raise ResultsError(
@@ -203,7 +225,7 @@ class ResultWriter:
         self.flush()
         if index and self.path.exists():
             compact_table(self.path, int(np.prod(self.shape or (1,))) * self.dtype.itemsize)
-            self._dataset().create_scalar_index("object_id", "BTREE", replace=True)
+            index_ids(self.path)
 
     def __enter__(self) -> ResultWriter:
         return self
@@ -370,13 +392,22 @@ class ResultDataset(HyraxDataset):
             yield ids, self._vectors(table) if vectors else None
 
     def rows_of(self, object_ids: Sequence[str]) -> np.ndarray:
-        """The row of each id (-1 where it is not there), through the id index (no scan, nothing held
-        per object)."""
+        """The row of each id (-1 where it is not there), through the id index written with the table
+        (O(log N) pages read, nothing held per object); rows appended after it was written (a resumed
+        run not yet finished) are read to find the rest. A table without one (written elsewhere) is
+        asked through Lance's filter (its BTREE where it has one)."""
         from hyrax.datasets.ids import arrow_strings
 
         wanted = arrow_strings(object_ids)
         rows = np.full(len(wanted), -1, dtype=np.int64)
         if not len(wanted):
+            return rows
+        index = self._id_index()
+        if index is not None:
+            rows = index.rows_of(wanted)
+            missing = np.flatnonzero(rows < 0)
+            if len(missing) and len(index) < self._length:
+                rows[missing] = self._rows_in_tail(wanted.take(missing).to_pylist(), len(index))
             return rows
         unique = wanted.unique()
         table = self._lance.to_table(
@@ -387,6 +418,31 @@ class ResultDataset(HyraxDataset):
         )
         for position, object_id in enumerate(wanted.to_pylist()):
             rows[position] = found.get(object_id, -1)
+        return rows
+
+    def _id_index(self):
+        """The id index written with the table (None when there is none, or it is not this table's)."""
+        if getattr(self, "_index", False) is False:
+            from hyrax.datasets.ids import open_id_index
+
+            path = id_index_path(self.table_path)
+            self._index = None
+            if path.is_file():
+                index = open_id_index(path, self.ids_at)
+                self._index = index if len(index) <= self._length else None
+        return self._index
+
+    def _rows_in_tail(self, object_ids: list[str], start: int) -> np.ndarray:
+        """Rows of ``object_ids`` among the rows from ``start`` on (-1: not there), read in batches."""
+        wanted = {object_id: position for position, object_id in enumerate(object_ids)}
+        rows = np.full(len(object_ids), -1, dtype=np.int64)
+        for first in range(start, self._length, 262_144):
+            last = min(first + 262_144, self._length)
+            ids = self._lance.take(np.arange(first, last), columns=["object_id"]).column("object_id")
+            for offset, object_id in enumerate(ids.to_pylist()):
+                position = wanted.get(object_id)
+                if position is not None and rows[position] < 0:
+                    rows[position] = first + offset
         return rows
 
     def _positions(self, addresses) -> np.ndarray:
@@ -418,16 +474,13 @@ class ResultDataset(HyraxDataset):
     def lookup_many(self, object_ids: Sequence[str]) -> np.ndarray:
         """Vectors of several ids, in the order given; an unknown id is an error naming it."""
         wanted = [str(i) for i in object_ids]
-        table = self._lance.to_table(filter=_in_filter(wanted))
-        found = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
-        missing = sorted(set(wanted) - set(found))
-        if missing:
+        rows = self.rows_of(wanted)
+        if (rows < 0).any():
+            missing = sorted({wanted[i] for i in np.flatnonzero(rows < 0)})
             raise DataError(
                 f"Object id(s) {', '.join(missing[:5])} are not in the results {self.table_path} ({self._length} objects)."
             )
-        position = {object_id: row for row, object_id in enumerate(found)}
-        vectors = self._vectors(table)
-        return vectors[[position[i] for i in wanted]]
+        return self.read_rows(rows, ["data"])["data"]
 
     def to_arrow(self):
         """Every row as one Arrow table (in memory: see :meth:`export` for a streamed copy)."""

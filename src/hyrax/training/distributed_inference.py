@@ -258,7 +258,7 @@ def publish_parts(run_dir: Path, written_now: int = 0, seconds: float = 0.0) -> 
     from lance.fragment import FragmentMetadata
 
     from hyrax.results.run_dir import write_text_atomic
-    from hyrax.results.store import _schema, compact_table
+    from hyrax.results.store import _schema, compact_table, id_index_path, index_ids
 
     parts = parts_path(run_dir)
     plan = _read_json(parts / PLAN_FILE)
@@ -275,13 +275,14 @@ def publish_parts(run_dir: Path, written_now: int = 0, seconds: float = 0.0) -> 
     if not plan["committed"]:
         fragments = [FragmentMetadata.from_json(json.dumps(f)) for m in manifests for f in m["fragments"]]
         operation = lance.LanceOperation.Overwrite(_schema(shape, str(dtype)), fragments)
+        id_index_path(path).unlink(missing_ok=True)
         lance.LanceDataset.commit(str(path), operation)
         # From here on the manifests' fragments may be compacted away: never commit them again.
         write_text_atomic(parts / PLAN_FILE, json.dumps({**plan, "committed": True}))
     compact_table(path, int(np.prod(shape or (1,))) * dtype.itemsize)
     rows = lance.dataset(str(path)).count_rows()
     if rows:
-        lance.dataset(str(path)).create_scalar_index("object_id", "BTREE", replace=True)
+        index_ids(path)
     # Every process is done, so a data file that no version lists is an orphan: the chunk of a killed
     # process, written before its manifest could list it.
     lance.dataset(str(path)).cleanup_old_versions(older_than=datetime.timedelta(0), delete_unverified=True)

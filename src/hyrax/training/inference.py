@@ -85,7 +85,14 @@ def infer_provider(config: Mapping) -> tuple[DataProvider, np.ndarray]:
         )
     provider = DataProvider(config, "infer")
     indices = compute_splits(config, {"infer": provider}).indices["infer"]
-    return provider, indices
+    return provider, compact_rows(indices)
+
+
+def compact_rows(indices: np.ndarray) -> np.ndarray:
+    """Row numbers in 4 bytes each where they fit (40 MB for 10M objects, not 80)."""
+    if len(indices) and int(indices.max()) < 2**31:
+        return indices.astype(np.int32, copy=False)
+    return indices
 
 
 def load_model(config: Mapping, provider: DataProvider, index: int, weights: Path):
@@ -100,10 +107,10 @@ def load_model(config: Mapping, provider: DataProvider, index: int, weights: Pat
 
 
 class RowSampler:
-    """Rows in the given order, from a numpy array: 8 bytes an object, not a Python list's ~36."""
+    """Rows in the given order, from a numpy array: 4 or 8 bytes an object, not a Python list's ~36."""
 
     def __init__(self, indices: np.ndarray):
-        self.indices = np.asarray(indices, dtype=np.int64)
+        self.indices = np.asarray(indices)
 
     def __iter__(self):
         for start in range(0, len(self.indices), 65536):

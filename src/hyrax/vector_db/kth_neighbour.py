@@ -98,7 +98,9 @@ def _sample(results: ResultDataset, count: int, seed: int, what: str) -> tuple[n
     """(sorted rows, float32 vectors) of a seeded sample of ``count`` objects, read in one streamed pass
     that also checks every vector. (A Lance ``take`` of many scattered rows keeps far more memory than
     the rows themselves: ~1.5 kB a row.)"""
-    rows = np.sort(np.random.default_rng(seed).choice(len(results), min(len(results), count), replace=False))
+    from hyrax.compute import sample_rows
+
+    rows = sample_rows(len(results), count, np.random.default_rng(seed))
     sample = np.empty((len(rows), max(1, int(np.prod(results.shape or (1,))))), dtype=np.float32)
     with Progress(what, len(results)) as progress:
         for start, _, vectors in _batches(results):

@@ -277,10 +277,12 @@ class IdIndex:
                 found[position] = min(hits)
         return found
 
+    def _shared_prefixes(self) -> np.ndarray:
+        return _shared_prefixes_in(self.keys)
+
     def duplicates(self, limit: int = 5) -> tuple[int, list[str]]:
         """(how many ids occur more than once, up to ``limit`` of them, in row order)."""
-        prefixes = self.keys >> np.uint64(32)
-        same = np.flatnonzero(prefixes[1:] == prefixes[:-1])
+        same = self._shared_prefixes()
         if not len(same):
             return 0, []
         # Groups of keys sharing a prefix: pairs (nearly all of them) checked at once, larger ones one by one.
@@ -356,15 +358,13 @@ def write_id_index(batches: Iterable[Any], path: Path | str, count: int) -> Path
             raise ValueError(f"{start} ids for the {count} announced")
         if count >= 2**32:
             raise ValueError(f"an id index holds at most 2**32 objects, not {count}")
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint64, shape=(count,))
-        position = 0
-        for bucket in range(BUCKETS):
-            keys = np.fromfile(scratch / f"{bucket:03d}", dtype=np.uint64)
-            keys.sort()
-            out[position : position + len(keys)] = keys
-            position += len(keys)
-        out.flush()
-        del out
+        with open(partial, "wb") as out:  # written in order, not through a memory map (its pages count)
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint64)), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(out, {**header, "shape": (count,)})
+            for bucket in range(BUCKETS):
+                keys = np.fromfile(scratch / f"{bucket:03d}", dtype=np.uint64)
+                keys.sort()
+                keys.tofile(out)
         os.replace(partial, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -375,6 +375,16 @@ def open_id_index(path: Path | str, ids_at: Callable[[np.ndarray], Sequence[str]
     """The :class:`IdIndex` written by :func:`write_id_index`, read from disk as it is searched (a look-up
     touches ~log2(N) of its pages; nothing is loaded)."""
     return IdIndex(np.load(path, mmap_mode="r"), ids_at)
+
+
+def _shared_prefixes_in(keys: np.ndarray, step: int = 2**20) -> np.ndarray:
+    """Positions i where keys i and i + 1 share their hash prefix, found a block at a time (no copy of
+    every key: 80 MB at 10M)."""
+    found = []
+    for start in range(0, max(0, len(keys) - 1), step):
+        block = np.asarray(keys[start : start + step + 1]) >> np.uint64(32)
+        found.append(np.flatnonzero(block[1:] == block[:-1]) + start)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 def _prefix(hashes: np.ndarray) -> np.ndarray:

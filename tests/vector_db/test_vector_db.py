@@ -71,8 +71,8 @@ def test_lance_ivf_pq_with_refine_keeps_recall(tmp_path):
 
 
 def test_lance_index_is_built_a_segment_at_a_time(tmp_path, monkeypatch):
-    """Bounded memory: one index segment per few fragments, one trained model, searched as one index;
-    queries are held-out points, not copies of indexed ones."""
+    """Bounded memory: one index segment per few fragments, one trained model, merged into one index
+    (a query searches each segment apart); queries are held-out points, not copies of indexed ones."""
     import lance
 
     from hyrax.vector_db import lance_index
@@ -87,7 +87,7 @@ def test_lance_index_is_built_a_segment_at_a_time(tmp_path, monkeypatch):
     (described,) = [
         i for i in lance.dataset(str(index.path)).describe_indices() if "data" in list(i.field_names)
     ]
-    assert len(described.segments) == 3 and described.num_rows_indexed == 6000
+    assert len(described.segments) == 1 and described.num_rows_indexed == 6000  # merged
     found, _ = index.search(held_out, k=10)
     truth = np.argsort(((vectors[None] - held_out[:, None]) ** 2).sum(-1), axis=1)[:, :10]
     recall = np.mean([len(set(f) & set(ids[t])) / 10 for f, t in zip(found, truth, strict=True)])

@@ -88,6 +88,8 @@ def test_lance_index_is_built_a_segment_at_a_time(tmp_path, monkeypatch):
         i for i in lance.dataset(str(index.path)).describe_indices() if "data" in list(i.field_names)
     ]
     assert len(described.segments) == 1 and described.num_rows_indexed == 6000  # merged
+    indices = {entry.name for entry in (index.path / "_indices").iterdir()}
+    assert indices == {str(described.segments[0].uuid)}  # the segments' own files removed
     found, _ = index.search(held_out, k=10)
     truth = np.argsort(((vectors[None] - held_out[:, None]) ** 2).sum(-1), axis=1)[:, :10]
     recall = np.mean([len(set(f) & set(ids[t])) / 10 for f, t in zip(found, truth, strict=True)])

@@ -123,6 +123,10 @@ class LanceIndex(VectorIndex):
                 self._dataset().optimize.optimize_indices(
                     num_indices_to_merge=len(segments), index_names=[INDEX_NAME]
                 )
+            import datetime
+
+            # The segments' own files are no longer read by any version but the ones before the merge.
+            self._dataset().cleanup_old_versions(older_than=datetime.timedelta(0))
         return (
             f"IVF_PQ index ({partitions} partitions, {sub_vectors} sub-vectors, built in {len(segments)} segment(s), "
             f"refine x{self.refine_factor})"

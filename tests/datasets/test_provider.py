@@ -303,3 +303,37 @@ def test_duplicate_primary_ids_are_an_error(hyrax_config, tmp_path):
         DataError, match=r"data_request.train.data: 1 object id\(s\) occur more than once \(e.g. a\)"
     ):
         DataProvider(config, "train")
+
+
+class RootKeyDataset(HyraxDataset):
+    """As the published Hyrax's notebooks write one: a setting read from the config's root."""
+
+    def __init__(self, config, data_location=None):
+        self.count = config.get("n_objects", 64)
+        super().__init__(config, data_location)
+
+    def __len__(self):
+        return self.count
+
+    def get_value(self, idx):
+        return np.float32(idx)
+
+    def get_object_id(self, idx):
+        return str(idx)
+
+
+def test_dataset_config_keys_reach_the_dataset_as_the_published_hyrax_places_them(hyrax_config, caplog):
+    """Was a silent wrong answer: {"n_objects": 32} was put under [data_set] and the dataset used 64."""
+    config = request_config(
+        hyrax_config, data={"dataset_class": "RootKeyDataset", "dataset_config": {"n_objects": 32}}
+    )
+    assert len(DataProvider(config, "train")) == 32
+    # The published nested form merges into the class's table (its other keys keep their defaults).
+    nested = {**RANDOM, "dataset_config": {"HyraxRandomDataset": {"size": 7}}}
+    provider = DataProvider(request_config(hyrax_config, "nested", data=nested), "nested")
+    assert len(provider) == 7 and provider[0]["data"]["image"].shape == (2, 5, 5)
+    # A near-miss of a known key is named (and still set at the root, as published).
+    typo = {**RANDOM, "dataset_config": {"sise": 7}}
+    with caplog.at_level("WARNING"):
+        assert len(DataProvider(request_config(hyrax_config, "typo", data=typo), "typo")) == 100
+    assert "Did you mean 'size'?" in caplog.text

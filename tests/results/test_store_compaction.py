@@ -41,3 +41,29 @@ def test_rows_appended_after_the_id_index_are_still_found(tmp_path):
     assert results.lookup("obj2500").shape == (2,)
     writer.close()
     assert ResultDataset(data_location=tmp_path).rows_of(["obj2999"]).tolist() == [2999]
+
+
+def test_a_table_written_by_the_published_hyrax_is_read_row_by_row(tmp_path):
+    """Published Hyrax stamps tensor_shape/tensor_dtype (not shape/dtype): each row stays one result,
+    never values of several rows read as one (a silent wrong answer before)."""
+    import json
+
+    import pyarrow as pa
+
+    vectors = np.arange(5 * 6, dtype=np.float32).reshape(5, 2, 3)
+    schema = pa.schema(
+        [pa.field("object_id", pa.string()), pa.field("data", pa.list_(pa.float32(), 6))],
+        metadata={b"tensor_shape": json.dumps([2, 3]).encode(), b"tensor_dtype": b"float32"},
+    )
+    table = pa.table(
+        {"object_id": [f"o{i}" for i in range(5)], "data": list(vectors.reshape(5, 6))}, schema=schema
+    )
+    lance.write_dataset(table, str(store.table_path(tmp_path)))
+    results = ResultDataset(data_location=tmp_path)
+    assert results.shape == (2, 3) and len(results) == 5
+    assert np.array_equal(results.lookup("o3"), vectors[3]) and np.array_equal(results[4], vectors[4])
+    # No metadata at all: the fixed-size list gives one row per result.
+    bare = tmp_path / "bare"
+    lance.write_dataset(table.replace_schema_metadata(None), str(store.table_path(bare)))
+    assert ResultDataset(data_location=bare).shape == (6,)
+    assert np.array_equal(ResultDataset(data_location=bare)[2], vectors[2].ravel())

@@ -46,14 +46,42 @@ READ_AHEAD = 65536
 def dataset_config(config: Mapping, dataset_class: str, overrides: Mapping | None) -> dict:
     """A copy of ``config`` with one dataset's ``dataset_config`` applied.
 
-    A key that ``[data_set.<dataset_class>]`` has goes there; any other goes to ``[data_set]``.
+    - a table named after a dataset class (the published nested form, ``{"HyraxRandomDataset": {...}}``)
+      is merged into ``[data_set.<that class>]``, key by key;
+    - a key that ``[data_set.<dataset_class>]`` has goes there; one that ``[data_set]`` has, there;
+    - any other key is set at the config's root, where the published Hyrax puts it (a dataset of
+      yours reads it as ``config["n_objects"]``); a near-miss of a known key is logged with the key it
+      resembles.
     """
     result = copy.deepcopy(config)
-    if overrides:
-        data_set = result.setdefault("data_set", {})
-        own = data_set.get(dataset_class) if isinstance(data_set.get(dataset_class), dict) else None
-        for key, value in overrides.items():
-            (own if own is not None and key in own else data_set)[key] = copy.deepcopy(value)
+    if not overrides:
+        return result
+    data_set = result.setdefault("data_set", {})
+    own = data_set.get(dataset_class) if isinstance(data_set.get(dataset_class), dict) else None
+    for key, value in overrides.items():
+        value = copy.deepcopy(value)
+        nested = data_set.get(key)
+        if isinstance(value, Mapping) and (key in DATASETS or isinstance(nested, dict)):
+            target = data_set.setdefault(key, {})
+            if not isinstance(target, dict):
+                target = data_set[key] = {}
+            target.update(value)
+        elif own is not None and key in own:
+            own[key] = value
+        elif key in data_set:
+            data_set[key] = value
+        else:
+            known = [*(own or {}), *(k for k, v in data_set.items() if not isinstance(v, dict))]
+            hint = did_you_mean(key, known)
+            if hint:
+                logger.warning(
+                    "dataset_config key '%s' of %s is not a [data_set] key; it is set at the config root "
+                    "(as the published Hyrax does).%s",
+                    key,
+                    dataset_class,
+                    hint,
+                )
+            result[key] = value
     return result
 
 

@@ -113,6 +113,36 @@ def index_ids(path: Path) -> None:
     write_id_index(batches, id_index_path(path), dataset.count_rows())
 
 
+def _layout(schema, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of one object's result: from the schema metadata Hyrax writes (``shape``,
+    ``dtype``), or the published Hyrax's (``tensor_shape``, ``tensor_dtype``), or else from the ``data``
+    column's type (a fixed-size list of N values: shape (N,)). Never a shape that would read the
+    values of several rows as one."""
+    import pyarrow as pa
+
+    metadata = schema.metadata or {}
+    field = schema.field("data") if "data" in schema.names else None
+    kind = field.type if field is not None else None
+    size = kind.list_size if kind is not None and pa.types.is_fixed_size_list(kind) else None
+    text = metadata.get(b"shape", metadata.get(b"tensor_shape"))
+    shape = tuple(json.loads(text.decode())) if text is not None else ((size,) if size is not None else ())
+    dtype_text = metadata.get(b"dtype", metadata.get(b"tensor_dtype"))
+    if dtype_text is not None:
+        dtype = np.dtype(dtype_text.decode())
+    elif size is not None:
+        dtype = np.dtype(kind.value_type.to_pandas_dtype())
+    else:
+        dtype = np.dtype("float32")
+    count = int(np.prod(shape)) if shape else 1
+    if size is not None and count != size:
+        raise ResultsError(
+            f"Results table {path}: its metadata says each result has shape {list(shape)} ({count} values), "
+            f"but its data column holds {size} values per row. The table was changed by hand or written by "
+            f"another tool; write it again with Hyrax."
+        )
+    return shape, dtype
+
+
 def _has_versions(path: Path) -> bool:
     versions = path / "_versions"
     return versions.is_dir() and any(versions.iterdir())
@@ -258,9 +288,7 @@ class ResultDataset(HyraxDataset):
             )
         self.table_path = path
         self._lance = lance.dataset(str(path))
-        metadata = self._lance.schema.metadata or {}
-        self.shape = tuple(json.loads(metadata.get(b"shape", b"[]").decode()))
-        self.dtype = np.dtype(metadata.get(b"dtype", b"float32").decode())
+        self.shape, self.dtype = _layout(self._lance.schema, path)
         self._length = self._lance.count_rows()
         self._block: tuple[int, np.ndarray, np.ndarray] | None = None
         self._pid = os.getpid()

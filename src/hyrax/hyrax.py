@@ -11,7 +11,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -52,12 +51,14 @@ class Hyrax:
         """The user config file in use, or None when only defaults are used."""
         return self._manager.config_file
 
-    def set_config(self, key: str, value: Any) -> None:
+    def set_config(self, key: str, value: Any, over_write: bool = False) -> None:
         """Set one config value by dotted key, checked as it is set.
 
-        Quote a segment that contains dots: ``h.set_config("'torch.optim.Adam'.lr", 1e-3)``.
+        Quote a segment that contains dots: ``h.set_config("'torch.optim.Adam'.lr", 1e-3)``. A table is
+        merged into the one there; ``over_write=True`` replaces what was set there before (keys never
+        set keep their defaults).
         """
-        self._manager.set_config(key, value)
+        self._manager.set_config(key, value, over_write=over_write)
 
     def config_help(self, key: str | None = None) -> str:
         """Print and return the documentation of a config section or key (from the defaults file)."""
@@ -83,8 +84,11 @@ class Hyrax:
     # -- verbs -----------------------------------------------------------------------------------
     def _run_verb(self, name: str, *args: Any, **kwargs: Any) -> Any:
         verb_class = plugins.VERBS.get(name)
-        config = copy.deepcopy(self._manager.config)
-        # h.config may have been edited by hand since the last check.
+        from hyrax.config.manager import merge, to_config_dict, to_plain
+
+        # h.config may have been edited by hand since the last check (h.config["split"] = {...}, as the
+        # published Hyrax's examples do): keys the user left out of a replaced table keep their defaults.
+        config = to_config_dict(merge(self._manager.defaults, to_plain(self._manager.config)))
         self._manager.validate(config)
         return verb_class(config).run(*args, **kwargs)
 

@@ -377,3 +377,35 @@ def test_no_warnings_for_the_defaults():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ConfigManager()
+
+
+def test_set_config_over_write_replaces_what_was_set_and_keeps_defaults():
+    """The published Hyrax's set_config(..., over_write=True)."""
+    from hyrax import Hyrax
+
+    h = Hyrax(setup_logging=False)
+    h.set_config("split", {"train": 0.6, "validate": 0.2})
+    h.set_config("split", {"train": 0.5}, over_write=True)
+    assert h.config["split"]["train"] == 0.5
+    assert "validate" not in h.config["split"]  # what was set before is gone (it has no default)
+    assert "rng_seed" in h.config["split"]  # keys never set keep their defaults
+
+
+def test_a_table_replaced_by_hand_keeps_its_defaults_for_the_next_verb(monkeypatch):
+    """h.config["split"] = {...} (as published examples do) used to crash the next verb on split.rng_seed."""
+    from hyrax import Hyrax, plugins
+
+    seen = {}
+
+    class Probe:
+        def __init__(self, config):
+            seen["config"] = config
+
+        def run(self):
+            return seen["config"]["split"]["rng_seed"]
+
+    monkeypatch.setitem(plugins.VERBS._entries, "probe_verb", plugins._Entry("probe_verb", Probe, None, ""))
+    h = Hyrax(setup_logging=False)
+    h.config["split"] = {"train": 0.5}
+    assert h._run_verb("probe_verb") == Hyrax(setup_logging=False).config["split"]["rng_seed"]
+    assert seen["config"]["split"]["train"] == 0.5

@@ -209,11 +209,12 @@ class ConfigManager:
             raise ConfigError(f"The config has {len(errors)} problem(s):\n{problems}\n{advice}")
 
     # -- updates ---------------------------------------------------------------------------------
-    def set_config(self, key: str, value: Any) -> None:
+    def set_config(self, key: str, value: Any, over_write: bool = False) -> None:
         """Set a dotted key (quote segments holding dots: ``"'torch.optim.Adam'.lr"``), validated.
 
-        A table value is merged into the table already there (a ``[data_request]`` group is replaced).
-        On any problem the config is left as it was.
+        A table value is merged into the table already there (a ``[data_request]`` group is replaced);
+        ``over_write=True`` (the published Hyrax's argument) replaces what you set there before instead,
+        while keys you never set keep their defaults. On any problem the config is left as it was.
         """
         segments = split_key(key)
         if isinstance(value, Mapping):
@@ -222,7 +223,12 @@ class ConfigManager:
         set_path(update, segments, value)
         saved = (copy.deepcopy(self.defaults), list(self.default_files), set(self.plugin_tables))
         saved_overrides = copy.deepcopy(self.overrides)
-        self.overrides = merge(self.overrides, update)
+        if over_write:
+            overrides = copy.deepcopy(self.overrides)
+            set_path(overrides, segments, copy.deepcopy(value))
+            self.overrides = overrides
+        else:
+            self.overrides = merge(self.overrides, update)
         for name in plugin_names(update):
             self._add_plugin_defaults(name)
         candidate = to_plain(self.config)
@@ -231,7 +237,18 @@ class ConfigManager:
         except KeyError:
             existing = None
         whole_group = len(segments) == 2 and segments[0] == "data_request"
-        if isinstance(value, Mapping) and isinstance(existing, Mapping) and not whole_group:
+        if over_write:
+            try:
+                default = get_path(to_plain(self.defaults), segments)
+            except KeyError:
+                default = None
+            fresh = (
+                merge(default, value, tuple(segments))
+                if isinstance(default, Mapping) and isinstance(value, Mapping)
+                else value
+            )
+            set_path(candidate, segments, fresh)
+        elif isinstance(value, Mapping) and isinstance(existing, Mapping) and not whole_group:
             set_path(candidate, segments, merge(existing, value, tuple(segments)))
         else:
             set_path(candidate, segments, value)

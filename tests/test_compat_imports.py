@@ -1,0 +1,25 @@
+"""Import paths of the published Hyrax that its notebooks use: they still work here."""
+
+from __future__ import annotations
+
+
+def test_published_import_paths_give_our_objects(tmp_path):
+    from hyrax import Hyrax
+    from hyrax.config_utils import find_most_recent_results_dir
+    from hyrax.datasets import HyraxDataset as ours
+    from hyrax.datasets.dataset_registry import HyraxDataset
+    from hyrax.datasets.random import HyraxRandomDataset as our_random
+    from hyrax.datasets.random.hyrax_random_dataset import HyraxRandomDataset
+    from hyrax.models import hyrax_model as our_decorator
+    from hyrax.models.model_registry import hyrax_model
+    from hyrax.results.run_dir import RunDir
+
+    assert HyraxDataset is ours and HyraxRandomDataset is our_random and hyrax_model is our_decorator
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path))
+    assert find_most_recent_results_dir(h.config, "umap") is None
+    run = RunDir.create(h.config, "reduce_dimensions")
+    run.mark_complete()
+    # The published name of the run ("umap") finds ours (reduce_dimensions).
+    assert find_most_recent_results_dir(h.config, "umap") == run.path
+    assert find_most_recent_results_dir(h.config, "reduce_dimensions") == run.path

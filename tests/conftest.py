@@ -30,17 +30,15 @@ def write_config(tmp_path):
 
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+REAL_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data: the real data sets the tests use (see each folder's README)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(
-            f"The shared test data is missing: expected {SHARED_DATA} (the repository's ../shared/data)."
-        )
-    return SHARED_DATA
+def real_data() -> Path:
+    """tests/data: the real data sets the tests use, in the repository (see each folder's README)."""
+    if not REAL_DATA.is_dir():
+        pytest.fail(f"The test data is missing: expected {REAL_DATA} (part of the repository).")
+    return REAL_DATA
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ from tests.datasets.conftest import write_fits
 
 
 @pytest.fixture
-def stars(shared_data, hyrax_config):
-    folder = shared_data / "hsc_stars_hyrax"
+def stars(real_data, hyrax_config):
+    folder = real_data / "hsc_stars_hyrax"
     for key, value in {
         "filter_catalog": str(folder / "star_cat_correct.fits"),
         "object_id_column_name": "# object_id",

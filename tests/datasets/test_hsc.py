@@ -57,14 +57,14 @@ def test_empty_directory_says_how_to_get_data(tmp_path, hyrax_config):
         HSCDataset(hyrax_config.config, tmp_path)
 
 
-def test_catalog_of_real_stars_loads_as_hsc_names(shared_data, tmp_path, hyrax_config):
+def test_catalog_of_real_stars_loads_as_hsc_names(real_data, tmp_path, hyrax_config):
     """The real star cutouts, renamed as the downloader names them, load through HSCDataset."""
-    catalog = pd.read_parquet(shared_data / "hsc_stars_hyrax" / "star_cat_correct.pq")
+    catalog = pd.read_parquet(real_data / "hsc_stars_hyrax" / "star_cat_correct.pq")
     for object_id, ra, dec, name in catalog[["# object_id", "ira", "idec", "star_filename"]].itertuples(
         index=False
     ):
         target = tmp_path / f"{object_id}_coadd_{ra:.5f}_{dec:.5f}_8279_HSC-I.fits"
-        target.write_bytes((shared_data / "hsc_stars_hyrax" / name).read_bytes())
+        target.write_bytes((real_data / "hsc_stars_hyrax" / name).read_bytes())
     dataset = HSCDataset(hyrax_config.config, tmp_path)
     assert len(dataset) == 10 - dataset.dropped["smaller than 25x25"]
     assert dataset.get_image(0).shape == (1, 25, 25)

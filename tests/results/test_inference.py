@@ -95,7 +95,7 @@ def test_result_dataset_api(trained):
         results.lookup("NOPE")
 
 
-def test_results_join_back_with_a_catalog_through_data_request(trained, shared_data):
+def test_results_join_back_with_a_catalog_through_data_request(trained, real_data):
     results = infer_hyrax(trained).infer()
     h = Hyrax(setup_logging=False)
     h.set_config(
@@ -111,7 +111,7 @@ def test_results_join_back_with_a_catalog_through_data_request(trained, shared_d
         {
             "dataset_class": "HyraxCSVDataset",
             "join_field": "iauname",
-            "data_location": str(shared_data / "gz_decals_rings" / "catalog.csv"),
+            "data_location": str(real_data / "gz_decals_rings" / "catalog.csv"),
         },
     )
     provider = h.prepare()["train"]

@@ -11,8 +11,8 @@ The object -> files table is built once, vectorized; reading an object costs the
 
     [data_request.train.stars]
     dataset_class = "FitsImageDataset"
-    data_location = "../shared/data/hsc_stars_hyrax"
-    dataset_config = { filter_catalog = "../shared/data/hsc_stars_hyrax/star_cat_correct.fits",
+    data_location = "./hsc_stars"
+    dataset_config = { filter_catalog = "./hsc_stars/star_cat_correct.fits",
                        object_id_column_name = "# object_id", filename_column_name = "star_filename",
                        crop_to = [24, 24] }
 """

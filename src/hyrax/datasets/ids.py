@@ -227,8 +227,7 @@ class IdIndex:
         keys = np.empty(count, dtype=np.uint64) if count is not None else None
         start = 0
         for batch in batches:
-            hashes = id_hashes(batch)
-            part = _prefix(hashes) | np.arange(start, start + len(hashes), dtype=np.uint64)
+            part = _keys(batch, start)
             if keys is not None:
                 if start + len(part) > len(keys):
                     raise ValueError(f"more than the {count} ids announced")
@@ -277,12 +276,9 @@ class IdIndex:
                 found[position] = min(hits)
         return found
 
-    def _shared_prefixes(self) -> np.ndarray:
-        return _shared_prefixes_in(self.keys)
-
     def duplicates(self, limit: int = 5) -> tuple[int, list[str]]:
         """(how many ids occur more than once, up to ``limit`` of them, in row order)."""
-        same = self._shared_prefixes()
+        same = _shared_prefixes_in(self.keys)
         if not len(same):
             return 0, []
         # Groups of keys sharing a prefix: pairs (nearly all of them) checked at once, larger ones one by one.
@@ -343,8 +339,7 @@ def write_id_index(batches: Iterable[Any], path: Path | str, count: int) -> Path
             files = [stack.enter_context(open(scratch / f"{b:03d}", "wb")) for b in range(BUCKETS)]
             start = 0
             for batch in batches:
-                hashes = id_hashes(batch)
-                keys = _prefix(hashes) | np.arange(start, start + len(hashes), dtype=np.uint64)
+                keys = _keys(batch, start)
                 start += len(keys)
                 if start > count:
                     raise ValueError(f"more than the {count} ids announced")
@@ -385,6 +380,12 @@ def _shared_prefixes_in(keys: np.ndarray, step: int = 2**20) -> np.ndarray:
         block = np.asarray(keys[start : start + step + 1]) >> np.uint64(32)
         found.append(np.flatnonzero(block[1:] == block[:-1]) + start)
     return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
+def _keys(ids: Any, start: int) -> np.ndarray:
+    """Index keys of ids at rows ``start, start + 1, ...``: hash prefix (top 32 bits) | row."""
+    hashes = id_hashes(ids)
+    return _prefix(hashes) | np.arange(start, start + len(hashes), dtype=np.uint64)
 
 
 def _prefix(hashes: np.ndarray) -> np.ndarray:

@@ -102,15 +102,10 @@ def index_ids(path: Path) -> None:
     """Write the id index of the table at ``path`` (:func:`hyrax.datasets.ids.write_id_index`: 8 bytes
     an object on disk, built in memory bounded by a batch; Lance's BTREE held ~28 bytes an object while
     building). Rows appended later are found by reading them (see :meth:`ResultDataset.rows_of`)."""
-    import lance
-
     from hyrax.datasets.ids import write_id_index
 
-    dataset = lance.dataset(str(path))
-    batches = (
-        batch.column(0) for batch in dataset.to_batches(columns=["object_id"], batch_size=262_144, **SCAN)
-    )
-    write_id_index(batches, id_index_path(path), dataset.count_rows())
+    results = ResultDataset(data_location=path)
+    write_id_index(results.column_batches("object_id"), id_index_path(path), len(results))
 
 
 def _layout(schema, path: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -291,6 +286,7 @@ class ResultDataset(HyraxDataset):
         self.shape, self.dtype = _layout(self._lance.schema, path)
         self._length = self._lance.count_rows()
         self._block: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._index: Any = False  # the id index, opened on first use (None: there is none)
         self._pid = os.getpid()
         super().__init__(config or {}, location)
 
@@ -450,7 +446,7 @@ class ResultDataset(HyraxDataset):
 
     def _id_index(self):
         """The id index written with the table (None when there is none, or it is not this table's)."""
-        if getattr(self, "_index", False) is False:
+        if self._index is False:
             from hyrax.datasets.ids import open_id_index
 
             path = id_index_path(self.table_path)

@@ -84,13 +84,7 @@ class Hyrax:
     # -- verbs -----------------------------------------------------------------------------------
     def _run_verb(self, name: str, *args: Any, **kwargs: Any) -> Any:
         verb_class = plugins.VERBS.get(name)
-        from hyrax.config.manager import merge, to_config_dict, to_plain
-
-        # h.config may have been edited by hand since the last check (h.config["split"] = {...}, as the
-        # published Hyrax's examples do): keys the user left out of a replaced table keep their defaults.
-        config = to_config_dict(merge(self._manager.defaults, to_plain(self._manager.config)))
-        self._manager.validate(config)
-        return verb_class(config).run(*args, **kwargs)
+        return verb_class(self._manager.resolved()).run(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal look-up fails: a verb registered after import, or a typo.

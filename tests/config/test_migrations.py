@@ -34,7 +34,7 @@ def test_bad_version_value(write_config):
         ConfigManager(write_config('config_version = "two"\n'))
 
 
-def test_001_model_inputs_becomes_data_request(write_config):
+def test_002_model_inputs_becomes_data_request(write_config):
     config, messages = load(
         write_config,
         """
@@ -48,14 +48,14 @@ def test_001_model_inputs_becomes_data_request(write_config):
     assert any("[model_inputs] -> [data_request]" in m for m in messages)
 
 
-def test_002_data_loader_shuffle_becomes_train_shuffle(write_config):
+def test_003_data_loader_shuffle_becomes_train_shuffle(write_config):
     config, messages = load(write_config, "[data_loader]\nshuffle = false\n")
     assert config["train"]["shuffle"] is False
     assert "shuffle" not in config["data_loader"]
     assert any("data_loader.shuffle -> train.shuffle" in m for m in messages)
 
 
-def test_003_split_fraction_becomes_split_table(write_config):
+def test_004_split_fraction_becomes_split_table(write_config):
     config, messages = load(
         write_config,
         """
@@ -74,14 +74,14 @@ def test_003_split_fraction_becomes_split_table(write_config):
     assert any("data_request.train.data.split_fraction -> split.train" in m for m in messages)
 
 
-def test_003_old_data_set_sizes_become_split_table(write_config):
+def test_004_old_data_set_sizes_become_split_table(write_config):
     config, messages = load(write_config, "[data_set]\ntrain_size = 0.8\ntest_size = 0.2\n")
     assert config["split"]["train"] == 0.8 and config["split"]["test"] == 0.2
     assert "train_size" not in config["data_set"]
     assert any("data_set.train_size -> split.train" in m for m in messages)
 
 
-def test_004_umap_becomes_reduce_dimensions(write_config):
+def test_005_umap_becomes_reduce_dimensions(write_config):
     config, messages = load(
         write_config,
         """
@@ -108,13 +108,13 @@ def test_004_umap_becomes_reduce_dimensions(write_config):
     assert "[umap] -> [reduce_dimensions]" in joined
 
 
-def test_004_reduce_becomes_reduce_dimensions(write_config):
+def test_007_reduce_becomes_reduce_dimensions(write_config):
     config, messages = load(write_config, '[reduce]\nname = "pca"\n')
     assert config["reduce_dimensions"]["name"] == "pca"
     assert any("reduce.name -> reduce_dimensions.name" in m for m in messages)
 
 
-def test_005_preload_keys_are_removed(write_config):
+def test_006_preload_keys_are_removed(write_config):
     config, messages = load(write_config, "[data_set]\npreload_cache = true\npreload_threads = 4\n")
     assert "preload_cache" not in config["data_set"] and "preload_threads" not in config["data_set"]
     assert any("data_set.preload_cache removed" in m for m in messages)
@@ -150,3 +150,25 @@ def test_migrate_sets_version_and_is_idempotent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         migrate(config, "test")
+
+
+def test_version_numbers_are_the_published_ones(write_config):
+    # The published Hyrax stamps its configs 7; a version-1 file still has [model_inputs].
+    assert current_version() == 7
+    config, _ = load(write_config, "config_version = 7\n[train]\nepochs = 3\n")
+    assert config["train"]["epochs"] == 3
+    config, messages = load(
+        write_config, 'config_version = 1\n[model_inputs.train.data]\ndataset_class = "HyraxRandomDataset"\n'
+    )
+    assert config["data_request"]["train"]["data"]["dataset_class"] == "HyraxRandomDataset"
+    assert any("[model_inputs] -> [data_request]" in m for m in messages)
+    # Version 6 still had [reduce].
+    config, _ = load(write_config, "config_version = 6\n[reduce]\nbatch_size = 77\n")
+    assert config["reduce_dimensions"]["batch_size"] == 77
+
+
+def test_configs_stamped_by_earlier_releases_of_this_hyrax_load_unchanged(write_config):
+    # Earlier releases of this Hyrax numbered one lower (5 meant every step applied): the steps
+    # from there on find nothing to change.
+    _, messages = load(write_config, "config_version = 5\n[train]\nepochs = 2\n")
+    assert messages == []

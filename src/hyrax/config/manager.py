@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hyrax.config import migrations
+from hyrax.config import migrations, published
 from hyrax.config.data_request import check_data_request
 from hyrax.config.keys import get_path, join_key, set_path, split_key, walk
 from hyrax.config.validate import check
@@ -147,6 +147,7 @@ class ConfigManager:
         self.plugin_tables: set[tuple[str, ...]] = set()
         source = str(self.config_file) if self.config_file else "the defaults"
         user = migrations.migrate(read_toml(self.config_file), source) if self.config_file else {}
+        _warn_published(published.translate(user), source)
         self.user_config = user
         self.overrides: dict = {}
         for name in plugin_names(user):
@@ -221,6 +222,19 @@ class ConfigManager:
             value = to_plain(value)
         update: dict = {}
         set_path(update, segments, value)
+        messages = published.translate(update)
+        if messages or not _has_path(update, tuple(segments)):
+            # A published Hyrax key, read under its name here.
+            _warn_published(messages, "set_config")
+            if over_write:
+                raise ConfigError(
+                    f"set_config('{key}', ..., over_write=True) uses a published Hyrax key: "
+                    + "; ".join(messages or ["rename it"])
+                )
+            for leaf_path, leaf_value in walk(update):
+                if not isinstance(leaf_value, Mapping):
+                    self.set_config(join_key(leaf_path), leaf_value)
+            return
         saved = (copy.deepcopy(self.defaults), list(self.default_files), set(self.plugin_tables))
         saved_overrides = copy.deepcopy(self.overrides)
         if over_write:
@@ -264,6 +278,19 @@ class ConfigManager:
         self.config.clear()
         self.config.update(to_config_dict(candidate))
 
+    def resolved(self) -> ConfigDict:
+        """The current config, checked, as a verb should see it.
+
+        ``h.config`` may have been edited by hand since the last check (``h.config["split"] = {...}``, as
+        the published Hyrax's examples do): keys the user left out of a replaced table keep their
+        defaults, and published key names are read as their names here.
+        """
+        current = to_plain(self.config)
+        _warn_published(published.translate(current), "the config")
+        config = to_config_dict(merge(self.defaults, current))
+        self.validate(config)
+        return config
+
     def documentation(self):
         """The comments of every defaults file in use (packaged and plugins')."""
         from hyrax.config.help import Documentation
@@ -288,6 +315,13 @@ class ConfigManager:
         if text is None:
             raise ConfigError(f"No config section or key '{key}'.{did_you_mean(key, docs.known_paths())}")
         return text
+
+
+def _warn_published(messages: list[str], source: str) -> None:
+    from hyrax.errors import ConfigMigrationWarning
+
+    for message in messages:
+        warnings.warn(f"{source}: {message} (published Hyrax key)", ConfigMigrationWarning, stacklevel=4)
 
 
 def _has_path(table: Mapping, path: tuple[str, ...]) -> bool:

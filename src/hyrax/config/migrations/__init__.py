@@ -1,12 +1,14 @@
 """Numbered config migrations: configs written for earlier Hyrax releases keep loading.
 
-Each module ``NNN_<what>.py`` upgrades a config from version NNN-1 to NNN. It defines
-``migrate(config: dict) -> list[str]``, which edits the user's config in place and returns one message
-per change (old -> new), and ``MOVED``, a map of old dotted keys to their new home that the unknown-key
-error uses to say where a key went.
+Versions are the published Hyrax's: its configs are stamped ``config_version = 7`` today, and version 1
+is the first layout. Each module ``NNN_<what>.py`` upgrades a config from version NNN-1 to NNN. It
+defines ``migrate(config: dict) -> list[str]``, which edits the user's config in place and returns one
+message per change (old -> new), and ``MOVED``, a map of old dotted keys to their new home that the
+unknown-key error uses to say where a key went.
 
-A config without ``config_version`` is version 0; every step runs, and a step that finds nothing to
-change says nothing.
+A config without ``config_version`` may be of any age: every step runs, and a step that finds nothing to
+change says nothing (every step is idempotent, which also makes configs written by earlier releases of
+this Hyrax, numbered one lower, load unchanged).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from types import ModuleType
 
 from hyrax.errors import ConfigError, ConfigMigrationWarning
 
+#: The first config layout (the published Hyrax's numbering): nothing migrates into it.
+FIRST_VERSION = 1
+
 _STEP = re.compile(r"^(\d{3})_\w+\.py$")
 
 
@@ -28,15 +33,15 @@ def steps() -> tuple[ModuleType, ...]:
     """The migration modules, in version order."""
     found = sorted(p.name for p in Path(__file__).parent.iterdir() if _STEP.match(p.name))
     modules = tuple(importlib.import_module(f"{__name__}.{name[:-3]}") for name in found)
-    for number, module in enumerate(modules, start=1):
+    for number, module in enumerate(modules, start=FIRST_VERSION + 1):
         if int(module.__name__.rsplit(".", 1)[1][:3]) != number:
-            raise RuntimeError(f"config migrations must be numbered 001, 002, ...; found {module.__name__}")
+            raise RuntimeError(f"config migrations must be numbered 002, 003, ...; found {module.__name__}")
     return modules
 
 
 def current_version() -> int:
     """The config_version this release writes: the number of the last migration."""
-    return len(steps())
+    return FIRST_VERSION + len(steps())
 
 
 def moved_keys() -> dict[str, str]:
@@ -53,7 +58,7 @@ def migrate(config: dict, source: str) -> dict:
     Every change is a :class:`~hyrax.errors.ConfigMigrationWarning` naming old -> new. A version newer
     than this release knows is an error that says to upgrade Hyrax.
     """
-    version = config.get("config_version", 0)
+    version = config.get("config_version", FIRST_VERSION)
     latest = current_version()
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise ConfigError(
@@ -66,7 +71,7 @@ def migrate(config: dict, source: str) -> dict:
             f"{source} has config_version = {version}, but this Hyrax ({__version__}) reads configs up to "
             f"version {latest}. Upgrade Hyrax (pip install --upgrade hyrax) to use this config."
         )
-    for module in steps()[version:]:
+    for module in steps()[max(version - FIRST_VERSION, 0) :]:
         for message in module.migrate(config):
             warnings.warn(f"{source}: {message}", ConfigMigrationWarning, stacklevel=2)
     config["config_version"] = latest

@@ -1,4 +1,4 @@
-"""Version 5: ``data_set.preload_cache`` and ``data_set.preload_threads`` were removed.
+"""Version 5 -> 6: ``data_set.preload_cache`` and ``data_set.preload_threads`` were removed.
 
 Hyrax streams data through worker processes instead of preloading it into memory.
 """

@@ -1,4 +1,4 @@
-"""Version 1: ``[model_inputs]`` was renamed ``[data_request]``."""
+"""Version 1 -> 2: ``[model_inputs]`` was renamed ``[data_request]``."""
 
 MOVED = {"model_inputs": "data_request"}
 

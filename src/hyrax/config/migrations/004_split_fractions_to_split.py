@@ -1,4 +1,4 @@
-"""Version 3: per-dataset split fractions moved to one ``[split]`` table keyed by group.
+"""Version 3 -> 4: per-dataset split fractions moved to one ``[split]`` table keyed by group.
 
 ``[data_request.<group>.<name>] split_fraction = f`` -> ``[split] <group> = f``, and the older
 ``data_set.train_size / validate_size / test_size`` -> ``[split] train / validate / test``.

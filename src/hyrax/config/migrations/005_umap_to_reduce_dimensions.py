@@ -1,4 +1,5 @@
-"""Version 4: ``[umap]`` (and the short-lived ``[reduce]``) became ``[reduce_dimensions]``.
+"""Version 4 -> 5: ``[umap]`` became ``[reduce_dimensions]`` (the published Hyrax called it ``[reduce]``
+until version 7; see ``007_reduce_to_reduce_dimensions``).
 
 ``[umap] fit_sample_size`` -> ``reduce_dimensions.umap.fit_sample_size``; ``[umap] parallel`` ->
 ``reduce_dimensions.parallel``; ``[umap.UMAP]`` keyword arguments -> ``[reduce_dimensions.umap.kwargs]``
@@ -8,7 +9,6 @@ reducer is always saved in the run directory).
 
 MOVED = {
     "umap": "reduce_dimensions",
-    "reduce": "reduce_dimensions",
     "umap.fit_sample_size": "reduce_dimensions.umap.fit_sample_size",
     "umap.parallel": "reduce_dimensions.parallel",
     "umap.UMAP": "reduce_dimensions.umap.kwargs",
@@ -17,11 +17,6 @@ MOVED = {
 
 def migrate(config: dict) -> list[str]:
     messages: list[str] = []
-    if isinstance(config.get("reduce"), dict):
-        target = config.setdefault("reduce_dimensions", {})
-        for key, value in config.pop("reduce").items():
-            target.setdefault(key, value)
-            messages.append(f"reduce.{key} -> reduce_dimensions.{key}")
     umap = config.pop("umap", None)
     if not isinstance(umap, dict):
         return messages

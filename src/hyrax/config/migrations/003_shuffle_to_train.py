@@ -1,4 +1,4 @@
-"""Version 2: ``data_loader.shuffle`` moved to ``train.shuffle`` (only training data is shuffled)."""
+"""Version 2 -> 3: ``data_loader.shuffle`` moved to ``train.shuffle`` (only training data is shuffled)."""
 
 MOVED = {"data_loader.shuffle": "train.shuffle"}
 

@@ -100,7 +100,7 @@ def case_search(run: str, directory: str) -> dict:
     latencies, hits = [], 0
     for query, expected in zip(queries, truth, strict=True):
         began = time.perf_counter()
-        found, _ = connection.search_by_vector(query, k=10)
+        found = connection.search_by_vector([query], k=10)[0]
         latencies.append((time.perf_counter() - began) * 1000)
         hits += len(set(found) & {f"obj{i}" for i in expected})
     latencies.sort()

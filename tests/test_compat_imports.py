@@ -18,8 +18,15 @@ def test_published_import_paths_give_our_objects(tmp_path):
     h = Hyrax(setup_logging=False)
     h.set_config("general.results_dir", str(tmp_path))
     assert find_most_recent_results_dir(h.config, "umap") is None
-    run = RunDir.create(h.config, "reduce_dimensions")
+    run = RunDir.create(h.config, "reduce_dimensions", "umap")
     run.mark_complete()
-    # The published name of the run ("umap") finds ours (reduce_dimensions).
+    # Reduce runs are named after their algorithm, as published: "umap" finds them, and so does our verb.
     assert find_most_recent_results_dir(h.config, "umap") == run.path
+    assert find_most_recent_results_dir(h.config, "pca") is None
     assert find_most_recent_results_dir(h.config, "reduce_dimensions") == run.path
+    # A run directory written by the published Hyrax (mixed-case tag) is found too.
+    published = tmp_path / "20300101-000000-onnx-6Ssf"
+    RunDir.create(h.config, "to_onnx", "onnx").path.rename(published)
+    RunDir(published).mark_complete()
+    assert find_most_recent_results_dir(h.config, "onnx") == published
+    assert find_most_recent_results_dir(h.config, "to_onnx") == published

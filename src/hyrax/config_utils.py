@@ -11,8 +11,10 @@ from hyrax.config.manager import ConfigManager
 
 __all__ = ["ConfigManager", "find_most_recent_results_dir"]
 
-#: The published Hyrax's run-directory verbs that are named after a verb of ours.
-_RUN_NAMES = {"umap": "reduce_dimensions", "onnx": "to_onnx", "vector-db": "save_to_database"}
+#: The published Hyrax's "vector-db" runs: here an index lives in (or names) its infer run, which
+#: ``database_connection(database_dir=...)`` opens. (Reduce runs are named "umap"/"pca"/"tsne" and
+#: ONNX exports "onnx" here too, so those names need no translation.)
+_RUN_NAMES = {"vector-db": "infer"}
 
 
 def find_most_recent_results_dir(config: Mapping, verb: str) -> Path | None:

@@ -87,7 +87,22 @@ def test_umap_fits_a_sample_and_places_the_rest(tmp_path, infer_run):
 def test_umap_verb_is_a_warning_alias(tmp_path, infer_run):
     with pytest.warns(FutureWarning, match="now `reduce_dimensions`"):
         reduced = reduce_hyrax(tmp_path).umap()
-    assert reduced.data_location.name.split("-")[2] == "reduce_dimensions"
+    # Named after the algorithm, as the published Hyrax names reduce runs.
+    assert reduced.data_location.name.split("-")[2] == "umap"
+
+
+def test_published_verb_arguments(tmp_path, infer_run):
+    """reduce_dimensions(algorithm=, input_dir=, model_path=) as published; the run is named "pca"."""
+    from hyrax.results.run_dir import find_latest_run
+
+    h = reduce_hyrax(tmp_path, name="umap")
+    source = find_latest_run(h.config["general"]["results_dir"], "infer")
+    first = h.reduce_dimensions(algorithm="pca", input_dir=source)
+    assert first.data_location.name.split("-")[2] == "pca"
+    saved = first.data_location / "reducer"
+    again = h.reduce_dimensions(algorithm="pca", model_path=saved)
+    np.testing.assert_allclose(again.column("data"), first.column("data"), rtol=1e-5)
+    assert h.config["reduce_dimensions"]["name"] == "umap"  # the arguments were for that call only
 
 
 def test_reducer_errors(tmp_path, infer_run):

@@ -109,10 +109,37 @@ def test_search_by_id_and_image(inferred, backend, tmp_path):
     assert connection.index.count() == 376 + ANOMALIES
     galaxy = DecalsRingsDataset(h.config)
     first = galaxy.getter("object_id")(10)
-    ids, distances = connection.search_by_id(first, k=5)
-    assert ids[0] == first and distances[0] == pytest.approx(0, abs=1e-3)
-    ids, _ = connection.search_by_image(galaxy.get_image(10), k=3)
-    assert ids[0] == first  # the image went through prepare_inputs and the model
+    found = connection.search_by_id(first, k=5)  # the published form: {query id: neighbour ids}
+    assert found[first][0] == first and found.distances[first][0] == pytest.approx(0, abs=1e-3)
+    found = connection.search_by_image(galaxy.get_image(10), k=3)
+    assert found[0][0] == first  # the image went through prepare_inputs and the model
+    # get_by_id -> {id: vector}; search_by_vector takes a list and keys by position in it.
+    second = galaxy.getter("object_id")(11)
+    vectors = connection.get_by_id([first, second])
+    assert list(vectors) == [first, second] and vectors[first].ndim == 1
+    found = connection.search_by_vector([vectors[first], vectors[second]], k=2)
+    assert (found[0][0], found[1][0]) == (first, second) and len(found.distances[1]) == 2
+
+
+@pytest.mark.parametrize("backend", ["lance", "qdrant"])
+def test_published_save_to_database_output_dir_and_database_dir(inferred, backend, tmp_path):
+    """save_to_database(input_dir=, output_dir=) then database_connection(database_dir=) as published:
+    the index directory alone is enough to open the connection again (it names its infer run)."""
+    from hyrax.config_utils import find_most_recent_results_dir
+    from hyrax.vector_db.connection import results_run
+
+    h = Hyrax(config_file=results_run(inferred.config) / "runtime_config.toml", setup_logging=False)
+    h.set_config("vector_db.name", backend)
+    infer_dir = find_most_recent_results_dir(h.config, "infer")
+    assert find_most_recent_results_dir(h.config, "vector-db") == infer_dir
+    out = tmp_path / "my_db"
+    h.save_to_database(input_dir=infer_dir, output_dir=out)
+    fresh = Hyrax(setup_logging=False)  # another session: only the directory is known
+    fresh.set_config("general.results_dir", str(tmp_path / "elsewhere"))
+    conn = fresh.database_connection(database_dir=out)
+    assert conn.index.backend == backend and conn.run == infer_dir
+    first = DecalsRingsDataset(h.config).getter("object_id")(3)
+    assert conn.search_by_id(first, k=2)[first][0] == first
 
 
 def test_database_connection_cli(inferred):

@@ -33,7 +33,15 @@ logger = logging.getLogger(__name__)
 
 STATUS_FILE = "hyrax_run.toml"
 CONFIG_FILE = "runtime_config.toml"
-_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})-(?P<verb>[A-Za-z0-9_]+)-(?P<tag>[a-z0-9]{4})$")
+_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})-(?P<verb>[A-Za-z0-9_-]+)-(?P<tag>[A-Za-z0-9]{4})$")
+
+#: Verbs whose run directories are named as the published Hyrax names them (after the algorithm, or
+#: "onnx"), so that its notebooks' find_most_recent_results_dir(config, "umap") finds ours. A verb's runs
+#: are found under any of its names.
+RUN_NAMES: dict[str, tuple[str, ...]] = {
+    "reduce_dimensions": ("umap", "pca", "tsne", "reduce_dimensions"),
+    "to_onnx": ("onnx", "to_onnx"),
+}
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -59,15 +67,17 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, config: Mapping, verb: str) -> RunDir:
-        """Make a new run directory for ``verb`` under ``general.results_dir`` and snapshot ``config``."""
+    def create(cls, config: Mapping, verb: str, name: str | None = None) -> RunDir:
+        """Make a new run directory for ``verb`` under ``general.results_dir`` and snapshot ``config``.
+
+        ``name`` (one of the verb's :data:`RUN_NAMES`) names the directory instead of the verb."""
         results_dir = Path(config["general"]["results_dir"]).expanduser()
         started = _now()
         try:
             results_dir.mkdir(parents=True, exist_ok=True)
             while True:
                 tag = "".join(secrets.choice(_ALPHABET) for _ in range(4))
-                path = results_dir / f"{started:%Y%m%d-%H%M%S}-{verb}-{tag}"
+                path = results_dir / f"{started:%Y%m%d-%H%M%S}-{name or verb}-{tag}"
                 try:
                     path.mkdir()
                     break
@@ -153,9 +163,10 @@ def runs_of(results_dir: str | Path, verb: str, complete_only: bool = True) -> l
     if not results_dir.is_dir():
         return []
     runs = []
+    names = RUN_NAMES.get(verb, (verb,))
     for child in results_dir.iterdir():
         match = _NAME.match(child.name)
-        if match and match.group("verb") == verb and child.is_dir():
+        if match and match.group("verb") in names and child.is_dir():
             run = RunDir(child)
             status = run.status
             if complete_only and status.get("status") != "complete":

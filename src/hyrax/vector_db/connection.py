@@ -31,12 +31,41 @@ def open_index(config: Mapping, run: Path):
     return cls(directory, **{k: v for k, v in settings.items() if v is not False})
 
 
+#: Written into an index directory outside its infer run, so that the directory alone can be opened.
+INDEX_FILE = "hyrax_vector_db.toml"
+
+
+def index_directory_settings(directory) -> dict | None:
+    """``{"backend", "infer_run"}`` of an index directory written by save_to_database, or None when
+    ``directory`` is not one (an infer run, for instance)."""
+    path = Path(directory).expanduser() / INDEX_FILE
+    if not path.is_file():
+        return None
+    import tomllib
+
+    return tomllib.loads(path.read_text())
+
+
+def _describe_index(index, run: Path) -> None:
+    from hyrax.results.run_dir import write_text_atomic
+
+    directory = Path(index.directory)
+    if directory.resolve() == (run / "vector_db").resolve() or not directory.is_dir():
+        return
+    import tomlkit
+
+    text = tomlkit.dumps({"backend": index.backend, "infer_run": str(run.resolve())})
+    write_text_atomic(directory / INDEX_FILE, text)
+
+
 def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) -> tuple[Any, str]:
     """Index the results of an inference run; return (index, what was done). Re-running adds nothing twice."""
     from hyrax.progress import Progress
 
     run = results_run(config, explicit)
     index = open_index(config, run)
+    Path(index.directory).mkdir(parents=True, exist_ok=True)
+    _describe_index(index, run)
     if index.backend == "lance":
         from hyrax.progress import Waiting
 
@@ -50,6 +79,25 @@ def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) ->
     return index, f"{index.count()} vectors in {index.backend}"
 
 
+class Neighbours(dict):
+    """Nearest neighbours, as the published Hyrax returns them: ``{query: neighbour ids, nearest first}``.
+
+    The query is the object id (``search_by_id``) or the position of the vector in the list
+    (``search_by_vector``, ``search_by_image``). ``distances`` holds the distances the same way.
+
+    >>> found = Neighbours({"a": np.array(["a", "b"])}, {"a": np.array([0.0, 1.5])})
+    >>> found["a"].tolist(), found.distances["a"].tolist()
+    (['a', 'b'], [0.0, 1.5])
+    """
+
+    def __init__(self, ids: Mapping, distances: Mapping):
+        super().__init__(ids)
+        self.distances = dict(distances)
+
+    def __repr__(self) -> str:
+        return f"Neighbours({dict(self)!r}, distances={self.distances!r})"
+
+
 class DatabaseConnection:
     """Similarity search over an inference run's vectors: by object id, by vector, or by image."""
 
@@ -59,19 +107,33 @@ class DatabaseConnection:
         self.index = open_index(config, self.run)
         self._model = None
 
-    def search_by_id(self, object_id, k: int = 10):
-        """``(ids, distances)`` of the k nearest neighbours of an object (itself first)."""
-        ids, distances = self.index.search_by_id([str(object_id)], k)
-        return ids[0], distances[0]
+    def search_by_id(self, id, k: int = 10) -> Neighbours:  # noqa: A002 - the published argument name
+        """The k nearest neighbours of an object (itself first): ``{id: ids}``, distances in ``.distances``."""
+        ids, distances = self.index.search_by_id([str(id)], k)
+        return Neighbours({str(id): ids[0]}, {str(id): distances[0]})
 
-    def search_by_vector(self, vector: np.ndarray, k: int = 10):
-        ids, distances = self.index.search(np.atleast_2d(vector), k)
-        return ids[0], distances[0]
+    def search_by_vector(self, vectors, k: int = 10) -> Neighbours:
+        """The k nearest neighbours of each vector of a list (or 2-D array, or one vector):
+        ``{position in the list: ids}``, distances in ``.distances``."""
+        queries = np.asarray(
+            [np.asarray(v).reshape(-1) for v in vectors] if isinstance(vectors, list) else vectors
+        )
+        if queries.ndim == 1:
+            queries = queries[None]
+        queries = queries.reshape(len(queries), -1)
+        ids, distances = self.index.search(queries, k)
+        return Neighbours(dict(enumerate(ids)), dict(enumerate(distances)))
+
+    def get_by_id(self, ids) -> dict[str, np.ndarray]:
+        """The vectors of the given object ids: ``{id: vector}``. An unknown id is an error naming it."""
+        wanted = [str(i) for i in ([ids] if isinstance(ids, str | int) else ids)]
+        vectors = ResultDataset(self.config, self.run).lookup_many(wanted)
+        return dict(zip(wanted, vectors, strict=True))
 
     def search_by_image(self, image: np.ndarray, k: int = 10, field: str = "image"):
         """Neighbours of a new image (or any field value): it goes through the model's prepare_inputs and
         infer_batch first, exactly as the indexed objects did."""
-        return self.search_by_vector(self.embed({field: np.asarray(image)[None]})[0], k)
+        return self.search_by_vector(self.embed({field: np.asarray(image)[None]}), k)
 
     def embed(self, fields: Mapping[str, np.ndarray]) -> np.ndarray:
         """Model outputs for a batch given as {field: array with the batch first}."""

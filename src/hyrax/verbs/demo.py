@@ -76,7 +76,8 @@ class DemoVerb(Verb):
             )
         )
         ring = _first_ring(h.config)
-        ids, distances = done["database"].search_by_id(ring, k=6)
+        found = done["database"].search_by_id(ring, k=6)
+        ids, distances = found[ring], found.distances[ring]
         say(
             f"    nearest neighbours of ring galaxy {ring}: "
             + ", ".join(f"{i} ({d:.3g})" for i, d in zip(ids[1:], distances[1:], strict=True))

@@ -12,8 +12,17 @@ class EngineVerb(Verb):
     name = "engine"
     summary = "Run the latest ONNX export (or engine.model_directory) over the infer group with onnxruntime."
 
-    def run(self):
-        """Return a :class:`~hyrax.results.store.ResultDataset` of the ONNX model's outputs."""
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-m", "--model-directory", metavar="ONNX_RUN", help="a to_onnx run (default: the latest)"
+        )
+
+    def run(self, model_directory=None):
+        """Return a :class:`~hyrax.results.store.ResultDataset` of the ONNX model's outputs.
+
+        ``model_directory``: the to_onnx run to use (engine.model_directory; default: the latest)."""
+        self.override(engine__model_directory=model_directory)
         from hyrax.config import get_setting
         from hyrax.datasets.loader import Skips, loader_from_config
         from hyrax.models.onnx import OnnxModel
@@ -45,7 +54,7 @@ class EngineVerb(Verb):
         return ResultDataset(self.config, run.path)
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        results = self.run()
+        results = self.run(args.model_directory)
         print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
         if self.skips.count:
             print(

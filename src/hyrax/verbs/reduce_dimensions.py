@@ -7,6 +7,9 @@ import warnings
 
 from hyrax.verbs.verb import Verb
 
+#: Algorithms whose runs are named after them (``<stamp>-umap-<tag>``), as the published Hyrax names them.
+_NAMED_RUNS = ("umap", "pca", "tsne")
+
 
 class ReduceDimensionsVerb(Verb):
     name = "reduce_dimensions"
@@ -14,17 +17,31 @@ class ReduceDimensionsVerb(Verb):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-a", "--algorithm", help="umap, pca or tsne (default: reduce_dimensions.name)")
         parser.add_argument(
-            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
+            "-i",
+            "--input-dir",
+            "-r",
+            "--results-dir",
+            dest="input_dir",
+            metavar="RUN_DIR",
+            help="an infer run (default: the latest)",
         )
+        parser.add_argument("-m", "--model-path", help="a fitted reducer saved by an earlier run, to reuse")
 
-    def run(self, results_dir=None):
-        """Return a ResultDataset of coordinates, one row per object of the inference results."""
+    def run(self, algorithm=None, input_dir=None, model_path=None, *, results_dir=None):
+        """Return a ResultDataset of coordinates, one row per object of the inference results.
+
+        ``algorithm`` and ``model_path`` set reduce_dimensions.name and .model_path for this call;
+        ``input_dir`` (or ``results_dir``) is the infer run to reduce (default: the latest).
+        """
         from hyrax.reduce.run import input_results, reduce_results
         from hyrax.results.store import ResultDataset
 
-        results = input_results(self.config, results_dir)
-        with self.create_run_dir() as run:
+        self.override(reduce_dimensions__name=algorithm, reduce_dimensions__model_path=model_path)
+        results = input_results(self.config, input_dir or results_dir)
+        name = self.config["reduce_dimensions"]["name"]
+        with self.create_run_dir(name if name in _NAMED_RUNS else None) as run:
             reduce_results(self.config, results, run.path)
             import tomlkit
 
@@ -35,21 +52,39 @@ class ReduceDimensionsVerb(Verb):
         return ResultDataset(self.config, run.path)
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        reduced = self.run(args.results_dir)
+        reduced = self.run(args.algorithm, args.input_dir, args.model_path)
         print(f"{len(reduced)} objects mapped to {reduced.shape[0]}-D in {reduced.table_path}")
         return 0
 
 
 class UmapVerb(ReduceDimensionsVerb):
-    """The old name of reduce_dimensions."""
+    """The old name of reduce_dimensions, with algorithm "umap" (as in the published Hyrax)."""
 
     name = "reduce_dimensions"
-    summary = "Deprecated: use reduce_dimensions (this runs it, with reduce_dimensions.name as configured)."
+    summary = "Deprecated: use reduce_dimensions (this runs it with algorithm umap)."
 
-    def run(self, results_dir=None):
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-i",
+            "--input-dir",
+            "-r",
+            "--results-dir",
+            dest="input_dir",
+            metavar="RUN_DIR",
+            help="an infer run (default: the latest)",
+        )
+        parser.add_argument("-m", "--model-path", help="a fitted UMAP saved by an earlier run, to reuse")
+
+    def run(self, input_dir=None, model_path=None, *, results_dir=None):
         warnings.warn(
-            'The `umap` verb is now `reduce_dimensions` (with reduce_dimensions.name = "umap").',
+            'The `umap` verb is now `reduce_dimensions` (h.reduce_dimensions(algorithm="umap")).',
             FutureWarning,
             stacklevel=2,
         )
-        return super().run(results_dir)
+        return super().run("umap", input_dir, model_path, results_dir=results_dir)
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        reduced = self.run(args.input_dir, args.model_path)
+        print(f"{len(reduced)} objects mapped to {reduced.shape[0]}-D in {reduced.table_path}")
+        return 0

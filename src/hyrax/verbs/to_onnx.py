@@ -15,8 +15,17 @@ class ToOnnxVerb(Verb):
         "Export the latest trained model (or onnx.input_model_directory) to ONNX, checked against torch."
     )
 
-    def run(self):
-        """Export; return the run directory holding model.onnx. The check's result is logged and saved."""
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-i", "--input-model-directory", metavar="TRAIN_RUN", help="a train run (default: the latest)"
+        )
+
+    def run(self, input_model_directory=None):
+        """Export; return the run directory holding model.onnx. The check's result is logged and saved.
+
+        ``input_model_directory``: the train run to export (onnx.input_model_directory; default: latest)."""
+        self.override(onnx__input_model_directory=input_model_directory)
         import tomlkit
         import torch
 
@@ -33,7 +42,7 @@ class ToOnnxVerb(Verb):
         batch = provider.collate([provider[int(i)] for i in indices[:8]])
         prepared = prepare(batch)
         tolerance = float(config["onnx"]["tolerance"])
-        with self.create_run_dir() as run:
+        with self.create_run_dir("onnx") as run:
             export(model, prepared, run.path, get_setting(config, "onnx.opset_version"))
             copy_prepare_inputs(weights.parent, run.path)
             with torch.no_grad():
@@ -64,7 +73,7 @@ class ToOnnxVerb(Verb):
         return run.path
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        path = self.run()
+        path = self.run(args.input_model_directory)
         print(self.message)
         print(f"model.onnx and prepare_inputs.py in {path}")
         return 0

@@ -16,19 +16,36 @@ class SaveToDatabaseVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
+            "-i",
+            "--input-dir",
+            "-r",
+            "--results-dir",
+            dest="input_dir",
+            metavar="RUN_DIR",
+            help="an infer run (default: the latest)",
+        )
+        parser.add_argument(
+            "-o",
+            "--output-dir",
+            metavar="DIR",
+            help="where the index goes (default: vector_db.vector_db_dir, else inside the infer run)",
         )
 
-    def run(self, results_dir=None):
-        """Build (or complete) the index; return a DatabaseConnection to it."""
+    def run(self, input_dir=None, output_dir=None, *, results_dir=None):
+        """Build (or complete) the index; return a DatabaseConnection to it.
+
+        ``input_dir`` (or ``results_dir``): the infer run to index (default: the latest);
+        ``output_dir``: the index's directory (vector_db.vector_db_dir), which
+        ``database_connection(database_dir=...)`` then opens."""
         from hyrax.vector_db.connection import DatabaseConnection, save_to_database
 
-        index, done = save_to_database(self.config, results_dir)
+        self.override(vector_db__vector_db_dir=output_dir)
+        index, done = save_to_database(self.config, input_dir or results_dir)
         self.message = f"{index.backend}: {done}, {index.count()} objects, in {index.directory}"
-        return DatabaseConnection(self.config, results_dir)
+        return DatabaseConnection(self.config, input_dir or results_dir)
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        self.run(args.results_dir)
+        self.run(args.input_dir, args.output_dir)
         print(self.message)
         return 0
 
@@ -42,17 +59,33 @@ class DatabaseConnectionVerb(Verb):
         parser.add_argument("--id", required=True, help="the object whose neighbours to find")
         parser.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
         parser.add_argument(
-            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
+            "-d",
+            "--database-dir",
+            "-r",
+            "--results-dir",
+            dest="database_dir",
+            metavar="DIR",
+            help="an indexed infer run, or an index directory (save_to_database -o); default: the latest",
         )
 
-    def run(self, results_dir=None):
-        """A DatabaseConnection: search_by_id, search_by_vector, search_by_image."""
-        from hyrax.vector_db.connection import DatabaseConnection
+    def run(self, database_dir=None, *, results_dir=None):
+        """A DatabaseConnection: get_by_id, search_by_id, search_by_vector, search_by_image.
 
-        return DatabaseConnection(self.config, results_dir)
+        ``database_dir``: an indexed infer run, or the directory that ``save_to_database(output_dir=...)``
+        wrote (default: the latest infer run, with vector_db.vector_db_dir if set)."""
+        from hyrax.vector_db.connection import DatabaseConnection, index_directory_settings
+
+        explicit = database_dir or results_dir
+        if explicit is not None:
+            settings = index_directory_settings(explicit)
+            if settings is not None:  # an index directory: it names its infer run and backend
+                self.override(vector_db__name=settings["backend"], vector_db__vector_db_dir=str(explicit))
+                explicit = settings["infer_run"]
+        return DatabaseConnection(self.config, explicit)
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        ids, distances = self.run(args.results_dir).search_by_id(args.id, args.k)
+        found = self.run(args.database_dir).search_by_id(args.id, args.k)
+        ids, distances = found[str(args.id)], found.distances[str(args.id)]
         for rank, (object_id, distance) in enumerate(zip(ids, distances, strict=True), start=1):
             print(f"{rank:>3}  {object_id}  {distance:.5g}")
         return 0

@@ -36,6 +36,17 @@ class Verb:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"verb '{self.name}' does not implement run()")
 
-    def create_run_dir(self) -> RunDir:
-        """A new run directory for this verb holding the config snapshot; use it as a context manager."""
-        return RunDir.create(self.config, self.name)
+    def override(self, **settings: Any) -> None:
+        """Set dotted config keys (given as ``{"onnx.input_model_directory": value}`` style keyword names
+        with ``__`` for dots) on this verb's private config, for the values that are not None: a verb
+        argument is the same as setting its key for one call."""
+        from hyrax.config.keys import set_path
+
+        for key, value in settings.items():
+            if value is not None:
+                set_path(self.config, key.split("__"), str(value) if hasattr(value, "__fspath__") else value)
+
+    def create_run_dir(self, name: str | None = None) -> RunDir:
+        """A new run directory for this verb holding the config snapshot; use it as a context manager.
+        ``name``: the directory's name when it is not the verb's (see ``run_dir.RUN_NAMES``)."""
+        return RunDir.create(self.config, self.name, name)

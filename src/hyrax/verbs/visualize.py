@@ -25,14 +25,45 @@ class VisualizeVerb(Verb):
             "-r", "--results-dir", metavar="RUN_DIR", help="a reduce_dimensions run (default: the latest)"
         )
 
-    def run(self, results_dir=None, color_column=None):
+    def run(
+        self,
+        input_dir=None,
+        color_column=None,
+        *,
+        results_dir=None,
+        return_verb: bool = False,
+        make_lupton_rgb_opts=None,
+        **plot_options,
+    ):
         """A MapView: displays in Jupyter (the live app); ``.save(path)`` writes the standalone page;
-        ``.selected()`` returns the objects selected in the live app."""
+        ``.selected()`` returns the objects selected in the live app.
+
+        ``input_dir`` (or ``results_dir``): the reduce_dimensions run to show (default: the latest).
+        The published Hyrax's ``return_verb=True`` returns ``(view, view)``: the view itself holds the
+        selection. Its ``make_lupton_rgb_opts`` and plot options (``width=``, ``height=``...) do not
+        apply to this map: they are accepted with a warning that names what to set instead."""
+        import warnings
+
         from hyrax.config import get_setting
         from hyrax.visualize.explorer import MapView, require_reduce_run
 
-        run = require_reduce_run(self.config, results_dir)
-        return MapView(self.config, run, color_column or get_setting(self.config, "visualize.color_column"))
+        if make_lupton_rgb_opts is not None:
+            warnings.warn(
+                "visualize(make_lupton_rgb_opts=...) does not apply here: thumbnails are drawn with "
+                'visualize.stretch ("asinh", "log", "zscale", "linear") and visualize.band; set those.',
+                FutureWarning,
+                stacklevel=3,
+            )
+        if plot_options:
+            warnings.warn(
+                f"visualize({', '.join(f'{k}=' for k in plot_options)}) does not apply here: the map's "
+                "layout is fixed; save it with view.save(path) and size the page in your browser.",
+                FutureWarning,
+                stacklevel=3,
+            )
+        run = require_reduce_run(self.config, input_dir or results_dir)
+        view = MapView(self.config, run, color_column or get_setting(self.config, "visualize.color_column"))
+        return (view, view) if return_verb else view
 
     def run_cli(self, args: argparse.Namespace) -> int:
         from hyrax.config import get_setting

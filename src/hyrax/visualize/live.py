@@ -164,8 +164,9 @@ class LiveMap:
             if self.infer_run is None:
                 raise LookupError(f"{self.reduce_run} does not say which inference run it mapped")
             self._index = DatabaseConnection(self.config, self.infer_run)
-        ids, distances = self._index.search_by_id(object_id, k + 1)
-        ids = [str(i) for i in ids]
+        found = self._index.search_by_id(object_id, k + 1)
+        ids = [str(i) for i in found[str(object_id)]]
+        distances = found.distances[str(object_id)]
         return {
             "object_id": ids,
             "distance": [float(d) for d in distances],

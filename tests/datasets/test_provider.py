@@ -213,13 +213,28 @@ def test_collate_hooks(hyrax_config):
         def get_spectrum(self, idx):
             return np.ones(idx + 1)  # ragged
 
-        def collate_spectrum(self, values):
-            return np.stack([np.pad(v, (0, 4 - len(v))) for v in values])
+        def collate_spectrum(self, samples):  # the published contract: samples in, a dict out
+            values = [s["spectrum"] for s in samples]
+            padded = np.stack([np.pad(v, (0, 4 - len(v))) for v in values])
+            mask = np.stack([np.arange(4) < len(v) for v in values])
+            return {"spectrum": padded, "spectrum_mask": mask}
 
     provider = DataProvider(request_config(hyrax_config, data={"dataset_class": "Hooked"}), "train")
     batch = provider.collate([provider[i] for i in range(4)])
     assert batch["data"]["spectrum"].shape == (4, 4)
+    assert batch["data"]["spectrum_mask"].sum() == 1 + 2 + 3 + 4
     DATASETS.unregister("Hooked")
+
+    class OldForm(Hooked):
+        def collate_spectrum(self, samples):
+            return np.zeros((len(samples), 4))  # an array, not a dict
+
+    provider = DataProvider(request_config(hyrax_config, data={"dataset_class": "OldForm"}), "train")
+    with pytest.raises(
+        DataError, match=r"collate_spectrum\(samples\) returned ndarray; it must return a dict"
+    ):
+        provider.collate([provider[i] for i in range(4)])
+    DATASETS.unregister("OldForm")
 
 
 def test_ragged_batch_without_hook_is_an_error_naming_objects(hyrax_config):

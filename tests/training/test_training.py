@@ -76,8 +76,10 @@ class ScriptedLosses(nn.Module):
 
 def test_train_returns_model_with_epoch_mean_metrics(tmp_path):
     model = make_hyrax(tmp_path).train()
-    assert set(model.final_training_metrics) == {"training_loss"}
-    assert set(model.final_validation_metrics) == {"validation_loss"}
+    # Ours, and the published names (final_validation_metrics["loss"] in its tuning notebook).
+    assert set(model.final_training_metrics) == {"training_loss", "loss"}
+    assert set(model.final_validation_metrics) == {"validation_loss", "loss"}
+    assert model.final_validation_metrics["loss"] == model.final_validation_metrics["validation_loss"]
     run = model.run_dir
     for name in (
         "checkpoint_epoch_2.pt",
@@ -99,7 +101,7 @@ def test_best_checkpoint_follows_epoch_mean_validation_loss(tmp_path):
     model = h.train()
     best = torch.load(model.run_dir / "best_checkpoint.pt", weights_only=False)
     assert best["epoch"] == 2 and best["best_loss"] == 1.0
-    assert model.final_validation_metrics == {"validation_loss": 2.0}
+    assert model.final_validation_metrics == {"validation_loss": 2.0, "loss": 2.0}
 
 
 def test_early_stopping(tmp_path):
@@ -272,6 +274,28 @@ def test_builtin_image_models_learn_the_galaxies(tmp_path, name):
 def test_loopback_trains_on_random_data(tmp_path):
     model = make_hyrax(tmp_path, model="HyraxLoopback", epochs=1).train()
     assert model.final_training_metrics["training_loss"] == 0.0
+
+
+def test_on_epoch_start_is_told_the_verb(tmp_path):
+    """As published: during training every dataset (validation too) hears "train"; infer says "infer"."""
+    from hyrax.datasets.random import HyraxRandomDataset
+
+    heard = []
+
+    class Listening(HyraxRandomDataset):
+        def on_epoch_start(self, verb):
+            heard.append(verb)
+
+    h = make_hyrax(tmp_path, model="HyraxLoopback", epochs=2, dataset="Listening")
+    h.train()
+    assert set(heard) == {"train"} and len(heard) >= 4  # two groups, two epochs
+    heard.clear()
+    h.set_config("data_request.infer.data", {"dataset_class": "Listening"})
+    results = h.infer()
+    assert heard == ["infer"]
+    # The results as a LanceDB table, as published (results.table.search(vector)...).
+    found = results.table.search(results[0]).metric("L2").limit(2).to_list()
+    assert found[0]["object_id"] == str(results.ids()[0]) and found[0]["_distance"] == 0.0
 
 
 def test_cli_train_and_model_verbs(tmp_path):

@@ -21,7 +21,9 @@ Subclassing registers the class by its name, so ``dataset_class = "MyDataset"`` 
         def get_object_id(self, idx):
             return str(idx)
 
-Optional hooks: ``collate(samples)`` or ``collate_<field>(values)`` to batch a field yourself,
+Optional hooks: ``collate(samples)`` or ``collate_<field>(samples) -> {field: batch, ...}`` (samples: a
+list of dicts of this dataset's fields; the result may add keys such as ``<field>_mask``) to batch a
+field yourself,
 ``augment_<field>(data, idx, rng_seed)`` for training-time augmentation, ``on_epoch_start(verb)``,
 ``display(idx)`` for the visualizer. A metadata table (astropy Table or pandas DataFrame) passed to
 ``super().__init__`` makes each of its columns a field. Its string columns are kept in one Arrow buffer

@@ -551,10 +551,9 @@ class DataProvider:
             if callable(getattr(dataset, "collate", None)):
                 batch[name] = dataset.collate(items)
             else:
-                batch[name] = {
-                    field: _collate_field(dataset, field, [item[field] for item in items], object_ids, stack)
-                    for field in self.fields[name]
-                }
+                batch[name] = {}
+                for field in self.fields[name]:
+                    batch[name].update(_collate_field(dataset, field, items, object_ids, stack))
             if self.rows[name] is not None:
                 batch[f"{name}__matched"] = np.asarray([s[f"{name}__matched"] for s in samples])
         return batch
@@ -614,11 +613,22 @@ def _blank(values: np.ndarray, unmatched: np.ndarray) -> np.ndarray:
     return values
 
 
-def _collate_field(dataset: HyraxDataset, field: str, values: list, object_ids: list[str], stack) -> Any:
+def _collate_field(
+    dataset: HyraxDataset, field: str, items: list[dict], object_ids: list[str], stack
+) -> dict:
+    """``{field: batch}``, or what the dataset's ``collate_<field>(samples)`` returns: the published
+    contract, a dict that may add keys such as ``<field>_mask``."""
     custom = getattr(dataset, f"collate_{field}", None)
-    if callable(custom):
-        return custom(values)
-    return collate_values(values, field, object_ids, stack)
+    if not callable(custom):
+        return {field: collate_values([item[field] for item in items], field, object_ids, stack)}
+    collated = custom(items)
+    if not isinstance(collated, Mapping) or field not in collated:
+        raise DataError(
+            f"{type(dataset).__name__}.collate_{field}(samples) returned {type(collated).__name__}; it must "
+            f"return a dict holding at least '{field}' (it may add keys such as '{field}_mask'). It gets "
+            f"the list of samples, each a dict of fields: values = [s['{field}'] for s in samples]."
+        )
+    return dict(collated)
 
 
 def _describe(value: Any) -> str:

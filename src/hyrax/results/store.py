@@ -506,6 +506,15 @@ class ResultDataset(HyraxDataset):
             )
         return self.read_rows(rows, ["data"])["data"]
 
+    @property
+    def table(self):
+        """The results as a LanceDB table (``lancedb.open_table``), as the published Hyrax gives it:
+        ``results.table.search(vector).limit(6).to_list()``, ``results.table.to_pandas()``."""
+        import lancedb
+
+        path = self.table_path
+        return lancedb.connect(str(path.parent)).open_table(path.name.removesuffix(".lance"))
+
     def to_arrow(self):
         """Every row as one Arrow table (in memory: see :meth:`export` for a streamed copy)."""
         return self._lance.to_table()

@@ -199,6 +199,7 @@ def run_inference(
         skips = Skips.resume(run_dir / SKIPPED_FILE, indices[:start])
         if start:
             logger.info("resuming after %d objects already written", start)
+    provider.start_epoch("infer", 0)  # datasets' on_epoch_start("infer"), as for each training epoch
     loader = loader_from_config(config, provider, RowSampler(indices[start:]), skips)
     written = 0
     began = time.perf_counter()

@@ -221,7 +221,7 @@ class Training:
         if not own:  # fall back on train_batch with an optimizer that does not step
             model.optimizer = _FrozenOptimizer()
         try:
-            self.providers["validate"].start_epoch("validate", epoch)
+            self.providers["validate"].start_epoch("train", epoch)  # the verb, as published
             for number, batch in enumerate(loader, start=1):
                 tensors = to_torch(self.prepare(batch), self.device)
                 if own:
@@ -348,8 +348,10 @@ class Training:
         finally:
             if tracker is not None:
                 tracker.close(status)
-        model.final_training_metrics = history["train"]
-        model.final_validation_metrics = history["validate"]
+        # Also under the names the published Hyrax uses (its metrics are the batch methods' own keys:
+        # final_validation_metrics["loss"]).
+        model.final_training_metrics = _with_plain_names(history["train"], "training_")
+        model.final_validation_metrics = _with_plain_names(history["validate"], "validation_")
         model.skipped = int(sum_across([float(self.skips.count)], distribution)[0])
         if model.skipped and distribution.is_main:
             logger.warning("training: %s", self.skips.summary())
@@ -359,3 +361,9 @@ class Training:
             model.save(weights)
             logger.info("final weights: %s (best checkpoint: %s)", weights, self.run_dir / BEST)
         return model
+
+
+def _with_plain_names(metrics: dict, prefix: str) -> dict:
+    """``{"validation_loss": x}`` -> ``{"validation_loss": x, "loss": x}``."""
+    plain = {key.removeprefix(prefix): value for key, value in metrics.items() if key.startswith(prefix)}
+    return {**plain, **metrics}

@@ -33,6 +33,8 @@ class VisualizeVerb(Verb):
         results_dir=None,
         return_verb: bool = False,
         make_lupton_rgb_opts=None,
+        width=None,
+        height=None,
         **plot_options,
     ):
         """A MapView: displays in Jupyter (the live app); ``.save(path)`` writes the standalone page;
@@ -54,6 +56,7 @@ class VisualizeVerb(Verb):
                 FutureWarning,
                 stacklevel=3,
             )
+        plot_options.update({k: v for k, v in (("width", width), ("height", height)) if v is not None})
         if plot_options:
             warnings.warn(
                 f"visualize({', '.join(f'{k}=' for k in plot_options)}) does not apply here: the map's "

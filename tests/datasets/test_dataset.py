@@ -144,8 +144,11 @@ def test_cifar_reads_standard_batches_and_says_where_they_go(tmp_path, hyrax_con
     )
     dataset = HyraxCifarDataset(hyrax_config.config, tmp_path)
     assert len(dataset) == 20
-    assert dataset.get_image(0).shape == (3, 32, 32) and dataset.get_image(0).max() <= 1
+    image = dataset.get_image(0)  # normalised to [-1, 1] as published
+    assert image.shape == (3, 32, 32) and image.min() >= -1 and image.max() <= 1 and image.min() < 0
     assert dataset.getter("label_name")(3) == "c9"
     hyrax_config.set_config("data_set.HyraxCifarDataset.use_training_data", False)
     test = HyraxCifarDataset(hyrax_config.config, tmp_path)
-    assert len(test) == 4 and test.getter("object_id")(0) == "50000"
+    # Ids are positions zero-padded to the width of the set's size, as published ("00000".. at 10,000).
+    assert len(test) == 4 and test.getter("object_id")(0) == "0"
+    assert dataset.getter("object_id")(19) == "19" and dataset.getter("object_id")(3) == "03"

@@ -27,7 +27,8 @@ def catalog_csv(tmp_path):
 
 def test_default_fields_are_every_getter(hyrax_config):
     provider = DataProvider(request_config(hyrax_config, data=RANDOM), "train")
-    assert provider.fields["data"] == ["image", "object_id"]
+    # The random dataset's published defaults: labels [0, 1, 2] and two metadata fields.
+    assert provider.fields["data"] == ["image", "label", "meta_field_1", "meta_field_2", "object_id"]
     sample = provider[3]
     assert sample["object_id"] == "3" and sample["data"]["image"].shape == (2, 5, 5)
     assert len(provider) == 100 and provider.ids()[:3].tolist() == ["0", "1", "2"]
@@ -41,7 +42,7 @@ def test_requested_field_without_getter_is_an_error(hyrax_config):
     assert (
         "data_request.train.data" in message
         and "labl" in message
-        and "Its fields: image, object_id" in message
+        and "Its fields: image, label, meta_field_1" in message
     )
 
 
@@ -158,6 +159,7 @@ def test_join_field_must_exist(hyrax_config, catalog_csv):
 def nan_config(hyrax_config):
     hyrax_config.set_config("data_set.HyraxRandomDataset.number_invalid_values", 30)
     hyrax_config.set_config("data_set.HyraxRandomDataset.size", 10)
+    hyrax_config.set_config("data_set.HyraxRandomDataset.seed", 0)  # some objects bad, some good
     return hyrax_config
 
 

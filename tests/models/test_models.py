@@ -56,7 +56,7 @@ def test_decorator_registers_notebook_class_and_supplies_optimizer(hyrax_config)
     hyrax_config.set_config("scheduler.name", "torch.optim.lr_scheduler.ExponentialLR")
     model = cls(hyrax_config.config)
     assert isinstance(model.optimizer, torch.optim.SGD) and model.optimizer.param_groups[0]["lr"] == 0.5
-    assert isinstance(model.criterion, nn.MSELoss)
+    assert isinstance(model.criterion, nn.CrossEntropyLoss)  # the published default
     assert isinstance(model.scheduler, torch.optim.lr_scheduler.ExponentialLR)
     check_model_contract(model, _batch())
     MODELS.unregister("CellModel")

@@ -276,6 +276,49 @@ def test_loopback_trains_on_random_data(tmp_path):
     assert model.final_training_metrics["training_loss"] == 0.0
 
 
+@hyrax_model
+class PublishedClassifier(nn.Module):
+    """Written for the published Hyrax: relies on its default criterion (CrossEntropyLoss)."""
+
+    def __init__(self, config, data_sample=None):
+        super().__init__()
+        self.layer = nn.Linear(192, 3)
+
+    def forward(self, x):
+        return self.layer(x.flatten(1))
+
+    @staticmethod
+    def prepare_inputs(batch):
+        return batch["data"]["image"], batch["data"]["label"]
+
+    def train_batch(self, batch):
+        image, label = batch
+        self.optimizer.zero_grad()
+        loss = self.criterion(self(image), label)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def infer_batch(self, batch):
+        return self(batch[0])
+
+
+def test_a_model_written_for_the_published_defaults_trains(tmp_path):
+    """criterion.name defaults to CrossEntropyLoss, as published (the built-in autoencoders still
+    reconstruct with mean squared error); settings for an optimizer that is not in use are a warning."""
+    h = make_hyrax(tmp_path, model="PublishedClassifier", epochs=1)
+    h.set_config("'torch.optim.SGD'.lr", 0.5)  # a published config tuning its default optimizer
+    with pytest.warns(
+        UserWarning, match=r'\["torch.optim.SGD"\] is set \(lr = 0.5.*optimizer.name = "torch.optim.SGD"'
+    ):
+        model = h.train()
+    assert isinstance(model.criterion, nn.CrossEntropyLoss) and model.final_training_metrics["loss"] > 0
+    autoencoder = make_hyrax(tmp_path, epochs=1).train()
+    assert isinstance(autoencoder.criterion, nn.MSELoss)
+    chosen = make_hyrax(tmp_path, epochs=1, criterion__name="torch.nn.L1Loss").train()
+    assert isinstance(chosen.criterion, nn.L1Loss)
+
+
 def test_on_epoch_start_is_told_the_verb(tmp_path):
     """As published: during training every dataset (validation too) hears "train"; infer says "infer"."""
     from hyrax.datasets.random import HyraxRandomDataset
@@ -294,7 +337,7 @@ def test_on_epoch_start_is_told_the_verb(tmp_path):
     results = h.infer()
     assert heard == ["infer"]
     # The results as a LanceDB table, as published (results.table.search(vector)...).
-    found = results.table.search(results[0]).metric("L2").limit(2).to_list()
+    found = results.table.search(results[0].reshape(-1)).metric("L2").limit(2).to_list()
     assert found[0]["object_id"] == str(results.ids()[0]) and found[0]["_distance"] == 0.0
 
 
@@ -359,3 +402,80 @@ train = 0.75
     with open(runs[0] / "hyrax_run.toml", "rb") as handle:
         assert tomllib.load(handle)["status"] == "complete"
     assert result.stdout.count("weights and checkpoints:") == 2  # both ranks trained and finished
+
+
+def test_test_verb_evaluates_the_held_out_objects(tmp_path):
+    """h.test() as published: outputs of the test group in a run directory (with test_weights.pth), and
+    here also the mean of each test_batch metric; the test objects are the ones training held out."""
+    import numpy as np
+
+    from hyrax.config_utils import find_most_recent_results_dir
+
+    h = make_hyrax(tmp_path, model="HyraxAutoencoder", epochs=1)
+    h.set_config("data_request.test.data", {"dataset_class": "HyraxRandomDataset"})
+    h.set_config("split", {"train": 0.6, "validate": 0.2, "test": 0.2})
+    model = h.train()
+    held_out = np.load(model.run_dir / "test_split.npz")["indices"]
+    used = np.concatenate(
+        [np.load(model.run_dir / f"{g}_split.npz")["indices"] for g in ("train", "validate")]
+    )
+    assert len(held_out) == 8 and not set(held_out) & set(used)
+    results = h.test()
+    assert len(results) == 8 and sorted(results.ids().astype(int)) == sorted(held_out.tolist())
+    assert (results.data_location / "test_weights.pth").is_file()
+    assert results.metrics["loss"] > 0
+    assert find_most_recent_results_dir(h.config, "test") == results.data_location
+    with open(results.data_location / "test_metrics.toml", "rb") as handle:
+        assert tomllib.load(handle)["metrics"]["loss"] == pytest.approx(results.metrics["loss"])
+
+
+def test_test_verb_without_a_test_group_says_what_to_add(tmp_path):
+    h = make_hyrax(tmp_path, model="HyraxLoopback", epochs=1)
+    h.train()
+    with pytest.raises(ConfigError, match=r"needs a \[data_request.test\] group.*Groups: train, validate"):
+        h.test()
+
+
+def test_trace_follows_a_few_objects_through_train_infer_and_test(tmp_path):
+    """trace=N as published: one batch of N objects, returned as a TraceResult of stages and calls."""
+    from hyrax.trace import TraceResult, TraceStage, get_trace, trace_dataset_func
+
+    calls = []
+
+    class Traced(__import__("hyrax.datasets.random", fromlist=["x"]).HyraxRandomDataset):
+        @trace_dataset_func
+        def get_image(self, idx):
+            calls.append(idx)
+            return super().get_image(idx)
+
+    h = make_hyrax(tmp_path, model="HyraxLoopback", epochs=3, dataset="Traced")
+    h.set_config("data_request.infer.data", {"dataset_class": "Traced"})
+    h.set_config("data_request.test.data", {"dataset_class": "Traced"})
+    h.set_config("split", {"train": 0.6, "validate": 0.2, "test": 0.2})
+    trace = h.train(trace=2)
+    assert isinstance(trace, TraceResult) and isinstance(trace.collate, TraceStage)
+    assert trace["collate"][0].batch_dict["data"]["image"].shape[0] == 2
+    assert len(trace.resolve_data["DataProvider__resolve_data"]) == 4  # 2 train + 2 validate
+    evaluation = trace.evaluation[0]
+    assert evaluation["batch"] is evaluation[0] and "train_batch" in str(evaluation)
+    assert len(trace.dataset_getter) >= 4 and "Traced" in str(trace)
+    assert get_trace() is None  # nothing is recorded once the verb returns
+    h.train()
+    trace = h.infer(trace=3)
+    assert len(trace["resolve_data"]) == 3 and len(trace["collate"]) == 1
+    assert len(h.test(trace=2).resolve_data) == 2
+    assert not isinstance(h.infer(), TraceResult)  # and the config was the verb's own copy
+
+
+def test_distributed_true_in_a_notebook_runs_in_this_process(tmp_path):
+    """As published: general.distributed = true without torchrun trains here, with a warning saying how
+    to start several processes."""
+    h = make_hyrax(tmp_path, model="HyraxLoopback", epochs=1, general__distributed=True)
+    with pytest.warns(UserWarning, match="runs alone.*torchrun --nproc_per_node=N"):
+        assert h.train().final_training_metrics["loss"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["HSCAutoencoder", "HSCDCAE"])
+def test_published_hsc_model_names_train(tmp_path, name):
+    model = make_hyrax(tmp_path, model=name, epochs=1).train()
+    assert model.final_training_metrics["loss"] > 0 and name in Hyrax(setup_logging=False).list_models()

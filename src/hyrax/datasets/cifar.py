@@ -21,7 +21,11 @@ TEST = ["test_batch"]
 
 
 class HyraxCifarDataset(HyraxDataset):
-    """Fields: ``image`` (3x32x32 float32 in [0, 1]), ``label`` (0-9), ``label_name``, ``object_id``."""
+    """Fields: ``image`` (3x32x32 float32 in [-1, 1]), ``label`` (0-9), ``label_name``, ``object_id``.
+
+    As in the published Hyrax: pixels are normalised to [-1, 1] (torchvision's ``Normalize(0.5, 0.5)``),
+    and an object id is the image's position in its set, zero-padded to the width of the set's size
+    (test images "00000".."09999", training images "00000".."49999")."""
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
         base = Path(
@@ -50,9 +54,9 @@ class HyraxCifarDataset(HyraxDataset):
             if meta.is_file()
             else [str(i) for i in range(10)]
         )
-        offset = 0 if training else 50_000  # test ids follow the training ids
+        width = len(str(len(label_array)))
         columns = {
-            "object_id": np.arange(offset, offset + len(label_array)).astype(str),
+            "object_id": np.char.zfill(np.arange(len(label_array)).astype(str), width),
             "label": label_array,
             "label_name": np.asarray(label_names)[label_array],
         }
@@ -62,7 +66,7 @@ class HyraxCifarDataset(HyraxDataset):
         return len(self.images)
 
     def get_image(self, idx: int) -> np.ndarray:
-        return self.images[idx].astype(np.float32) / 255.0
+        return self.images[idx].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
 
 
 def _unpickle(path: Path) -> dict:

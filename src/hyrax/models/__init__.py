@@ -11,6 +11,8 @@ BUILTIN_MODELS = {
     "HyraxCNN": "hyrax.models.cnn:HyraxCNN",
     "ImageDCAE": "hyrax.models.dcae:ImageDCAE",
     "SimCLR": "hyrax.models.simclr:SimCLR",
+    "HSCAutoencoder": "hyrax.models.hsc:HSCAutoencoder",
+    "HSCDCAE": "hyrax.models.hsc:HSCDCAE",
 }
 
 

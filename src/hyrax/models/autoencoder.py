@@ -17,6 +17,7 @@ from hyrax.models.layers import (
     fit_to,
     image_of,
     image_shape,
+    reconstruction_criterion,
 )
 from hyrax.models.model import first_field, hyrax_model
 
@@ -30,6 +31,7 @@ class HyraxAutoencoder(LossSteps, nn.Module):
 
     def __init__(self, config, data_sample=None):
         super().__init__()
+        self.criterion = reconstruction_criterion(config)
         settings = config["model"][self.settings_table]
         base, latent = int(settings["base_channel_size"]), int(settings["latent_dim"])
         self.input_shape = image_shape(data_sample)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from hyrax.models.layers import LossSteps, feature_shape, fit_to, image_of, image_shape
+from hyrax.models.layers import (
+    LossSteps,
+    feature_shape,
+    fit_to,
+    image_of,
+    image_shape,
+    reconstruction_criterion,
+)
 from hyrax.models.model import first_field, hyrax_model
 
 WIDTHS = (16, 32, 64, 128)
@@ -18,6 +25,7 @@ class ImageDCAE(LossSteps, nn.Module):
 
     def __init__(self, config, data_sample=None):
         super().__init__()
+        self.criterion = reconstruction_criterion(config)
         latent = int(config["model"]["ImageDCAE"]["latent_dim"])
         self.input_shape = image_shape(data_sample)
         channels = self.input_shape[0]

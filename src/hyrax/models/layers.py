@@ -74,6 +74,14 @@ def fit_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return image[..., :height, :width]
 
 
+def reconstruction_criterion(config) -> torch.nn.Module | None:
+    """The loss of a model that reconstructs its input: mean squared error while ``criterion.name`` is
+    the default (CrossEntropyLoss, the published Hyrax's default, a classification loss that means
+    nothing for a reconstruction); None (the configured criterion) when the user chose one."""
+    name = (config.get("criterion") or {}).get("name")
+    return torch.nn.MSELoss() if name in ("torch.nn.CrossEntropyLoss", False, None) else None
+
+
 class LossSteps:
     """``train_batch``, ``validate_batch``/``test_batch`` and ``infer_batch`` for a model that defines
     ``_loss(x)`` (a scalar tensor) and ``forward`` (the output ``infer`` writes)."""

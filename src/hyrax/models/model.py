@@ -114,6 +114,39 @@ def _class_with_kwargs(config: Mapping, section: str) -> tuple[Any, dict] | None
     return cls, kwargs
 
 
+#: Families of keyword-argument tables: (section whose name selects one, prefix of its class paths).
+_FAMILIES = (
+    ("scheduler", "torch.optim.lr_scheduler."),
+    ("optimizer", "torch.optim."),
+    ("criterion", "torch.nn."),
+)
+
+
+def unused_class_settings(config: Mapping) -> list[str]:
+    """Messages for keyword tables set for a class that is not the one in use, e.g.
+    ``["torch.optim.SGD"] lr = 0.1`` while ``optimizer.name`` is Adam (a config written for the published
+    Hyrax, whose default optimizer is SGD, would otherwise change nothing, silently)."""
+    from hyrax.config.manager import DEFAULT_CONFIG_PATH, read_toml
+
+    defaults = read_toml(DEFAULT_CONFIG_PATH)
+    messages = []
+    for table, values in config.items():
+        if "." not in table or not isinstance(values, Mapping):
+            continue
+        for section, prefix in _FAMILIES:
+            if not table.startswith(prefix):
+                continue
+            chosen = get_setting(config, f"{section}.name")
+            if table != chosen and dict(values) != dict(defaults.get(table, {})):
+                messages.append(
+                    f'["{table}"] is set ({", ".join(f"{k} = {v!r}" for k, v in values.items())}), but '
+                    f'{section}.name = "{chosen}": those settings are unused. Set {section}.name = "{table}" '
+                    f"to use them."
+                )
+            break
+    return messages
+
+
 def attach_training_parts(model, config: Mapping) -> None:
     """Give ``model`` an optimizer, criterion and scheduler from the config, unless it has its own."""
     if getattr(model, "criterion", None) is None:
@@ -141,7 +174,9 @@ def save(self, path: str | Path) -> Path:
     temporary = path.with_name(f".{path.name}.tmp")
     torch.save(self.state_dict(), temporary)
     temporary.replace(path)
-    write_text_atomic(path.parent / PREPARE_INPUTS_FILE, prepare_inputs_source(type(self)))
+    # A prepare_inputs set on this instance (model.prepare_inputs = f) is the one that is saved.
+    own = self.__dict__.get("prepare_inputs")
+    write_text_atomic(path.parent / PREPARE_INPUTS_FILE, prepare_inputs_source(type(self), own))
     return path
 
 
@@ -160,6 +195,9 @@ def load(self, path: str | Path):
         state = state["model"]  # a training checkpoint
     check_state_fits(self, state, str(path))
     self.load_state_dict(state)
+    saved = load_prepare_inputs(path.parent)
+    if saved is not None:  # the prepare_inputs trained with these weights, on this instance
+        self.prepare_inputs = saved
     return self
 
 
@@ -188,10 +226,12 @@ def check_state_fits(model, state: Mapping, source: str) -> None:
     )
 
 
-def prepare_inputs_source(cls: type) -> str:
-    """Python source of a module holding ``cls.prepare_inputs`` as a plain function, with imports for
-    the global names it uses (modules, importable objects, and the source of notebook helpers)."""
-    function = inspect.getattr_static(cls, "prepare_inputs", None)
+def prepare_inputs_source(cls: type, function: Any = None) -> str:
+    """Python source of a module holding ``cls.prepare_inputs`` (or ``function``, one set on an
+    instance) as a plain function, with imports for the global names it uses (modules, importable
+    objects, and the source of notebook helpers)."""
+    if function is None:
+        function = inspect.getattr_static(cls, "prepare_inputs", None)
     function = getattr(function, "__func__", function)
     header = (
         f"# prepare_inputs of {cls.__module__}.{cls.__qualname__}, saved with the weights so that inference\n"
@@ -200,11 +240,15 @@ def prepare_inputs_source(cls: type) -> str:
     try:
         source = textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError):
+        if function is not None and getattr(function, "__qualname__", "").isidentifier():
+            return header + f"from {function.__module__} import {function.__qualname__} as prepare_inputs\n"
         return (
             header
             + f"from {cls.__module__} import {cls.__qualname__}\nprepare_inputs = {cls.__qualname__}.prepare_inputs\n"
         )
     lines = [line for line in source.splitlines() if line.strip() != "@staticmethod"]
+    if function.__name__ != "prepare_inputs":  # a function of another name, set on an instance
+        lines.append(f"\n\nprepare_inputs = {function.__name__}")
     return header + "".join(_global_imports(function)) + "\n" + "\n".join(lines) + "\n"
 
 

@@ -72,7 +72,27 @@ def export(model, prepared_batch: Any, directory: Path, opset_version: int | Non
             f"that ONNX cannot express (data-dependent Python control flow, custom ops) need rewriting in infer_batch."
         ) from error
     logger.debug(chatter.getvalue())
+    _check_dynamic_batch(path, type(model).__name__, len(arrays[0]))
     return path
+
+
+def _check_dynamic_batch(path: Path, model_name: str, example_batch: int) -> None:
+    """The exported graph must take any batch size: a fixed one fails later, in ``engine``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    fixed = [
+        i.name
+        for i in graph.input
+        if i.type.tensor_type.shape.dim[:1] and i.type.tensor_type.shape.dim[0].HasField("dim_value")
+    ]
+    if fixed:
+        path.unlink(missing_ok=True)
+        raise OnnxError(
+            f"ONNX export of {model_name}: infer_batch fixes the batch size to {example_batch} (inputs "
+            f"{', '.join(fixed)}), so the export would only take batches of exactly that size. Python's "
+            f"len(x) or int(x.shape[0]) fix it when traced: write x.shape[0] (or reshape(x.shape[0], -1))."
+        )
 
 
 class OnnxModel:

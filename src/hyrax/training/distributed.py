@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from hyrax.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +43,13 @@ def setup(config: Mapping) -> Distribution:
     """Join the process group when launched as one of several processes."""
     wanted = config["general"]["distributed"] is True
     if not launched_distributed():
-        if wanted:
-            raise ConfigError(
-                "general.distributed = true, but this process was not started by a distributed launcher. Start "
-                "it with `torchrun --nproc_per_node=N -m hyrax <verb> -c CONFIG` (or srun under Slurm), or set "
-                "general.distributed = false."
+        if wanted:  # a notebook, as the published Hyrax allows: this one process does the work
+            warnings.warn(
+                "general.distributed = true, but this process was not started by a distributed launcher: "
+                "it runs alone. For N processes start it with `torchrun --nproc_per_node=N -m hyrax <verb> "
+                "-c CONFIG` (or srun under Slurm).",
+                UserWarning,
+                stacklevel=4,
             )
         return Distribution()
     import ignite.distributed as idist

@@ -103,7 +103,10 @@ def load_model(config: Mapping, provider: DataProvider, index: int, weights: Pat
     model.load(weights)
     model.eval()
     prepare = load_prepare_inputs(weights.parent) or type(model).prepare_inputs
-    return model, prepare
+    from hyrax.trace import traced_model, traced_prepare  # recording only under trace=N
+
+    traced_model(model)
+    return model, traced_prepare(prepare)
 
 
 class RowSampler:

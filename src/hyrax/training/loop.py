@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,10 @@ class Training:
         import torch
 
         self.config, self.run_dir, self.distribution = config, Path(run_dir), distribution
+        from hyrax.models.model import unused_class_settings
+
+        for message in unused_class_settings(config) if distribution.is_main else []:
+            warnings.warn(message, UserWarning, stacklevel=3)
         # Objects skipped by data_set.on_bad_object = "skip", each counted once (rank 0 lists them).
         self.skips = Skips(
             self.run_dir / "skipped_objects.csv" if distribution.is_main else None, distinct=True
@@ -155,7 +160,10 @@ class Training:
                 f"{', '.join(config.get('data_request', {})) or '(none)'}."
             )
         self.providers = {g: DataProvider(config, g) for g in groups}
-        self.splits = compute_splits(config, self.providers)
+        # A test group is split off now too (and its rows saved), so that `test` evaluates exactly the
+        # objects this training never saw.
+        held_out = {"test": DataProvider(config, "test")} if "test" in config.get("data_request", {}) else {}
+        self.splits = compute_splits(config, {**self.providers, **held_out})
         if distribution.is_main:
             self.splits.save(self.run_dir)
         self.train_indices = self.splits.indices["train"]
@@ -173,6 +181,10 @@ class Training:
                     self.model.optimizer, distribution.world_size
                 )
         self.prepare = type(self.model).prepare_inputs
+        from hyrax.trace import traced_model, traced_prepare  # recording only under trace=N
+
+        traced_model(self.model)
+        self.prepare = traced_prepare(self.prepare)
 
     def _initial_weights(self) -> tuple[int, float | None]:
         weights = get_setting(self.config, "train.model_weights_file")

@@ -42,6 +42,10 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.infer:InferVerb",
         "Run the trained model over the infer group; write object_id + vector rows (Lance) in a run directory.",
     ),
+    "test": (
+        "hyrax.verbs.test_verb:TestVerb",
+        "Evaluate the trained model on the test group: outputs (Lance) and test_batch metrics in a run directory.",
+    ),
     "lookup": (
         "hyrax.verbs.lookup:LookupVerb",
         "Print the result vector of an object id (-i ID) from the latest infer run (or -r RUN_DIR).",
@@ -77,6 +81,10 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
     "demo": (
         "hyrax.verbs.demo:DemoVerb",
         "Run the whole pipeline on the bundled galaxies: train, infer, map, index, outliers, standalone page.",
+    ),
+    "visualize_v2": (
+        "hyrax.verbs.visualize:VisualizeV2Verb",
+        "The published Hyrax's second visualizer: here the same map as visualize.",
     ),
     "umap": (
         "hyrax.verbs.reduce_dimensions:UmapVerb",

@@ -16,9 +16,19 @@ class InferVerb(Verb):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted infer run")
 
-    def run(self, resume: str | Path | None = None):
+    def run(self, resume: str | Path | None = None, trace: int | None = None):
         """Infer; return a :class:`~hyrax.results.store.ResultDataset`. ``resume``: an unfinished infer run
-        directory to continue (with the configuration it was started with)."""
+        directory to continue (with the configuration it was started with).
+
+        ``trace=N``: the first N objects only, recorded; returns a :class:`hyrax.trace.TraceResult`."""
+        if trace:
+            from hyrax.trace import TraceContext, get_trace
+
+            if resume is not None:
+                raise ValueError("infer(trace=...) traces a new run: leave out resume.")
+            with TraceContext(trace, self.config, ("infer",)):
+                self.run()
+                return get_trace()
         from hyrax.results.store import ResultDataset
         from hyrax.training.distributed import broadcast_object, setup
         from hyrax.training.distributed_inference import check_processes

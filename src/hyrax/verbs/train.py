@@ -24,8 +24,16 @@ class TrainVerb(Verb):
     name = "train"
     summary = "Train the model (model.name) on the train group; checkpoints, metrics and weights go in a run directory."
 
-    def run(self):
-        """Train; return the model, with ``final_training_metrics`` and ``final_validation_metrics``."""
+    def run(self, trace: int | None = None):
+        """Train; return the model, with ``final_training_metrics`` and ``final_validation_metrics``.
+
+        ``trace=N``: one epoch of one batch of N objects, recorded; returns a :class:`hyrax.trace.TraceResult`."""
+        if trace:
+            from hyrax.trace import TraceContext, get_trace
+
+            with TraceContext(trace, self.config, ("train", "validate", "test")):
+                self.run()
+                return get_trace()
         from hyrax.training.loop import Training
 
         run, path, distribution = distributed_run_dir(self.config, self.name)

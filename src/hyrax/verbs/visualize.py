@@ -93,3 +93,20 @@ class VisualizeVerb(Verb):
         finally:
             view.live.stop()
         return 0
+
+
+class VisualizeV2Verb(VisualizeVerb):
+    """The published Hyrax's ``visualize_v2``: here it is ``visualize`` (one map, with images)."""
+
+    name = "visualize"
+    summary = "The published Hyrax's second visualizer: here the same map as visualize."
+
+    def run(self, input_dir=None, color_column=None, **options):
+        import warnings
+
+        warnings.warn(
+            "visualize_v2 is h.visualize() in this Hyrax (the map with images); call that instead.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return super().run(input_dir, color_column, **options)

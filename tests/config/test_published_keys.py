@@ -125,3 +125,15 @@ def test_published_keys_through_set_config_and_hand_edits():
 def test_float_tsne_perplexity_is_accepted(write_config):
     config, _ = load(write_config, "[reduce_dimensions.tsne.kwargs]\nperplexity = 12.5\n")
     assert config["reduce_dimensions"]["tsne"]["kwargs"]["perplexity"] == 12.5
+
+
+def test_the_migration_page_lists_every_published_key():
+    """docs/migration.md names every key read under another name or dropped (so it cannot drift)."""
+    from pathlib import Path
+
+    from hyrax.config.published import NO_EFFECT, RENAMED
+
+    page = (Path(__file__).parents[2] / "docs" / "migration.md").read_text()
+    for key in [*RENAMED, *NO_EFFECT]:
+        table, leaf = key.rsplit(".", 1)
+        assert f"`{key}`" in page or (leaf in page and table.split(".")[0] in page), key

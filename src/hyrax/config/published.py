@@ -78,7 +78,7 @@ NO_EFFECT: dict[str, tuple[Any, str]] = {
     "model.SimCLR.grayscale_probability": (0.2, _UNUSED_MODEL_KEY.format(model="SimCLR")),
     "model.SimCLR.gaussian_blur_kernel_size": (9, _UNUSED_MODEL_KEY.format(model="SimCLR")),
     "model.SimCLR.gaussian_blur_sigma_range": ([0.1, 2.0], _UNUSED_MODEL_KEY.format(model="SimCLR")),
-    "visualize.fields": ([], "the map shows every metadata column; colour it with visualize.color_by"),
+    "visualize.fields": ([], "the map shows every metadata column; colour it with visualize.color_column"),
     "visualize.display_images": (False, "the map always shows the images of selected points"),
     "visualize.cmap": ("viridis", "delete the key"),
     "visualize.torch_tensor_bands": ([3], "set visualize.band"),

@@ -65,7 +65,7 @@ def export(model, prepared_batch: Any, directory: Path, opset_version: int | Non
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter), torch.no_grad():
-            torch.onnx.export(InferBatch(model.eval()), tensors, str(path), **kwargs)
+            torch.onnx.export(InferBatch(model.eval()).eval(), tensors, str(path), **kwargs)
     except Exception as error:  # the exporter raises many kinds; all mean "cannot export this model"
         raise OnnxError(
             f"ONNX export of {type(model).__name__} failed: {type(error).__name__}: {str(error)[:800]}. Operations "

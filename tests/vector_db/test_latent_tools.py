@@ -183,3 +183,20 @@ def test_database_connection_cli(inferred):
         timeout=300,
     )
     assert missing.returncode == 1 and "NOPE are not in the" in missing.stderr
+
+
+def test_published_cli_options_of_the_vector_db_verbs(inferred, tmp_path):
+    """hyrax save_to_database -i RUN -o DIR, then database_connection -d DIR, as the published CLI."""
+    from hyrax.vector_db.connection import results_run
+    from tests.conftest import run_hyrax
+
+    run = results_run(inferred.config)
+    config = run / "runtime_config.toml"
+    out = tmp_path / "db"
+    saved = run_hyrax("save_to_database", "-i", run, "-o", out, "-c", config, timeout=300)
+    assert saved.returncode == 0, saved.stderr
+    assert (out / "hyrax_vector_db.toml").is_file()
+    first = DecalsRingsDataset(inferred.config).getter("object_id")(0)
+    found = run_hyrax("database_connection", "--id", first, "-k", "2", "-d", out, "-c", config, timeout=300)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines()[0].split()[1] == first

@@ -67,6 +67,23 @@ def test_visualize_colour_and_errors(demo, tmp_path):
         _hyrax_on(tmp_path / "empty").visualize()
 
 
+def test_published_visualize_arguments(demo):
+    """visualize(input_dir=, return_verb=) as published; its holoviews options (width=, height=,
+    make_lupton_rgb_opts=) do not apply to this map and say what to set instead; visualize_v2 is visualize."""
+    from hyrax.results.run_dir import find_latest_run
+
+    results, _, _ = demo
+    h = _hyrax_on(results)
+    reduce_run = find_latest_run(results, "reduce_dimensions")
+    with pytest.warns(FutureWarning, match=r"width=, height=\) does not apply.*view.save"):
+        view, same = h.visualize(input_dir=reduce_run, return_verb=True, width=800, height=600)
+    assert view is same and view.reduce_run == reduce_run
+    with pytest.warns(FutureWarning, match=r"make_lupton_rgb_opts.*visualize.stretch"):
+        h.visualize(make_lupton_rgb_opts={"stretch": 5, "Q": 8})
+    with pytest.warns(FutureWarning, match="visualize_v2 is h.visualize"):
+        assert len(h.visualize_v2().to_dataframe()) == 376
+
+
 def test_broken_images_become_placeholders(demo, caplog):
     from hyrax.datasets.decals_rings import DecalsRingsDataset
 

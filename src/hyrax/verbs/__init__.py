@@ -88,7 +88,7 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
     ),
     "umap": (
         "hyrax.verbs.reduce_dimensions:UmapVerb",
-        "Deprecated: use reduce_dimensions (this runs it, with reduce_dimensions.name as configured).",
+        "Deprecated: use reduce_dimensions (this runs it with algorithm umap).",
     ),
 }
 

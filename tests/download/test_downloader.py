@@ -259,7 +259,7 @@ def test_config_file_run_is_described_by_its_run_directory(service, catalog, hyr
 
     summary = DownloadVerb(hyrax_config.config).run()
     snapshot = (summary.run_dir / "runtime_config.toml").read_text()
-    assert PASSWORD not in snapshot and "(hidden)" in snapshot
+    assert PASSWORD not in snapshot and "********" in snapshot
     assert pd.read_parquet(tmp_path / "data" / "manifest.parquet").status.eq("done").all()
 
 

@@ -73,9 +73,35 @@ def test_resolve_run_explicit_override_and_errors(config, tmp_path):
 
 def test_credentials_never_reach_the_snapshot(config):
     config["download"]["password"] = "hunter2"
+    config["data_set"]["my_api_token"] = "tok-123"  # any secret-like key, not only the download's
     run = RunDir.create(config, "download")
     text = (run.path / "runtime_config.toml").read_text()
-    assert "hunter2" not in text and "(hidden)" in text
+    assert "hunter2" not in text and "tok-123" not in text and 'password = "********"' in text
+
+
+def test_secrets_are_masked_wherever_a_config_is_shown(tmp_path):
+    """hyrax config -c FILE, h.config in a notebook and config_help never show a secret in clear."""
+    from hyrax import Hyrax
+    from tests.conftest import run_hyrax
+
+    config = tmp_path / "config.toml"
+    config.write_text('[download]\nusername = "astro"\npassword = "hunter2"\n')
+    shown = run_hyrax("config", "-c", config)
+    assert shown.returncode == 0 and "hunter2" not in shown.stdout and "********" in shown.stdout
+    one = run_hyrax("config", "download.password", "-c", config)
+    assert one.returncode == 0 and "hunter2" not in one.stdout
+    h = Hyrax(config_file=config, setup_logging=False)
+    assert "hunter2" not in repr(h.config) and "hunter2" not in repr(h.config["download"])
+    assert "hunter2" not in h.config_help("download.password")
+    assert h.config["download"]["password"] == "hunter2"  # the code that needs it still reads it
+    # A run's snapshot used as a config says where the credentials must come from instead.
+    from hyrax.download.credentials import load_credentials
+    from hyrax.errors import ConfigError
+
+    h.set_config("general.results_dir", str(tmp_path / "results"))
+    run = RunDir.create(h.config, "download")
+    with pytest.raises(ConfigError, match="hold the mask.*credentials_file"):
+        load_credentials(Hyrax(config_file=run.path / "runtime_config.toml", setup_logging=False).config)
 
 
 def test_unwritable_results_dir_is_a_clear_error(config, tmp_path):

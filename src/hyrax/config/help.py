@@ -58,7 +58,9 @@ class Documentation:
             comment = "\n".join(self.key_comments[segments]) or "(no description)"
             text = f"{join_key(segments)}\n{comment}"
             if current is not None:
-                text += f"\ncurrent value: {current!r}"
+                from hyrax.config.secrets import mask
+
+                text += f"\ncurrent value: {mask(segments[-1], current)!r}"
             return text
         return None
 

@@ -45,6 +45,12 @@ class ConfigDict(dict):
         super().__init__(*args, **kwargs)
         self.path = path
 
+    def __repr__(self) -> str:
+        # h.config shown in a notebook: secrets masked (the values stay readable by key).
+        from hyrax.config.secrets import mask
+
+        return "{" + ", ".join(f"{k!r}: {mask(k, v)!r}" for k, v in self.items()) + "}"
+
     def __missing__(self, key: str):
         dotted = join_key((*self.path, key))
         raise ConfigKeyError(

@@ -67,6 +67,13 @@ def load_credentials(config: Mapping) -> Credentials:
     username = get_setting(config, "download.username")
     password = get_setting(config, "download.password")
     if username is not None and password is not None:
+        from hyrax.config.secrets import MASK
+
+        if MASK in (str(username), str(password)):
+            raise ConfigError(
+                "download.username/password hold the mask written in a run's runtime_config.toml (secrets are "
+                f"never written in clear). Give the credentials in {_WHERE.split(', or the config')[0]}."
+            )
         return Credentials(
             str(username), str(password), "the config keys download.username/download.password"
         )

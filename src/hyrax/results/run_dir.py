@@ -129,16 +129,14 @@ class RunDir:
         )
 
     def write_config(self, config: Mapping) -> None:
-        """Write the full resolved config as ``runtime_config.toml``, without credentials."""
+        """Write the full resolved config as ``runtime_config.toml``, secrets masked
+        (:mod:`hyrax.config.secrets`): give credentials with a file or the environment, not the config."""
         import tomlkit
 
         from hyrax.config import to_plain
+        from hyrax.config.secrets import masked
 
-        plain = to_plain(config)
-        download = plain.get("download", {})
-        for secret in ("username", "password"):
-            if download.get(secret) not in (None, False):
-                download[secret] = "(hidden)"
+        plain = masked(to_plain(config))
         header = (
             "# The full configuration this run used. Re-run it with:  hyrax <verb> -c runtime_config.toml\n"
         )

@@ -36,5 +36,6 @@ class ConfigVerb(Verb):
         import tomlkit
 
         from hyrax.config import to_plain
+        from hyrax.config.secrets import masked
 
-        return tomlkit.dumps(to_plain(self.config)).rstrip()
+        return tomlkit.dumps(masked(to_plain(self.config))).rstrip()

@@ -68,3 +68,10 @@ def test_catalog_of_real_stars_loads_as_hsc_names(real_data, tmp_path, hyrax_con
     dataset = HSCDataset(hyrax_config.config, tmp_path)
     assert len(dataset) == 10 - dataset.dropped["smaller than 25x25"]
     assert dataset.get_image(0).shape == (1, 25, 25)
+    # Positions from the names are metadata (the map colours by them; the published Hyrax has them too).
+    first = catalog.set_index(catalog["# object_id"].astype(str)).loc[dataset.getter("object_id")(0)]
+    assert dataset.getter("ra")(0) == pytest.approx(first["ira"], abs=1e-5)
+    assert (
+        dataset.getter("dec")(0) == pytest.approx(first["idec"], abs=1e-5)
+        and dataset.getter("tract")(0) == 8279
+    )

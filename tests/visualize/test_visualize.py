@@ -82,6 +82,8 @@ def test_published_visualize_arguments(demo):
         h.visualize(make_lupton_rgb_opts={"stretch": 5, "Q": 8})
     with pytest.warns(FutureWarning, match="visualize_v2 is h.visualize"):
         assert len(h.visualize_v2().to_dataframe()) == 376
+    with pytest.warns(FutureWarning, match=r'published Hyrax\'s name of column "ring": write "ring"'):
+        assert h.visualize(color_column="ring_data").color == "ring"
 
 
 def test_broken_images_become_placeholders(demo, caplog):

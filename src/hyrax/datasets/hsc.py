@@ -43,7 +43,6 @@ class HSCDataset(FitsImageDataset):
     """HSC cutouts in ``data_location``; fields ``image`` (bands x height x width) and ``object_id``."""
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
-        import pandas as pd
 
         location = data_location if data_location is not None else config["general"]["data_dir"]
         self.data_location = Path(location).expanduser()
@@ -60,7 +59,7 @@ class HSCDataset(FitsImageDataset):
         wide = rows.pivot_table(index="object_id", columns="filter", values="filename", aggfunc="first")
         wide = wide.loc[rows["object_id"].drop_duplicates(), band_order([str(f) for f in wide.columns])]
         filters = [str(f) for f in wide.columns]
-        metadata = pd.DataFrame({"object_id": wide.index.to_numpy()})
+        metadata = _positions(wide)
         self._setup(config, wide.index.to_numpy(), wide.to_numpy(dtype=object), filters, metadata)
         self._drop_small(config, rows)
         self._freeze()
@@ -125,3 +124,20 @@ class HSCDataset(FitsImageDataset):
             )
         self.object_ids, self._file_table = self.object_ids[keep], self._file_table[keep]
         self._metadata_frame = self._metadata_frame[keep].reset_index(drop=True)
+
+
+def _positions(wide):
+    """Metadata of each object: its id, and ``ra``, ``dec``, ``tract`` read from its first cutout's name
+    (``<id>_<type>_<ra>_<dec>_<tract>_<filter>.fits``) when the names carry them."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"object_id": wide.index.to_numpy()})
+    first = wide.bfill(axis=1).iloc[:, 0].astype(str).to_numpy()
+    parts = [name[:-5].split("_") if name.endswith(".fits") else [] for name in first]
+    try:
+        frame["ra"] = np.array([float(p[-4]) for p in parts])
+        frame["dec"] = np.array([float(p[-3]) for p in parts])
+        frame["tract"] = np.array([int(p[-2]) for p in parts])
+    except (IndexError, ValueError):  # names without positions: the id alone
+        return frame[["object_id"]]
+    return frame

@@ -168,15 +168,13 @@ def save(self, path: str | Path) -> Path:
     """Save the weights to ``path`` and ``prepare_inputs`` beside them (``prepare_inputs.py``)."""
     import torch
 
-    from hyrax.results.run_dir import write_text_atomic
-
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     torch.save(self.state_dict(), temporary)
     temporary.replace(path)
     # A prepare_inputs set on this instance (model.prepare_inputs = f) is the one that is saved.
     own = self.__dict__.get("prepare_inputs")
-    write_text_atomic(path.parent / PREPARE_INPUTS_FILE, prepare_inputs_source(type(self), own))
+    write_prepare_inputs(path.parent, prepare_inputs_source(type(self), own))
     return path
 
 
@@ -252,31 +250,177 @@ def prepare_inputs_source(cls: type, function: Any = None) -> str:
     return header + "".join(_global_imports(function)) + "\n" + "\n".join(lines) + "\n"
 
 
-def _global_imports(function) -> list[str]:
-    """An import line (or helper source) for each global name ``function`` uses."""
-    imports = []
+def _global_imports(function, seen: set[str] | None = None) -> list[str]:
+    """An import line, a literal assignment (``SCALE = 255.0``) or helper source for each global name
+    ``function`` uses (a helper's own globals too), so that the saved file runs in a fresh Python."""
+    seen = set() if seen is None else seen
+    lines = []
     names = set(function.__code__.co_names)
-    for name in sorted(names & set(function.__globals__)):
+    for code in function.__code__.co_consts:  # names used by nested functions and comprehensions
+        if hasattr(code, "co_names"):
+            names |= set(code.co_names)
+    for name in sorted(names & set(function.__globals__) - seen):
+        seen.add(name)
         value = function.__globals__[name]
         if inspect.ismodule(value):
-            imports.append(f"import {value.__name__} as {name}\n")
+            lines.append(f"import {value.__name__} as {name}\n")
+        elif _literal(value) is not None:
+            lines.append(f"{name} = {_literal(value)}\n")
         elif getattr(value, "__module__", None) not in (None, "__main__") and hasattr(value, "__qualname__"):
-            imports.append(f"from {value.__module__} import {value.__qualname__} as {name}\n")
-        elif inspect.isfunction(value):
+            lines.append(f"from {value.__module__} import {value.__qualname__} as {name}\n")
+        elif inspect.isfunction(value) or inspect.isclass(value):
             with contextlib.suppress(OSError, TypeError):
-                imports.append(textwrap.dedent(inspect.getsource(value)) + "\n")
-    return imports
+                source = textwrap.dedent(inspect.getsource(value))
+                helpers = _global_imports(value, seen) if inspect.isfunction(value) else []
+                lines.extend(helpers)
+                lines.append(source + "\n")
+    return lines
+
+
+def _literal(value: Any, budget: int = 100_000) -> str | None:
+    """Python source that rebuilds ``value`` (numbers, strings, containers of them, small numpy arrays
+    and scalars), or None when there is none."""
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        text = repr(value)
+    elif isinstance(value, np.generic):
+        text = f"np.{type(value).__name__}({value.item()!r})"
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "biufc" and value.size <= 10_000:
+        text = f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
+    elif isinstance(value, list | tuple | set | frozenset):
+        parts = [_literal(v, budget) for v in value]
+        if any(p is None for p in parts):
+            return None
+        inner = ", ".join(parts)
+        text = {list: f"[{inner}]", tuple: f"({inner}{',' if len(parts) == 1 else ''})"}.get(
+            type(value), f"{type(value).__name__}([{inner}])"
+        )
+    elif isinstance(value, dict):
+        parts = [(_literal(k, budget), _literal(v, budget)) for k, v in value.items()]
+        if any(k is None or v is None for k, v in parts):
+            return None
+        text = "{" + ", ".join(f"{k}: {v}" for k, v in parts) + "}"
+    else:
+        return None
+    return text if len(text) <= budget else None
+
+
+#: Beside prepare_inputs.py: its sha256, checked before the file is run.
+PREPARE_INPUTS_DIGEST = "prepare_inputs.sha256"
+
+
+def write_prepare_inputs(directory: str | Path, source: str) -> Path:
+    """Write ``prepare_inputs.py`` and its digest (``prepare_inputs.sha256``) into ``directory``."""
+    import hashlib
+
+    from hyrax.results.run_dir import write_text_atomic
+
+    directory = Path(directory)
+    path = directory / PREPARE_INPUTS_FILE
+    write_text_atomic(path, source)
+    write_text_atomic(directory / PREPARE_INPUTS_DIGEST, hashlib.sha256(source.encode()).hexdigest() + "\n")
+    return path
+
+
+def trust_prepare_inputs(directory: str | Path) -> None:
+    """Record the current ``prepare_inputs.py`` of ``directory`` as trusted (after editing it on purpose)."""
+    path = Path(directory) / PREPARE_INPUTS_FILE
+    write_prepare_inputs(directory, path.read_text())
 
 
 def load_prepare_inputs(directory: str | Path):
-    """The ``prepare_inputs`` function saved in ``directory``, or None when there is none."""
-    path = Path(directory) / PREPARE_INPUTS_FILE
+    """The ``prepare_inputs`` function saved in ``directory``, or None when there is none.
+
+    The file is Python that runs here: it is run only when its sha256 is the one recorded when Hyrax
+    wrote it (a file changed since is refused; a run of an earlier release without a digest is run with a
+    warning)."""
+    import hashlib
+
+    directory = Path(directory)
+    path = directory / PREPARE_INPUTS_FILE
     if not path.is_file():
         return None
+    source = path.read_text()
+    digest_file = directory / PREPARE_INPUTS_DIGEST
+    if digest_file.is_file():
+        recorded = digest_file.read_text().strip()
+        actual = hashlib.sha256(source.encode()).hexdigest()
+        if recorded != actual:
+            raise WeightsError(
+                f"{path} was changed after Hyrax saved it (sha256 {actual[:12]}..., recorded "
+                f"{recorded[:12]}...). It is Python that runs when these weights are used, so it is refused. "
+                f"Restore it; or, if you edited it yourself, accept it with "
+                f"hyrax.models.model.trust_prepare_inputs('{directory}')."
+            )
+    else:
+        warnings.warn(
+            f"{path} has no recorded digest (a run of an earlier Hyrax): running it as it is.",
+            UserWarning,
+            stacklevel=2,
+        )
     namespace: dict[str, Any] = {"__name__": "hyrax_saved_prepare_inputs"}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - our own saved file
+    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - Hyrax's own file, digest checked
     function = namespace.get("prepare_inputs")
     return function if callable(function) else None
+
+
+_FRESH_CHECK = """
+import pickle, sys
+namespace = {"__name__": "hyrax_saved_prepare_inputs"}
+source = open(sys.argv[1]).read()
+exec(compile(source, sys.argv[1], "exec"), namespace)
+with open(sys.argv[2], "rb") as handle:
+    batch = pickle.load(handle)
+result = namespace["prepare_inputs"](batch)
+with open(sys.argv[3], "wb") as handle:
+    pickle.dump(result, handle)
+"""
+
+
+def check_prepare_inputs_file(directory: str | Path, batch: Any, expected: Any) -> None:
+    """Run the saved ``prepare_inputs.py`` in a fresh Python on ``batch`` (as inference in another process
+    will): a failure, or a result other than ``expected``, is a ModelContractError saying what to change."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    path = Path(directory) / PREPARE_INPUTS_FILE
+    with tempfile.TemporaryDirectory() as scratch:
+        given, got = Path(scratch) / "batch.pkl", Path(scratch) / "prepared.pkl"
+        given.write_bytes(pickle.dumps(batch))
+        proc = subprocess.run(
+            [sys.executable, "-c", _FRESH_CHECK, str(path), str(given), str(got)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if proc.returncode != 0:
+            last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["?"]
+            raise ModelContractError(
+                f"The prepare_inputs saved with the weights ({path}) fails in a fresh Python: {last[0]}. "
+                "Inference in another process would fail the same way. Names it uses from your notebook "
+                "are saved when they are numbers, strings, small arrays, functions or importable objects: "
+                "define anything else inside prepare_inputs, or import it from a module."
+            )
+        result = pickle.loads(got.read_bytes())
+    if not _same(result, expected):
+        raise ModelContractError(
+            f"The prepare_inputs saved with the weights ({path}) gives another result in a fresh Python "
+            "than in this one: it depends on state that is not saved (a global changed after definition?)."
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and (
+            np.allclose(a, b, equal_nan=True) if a.dtype.kind in "biufc" else bool((a == b).all())
+        )
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
 
 
 # -- the contract ------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +126,10 @@ class OnnxModel:
 
 
 def copy_prepare_inputs(weights_directory: Path, directory: Path) -> None:
+    """Copy prepare_inputs.py beside the export, with its digest (the file is refused if it changed)."""
+    from hyrax.models.model import load_prepare_inputs, write_prepare_inputs
+
     source = weights_directory / "prepare_inputs.py"
     if source.is_file():
-        shutil.copyfile(source, directory / "prepare_inputs.py")
+        load_prepare_inputs(weights_directory)  # its digest is checked before it is passed on
+        write_prepare_inputs(directory, source.read_text())

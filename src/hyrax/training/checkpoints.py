@@ -92,9 +92,13 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
     from hyrax.models.model import check_state_fits
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a damaged file
-        raise CheckpointError(f"Cannot read checkpoint '{path}': {error}.") from error
+        # Tensors and plain values only: a checkpoint never runs code when it is read.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged file, or one holding Python objects beyond tensors
+        raise CheckpointError(
+            f"Cannot read checkpoint '{path}': {str(error).splitlines()[0]}. Hyrax reads checkpoints as "
+            "tensors and plain values only (weights_only); a file holding other Python objects is refused."
+        ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"'{path}' is not a Hyrax training checkpoint (it has no model state).")
     if state.get("model_class") != type(model).__name__:

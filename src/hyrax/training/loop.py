@@ -181,6 +181,17 @@ class Training:
                     self.model.optimizer, distribution.world_size
                 )
         self.prepare = type(self.model).prepare_inputs
+        if distribution.is_main:
+            # Saved now and run in a fresh Python on the first batch: a prepare_inputs that would fail at
+            # inference in another process (a notebook global it needs) fails here, before training.
+            from hyrax.models.model import (
+                check_prepare_inputs_file,
+                prepare_inputs_source,
+                write_prepare_inputs,
+            )
+
+            write_prepare_inputs(self.run_dir, prepare_inputs_source(type(self.model)))
+            check_prepare_inputs_file(self.run_dir, sample, self.prepare(sample))
         from hyrax.trace import traced_model, traced_prepare  # recording only under trace=N
 
         traced_model(self.model)

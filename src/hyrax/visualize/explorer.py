@@ -489,7 +489,6 @@ class MapView:
 
         self.config, self.reduce_run = config, Path(reduce_run)
         settings = config["visualize"]
-        self.color = color
         self._options = {
             "max_points": int(settings["max_points"]),
             "stretch": settings["stretch"],
@@ -499,7 +498,8 @@ class MapView:
         self._notebook = get_setting(config, "visualize.notebook") or "live"
         self._data = self._html = self._live = None
         self.source = MapSource(config, self.reduce_run)
-        self.source.check_color(color)  # a wrong column is an error now, not when the page is drawn
+        # A wrong column is an error now, not when the page is drawn.
+        self.color = self.source.check_color(color)
 
     @property
     def data(self) -> MapData:

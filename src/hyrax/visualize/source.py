@@ -129,6 +129,17 @@ class MapSource:
         columns = self.columns()
         if color in columns:
             return color
+        base = color.rsplit("_", 1)[0]
+        if "_" in color and base in columns:  # the published Hyrax's "<column>_<dataset name>"
+            import warnings
+
+            warnings.warn(
+                f'visualize.color_column = "{color}" is the published Hyrax\'s name of column "{base}": '
+                f'write "{base}".',
+                FutureWarning,
+                stacklevel=3,
+            )
+            return base
         raise ConfigError(
             f'visualize.color_column = "{color}" is not a column of the map.{did_you_mean(color, columns)} '
             f"Columns: {', '.join(columns) or '(none: the data has no metadata)'}."

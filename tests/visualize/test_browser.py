@@ -178,3 +178,47 @@ def test_3d_view_turns(browser, tmp_path):
     finally:
         page.close()
         live.stop()
+
+
+HOSTILE = 'x<img src=nope onerror="window.__pwned=1">,"quoted"'
+
+
+def test_hostile_ids_are_shown_as_text_and_exported_as_csv(browser, tmp_path):
+    """Object ids (and metadata, and server messages) are data, never markup: an id carrying HTML does
+    not run in the page; the CSV export quotes a value with commas and quotes so it reads back intact."""
+    import csv
+    import io
+
+    from hyrax.config import ConfigManager
+    from hyrax.results.store import ResultWriter
+    from hyrax.visualize.live import LiveMap
+
+    ids = np.array([HOSTILE, "plain", "<b>bold</b>"])
+    with ResultWriter(tmp_path, (2,), "float32") as writer:
+        writer.write(ids, np.array([[0, 0], [1, 1], [2, 0]], np.float32))
+    live = LiveMap(ConfigManager().config, tmp_path)
+    page = _open(browser, live.start(0))
+    try:
+        page.evaluate("""() => {
+            const source = [...Bokeh.documents[0].all_models].find(m => m.name === 'points');
+            source.selected.indices = [0, 1, 2];
+        }""")
+        page.wait_for_selector("img.hyrax-thumb", timeout=10_000)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download selection as CSV").click()
+        rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+        assert rows[0] == ["object_id"] and sorted(r[0] for r in rows[1:]) == sorted(ids.tolist())
+        page.evaluate("""() => {
+            const source = [...Bokeh.documents[0].all_models].find(m => m.name === 'points');
+            source.selected.indices = [0];  // its neighbours: the server answers with an error text
+        }""")
+        near = "[...Bokeh.documents[0].all_models].find(m => m.name === 'neighbour_grid').text"
+        page.wait_for_function(f"() => {near}.includes('<i>')", timeout=10_000)  # the server's answer
+        assert "Nearest neighbours of x&lt;img src=nope onerror=&quot;" in page.evaluate(f"() => {near}")
+        page.wait_for_timeout(500)
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.locator("img[src=nope]").count() == 0  # no element was made from an id
+        assert page.locator("b:has-text('bold')").count() == 0  # '<b>bold</b>' is shown, not made bold
+    finally:
+        page.close()
+        live.stop()

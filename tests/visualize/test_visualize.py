@@ -155,6 +155,49 @@ def test_live_app_answers_the_page(demo):
         view.live.stop()
 
 
+def test_selection_posts_are_accepted_from_the_map_page_only(tmp_path):
+    """Another site's page, a plain form, or a bad Content-Length cannot post a selection (the server is
+    on 127.0.0.1, which every page in the user's browser can reach)."""
+    import http.client
+
+    from hyrax.config import ConfigManager
+    from hyrax.visualize.live import LiveMap
+
+    write_map_run(tmp_path, np.random.default_rng(0).normal(size=(50, 2)))
+    live = LiveMap(ConfigManager().config, tmp_path)
+    url = live.start(0)
+    port = live.server.server_address[1]
+    body = json.dumps({"object_id": ["p1", "p2"]}).encode()
+
+    def post(headers, data=body):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.putrequest("POST", "/selection")
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(data)
+        response = connection.getresponse()
+        answer = response.status, response.read()
+        connection.close()
+        return answer
+
+    try:
+        same = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Origin": url.rstrip("/"),
+        }
+        assert post(same)[0] == 200 and live.selected()["object_id"].tolist() == ["p1", "p2"]
+        status, answer = post({**same, "Origin": "http://evil.example"})
+        assert status == 403 and b"map page only" in answer
+        assert post({**same, "Content-Type": "text/plain"})[0] == 415
+        assert post({**same, "Content-Length": "lots"})[0] == 411
+        assert post({**same, "Content-Length": str(2**40)}, data=b"")[0] == 413
+        assert post(same)[0] == 200  # and the server still answers
+    finally:
+        live.stop()
+
+
 def test_live_map_shows_exact_points_when_zoomed_in(tmp_path):
     from hyrax.config import ConfigManager
     from hyrax.visualize.live import LiveMap

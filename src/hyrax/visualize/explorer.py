@@ -272,7 +272,8 @@ def build_layout(
         "indices",
         CustomJS(
             args={"source": source, "selected": selected, "grid": grid, "names": names, "live": live},
-            code="""
+            code=ESCAPE_JS
+            + """
         const rows = source.selected.indices;
         const data = source.data;
         const out = {object_id: rows.map(i => data.object_id[i])};
@@ -284,7 +285,7 @@ def build_layout(
                                 body: JSON.stringify({object_id: out.object_id, seq: window._hyrax_seq})});
         }
         grid.text = '<b>' + rows.length + ' selected</b><br>' + rows.slice(0, 60).map(
-            i => '<img class="hyrax-thumb" title="' + data.object_id[i] + '" src="' + data.thumbnail[i] + '" width="64" height="64">').join('');
+            i => '<img class="hyrax-thumb" title="' + esc(data.object_id[i]) + '" src="' + esc(data.thumbnail[i]) + '" width="64" height="64">').join('');
     """,
         ),
     )
@@ -292,21 +293,22 @@ def build_layout(
         "indices",
         CustomJS(
             args={"source": source, "near": near, "live": live},
-            code="""
+            code=ESCAPE_JS
+            + """
         const rows = source.selected.indices;
         if (rows.length !== 1) { return; }
         const data = source.data;
         const i = rows[0];
-        const tile = (src, id) => '<figure style="display:inline-block;margin:2px"><img class="hyrax-neighbour" src="' + src +
-            '" width="64" height="64"><figcaption style="font-size:9px">' + id + '</figcaption></figure>';
-        const title = '<b>Nearest neighbours of ' + data.object_id[i] + '</b><br>';
+        const tile = (src, id) => '<figure style="display:inline-block;margin:2px"><img class="hyrax-neighbour" src="' + esc(src) +
+            '" width="64" height="64"><figcaption style="font-size:9px">' + esc(id) + '</figcaption></figure>';
+        const title = '<b>Nearest neighbours of ' + esc(data.object_id[i]) + '</b><br>';
         if (!live) {
             near.text = title + [i].concat(data.neighbours[i]).map(j => tile(data.thumbnail[j], data.object_id[j])).join('');
             return;
         }
         near.text = title + '<i>searching the vector index ...</i>';
         fetch('neighbours?id=' + encodeURIComponent(data.object_id[i])).then(r => r.json()).then(found => {
-            near.text = found.error ? title + '<i>' + found.error + '</i>'
+            near.text = found.error ? title + '<i>' + esc(found.error) + '</i>'
                 : title + found.object_id.map((id, j) => tile(found.thumbnail[j], id)).join('');
         });
     """,
@@ -323,8 +325,10 @@ def build_layout(
             args={"selected": selected, "names": ["object_id"] + names},
             code="""
         const data = selected.data;
-        const lines = [names.join(',')];
-        for (let r = 0; r < data.object_id.length; r++) { lines.push(names.map(n => String(data[n][r])).join(',')); }
+        // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+        const field = v => { const s = String(v); return /[",\\r\\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; };
+        const lines = [names.map(field).join(',')];
+        for (let r = 0; r < data.object_id.length; r++) { lines.push(names.map(n => field(data[n][r])).join(',')); }
         const blob = new Blob([lines.join('\\n')], {type: 'text/csv'});
         const link = document.createElement('a');
         link.href = URL.createObjectURL(blob);
@@ -336,6 +340,13 @@ def build_layout(
     side = [table, download, inside, grid, near] if live else [table, download, grid, near]
     return row(column(plot, *turn) if turn else plot, column(*side))
 
+
+#: Escapes a value for HTML (ids, metadata and server messages are data, never markup); prepended to
+#: every page script that builds HTML.
+ESCAPE_JS = (
+    "const esc = s => String(s).replace(/[&<>\"']/g, "
+    "c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '\"': '&quot;', \"'\": '&#39;'})[c]);\n"
+)
 
 #: Initial azimuth and elevation (degrees) of the 3-D view.
 VIEW_ANGLES = (30.0, 20.0)
@@ -404,7 +415,8 @@ def _select_regions(plot, source, inside) -> None:
         "selectiongeometry",
         CustomJS(
             args={"source": source, "inside": inside},
-            code="""
+            code=ESCAPE_JS
+            + """
         const g = cb_obj.geometry;
         if (!cb_obj.final || (g.type !== 'rect' && g.type !== 'poly')) { return; }
         const geometry = g.type === 'rect' ? {type: 'rect', x0: g.x0, x1: g.x1, y0: g.y0, y1: g.y1}
@@ -413,7 +425,7 @@ def _select_regions(plot, source, inside) -> None:
         fetch('selection', {method: 'POST', headers: {'Content-Type': 'application/json'},
                             body: JSON.stringify({geometry: geometry, seq: window._hyrax_seq})})
             .then(r => r.json()).then(answer => {
-                if (answer.error) { inside.text = '<i>' + answer.error + '</i>'; return; }
+                if (answer.error) { inside.text = '<i>' + esc(answer.error) + '</i>'; return; }
                 inside.text = '<b>' + answer.selected.toLocaleString('en') + ' objects inside the selection</b> ' +
                     '(all of them, drawn or not: <code>view.selected()</code> in Python)';
                 window._hyrax_region = answer.selected;

@@ -253,6 +253,10 @@ def inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray)
     return inside
 
 
+#: The largest selection body accepted (ids of ~1M objects; a region is a few numbers).
+MAX_SELECTION_BYTES = 64 * 2**20
+
+
 def thumbnail_url(object_id) -> str:
     return "thumb?id=" + urllib.parse.quote(str(object_id))
 
@@ -288,7 +292,12 @@ def make_server(live: LiveMap, port: int, page: str | None = None) -> http.serve
             if urllib.parse.urlsplit(self.path).path != "/selection":
                 self.send_error(404)
                 return
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            refused = self._refusal()
+            if refused is not None:
+                self._json({"error": refused[1]}, status=refused[0])
+                self.close_connection = True
+                return
+            body = self.rfile.read(int(self.headers["Content-Length"]))
             try:
                 payload = json.loads(body or b"{}")
                 count = live.select(payload.get("object_id", []), payload.get("geometry"), payload.get("seq"))
@@ -299,6 +308,26 @@ def make_server(live: LiveMap, port: int, page: str | None = None) -> http.serve
                 )
                 return
             self._json({"selected": count})
+
+        def _refusal(self) -> tuple[int, str] | None:
+            """Why this POST is refused (status, reason), or None. Only the page this server served may
+            post: same origin (a page of another site cannot, even though the server is on 127.0.0.1),
+            JSON only (a plain form cannot), with a sane Content-Length."""
+            origin = self.headers.get("Origin")
+            host = self.headers.get("Host", "")
+            if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
+                return 403, f"selections are accepted from the map page only, not from {origin}"
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                return 415, "a selection is sent as application/json"
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():
+                return 411, f"Content-Length must be a whole number of bytes, got {length!r}"
+            if int(length) > MAX_SELECTION_BYTES:
+                return (
+                    413,
+                    f"a selection is at most {MAX_SELECTION_BYTES:,} bytes; this one says {int(length):,}",
+                )
+            return None
 
         def _json(self, payload: dict, status: int = 200) -> None:
             self._send(json.dumps(payload).encode(), "application/json", status=status)

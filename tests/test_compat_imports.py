@@ -12,9 +12,12 @@ def test_published_import_paths_give_our_objects(tmp_path):
     from hyrax.datasets.random.hyrax_random_dataset import HyraxRandomDataset
     from hyrax.models import hyrax_model as our_decorator
     from hyrax.models.model_registry import hyrax_model
+    from hyrax.datasets.result_dataset import ResultDataset
     from hyrax.results.run_dir import RunDir
+    from hyrax.results.store import ResultDataset as our_results
 
     assert HyraxDataset is ours and HyraxRandomDataset is our_random and hyrax_model is our_decorator
+    assert ResultDataset is our_results
     h = Hyrax(setup_logging=False)
     h.set_config("general.results_dir", str(tmp_path))
     assert find_most_recent_results_dir(h.config, "umap") is None

@@ -10,9 +10,9 @@ def test_published_import_paths_give_our_objects(tmp_path):
     from hyrax.datasets.dataset_registry import HyraxDataset
     from hyrax.datasets.random import HyraxRandomDataset as our_random
     from hyrax.datasets.random.hyrax_random_dataset import HyraxRandomDataset
+    from hyrax.datasets.result_dataset import ResultDataset
     from hyrax.models import hyrax_model as our_decorator
     from hyrax.models.model_registry import hyrax_model
-    from hyrax.datasets.result_dataset import ResultDataset
     from hyrax.results.run_dir import RunDir
     from hyrax.results.store import ResultDataset as our_results
 

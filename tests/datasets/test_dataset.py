@@ -98,6 +98,9 @@ def test_random_dataset_settings(hyrax_config):
     assert np.isinf(dataset.images).sum() == 5
     assert set(dataset.column("label")) <= {"a", "b"}
     assert "mag" in dataset.fields()
+    # "none", as documented (and published): a missing value, NaN in a float image.
+    hyrax_config.set_config("data_set.HyraxRandomDataset.invalid_value_type", "none")
+    assert np.isnan(HyraxRandomDataset(hyrax_config.config).images).sum() == 5
 
 
 def test_decals_rings_bundle(hyrax_config):

@@ -38,7 +38,7 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("visualize", "stretch"): ("asinh", "log", "zscale", "linear"),
     ("visualize", "notebook"): ("live", "static"),
     ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
-    ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf"),
+    ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf", "none"),
 }
 
 Path = tuple[str, ...]

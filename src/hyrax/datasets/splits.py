@@ -39,11 +39,11 @@ class Splits:
         """Write ``<group>_split.npz`` per group and ``split_config.toml`` into ``directory``."""
         import tomlkit
 
-        from hyrax.results.run_dir import write_text_atomic
+        from hyrax.results.run_dir import write_npz_atomic, write_text_atomic
 
         directory = Path(directory)
         for group, indices in self.indices.items():
-            np.savez(directory / f"{group}_split.npz", indices=indices)
+            write_npz_atomic(directory / f"{group}_split.npz", indices=indices)
         write_text_atomic(
             directory / "split_config.toml", tomlkit.dumps({"seed": self.seed, "groups": self.record})
         )

@@ -7,7 +7,7 @@ from hyrax.plugins import MODELS
 BUILTIN_MODELS = {
     "HyraxLoopback": "hyrax.models.loopback:HyraxLoopback",
     "HyraxAutoencoder": "hyrax.models.autoencoder:HyraxAutoencoder",
-    "HyraxAutoencoderV2": "hyrax.models.autoencoder_v2:HyraxAutoencoderV2",
+    "HyraxAutoencoderV2": "hyrax.models.autoencoder:HyraxAutoencoderV2",
     "HyraxCNN": "hyrax.models.cnn:HyraxCNN",
     "ImageDCAE": "hyrax.models.dcae:ImageDCAE",
     "SimCLR": "hyrax.models.simclr:SimCLR",

@@ -58,3 +58,12 @@ class HyraxAutoencoder(LossSteps, nn.Module):
     def _loss(self, x):
         image = image_of(x)
         return self.criterion(self.decode(self(image)), image)
+
+
+@hyrax_model
+class HyraxAutoencoderV2(HyraxAutoencoder):
+    """As HyraxAutoencoder, with BatchNorm2d between convolution and activation
+    (``[model.HyraxAutoencoderV2]``: ``base_channel_size``, ``latent_dim``)."""
+
+    settings_table = "HyraxAutoencoderV2"
+    batch_norm = True

@@ -64,9 +64,11 @@ class Reducer:
 
     # -- persistence in open formats -----------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
+        from hyrax.results.run_dir import write_npz_atomic, write_text_atomic
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / "reducer.npz", **self.arrays)
+        write_npz_atomic(directory / "reducer.npz", **self.arrays)
         meta = {
             "name": self.name,
             "n_components": self.n_components,
@@ -74,7 +76,7 @@ class Reducer:
             "seed": self.seed,
             "kwargs": self.kwargs,
         }
-        (directory / "reducer.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_text_atomic(directory / "reducer.json", json.dumps(meta, indent=2, default=str))
         return directory
 
     @classmethod

@@ -41,8 +41,10 @@ class VectorIndex:
         self.dimension = dimension
 
     def _mark(self) -> None:
-        (self.directory / MARKER).write_text(
-            json.dumps({"backend": self.backend, "dimension": self.dimension})
+        from hyrax.results.run_dir import write_text_atomic
+
+        write_text_atomic(
+            self.directory / MARKER, json.dumps({"backend": self.backend, "dimension": self.dimension})
         )
 
     # -- the protocol ----------------------------------------------------------------------------

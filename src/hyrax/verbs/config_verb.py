@@ -13,7 +13,6 @@ from hyrax.verbs.verb import Verb
 class ConfigVerb(Verb):
     name = "config"
     summary = "Print the resolved configuration, or the documentation of a section or key."
-    cli_only = True
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -18,8 +18,6 @@ class Verb:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    #: True for verbs that only make sense on the command line (no h.<verb>() method).
-    cli_only: ClassVar[bool] = False
 
     def __init__(self, config: Mapping):
         self.config = config

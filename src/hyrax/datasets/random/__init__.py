@@ -2,7 +2,8 @@
 
 Its ``[data_set.HyraxRandomDataset]`` table sets ``size``, ``shape``, ``seed``, ``provided_labels``
 (values the ``label`` field draws from), ``metadata_fields`` (extra random float fields) and
-``number_invalid_values`` values replaced by ``invalid_value_type`` ("nan", "inf" or "-inf").
+``number_invalid_values`` values replaced by ``invalid_value_type`` ("nan", "inf", "-inf", or "none":
+a missing value, which in a float image is NaN, as in the published Hyrax).
 
 >>> from hyrax.config import ConfigManager
 >>> dataset = HyraxRandomDataset(ConfigManager().config)
@@ -21,7 +22,7 @@ from hyrax.config import get_setting
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.errors import DataError
 
-_INVALID = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}
+_INVALID = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "none": np.nan}
 
 
 class HyraxRandomDataset(HyraxDataset):
@@ -39,7 +40,7 @@ class HyraxRandomDataset(HyraxDataset):
             kind = settings["invalid_value_type"]
             if kind not in _INVALID:
                 raise DataError(
-                    f'data_set.HyraxRandomDataset.invalid_value_type must be "nan", "inf" or "-inf", got {kind!r}.'
+                    f'data_set.HyraxRandomDataset.invalid_value_type must be "nan", "inf", "-inf" or "none", got {kind!r}.'
                 )
             positions = rng.choice(self.images.size, size=min(invalid, self.images.size), replace=False)
             self.images.reshape(-1)[positions] = _INVALID[kind]

@@ -161,3 +161,26 @@ def test_catalog_problems(cutouts, hyrax_config, tmp_path):
     rows.to_csv(base / "catalog.csv", index=False)
     with pytest.raises(DataError, match=r'transform = "not_a_function" is not a numpy function'):
         FitsImageDataset(hyrax_config.config, base)
+
+
+def test_an_unreadable_file_is_a_permission_error_not_a_corrupt_one(tmp_path, monkeypatch):
+    """A file the user may not read is named as a permissions problem (root reads everything, so the
+    check that cfitsio's own message hides is exercised by reporting the file as not readable)."""
+    import os
+
+    from hyrax.datasets import fits_reader
+
+    path = tmp_path / "star.fits"
+    write_fits(path, np.ones((4, 4), np.float32))
+    real_access = os.access
+    monkeypatch.setattr(
+        fits_reader.os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode)
+    )
+
+    def refuse(*args, **kwargs):
+        raise OSError("FITSIO status = 104: could not open the named file")
+
+    monkeypatch.setattr(fits_reader, "fitsio", None)
+    monkeypatch.setattr(fits_reader, "_read_astropy", refuse)
+    with pytest.raises(DataError, match=r"Object s1: no permission to read .*star.fits.*may be fine"):
+        fits_reader.read_image(path, "s1", [None])

@@ -157,3 +157,19 @@ def test_check_model_rejects_undecorated_classes():
 
     with pytest.raises(ConformanceError, match="not decorated with @hyrax_model"):
         check_model(Plain)
+
+
+def test_cnn_labels_that_are_not_class_numbers_are_named():
+    """HyraxCNN with string labels says so (it used to blame a missing 'label' field)."""
+    from hyrax.models.cnn import HyraxCNN
+    from hyrax.models.model import ModelContractError
+
+    batch = {"data": {"image": np.zeros((2, 3, 8, 8), np.float32), "label": np.array(["ring", "spiral"])}}
+    with pytest.raises(
+        ModelContractError, match=r"integer class labels.*<U6 values such as \['ring', 'spiral'\]"
+    ):
+        HyraxCNN.prepare_inputs(batch)
+    image, label = HyraxCNN.prepare_inputs({"data": {"image": batch["data"]["image"]}})
+    assert label is None  # inference data without labels
+    image, label = HyraxCNN.prepare_inputs({"data": {**batch["data"], "label": np.array([1, 0])}})
+    assert label.dtype == np.int64

@@ -6,6 +6,7 @@ primary HDU). The HDU found is remembered per caller, so later files cost one re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,17 @@ def read_image(path: str | Path, object_id: str, hdu_hint: list[int | None]) -> 
         ) from None
     except DataError:
         raise
+    except PermissionError:
+        raise DataError(
+            f"Object {object_id}: no permission to read '{path}'. Fix the file's permissions (or the "
+            f"folder's); the file itself may be fine."
+        ) from None
     except Exception as error:  # cfitsio reports corrupt files as OSError with its own text
+        if Path(path).exists() and not os.access(path, os.R_OK):  # cfitsio's text does not say so
+            raise DataError(
+                f"Object {object_id}: no permission to read '{path}'. Fix the file's permissions (or the "
+                f"folder's); the file itself may be fine."
+            ) from None
         if not Path(path).exists():
             raise DataError(
                 f"Object {object_id}: file '{path}' does not exist. Download it again, or remove the object "
@@ -85,5 +96,7 @@ def image_shape(path: str | Path) -> tuple[int, int] | None:
                         return (int(dims[-2]), int(dims[-1])) if len(dims) >= 2 else None
             return None
         return tuple(_read_astropy(str(path)).shape[-2:])
+    except PermissionError:  # not an unreadable file: a setting the user must fix
+        raise DataError(f"No permission to read '{path}'. Fix the file's (or folder's) permissions.") from None
     except Exception:  # unreadable files are reported by the caller as dropped
         return None

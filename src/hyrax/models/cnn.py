@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hyrax.models.layers import LossSteps, image_of, image_shape
-from hyrax.models.model import first_field, hyrax_model
+from hyrax.models.model import ModelContractError, first_field, hyrax_model
 
 
 @hyrax_model
@@ -41,10 +41,17 @@ class HyraxCNN(LossSteps, nn.Module):
     def prepare_inputs(batch):
         image = np.asarray(first_field(batch, "image"), dtype=np.float32)
         try:
-            label = first_field(batch, "label").astype(np.int64)
-        except Exception:  # inference data may have no labels
-            label = None
-        return image, label
+            raw = first_field(batch, "label")
+        except ModelContractError:  # inference data may have no labels
+            return image, None
+        raw = np.asarray(raw)
+        if raw.dtype.kind not in "biu":
+            raise ModelContractError(
+                f"HyraxCNN needs integer class labels 0..output_classes-1; the 'label' field holds "
+                f"{raw.dtype} values such as {raw.reshape(-1)[:3].tolist()}. Map them to integers in your "
+                "dataset's get_label."
+            )
+        return image, raw.astype(np.int64)
 
     def _loss(self, x):
         image, label = x

@@ -97,6 +97,8 @@ def image_shape(path: str | Path) -> tuple[int, int] | None:
             return None
         return tuple(_read_astropy(str(path)).shape[-2:])
     except PermissionError:  # not an unreadable file: a setting the user must fix
-        raise DataError(f"No permission to read '{path}'. Fix the file's (or folder's) permissions.") from None
+        raise DataError(
+            f"No permission to read '{path}'. Fix the file's (or folder's) permissions."
+        ) from None
     except Exception:  # unreadable files are reported by the caller as dropped
         return None

@@ -510,8 +510,9 @@ class ResultDataset(HyraxDataset):
     def table(self):
         """The results as a LanceDB table (``lancedb.open_table``), as the published Hyrax gives it:
         ``results.table.search(vector).limit(6).to_list()``, ``results.table.to_pandas()``."""
-        import lancedb
+        from hyrax.plugins import optional_import
 
+        lancedb = optional_import("lancedb", "lancedb", "ResultDataset.table")
         path = self.table_path
         return lancedb.connect(str(path.parent)).open_table(path.name.removesuffix(".lance"))
 

@@ -95,3 +95,16 @@ def test_lance_index_is_built_a_segment_at_a_time(tmp_path, monkeypatch):
     recall = np.mean([len(set(f) & set(ids[t])) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
     assert "3 segment(s)" in index.build()  # built again: replaces the index
+
+
+def test_lance_index_over_results_of_several_dimensions(tmp_path):
+    """Results of shape (2, 3) per object (HyraxLoopback's output, as published) are 6-d vectors."""
+    from hyrax.results.store import ResultWriter
+
+    ids, vectors = clustered(50, dimension=6)
+    with ResultWriter(tmp_path / "run", (2, 3), "float32") as writer:
+        writer.write(ids, vectors.reshape(50, 2, 3))
+    index = LanceIndex(tmp_path / "db", results_dir=tmp_path / "run")
+    assert index.dimension == 6
+    found, distances = index.search_by_id(["id4"], k=2)
+    assert found[0, 0] == "id4" and distances[0, 0] == pytest.approx(0, abs=1e-4)

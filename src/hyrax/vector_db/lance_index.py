@@ -46,7 +46,7 @@ class LanceIndex(VectorIndex):
         self.refine_factor = int(settings.get("refine_factor", 5))
         self.path = table_path(results_dir) if results_dir is not None else self.directory / "vectors.lance"
         if self.path.exists() and self.dimension is None:
-            self.dimension = ResultDataset(data_location=self.path).shape[0]
+            self.dimension = int(np.prod(ResultDataset(data_location=self.path).shape))
             self._mark()
 
     def _dataset(self):

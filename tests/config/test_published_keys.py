@@ -89,11 +89,16 @@ def test_renamed_keys_keep_their_meaning_and_say_what_to_write(write_config):
         """,
     )
     reduce = config["reduce_dimensions"]
-    assert (reduce["name"], reduce["model_path"], reduce["n_components"]) == ("pca", "old/umap.pkl", 3)
-    assert config["label"]["field"] == "label"
+    assert reduce["name"] == "pca" and config["label"]["field"] == "label"
+    # Per-algorithm keys are keys here too: they apply to their algorithm only, as published.
+    assert reduce["umap"]["model_path"] == "old/umap.pkl" and reduce["umap"]["kwargs"]["n_components"] == 3
+    from hyrax.reduce.run import components, model_path
+
+    assert (components(config), model_path(config)) == (2, None)  # pca: its own settings
+    config["reduce_dimensions"]["name"] = "umap"
+    assert (components(config), model_path(config)) == (3, "old/umap.pkl")
     joined = "\n".join(messages)
     assert 'reduce_dimensions.algorithm -> reduce_dimensions.name: write name = "pca"' in joined
-    assert "reduce_dimensions.umap.kwargs.n_components -> reduce_dimensions.n_components" in joined
     assert "balance.field -> label.field" in joined
 
 
@@ -111,9 +116,8 @@ def test_published_keys_through_set_config_and_hand_edits():
     with pytest.warns(ConfigMigrationWarning, match="reduce_dimensions.algorithm -> reduce_dimensions.name"):
         h.set_config("reduce_dimensions.algorithm", "pca")
     assert h.config["reduce_dimensions"]["name"] == "pca"
-    with pytest.warns(ConfigMigrationWarning, match="model_path"):
-        h.set_config("reduce_dimensions", {"umap": {"model_path": "fit.pkl"}})
-    assert h.config["reduce_dimensions"]["model_path"] == "fit.pkl"
+    h.set_config("reduce_dimensions", {"umap": {"model_path": "fit.pkl"}})  # a key here too
+    assert h.config["reduce_dimensions"]["umap"]["model_path"] == "fit.pkl"
     # Edited by hand (as published notebooks do), read when the next verb runs.
     h.config["reduce_dimensions"]["algorithm"] = "umap"
     assert h._manager.resolved()["reduce_dimensions"]["name"] == "umap"

@@ -102,6 +102,14 @@ def test_published_verb_arguments(tmp_path, infer_run):
     saved = first.data_location / "reducer"
     again = h.reduce_dimensions(algorithm="pca", model_path=saved)
     np.testing.assert_allclose(again.column("data"), first.column("data"), rtol=1e-5)
+    # The run itself, or the published file name in it (<run>/pca.pickle), find the saved reducer.
+    run_again = h.reduce_dimensions(algorithm="pca", model_path=first.data_location)
+    np.testing.assert_allclose(run_again.column("data"), first.column("data"), rtol=1e-5)
+    with pytest.warns(FutureWarning, match="pca.pickle is the published Hyrax's file"):
+        h.reduce_dimensions(algorithm="pca", model_path=first.data_location / "pca.pickle")
+    # The published per-algorithm key applies to its algorithm only.
+    h.set_config("reduce_dimensions.pca.model_path", str(saved))
+    assert len(h.reduce_dimensions(algorithm="umap")) == len(first)  # umap fits its own
     assert h.config["reduce_dimensions"]["name"] == "umap"  # the arguments were for that call only
 
 

@@ -28,24 +28,12 @@ from hyrax.config.keys import join_key, split_key
 #: Published key -> the key that holds it here. The value keeps its meaning.
 RENAMED: dict[str, str] = {
     "reduce_dimensions.algorithm": "reduce_dimensions.name",
-    "reduce_dimensions.umap.model_path": "reduce_dimensions.model_path",
-    "reduce_dimensions.pca.model_path": "reduce_dimensions.model_path",
-    "reduce_dimensions.umap.kwargs.n_components": "reduce_dimensions.n_components",
-    "reduce_dimensions.pca.kwargs.n_components": "reduce_dimensions.n_components",
-    "reduce_dimensions.tsne.kwargs.n_components": "reduce_dimensions.n_components",
     "balance.field": "label.field",
 }
-
-_SHARED_TARGETS = {key for key in RENAMED if key.endswith(".n_components")}
 
 #: The published default of each renamed key: a value equal to it is moved without a warning.
 RENAMED_DEFAULTS: dict[str, Any] = {
     "reduce_dimensions.algorithm": "umap",
-    "reduce_dimensions.umap.model_path": False,
-    "reduce_dimensions.pca.model_path": False,
-    "reduce_dimensions.umap.kwargs.n_components": 2,
-    "reduce_dimensions.pca.kwargs.n_components": 2,
-    "reduce_dimensions.tsne.kwargs.n_components": 2,
     "balance.field": False,
 }
 
@@ -102,8 +90,7 @@ def translate(config: MutableMapping) -> list[str]:
     """Rewrite published-Hyrax keys in ``config`` (a whole config, or part of one) in place.
 
     Returns one message for each value the user changed from the published default (the warnings to
-    show). A renamed key does not overwrite the new key when both are set to different values: then the
-    message says which one was kept.
+    show). A renamed key wins over the key it is renamed to: it is only there because the user wrote it.
     """
     messages: list[str] = []
     for dotted, new in RENAMED.items():
@@ -111,9 +98,7 @@ def translate(config: MutableMapping) -> list[str]:
         if not found:
             continue
         changed = value != RENAMED_DEFAULTS.get(dotted)
-        # Three published keys share reduce_dimensions.n_components: only a changed one sets it.
-        if changed or dotted not in _SHARED_TARGETS or not _has(config, new):
-            _set(config, new, value)
+        _set(config, new, value)
         if changed:
             table, leaf = new.rsplit(".", 1)
             messages.append(f"{dotted} -> {new}: write {leaf} = {_show(value)} under [{table}].")

@@ -81,7 +81,8 @@ class Reducer:
 
     @classmethod
     def load(cls, directory: str | Path) -> Reducer:
-        directory = Path(directory)
+        """A reducer saved by :meth:`save`: its directory, or the reduce run that holds it."""
+        directory = _saved_reducer(Path(directory))
         try:
             meta = json.loads((directory / "reducer.json").read_text())
             with np.load(directory / "reducer.npz") as saved:
@@ -130,3 +131,23 @@ class SamplePlacement:
             weights /= weights.sum(axis=1, keepdims=True)
             out[start : start + batch] = np.einsum("nk,nkd->nd", weights, self.embedding[rows])
         return out
+
+
+def _saved_reducer(path: Path) -> Path:
+    """The directory of a saved reducer, given it, a reduce run directory, or the published Hyrax's file
+    name in a run (``<run>/umap.pickle``: here the fitted reducer is ``<run>/reducer``)."""
+    if (path / "reducer.json").is_file():
+        return path
+    if (path / "reducer" / "reducer.json").is_file():
+        return path / "reducer"
+    if path.suffix == ".pickle" and (path.parent / "reducer" / "reducer.json").is_file():
+        import warnings
+
+        warnings.warn(
+            f"{path.name} is the published Hyrax's file of a fitted reducer; here it is "
+            f"{path.parent / 'reducer'} (a directory of open formats, not a pickle): give that, or the run.",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return path.parent / "reducer"
+    return path

@@ -41,14 +41,38 @@ def input_results(config: Mapping, explicit=None) -> ResultDataset:
     return ResultDataset(config, resolve_run(config, "infer", explicit))
 
 
+def _own(config: Mapping) -> Mapping:
+    """The ``[reduce_dimensions.<name>]`` table of the algorithm in use (empty when it has none)."""
+    settings = config["reduce_dimensions"]
+    own = settings.get(settings["name"], {})
+    return own if isinstance(own, Mapping) else {}
+
+
+def components(config: Mapping) -> int:
+    """Output dimensions: the algorithm's own ``kwargs.n_components`` (the published Hyrax's per-algorithm
+    key) when set, else ``reduce_dimensions.n_components``."""
+    kwargs = _own(config).get("kwargs", {}) or {}
+    return int(kwargs.get("n_components", config["reduce_dimensions"]["n_components"]))
+
+
+def model_path(config: Mapping):
+    """A fitted reducer to reuse: ``reduce_dimensions.model_path`` (any algorithm), else the algorithm's
+    own ``model_path`` (``[reduce_dimensions.umap] model_path``, as published); None: fit a new one."""
+    given = get_setting(config, "reduce_dimensions.model_path")
+    if given is None:
+        own = _own(config).get("model_path", False)
+        given = None if own is False else own
+    return given
+
+
 def make_reducer(config: Mapping) -> tuple[Reducer, int]:
     """A fresh reducer of ``reduce_dimensions.name`` and its fit sample size."""
     settings = config["reduce_dimensions"]
-    name = settings["name"]
-    cls = REDUCERS.get(name)
-    own = settings.get(name, {}) if isinstance(settings.get(name), Mapping) else {}
+    cls = REDUCERS.get(settings["name"])
+    own = _own(config)
+    kwargs = {k: v for k, v in dict(own.get("kwargs", {})).items() if k != "n_components"}
     seed = get_setting(config, "data_set.seed") or 0
-    reducer = cls(n_components=int(settings["n_components"]), seed=int(seed), **dict(own.get("kwargs", {})))
+    reducer = cls(n_components=components(config), seed=int(seed), **kwargs)
     return reducer, int(own.get("fit_sample_size", 10_000))
 
 
@@ -56,14 +80,14 @@ def reduce_results(config: Mapping, results: ResultDataset, run_dir: Path) -> Re
     """Fit (or load ``model_path``), then transform every row of ``results`` into ``run_dir``'s table."""
     settings = config["reduce_dimensions"]
     use_threads(config)
-    model_path = get_setting(config, "reduce_dimensions.model_path")
-    if model_path is not None:
+    fitted = model_path(config)
+    if fitted is not None:
         name = settings["name"]
-        reducer = REDUCERS.get(name).load(model_path)
-        if reducer.n_components != int(settings["n_components"]):
+        reducer = REDUCERS.get(name).load(fitted)
+        if reducer.n_components != components(config):
             raise ReducerError(
-                f"The reducer in {model_path} gives {reducer.n_components} components; reduce_dimensions.n_components "
-                f"is {settings['n_components']}. Set them alike, or fit a new reducer."
+                f"The reducer in {fitted} gives {reducer.n_components} components; reduce_dimensions.n_components "
+                f"is {components(config)}. Set them alike, or fit a new reducer."
             )
     else:
         reducer, sample_size = make_reducer(config)

@@ -63,9 +63,23 @@ def test_cli_only_verbs_are_not_methods():
     assert not callable(h.config)
 
 
-def test_builtin_verbs_are_real_methods_with_docs(mutate_verb):
+def test_every_builtin_verb_is_a_method_that_runs_its_own_class():
+    """Each built-in verb (but the CLI-only ones) is h.<verb>, tab-completed, and calls that verb's class."""
+    from hyrax import verbs
+
     h = Hyrax(setup_logging=False)
-    assert "mutate" in dir(h)
+    names = [n for n in verbs.BUILTIN_VERBS if n not in verbs.CLI_ONLY]
+    assert {"train", "infer", "test", "reduce_dimensions", "save_to_database", "visualize"} <= set(names)
+    for name in names:
+        method = getattr(h, name)
+        assert name in dir(h) and method.__name__ == name, name  # a real, named, documented method
+        assert VERBS.summary(name) in method.__doc__, name
+        assert VERBS.get(name).run.__doc__, f"{name}.run has no docstring"
+    # Each runs its own verb class (these errors come from those classes' run).
+    with pytest.raises(ConfigError, match=r"Testing needs a \[data_request.test\] group"):
+        h.test()
+    with pytest.raises(ConfigError, match=r"Inference needs a \[data_request.infer\] group"):
+        h.infer()
 
 
 def test_config_help_prints(capsys):
@@ -83,10 +97,36 @@ def test_config_file_argument_and_local_file(_isolated_cwd, write_config):
         Hyrax(config_file="missing.toml")
 
 
-def test_list_registries_return_names():
+def test_list_registries_name_the_builtins_and_your_own_classes():
+    import numpy as np
+    from torch import nn
+
+    from hyrax.datasets import HyraxDataset
+    from hyrax.models import hyrax_model
+    from hyrax.plugins import DATASETS, MODELS
+
     h = Hyrax(setup_logging=False)
-    assert isinstance(h.list_models(), list)
-    assert isinstance(h.list_dataset_classes(), list)
+    assert {"HyraxAutoencoder", "HyraxCNN", "HyraxLoopback", "HSCAutoencoder"} <= set(h.list_models())
+    assert {"DecalsRingsDataset", "HyraxRandomDataset", "ResultDataset"} <= set(h.list_dataset_classes())
+
+    @hyrax_model
+    class ListedModel(nn.Module):
+        def __init__(self, config, data_sample=None):
+            super().__init__()
+
+        @staticmethod
+        def prepare_inputs(batch):
+            return np.zeros(1)
+
+    class ListedData(HyraxDataset):
+        def __len__(self):
+            return 1
+
+    try:
+        assert "ListedModel" in h.list_models() and "ListedData" in h.list_dataset_classes()
+    finally:
+        MODELS.unregister("ListedModel")
+        DATASETS.unregister("ListedData")
 
 
 def test_logging_to_a_file_is_plain_text(tmp_path, write_config, mutate_verb):

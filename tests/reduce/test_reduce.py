@@ -82,6 +82,12 @@ def test_umap_fits_a_sample_and_places_the_rest(tmp_path, infer_run):
     ).reduce_dimensions()
     coordinates = reduced[np.arange(600)]
     assert coordinates.shape == (600, 3) and np.isfinite(coordinates).all()
+    # Fitted or placed, every object lands among its own cluster: its nearest other object on the map is
+    # of the same cluster (3 clusters in latent space; chance would give 1/3).
+    labels = np.arange(600) % 3
+    distances = np.linalg.norm(coordinates[:, None, :] - coordinates[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    assert (labels[distances.argmin(axis=1)] == labels).mean() > 0.98
 
 
 def test_umap_verb_is_a_warning_alias(tmp_path, infer_run):

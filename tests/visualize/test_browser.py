@@ -64,7 +64,12 @@ def _open(browser, url):
     page = browser.new_page(viewport={"width": 1300, "height": 1150})
     page.goto(url)
     page.wait_for_selector("canvas", timeout=30_000)
-    page.wait_for_timeout(1500)
+    # Ready when Bokeh has built the document and the points are in it (no fixed sleep).
+    page.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length && "
+        "[...Bokeh.documents[0].all_models].some(m => m.name === 'points' && m.data.x && m.data.x.length)",
+        timeout=30_000,
+    )
     return page
 
 
@@ -177,7 +182,11 @@ def test_3d_view_turns(browser, tmp_path):
             const slider = [...Bokeh.documents[0].all_models].find(m => m.title === 'azimuth (degrees)');
             slider.value = 120;
         }""")
-        page.wait_for_timeout(500)
+        page.wait_for_function(
+            "before => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px[0] !== before",
+            arg=before[0],
+            timeout=10_000,
+        )
         after = page.evaluate(
             "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px.slice(0, 5))"
         )
@@ -224,7 +233,12 @@ def test_hostile_ids_are_shown_as_text_and_exported_as_csv(browser, tmp_path):
         near = "[...Bokeh.documents[0].all_models].find(m => m.name === 'neighbour_grid').text"
         page.wait_for_function(f"() => {near}.includes('<i>')", timeout=10_000)  # the server's answer
         assert "Nearest neighbours of x&lt;img src=nope onerror=&quot;" in page.evaluate(f"() => {near}")
-        page.wait_for_timeout(500)
+        # Every image on the page has loaded or failed (an injected onerror would have run by then).
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('*')].flatMap(e => e.shadowRoot ? "
+            "[...e.shadowRoot.querySelectorAll('img')] : []).every(i => i.complete)",
+            timeout=10_000,
+        )
         assert page.evaluate("() => window.__pwned") is None
         assert page.locator("img[src=nope]").count() == 0  # no element was made from an id
         assert page.locator("b:has-text('bold')").count() == 0  # '<b>bold</b>' is shown, not made bold

@@ -102,6 +102,7 @@ class VisualizeV2Verb(VisualizeVerb):
     summary = "The published Hyrax's second visualizer: here the same map as visualize."
 
     def run(self, input_dir=None, color_column=None, **options):
+        """The map of :meth:`VisualizeVerb.run`, with a FutureWarning naming ``h.visualize()``."""
         import warnings
 
         warnings.warn(

@@ -77,6 +77,7 @@ class UmapVerb(ReduceDimensionsVerb):
         parser.add_argument("-m", "--model-path", help="a fitted UMAP saved by an earlier run, to reuse")
 
     def run(self, input_dir=None, model_path=None, *, results_dir=None):
+        """``reduce_dimensions(algorithm="umap", ...)``, with a FutureWarning naming it."""
         warnings.warn(
             'The `umap` verb is now `reduce_dimensions` (h.reduce_dimensions(algorithm="umap")).',
             FutureWarning,

@@ -253,7 +253,9 @@ class SlowDataset(HyraxDataset):
 """
 
 
-def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path):
+@pytest.mark.parametrize("verb", ["infer", "engine"])
+def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
+    """infer, and engine (the ONNX export through the same loop), killed mid-run and resumed."""
     (tmp_path / "slowdata.py").write_text(SLOW_DATASET)
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -274,6 +276,8 @@ name = "HyraxLoopback"
 [infer]
 model_weights_file = "{weights / "w.pth"}"
 commit_seconds = 0.2
+[onnx]
+input_model_directory = "{weights / "w.pth"}"
 [data_loader]
 batch_size = 20
 num_workers = 0
@@ -281,8 +285,17 @@ num_workers = 0
 dataset_class = "slowdata.SlowDataset"
 """
     )
+    if verb == "engine":
+        exported = subprocess.run(
+            [sys.executable, "-m", "hyrax", "to_onnx", "-c", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert exported.returncode == 0, exported.stderr[-3000:]
     process = subprocess.Popen(
-        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
+        [sys.executable, "-m", "hyrax", verb, "-c", str(config)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -290,7 +303,7 @@ dataset_class = "slowdata.SlowDataset"
     deadline = time.time() + 120
     table = None
     while time.time() < deadline:
-        found = list((tmp_path / "results").glob("*-infer-*/lance_db/results.lance/_versions/*"))
+        found = list((tmp_path / "results").glob(f"*-{verb}-*/lance_db/results.lance/_versions/*"))
         if len(found) >= 3:
             table = found[0].parents[1]
             break
@@ -307,9 +320,9 @@ dataset_class = "slowdata.SlowDataset"
         assert tomllib.load(handle)["status"] == "running"  # never taken as complete
     from hyrax.results.run_dir import find_latest_run
 
-    assert find_latest_run(tmp_path / "results", "infer") is None
+    assert find_latest_run(tmp_path / "results", verb) is None
     resumed = subprocess.run(
-        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
+        [sys.executable, "-m", "hyrax", verb, "--resume", str(run)],
         env=env,
         capture_output=True,
         text=True,
@@ -319,7 +332,9 @@ dataset_class = "slowdata.SlowDataset"
     results = ResultDataset(data_location=run)
     assert results.ids().tolist() == [f"slow{i:04d}" for i in range(600)]
     assert np.array_equal(results[np.arange(600)][:, 0], np.arange(600, dtype=np.float32))
-    assert find_latest_run(tmp_path / "results", "infer") == run
+    assert find_latest_run(tmp_path / "results", verb) == run
+    with open(run / "infer_stats.toml", "rb") as handle:
+        assert tomllib.load(handle)["objects_written"] == 600
 
 
 def test_two_process_inference_equals_single_process(trained, tmp_path):

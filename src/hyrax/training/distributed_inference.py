@@ -204,9 +204,7 @@ def _open_plan(run_dir: Path, world_size: int, objects: int, shape, dtype) -> di
     return plan
 
 
-def _distributed(
-    config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype
-) -> InferSummary:
+def _distributed(config, run_dir, distribution, provider, indices, runner, shape, dtype) -> InferSummary:
     """Each rank commits its contiguous share as it goes, after what it committed before; when all are
     done, rank 0 publishes the table."""
     import torch.distributed as dist
@@ -230,7 +228,7 @@ def _distributed(
         with Progress(
             what, total=len(share) - start, unit="object", enabled=distribution.is_main
         ) as progress:
-            for object_ids, outputs in predict_batches(model, prepare, loader, device):
+            for object_ids, outputs in predict_batches(runner, loader):
                 part.write(object_ids, outputs, skips.count)
                 written += len(object_ids)
                 progress.update(len(object_ids))

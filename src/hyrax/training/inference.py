@@ -129,14 +129,23 @@ def shard(indices: np.ndarray, distribution: Distribution) -> np.ndarray:
     return indices[bounds[distribution.rank] : bounds[distribution.rank + 1]]
 
 
-def predict_batches(model, prepare: Callable, loader, device) -> Any:
-    """(object ids, outputs as numpy) for each batch of ``loader``."""
-    import torch
+class TorchRunner:
+    """A trained torch model as inference runs it: a numpy batch in, its outputs as numpy out."""
 
-    with torch.inference_mode():
-        for batch in loader:
-            output = model.infer_batch(to_torch(prepare(batch), device))
-            yield batch["object_id"], output.detach().cpu().numpy()
+    def __init__(self, model, prepare: Callable, device):
+        self.model, self.prepare, self.device = model, prepare, device
+
+    def __call__(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.infer_batch(to_torch(self.prepare(batch), self.device)).detach().cpu().numpy()
+
+
+def predict_batches(runner: Callable, loader) -> Any:
+    """(object ids, outputs as numpy) for each batch of ``loader``."""
+    for batch in loader:
+        yield batch["object_id"], runner(batch)
 
 
 def resume_position(
@@ -165,24 +174,34 @@ def _position_after(last: str, guess: int, provider: DataProvider, indices: np.n
 
 
 def run_inference(
-    config: Mapping, run_dir: Path, distribution: Distribution, resume: bool = False
+    config: Mapping,
+    run_dir: Path,
+    distribution: Distribution,
+    resume: bool = False,
+    runner: Callable | None = None,
+    stage: str = "infer",
 ) -> InferSummary:
-    """Write the results table in ``run_dir``; return what was done."""
-    import torch
-
+    """Write the results table in ``run_dir``; return what was done. ``runner`` (a numpy batch in, numpy
+    outputs out; default: the trained torch model) is what ``engine`` gives for an ONNX export: one loop,
+    with the same resume, skips, progress and stats, whatever computes the outputs."""
     provider, indices = infer_provider(config)
     if not len(indices):
         raise ConfigError("The infer group has no objects.")
-    weights = weights_location(config)
-    model, prepare = load_model(config, provider, int(indices[0]), weights)
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    model.to(device)
-    logger.info("inferring %d objects with %s", len(indices), weights)
+    if runner is None:
+        import torch
+
+        weights = weights_location(config)
+        model, prepare = load_model(config, provider, int(indices[0]), weights)
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        model.to(device)
+        runner = TorchRunner(model, prepare, device)
+        logger.info("inferring %d objects with %s", len(indices), weights)
+    elif distribution.active:
+        raise ConfigError(f"{stage} runs in one process: start it without torchrun.")
     from hyrax.training.loop import first_readable
 
     sample = first_readable(provider, int(indices[0]))  # the first object may be skipped as unreadable
-    with torch.inference_mode():
-        probe = model.infer_batch(to_torch(prepare(sample), device)).detach().cpu().numpy()
+    probe = runner(sample)
     shape, dtype = probe.shape[1:], probe.dtype
     provider.take_skipped()  # the probe's own skip (if any) is counted when the loader meets the object
     from hyrax.training.distributed_inference import _distributed, check_processes
@@ -190,9 +209,7 @@ def run_inference(
     if resume:
         check_processes(run_dir, distribution.world_size)
     if distribution.active:
-        return _distributed(
-            config, run_dir, distribution, provider, indices, model, prepare, device, shape, dtype
-        )
+        return _distributed(config, run_dir, distribution, provider, indices, runner, shape, dtype)
     writer = ResultWriter(
         run_dir, shape, dtype, resume=resume, commit_seconds=config["infer"]["commit_seconds"]
     )
@@ -206,8 +223,8 @@ def run_inference(
     loader = loader_from_config(config, provider, RowSampler(indices[start:]), skips)
     written = 0
     began = time.perf_counter()
-    with Progress("infer", total=len(indices) - start, unit="object") as progress:
-        for object_ids, outputs in predict_batches(model, prepare, loader, device):
+    with Progress(stage, total=len(indices) - start, unit="object") as progress:
+        for object_ids, outputs in predict_batches(runner, loader):
             writer.write(object_ids, outputs)
             written += len(object_ids)
             progress.update(len(object_ids))

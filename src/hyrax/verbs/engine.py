@@ -1,9 +1,10 @@
 """``engine``: run an exported ONNX model with onnxruntime over the infer group, writing the same
-results table as ``infer``."""
+results table as ``infer``, through the same loop (resumable, skips recorded, progress and stats)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hyrax.verbs.verb import Verb
 
@@ -17,48 +18,50 @@ class EngineVerb(Verb):
         parser.add_argument(
             "-m", "--model-directory", metavar="ONNX_RUN", help="a to_onnx run (default: the latest)"
         )
+        parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted engine run")
 
-    def run(self, model_directory=None):
+    def run(self, model_directory=None, resume: str | Path | None = None):
         """Return a :class:`~hyrax.results.store.ResultDataset` of the ONNX model's outputs.
 
-        ``model_directory``: the to_onnx run to use (engine.model_directory; default: the latest)."""
-        self.override(engine__model_directory=model_directory)
+        ``model_directory``: the to_onnx run to use (engine.model_directory; default: the latest).
+        ``resume``: an unfinished engine run to continue, with the export and configuration it started with.
+        """
         from hyrax.config import get_setting
-        from hyrax.datasets.loader import Skips, loader_from_config
         from hyrax.models.onnx import OnnxModel
-        from hyrax.progress import Progress
         from hyrax.results.run_dir import resolve_run
-        from hyrax.results.store import ResultDataset, ResultWriter
-        from hyrax.training.inference import SKIPPED_FILE, RowSampler, infer_provider
+        from hyrax.results.store import ResultDataset
+        from hyrax.training.distributed import Distribution
+        from hyrax.training.inference import run_inference
+        from hyrax.verbs.infer import _resumable, _snapshot
 
-        directory = get_setting(self.config, "engine.model_directory") or resolve_run(self.config, "to_onnx")
-        model = OnnxModel(directory)
-        provider, indices = infer_provider(self.config)
-        run = self.create_run_dir()
+        config = self.config
+        if resume is not None:
+            path = Path(resume)
+            run = _resumable(path, self.name)
+            config = _snapshot(path)
+            if run.is_complete:
+                return ResultDataset(config, path)
+            run.mark_running()
+        else:
+            self.override(engine__model_directory=model_directory)
+            directory = get_setting(config, "engine.model_directory") or resolve_run(config, "to_onnx")
+            config["engine"]["model_directory"] = str(Path(directory).resolve())  # pinned in the snapshot
+            run = self.create_run_dir()
+            path = run.path
         try:
-            probe = model.infer(provider.collate([provider[int(indices[0])]]))
-            provider.take_skipped()
-            self.skips = Skips(run.path / SKIPPED_FILE)
-            loader = loader_from_config(self.config, provider, RowSampler(indices), self.skips)
-            with (
-                ResultWriter(run.path, probe.shape[1:], probe.dtype) as writer,
-                Progress("engine", total=len(indices)) as progress,
-            ):
-                for batch in loader:
-                    writer.write(batch["object_id"], model.infer(batch))
-                    progress.update(len(batch["object_id"]))
+            runner = OnnxModel(config["engine"]["model_directory"]).infer
+            summary = run_inference(
+                config, path, Distribution(), resume=resume is not None, runner=runner, stage=self.name
+            )
         except BaseException as error:
             run.mark_failed(f"{type(error).__name__}: {error}")
             raise
-        run.mark_complete(results=writer.committed, skipped=self.skips.count)
-        return ResultDataset(self.config, run.path)
+        run.mark_complete(results=summary.results, skipped=summary.skipped)
+        self.summary = summary
+        return ResultDataset(config, path)
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        results = self.run(args.model_directory)
+        results = self.run(args.model_directory, args.resume)
         print(f"{len(results)} results of shape {results.shape} in {results.table_path}")
-        if self.skips.count:
-            print(
-                f'{self.skips.count:,} object(s) skipped (data_set.on_bad_object = "skip"): listed in '
-                f"{self.skips.path}"
-            )
+        print(self.summary.message(results.data_location))
         return 0

@@ -39,7 +39,7 @@ class InferVerb(Verb):
         if resume is not None:
             # Every process resumes from the run's own config; only rank 0 writes its status.
             path = Path(resume)
-            run = self._resumable(path)
+            run = _resumable(path, self.name)
             config = _snapshot(path)
             distribution = setup(config)
             self.is_main = distribution.is_main
@@ -64,18 +64,6 @@ class InferVerb(Verb):
         self.message = summary.message(path)
         return ResultDataset(config, path)
 
-    @staticmethod
-    def _resumable(path: Path):
-        from hyrax.errors import ResultsError
-        from hyrax.results.run_dir import STATUS_FILE, RunDir
-
-        if not (path / STATUS_FILE).is_file():
-            raise ResultsError(f"--resume {path}: not a Hyrax run directory (no {STATUS_FILE}).")
-        run = RunDir(path)
-        if run.status.get("verb") != "infer":
-            raise ResultsError(f"--resume {path}: that is a {run.status.get('verb')} run, not an infer run.")
-        return run
-
     def run_cli(self, args: argparse.Namespace) -> int:
         results = self.run(args.resume)
         if not getattr(self, "is_main", True):  # under torchrun rank 0 reports for all
@@ -88,6 +76,19 @@ class InferVerb(Verb):
                 f"{results.data_location / 'skipped_objects.csv'}"
             )
         return 0
+
+
+def _resumable(path: Path, verb: str):
+    """The run directory ``path`` to resume, which must be a run of ``verb``."""
+    from hyrax.errors import ResultsError
+    from hyrax.results.run_dir import STATUS_FILE, RunDir
+
+    if not (path / STATUS_FILE).is_file():
+        raise ResultsError(f"--resume {path}: not a Hyrax run directory (no {STATUS_FILE}).")
+    run = RunDir(path)
+    if run.status.get("verb") != verb:
+        raise ResultsError(f"--resume {path}: that is a {run.status.get('verb')} run, not an {verb} run.")
+    return run
 
 
 def _snapshot(path: Path):

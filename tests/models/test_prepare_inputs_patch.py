@@ -141,3 +141,13 @@ def test_a_changed_prepare_inputs_file_is_refused(tmp_path):
         Patchable(CONFIG).load(tmp_path / "weights.pth")
     trust_prepare_inputs(tmp_path)  # the user edited it on purpose
     assert load_prepare_inputs(tmp_path)(2.0) == 2.0
+
+
+def test_a_lambda_prepare_inputs_is_saved_as_its_expression(tmp_path):
+    from hyrax.models.model import load_prepare_inputs, prepare_inputs_source
+
+    cls = type("Lambdas", (), {"prepare_inputs": staticmethod(lambda batch: batch["x"] * 3)})
+    source = prepare_inputs_source(cls)
+    assert 'prepare_inputs = lambda batch: batch["x"] * 3' in source
+    (tmp_path / "prepare_inputs.py").write_text(source)
+    assert load_prepare_inputs(tmp_path)({"x": 2}) == 6  # (no digest: an older run's file, with a warning)

@@ -238,6 +238,13 @@ def prepare_inputs_source(cls: type, function: Any = None) -> str:
     try:
         source = textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError):
+        source = None
+    if source is not None and getattr(function, "__name__", "") == "<lambda>":
+        body = _lambda_expression(source)
+        if body is not None:
+            return header + "".join(_global_imports(function)) + f"\nprepare_inputs = {body}\n"
+        source = None
+    if source is None or not _compiles(source):
         if function is not None and getattr(function, "__qualname__", "").isidentifier():
             return header + f"from {function.__module__} import {function.__qualname__} as prepare_inputs\n"
         return (
@@ -248,6 +255,28 @@ def prepare_inputs_source(cls: type, function: Any = None) -> str:
     if function.__name__ != "prepare_inputs":  # a function of another name, set on an instance
         lines.append(f"\n\nprepare_inputs = {function.__name__}")
     return header + "".join(_global_imports(function)) + "\n" + "\n".join(lines) + "\n"
+
+
+def _compiles(source: str) -> bool:
+    try:
+        compile(source, "<prepare_inputs>", "exec")
+    except SyntaxError:
+        return False
+    return True
+
+
+def _lambda_expression(source: str) -> str | None:
+    """The ``lambda ...`` expression in the source line(s) of a lambda (which also hold what surrounds
+    it, e.g. ``"prepare_inputs": staticmethod(lambda batch: batch["x"]),``): the longest piece from
+    ``lambda`` that is a valid expression."""
+    start = source.find("lambda")
+    if start < 0:
+        return None
+    body = source[start:].rstrip()
+    for end in range(len(body), 0, -1):
+        if _compiles(f"prepare_inputs = {body[:end]}\n"):
+            return body[:end]
+    return None
 
 
 def _global_imports(function, seen: set[str] | None = None) -> list[str]:

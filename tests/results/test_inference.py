@@ -365,3 +365,48 @@ def test_two_process_inference_equals_single_process(trained, tmp_path):
     assert both.ids().tolist() == single.ids().tolist()
     rows = np.arange(len(single))
     assert np.allclose(both[rows], single[rows], atol=1e-5)
+
+
+def test_onnx_export_is_of_the_model_in_eval_mode(tmp_path):
+    """Dropout and batch norm export as they infer (eval mode), so ONNX and torch agree."""
+    from torch import nn
+
+    from hyrax.models import hyrax_model
+    from hyrax.plugins import MODELS
+
+    @hyrax_model
+    class Dropping(nn.Module):
+        def __init__(self, config, data_sample=None):
+            super().__init__()
+            self.layers = nn.Sequential(nn.Flatten(), nn.Linear(50, 16), nn.BatchNorm1d(16), nn.Dropout(0.9))
+
+        @staticmethod
+        def prepare_inputs(batch):
+            return batch["data"]["image"].astype(np.float32)
+
+        def forward(self, x):
+            return self.layers(x)
+
+        def train_batch(self, x):
+            self.optimizer.zero_grad()
+            loss = self(x).pow(2).mean()
+            loss.backward()
+            self.optimizer.step()
+            return {"loss": loss.item()}
+
+        def infer_batch(self, x):
+            return self(x)
+
+    try:
+        h = Hyrax(setup_logging=False)
+        h.set_config("general.results_dir", str(tmp_path / "results"))
+        h.set_config("model.name", "Dropping")
+        h.set_config("train.epochs", 1)
+        h.set_config("data_request.train.data", {"dataset_class": "HyraxRandomDataset"})
+        h.set_config("data_request.infer.data", {"dataset_class": "HyraxRandomDataset"})
+        h.train()
+        with open(h.to_onnx() / "onnx_check.toml", "rb") as handle:
+            check = tomllib.load(handle)
+        assert check["agree"] and check["max_abs_difference"] < 1e-4
+    finally:
+        MODELS.unregister("Dropping")

@@ -57,3 +57,7 @@ class ConfigMigrationWarning(HyraxWarning, FutureWarning):
 
 class ConfigStrictnessWarning(HyraxWarning):
     """A config problem that is an error normally, reported as a warning in ``general.dev_mode``."""
+
+
+class RunBusyError(ResultsError):
+    """Another process is writing this run directory (one writer per run)."""

@@ -253,9 +253,8 @@ class SlowDataset(HyraxDataset):
 """
 
 
-@pytest.mark.parametrize("verb", ["infer", "engine"])
-def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
-    """infer, and engine (the ONNX export through the same loop), killed mid-run and resumed."""
+def _slow_setup(tmp_path):
+    """(environment, config file) for a Loopback inference over a slow 600-object dataset."""
     (tmp_path / "slowdata.py").write_text(SLOW_DATASET)
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -285,6 +284,24 @@ num_workers = 0
 dataset_class = "slowdata.SlowDataset"
 """
     )
+    return env, config
+
+
+def _first_commits(tmp_path, verb, process):
+    """The results table of the run ``process`` writes, once it has committed a few times."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list((tmp_path / "results").glob(f"*-{verb}-*/lance_db/results.lance/_versions/*"))
+        if len(found) >= 3:
+            return found[0].parents[1]
+        time.sleep(0.05)
+    raise AssertionError(process.stderr.read().decode() if process.poll() is not None else "no commit seen")
+
+
+@pytest.mark.parametrize("verb", ["infer", "engine"])
+def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
+    """infer, and engine (the ONNX export through the same loop), killed mid-run and resumed."""
+    env, config = _slow_setup(tmp_path)
     if verb == "engine":
         exported = subprocess.run(
             [sys.executable, "-m", "hyrax", "to_onnx", "-c", str(config)],
@@ -300,17 +317,7 @@ dataset_class = "slowdata.SlowDataset"
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.time() + 120
-    table = None
-    while time.time() < deadline:
-        found = list((tmp_path / "results").glob(f"*-{verb}-*/lance_db/results.lance/_versions/*"))
-        if len(found) >= 3:
-            table = found[0].parents[1]
-            break
-        time.sleep(0.05)
-    assert table is not None, (
-        process.stderr.read().decode() if process.poll() is not None else "no commit seen"
-    )
+    table = _first_commits(tmp_path, verb, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     run = table.parents[1]
@@ -335,6 +342,46 @@ dataset_class = "slowdata.SlowDataset"
     assert find_latest_run(tmp_path / "results", verb) == run
     with open(run / "infer_stats.toml", "rb") as handle:
         assert tomllib.load(handle)["objects_written"] == 600
+
+
+def test_one_writer_per_run(tmp_path):
+    """A second infer --resume while the run is being written is refused, naming the writer; the
+    kernel frees the lock when the writer is killed; a finished run's status never changes (issue 15)."""
+    from hyrax.errors import ResultsError
+    from hyrax.results.run_dir import RunDir
+
+    env, config = _slow_setup(tmp_path)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    run = _first_commits(tmp_path, "infer", writer).parents[1]
+    second = subprocess.run(
+        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode != 0 and f"is being written by pid {writer.pid} (infer" in second.stderr
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert ResultDataset(data_location=run).ids().tolist() == [f"slow{i:04d}" for i in range(600)]
+    finished = RunDir(run)
+    finished.mark_failed("a late loser of a race")
+    assert finished.is_complete
+    with pytest.raises(ResultsError, match="a finished run's status does not change"):
+        finished.mark_running()
 
 
 def test_two_process_inference_equals_single_process(trained, tmp_path):

@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hyrax.errors import ResultsError
+from hyrax.errors import ResultsError, RunBusyError
 
 logger = logging.getLogger(__name__)
 
 STATUS_FILE = "hyrax_run.toml"
+#: Held (flock) by the one process writing a run; the kernel releases it when that process dies.
+LOCK_FILE = ".hyrax_writer.lock"
 CONFIG_FILE = "runtime_config.toml"
 _NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})-(?P<verb>[A-Za-z0-9_-]+)-(?P<tag>[A-Za-z0-9]{4})$")
 
@@ -76,6 +78,23 @@ def write_npz_atomic(path: Path, **arrays) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+#: Writer locks this process holds. A forked child (a DataLoader worker) closes its copies, so that the
+#: lock goes with the writer itself: a worker outliving a killed writer does not keep the run locked.
+_HELD: set = set()
+
+
+def _close_inherited_locks() -> None:
+    import contextlib
+
+    for handle in list(_HELD):
+        with contextlib.suppress(OSError):
+            handle.close()  # this child's reference only: the parent keeps its lock
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now().astimezone()
 
@@ -86,6 +105,46 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock = None
+
+    # -- one writer --------------------------------------------------------------------------------
+    def lock(self, verb: str) -> RunDir:
+        """Become this run's one writer: an exclusive OS lock (flock) on ``.hyrax_writer.lock``, released
+        by the kernel when this process ends however it ends (kill -9 leaves no stale lock). Another
+        writer is a RunBusyError naming the holder's pid and command."""
+        import fcntl
+        import sys
+
+        if self._lock is not None:
+            return self
+        handle = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunBusyError(
+                f"{self.path} is being written by {holder}. One process writes a run at a time: wait for it "
+                f"to finish (or stop it), then run again."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300]
+        handle.write(f"pid {os.getpid()} ({verb}: {command or 'python'}), since {_now():%Y-%m-%d %H:%M:%S}\n")
+        handle.flush()
+        self._lock = handle
+        _HELD.add(handle)
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            import fcntl
+
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            _HELD.discard(self._lock)
+            self._lock.close()
+            self._lock = None
 
     @classmethod
     def create(cls, config: Mapping, verb: str, name: str | None = None) -> RunDir:
@@ -109,7 +168,7 @@ class RunDir:
                 f"Cannot create a run directory in general.results_dir = '{results_dir}': {error.strerror}. "
                 f"Point results_dir at a writable directory."
             ) from None
-        run = cls(path)
+        run = cls(path).lock(verb)
         run.write_config(config)
         run._write_status({"verb": verb, "status": "running", "started": started.isoformat()})
         logger.info("%s run directory: %s", verb, path)
@@ -134,6 +193,10 @@ class RunDir:
 
         from hyrax import __version__
 
+        if self.is_complete and status.get("status") != "complete":
+            raise ResultsError(
+                f"{self.path} is complete; a finished run's status does not change (tried: {status.get('status')})."
+            )
         write_text_atomic(self.path / STATUS_FILE, tomlkit.dumps({**status, "hyrax_version": __version__}))
 
     def mark_running(self) -> None:
@@ -141,13 +204,23 @@ class RunDir:
         self._write_status({**self.status, "status": "running", "resumed": _now().isoformat()})
 
     def mark_complete(self, **summary: Any) -> None:
-        """Mark the run complete, recording ``summary`` (e.g. results=..., skipped=...) in its status."""
-        self._write_status({**self.status, **summary, "status": "complete", "finished": _now().isoformat()})
+        """Mark the run complete, recording ``summary`` (e.g. results=..., skipped=...) in its status; the
+        writer's lock is released."""
+        try:
+            self._write_status(
+                {**self.status, **summary, "status": "complete", "finished": _now().isoformat()}
+            )
+        finally:
+            self.unlock()
 
     def mark_failed(self, reason: str) -> None:
-        self._write_status(
-            {**self.status, "status": "failed", "finished": _now().isoformat(), "error": reason}
-        )
+        try:
+            if not self.is_complete:  # a finished run stays complete
+                self._write_status(
+                    {**self.status, "status": "failed", "finished": _now().isoformat(), "error": reason}
+                )
+        finally:
+            self.unlock()
 
     def write_config(self, config: Mapping) -> None:
         """Write the full resolved config as ``runtime_config.toml``, secrets masked

@@ -37,9 +37,10 @@ class EngineVerb(Verb):
         config = self.config
         if resume is not None:
             path = Path(resume)
-            run = _resumable(path, self.name)
+            run = _resumable(path, self.name).lock(self.name)
             config = _snapshot(path)
             if run.is_complete:
+                run.unlock()
                 return ResultDataset(config, path)
             run.mark_running()
         else:

@@ -29,6 +29,7 @@ class InferVerb(Verb):
             with TraceContext(trace, self.config, ("infer",)):
                 self.run()
                 return get_trace()
+        from hyrax.errors import RunBusyError
         from hyrax.results.store import ResultDataset
         from hyrax.training.distributed import broadcast_object, setup
         from hyrax.training.distributed_inference import check_processes
@@ -43,7 +44,17 @@ class InferVerb(Verb):
             config = _snapshot(path)
             distribution = setup(config)
             self.is_main = distribution.is_main
+            busy = None
+            if distribution.is_main:  # rank 0 writes the run's status: it is the run's one writer
+                try:
+                    run.lock(self.name)
+                except RunBusyError as error:
+                    busy = str(error)
+            busy = broadcast_object(busy, distribution)
+            if busy is not None:
+                raise RunBusyError(busy)
             if broadcast_object(run.is_complete, distribution):
+                run.unlock()
                 return ResultDataset(config, path)
             check_processes(path, distribution.world_size)
             run = run if distribution.is_main else None

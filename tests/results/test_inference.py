@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 import tomllib
+from pathlib import Path
 
 import lance
 import lancedb
@@ -382,6 +383,51 @@ def test_one_writer_per_run(tmp_path):
     assert finished.is_complete
     with pytest.raises(ResultsError, match="a finished run's status does not change"):
         finished.mark_running()
+
+
+def test_resume_uses_the_weights_the_run_started_with(tmp_path):
+    """A resume reuses exactly the weights the run started with, and refuses if that file changed
+    (it used to take the newest train run's: first rows from one model, the rest from another)."""
+    env, config = _slow_setup(tmp_path)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    run = _first_commits(tmp_path, "infer", writer).parents[1]
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    with open(run / "inputs.toml", "rb") as handle:
+        pins = tomllib.load(handle)
+    assert pins["objects"] == 600 and pins["first_id"] == "slow0000" and pins["last_id"] == "slow0599"
+    weights = Path(pins["weights"])
+    import torch
+
+    original = weights.read_bytes()
+    state = torch.load(weights, weights_only=True)
+    torch.save({k: v * 2 for k, v in state.items()}, weights)  # another model in the same file
+    refused = subprocess.run(
+        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        refused.returncode != 0
+        and "the weights" in refused.stderr
+        and "changed since the run started" in refused.stderr
+    )
+    weights.write_bytes(original)  # the original file back: the resume goes on
+    resumed = subprocess.run(
+        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
 def test_two_process_inference_equals_single_process(trained, tmp_path):

@@ -187,10 +187,11 @@ def run_inference(
     provider, indices = infer_provider(config)
     if not len(indices):
         raise ConfigError("The infer group has no objects.")
+    pinned = read_pins(run_dir) if resume else None
     if runner is None:
         import torch
 
-        weights = weights_location(config)
+        weights = Path(pinned["weights"]) if pinned else weights_location(config)
         model, prepare = load_model(config, provider, int(indices[0]), weights)
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         model.to(device)
@@ -198,6 +199,11 @@ def run_inference(
         logger.info("inferring %d objects with %s", len(indices), weights)
     elif distribution.active:
         raise ConfigError(f"{stage} runs in one process: start it without torchrun.")
+    pins = _pins(provider, indices, weights if pinned is None and runner_is_torch(runner) else None)
+    if pinned is not None:
+        check_pins(run_dir, pinned, pins)
+    elif distribution.is_main:
+        write_pins(run_dir, pins)
     from hyrax.training.loop import first_readable
 
     sample = first_readable(provider, int(indices[0]))  # the first object may be skipped as unreadable
@@ -236,6 +242,76 @@ def run_inference(
     if skips.count:
         logger.warning("%s", skips.summary())
     return summary
+
+
+#: What a run started with (weights and their hash, the objects to infer), in the run directory: a resume
+#: reuses exactly these, and refuses if they changed.
+PINS_FILE = "inputs.toml"
+
+
+def runner_is_torch(runner) -> bool:
+    return isinstance(runner, TorchRunner)
+
+
+def _pins(provider: DataProvider, indices: np.ndarray, weights: Path | None) -> dict:
+    ends = provider.ids_at(np.asarray([indices[0], indices[-1]]))
+    pins: dict = {"objects": int(len(indices)), "first_id": str(ends[0]), "last_id": str(ends[1])}
+    if weights is not None:
+        pins["weights"] = str(Path(weights).resolve())
+        pins["weights_sha256"] = file_sha256(weights)
+    return pins
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_pins(run_dir: Path, pins: dict) -> None:
+    import tomlkit
+
+    from hyrax.results.run_dir import write_text_atomic
+
+    write_text_atomic(Path(run_dir) / PINS_FILE, tomlkit.dumps(pins))
+
+
+def read_pins(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / PINS_FILE
+    if not path.is_file():
+        return None  # a run of an earlier release: its snapshot config is all there is
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def check_pins(run_dir: Path, pinned: dict, now: dict) -> None:
+    """Refuse to resume when what the run started with changed (other weights, other objects)."""
+    if "weights" in pinned:
+        path = Path(pinned["weights"])
+        if not path.is_file():
+            raise ResultsError(
+                f"Cannot resume {run_dir}: it started with the weights {path}, which no longer exist. Start a "
+                f"new inference run."
+            )
+        if file_sha256(path) != pinned["weights_sha256"]:
+            raise ResultsError(
+                f"Cannot resume {run_dir}: the weights {path} changed since the run started (sha256 differs), "
+                f"so its first rows and the rest would come from different models. Start a new inference run."
+            )
+    changed = [
+        f"{key} {pinned[key]!r} -> {now[key]!r}"
+        for key in ("objects", "first_id", "last_id")
+        if key in pinned and pinned[key] != now[key]
+    ]
+    if changed:
+        raise ResultsError(
+            f"Cannot resume {run_dir}: the objects to infer changed since it started ({'; '.join(changed)}). "
+            f"Start a new inference run."
+        )
 
 
 def _skip_count(run_dir: Path) -> int:

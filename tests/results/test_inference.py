@@ -503,3 +503,52 @@ def test_onnx_export_is_of_the_model_in_eval_mode(tmp_path):
         assert check["agree"] and check["max_abs_difference"] < 1e-4
     finally:
         MODELS.unregister("Dropping")
+
+
+def test_non_finite_model_outputs_never_reach_the_table(tmp_path):
+    """A model giving NaN for some objects: an error naming them (nothing of that batch written), or with
+    on_bad_object = "skip" those objects recorded as skipped and the rest written (issue 15)."""
+    import torch
+    from torch import nn
+
+    from hyrax.models import hyrax_model
+    from hyrax.plugins import MODELS
+
+    @hyrax_model
+    class SometimesNaN(nn.Module):
+        def __init__(self, config, data_sample=None):
+            super().__init__()
+            self.unit = nn.Parameter(torch.ones(1))
+
+        @staticmethod
+        def prepare_inputs(batch):
+            return batch["data"]["image"].astype(np.float32).reshape(len(batch["data"]["image"]), -1)
+
+        def train_batch(self, x):
+            return {"loss": 0.0}
+
+        def infer_batch(self, x):
+            out = x * self.unit
+            return torch.where(x[:, :1] > 0.8, torch.full_like(out, float("nan")), out)
+
+    try:
+        h = Hyrax(setup_logging=False)
+        h.set_config("general.results_dir", str(tmp_path / "results"))
+        h.set_config("model.name", "SometimesNaN")
+        h.set_config("train.epochs", 1)
+        h.set_config("data_request.train.data", {"dataset_class": "HyraxRandomDataset"})
+        h.set_config("data_request.infer.data", {"dataset_class": "HyraxRandomDataset"})
+        h.set_config("data_loader.batch_size", 10)
+        h.train()
+        with pytest.raises(
+            DataError, match=r"output is not finite \(NaN or inf\) for \d+ object\(s\).*on_bad_object"
+        ):
+            h.infer()
+        h.set_config("data_set.on_bad_object", "skip")
+        results = h.infer()
+        values = results[np.arange(len(results))]
+        assert np.isfinite(values).all() and 0 < len(results) < 100
+        skipped = (results.data_location / "skipped_objects.csv").read_text()
+        assert skipped.count("model output not finite") == 100 - len(results)
+    finally:
+        MODELS.unregister("SometimesNaN")

@@ -228,7 +228,7 @@ def _distributed(config, run_dir, distribution, provider, indices, runner, shape
         with Progress(
             what, total=len(share) - start, unit="object", enabled=distribution.is_main
         ) as progress:
-            for object_ids, outputs in predict_batches(runner, loader):
+            for object_ids, outputs in predict_batches(runner, loader, provider, skips):
                 part.write(object_ids, outputs, skips.count)
                 written += len(object_ids)
                 progress.update(len(object_ids))

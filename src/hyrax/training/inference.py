@@ -25,7 +25,7 @@ from hyrax.config import get_setting
 from hyrax.datasets.loader import Skips, loader_from_config
 from hyrax.datasets.provider import DataProvider
 from hyrax.datasets.splits import compute_splits
-from hyrax.errors import ConfigError, ResultsError
+from hyrax.errors import ConfigError, DataError, ResultsError
 from hyrax.models.model import load_prepare_inputs, to_torch
 from hyrax.progress import Progress
 from hyrax.results.run_dir import resolve_run
@@ -142,10 +142,32 @@ class TorchRunner:
             return self.model.infer_batch(to_torch(self.prepare(batch), self.device)).detach().cpu().numpy()
 
 
-def predict_batches(runner: Callable, loader) -> Any:
-    """(object ids, outputs as numpy) for each batch of ``loader``."""
+def predict_batches(runner: Callable, loader, provider: DataProvider | None = None, skips=None) -> Any:
+    """(object ids, outputs as numpy) for each batch of ``loader``. With ``provider``, outputs that are not
+    finite (NaN, inf) never reach the table: the batch's objects are named in an error, or recorded as
+    skipped with ``data_set.on_bad_object = "skip"``."""
     for batch in loader:
-        yield batch["object_id"], runner(batch)
+        object_ids, outputs = batch["object_id"], runner(batch)
+        if provider is not None and outputs.dtype.kind in "fc":
+            object_ids, outputs = _finite_only(object_ids, outputs, provider, skips)
+        yield object_ids, outputs
+
+
+def _finite_only(object_ids, outputs, provider: DataProvider, skips):
+    finite = np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+    if finite.all():
+        return object_ids, outputs
+    bad = np.asarray(object_ids)[~finite]
+    if not provider.skip_bad or skips is None:
+        raise DataError(
+            f"The model's output is not finite (NaN or inf) for {len(bad)} object(s) of a batch, e.g. "
+            f"{', '.join(map(str, bad[:5]))}; nothing of that batch was written. Check the model on them "
+            f'(a NaN in their data, a division by zero), or set data_set.on_bad_object = "skip" to record '
+            f"and leave such objects out."
+        )
+    rows = provider.rows_of([str(b) for b in bad])
+    skips.add([(str(i), "model output not finite (NaN or inf)", int(r)) for i, r in zip(bad, rows, strict=True)])
+    return np.asarray(object_ids)[finite], outputs[finite]
 
 
 def resume_position(
@@ -230,7 +252,7 @@ def run_inference(
     written = 0
     began = time.perf_counter()
     with Progress(stage, total=len(indices) - start, unit="object") as progress:
-        for object_ids, outputs in predict_batches(runner, loader):
+        for object_ids, outputs in predict_batches(runner, loader, provider, skips):
             writer.write(object_ids, outputs)
             written += len(object_ids)
             progress.update(len(object_ids))

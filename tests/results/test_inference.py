@@ -369,6 +369,15 @@ def test_one_writer_per_run(tmp_path):
     assert second.returncode != 0 and f"is being written by pid {writer.pid} (infer" in second.stderr
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
+    # Readers refuse the unfinished run unless asked (it used to be read as if complete).
+    with pytest.raises(ResultsError, match=r"is a running run, not a complete one.*allow_unfinished"):
+        ResultDataset(data_location=run)
+    h = Hyrax(setup_logging=False)
+    h.set_config("data_request.infer.previous", {"dataset_class": "ResultDataset", "data_location": str(run)})
+    with pytest.raises(ResultsError, match="is a running run"):
+        h.prepare()
+    h.set_config("data_set.ResultDataset.allow_unfinished", True)
+    assert 0 < len(h.prepare()["infer"]) < 600  # what it has, knowingly
     resumed = subprocess.run(
         [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
         env=env,

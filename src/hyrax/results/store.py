@@ -275,6 +275,8 @@ class ResultDataset(HyraxDataset):
         if data_location is None:
             raise ResultsError("ResultDataset needs data_location: an inference run directory.")
         location = Path(data_location).expanduser()
+        if location.suffix != ".lance":  # a run directory: only a finished one, unless asked
+            _check_finished(location, config)
         path = location if location.suffix == ".lance" else table_path(location)
         if not path.exists() or not _has_versions(path):
             raise ResultsError(
@@ -560,6 +562,27 @@ class ResultDataset(HyraxDataset):
                 "data": list(self._vectors(table)),
             }
         )
+
+
+def _check_finished(run_dir: Path, config) -> None:
+    """Refuse a run that did not finish (its status is not "complete"), unless
+    ``data_set.ResultDataset.allow_unfinished`` is true. A directory without a run status is read."""
+    from hyrax.results.run_dir import STATUS_FILE, RunDir
+
+    if not (run_dir / STATUS_FILE).is_file():
+        return
+    status = RunDir(run_dir).status.get("status", "unknown")
+    if status == "complete":
+        return
+    allowed = ((config or {}).get("data_set", {}).get("ResultDataset", {}) or {}).get("allow_unfinished")
+    if allowed is True:
+        logger.warning("reading %s, a %s run: its results are partial", run_dir, status)
+        return
+    raise ResultsError(
+        f"{run_dir} is a {status} run, not a complete one: its results are partial. Resume or re-run it "
+        f"(hyrax infer --resume {run_dir}), or set data_set.ResultDataset.allow_unfinished = true to read "
+        f"what it has."
+    )
 
 
 def _in_filter(ids: Sequence[str]) -> str:

@@ -166,7 +166,9 @@ def _finite_only(object_ids, outputs, provider: DataProvider, skips):
             f"and leave such objects out."
         )
     rows = provider.rows_of([str(b) for b in bad])
-    skips.add([(str(i), "model output not finite (NaN or inf)", int(r)) for i, r in zip(bad, rows, strict=True)])
+    skips.add(
+        [(str(i), "model output not finite (NaN or inf)", int(r)) for i, r in zip(bad, rows, strict=True)]
+    )
     return np.asarray(object_ids)[finite], outputs[finite]
 
 

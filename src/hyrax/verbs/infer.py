@@ -71,6 +71,7 @@ class InferVerb(Verb):
             raise
         if run is not None:
             run.mark_complete(results=summary.results, skipped=summary.skipped)
+        broadcast_object(None, distribution)  # every rank returns the run once rank 0 marked it complete
         self.summary = summary
         self.message = summary.message(path)
         return ResultDataset(config, path)

@@ -561,3 +561,30 @@ def test_non_finite_model_outputs_never_reach_the_table(tmp_path):
         assert skipped.count("model output not finite") == 100 - len(results)
     finally:
         MODELS.unregister("SometimesNaN")
+
+
+def test_dataloader_workers_die_with_a_killed_infer(tmp_path):
+    """kill -9 of infer running DataLoader workers leaves no worker behind (one used to stay, blocked in
+    a pipe write, holding its memory) (issue 15)."""
+    import psutil
+
+    env, config = _slow_setup(tmp_path)
+    config.write_text(config.read_text().replace("num_workers = 0", "num_workers = 2"))
+    # Each object also carries a 200 kB note: a batch travels through the worker's pipe, whose writer
+    # blocks once nobody reads (the killed main process), where torch's own parent check never runs.
+    (tmp_path / "slowdata.py").write_text(
+        SLOW_DATASET + "\n    def get_note(self, idx):\n        return 'x' * 200_000\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _first_commits(tmp_path, "infer", writer)
+    workers = psutil.Process(writer.pid).children(recursive=True)
+    assert len(workers) >= 2
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, [p.pid for p in alive]

@@ -9,6 +9,7 @@ unwraps them without a copy. Callers see numpy, as everywhere else in Hyrax.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,20 @@ class PrefetchingBatches:
         return -(-len(self.sampler) // self.batch_size)
 
 
+def _die_with_parent(parent: int, worker_id: int) -> None:
+    """In a DataLoader worker: end when the process that started it ends, however it ends (kill -9
+    included; a worker left alone would block forever writing to a pipe nobody reads)."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that took effect
+        os._exit(1)
+
+
 class NumpyLoader:
     """Iterates numpy batches of ``provider`` in the order ``sampler`` gives (default: dataset order).
 
@@ -175,6 +190,10 @@ class NumpyLoader:
             batching = {"batch_sampler": PrefetchingBatches(provider, self.sampler, batch_size)}
         else:
             batching = {"batch_size": batch_size, "sampler": self.sampler}
+        if num_workers > 0:
+            import functools
+
+            kwargs.setdefault("worker_init_fn", functools.partial(_die_with_parent, os.getpid()))
         self.loader = DataLoader(
             provider,
             num_workers=num_workers,

@@ -43,6 +43,7 @@ def test_instance_prepare_inputs_is_saved_and_restored(tmp_path):
 NOTEBOOK = """
 import sys
 import numpy as np
+import torch
 from torch import nn
 from hyrax import Hyrax, hyrax_model
 
@@ -60,7 +61,7 @@ class Scaled(nn.Module):
         self.layer = nn.Linear(25, 4)
 
     @staticmethod
-    def prepare_inputs(batch):
+    def prepare_inputs(batch: dict[str, torch.Tensor]) -> torch.Tensor:  # annotations name torch
         return rescale(batch["data"]["image"][:, list(BANDS)].astype(np.float32)){use}
 
     def forward(self, x):

@@ -233,7 +233,9 @@ def prepare_inputs_source(cls: type, function: Any = None) -> str:
     function = getattr(function, "__func__", function)
     header = (
         f"# prepare_inputs of {cls.__module__}.{cls.__qualname__}, saved with the weights so that inference\n"
-        f"# prepares data exactly as training did.\nimport numpy as np\n"
+        f"# prepares data exactly as training did.\n"
+        # Annotations name types (torch.Tensor...) the function does not need to run: never evaluated.
+        "from __future__ import annotations\n\nimport numpy as np\n"
     )
     try:
         source = textwrap.dedent(inspect.getsource(function))

@@ -200,3 +200,28 @@ def test_published_cli_options_of_the_vector_db_verbs(inferred, tmp_path):
     found = run_hyrax("database_connection", "--id", first, "-k", "2", "-d", out, "-c", config, timeout=300)
     assert found.returncode == 0, found.stderr
     assert found.stdout.splitlines()[0].split()[1] == first
+
+
+@pytest.mark.parametrize("backend", ["chromadb", "qdrant"])
+def test_an_interrupted_index_is_never_searched_as_whole(inferred, backend, tmp_path):
+    """The state a killed save_to_database leaves (a save begun, part of the vectors in): searching it is
+    refused with how far it got; running save_to_database again completes it (issue 15)."""
+    from hyrax.results.store import ResultDataset
+    from hyrax.vector_db.base import VectorDBError
+    from hyrax.vector_db.connection import open_index, results_run
+
+    h = Hyrax(config_file=results_run(inferred.config) / "runtime_config.toml", setup_logging=False)
+    h.set_config("vector_db.name", backend)
+    h.set_config("vector_db.vector_db_dir", str(tmp_path / backend))
+    run = results_run(h.config)
+    results = ResultDataset(h.config, run)
+    index = open_index(h.config, run)
+    index.mark_building(len(results))
+    ids, vectors = next(results.iter_batches(100))
+    index.insert(ids, vectors.reshape(len(vectors), -1))  # ... and then the process was killed
+    with pytest.raises(
+        VectorDBError, match=rf"unfinished: save_to_database stopped after 100 of {len(results)} objects"
+    ):
+        h.database_connection()
+    connection = h.save_to_database()  # continues
+    assert connection.index.count() == len(results) and connection.index.is_complete

@@ -40,12 +40,29 @@ class VectorIndex:
             dimension = dimension or made.get("dimension")
         self.dimension = dimension
 
-    def _mark(self) -> None:
+    def _marker(self) -> dict:
+        marker = self.directory / MARKER
+        return json.loads(marker.read_text()) if marker.is_file() else {}
+
+    def _mark(self, **state: Any) -> None:
         from hyrax.results.run_dir import write_text_atomic
 
-        write_text_atomic(
-            self.directory / MARKER, json.dumps({"backend": self.backend, "dimension": self.dimension})
-        )
+        made = {**self._marker(), "backend": self.backend, "dimension": self.dimension, **state}
+        write_text_atomic(self.directory / MARKER, json.dumps(made))
+
+    # -- completeness: an interrupted save_to_database is never searched as if whole ---------------
+    def mark_building(self, objects: int) -> None:
+        """A save of ``objects`` vectors starts: until :meth:`mark_complete`, the index is partial."""
+        self._mark(complete=False, objects=int(objects))
+
+    def mark_complete(self, objects: int) -> None:
+        self._mark(complete=True, objects=int(objects))
+
+    @property
+    def is_complete(self) -> bool:
+        """False while a save is unfinished (an index of an earlier release, with no record, counts as
+        complete)."""
+        return self._marker().get("complete", True) is not False
 
     # -- the protocol ----------------------------------------------------------------------------
     def insert(self, ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -72,10 +72,12 @@ def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) ->
         with Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"):
             return index, index.build()
     results = ResultDataset(config, run)
+    index.mark_building(len(results))
     with Progress(f"save_to_database ({index.backend})", total=len(results)) as progress:
         for ids, vectors in results.iter_batches(batch_size):
             index.insert(ids, vectors.reshape(len(vectors), -1))
             progress.update(len(ids))
+    index.mark_complete(len(results))
     return index, f"{index.count()} vectors in {index.backend}"
 
 
@@ -105,6 +107,15 @@ class DatabaseConnection:
         self.config = config
         self.run = results_run(config, explicit)
         self.index = open_index(config, self.run)
+        if not self.index.is_complete:
+            from hyrax.vector_db.base import VectorDBError
+
+            wanted = self.index._marker().get("objects")
+            raise VectorDBError(
+                f"The {self.index.backend} index in {self.index.directory} is unfinished: save_to_database "
+                f"stopped after {self.index.count():,} of {wanted if wanted is not None else '?'} objects. "
+                f"Run save_to_database again: it adds what is missing."
+            )
         self._model = None
 
     def search_by_id(self, id, k: int = 10) -> Neighbours:  # noqa: A002 - the published argument name

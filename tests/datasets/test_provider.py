@@ -354,3 +354,52 @@ def test_dataset_config_keys_reach_the_dataset_as_the_published_hyrax_places_the
     with caplog.at_level("WARNING"):
         assert len(DataProvider(request_config(hyrax_config, "typo", data=typo), "typo")) == 100
     assert "Did you mean 'size'?" in caplog.text
+
+
+def test_a_getter_that_raises_names_the_object_and_can_be_skipped(hyrax_config):
+    """Any error in a user's getter names the object and field; on_bad_object = "skip" applies (issue 15)."""
+
+    class Flaky(HyraxDataset):
+        def __len__(self):
+            return 4
+
+        def get_object_id(self, idx):
+            return f"f{idx}"
+
+        def get_flux(self, idx):
+            if idx == 2:
+                raise KeyError("band 'z' missing")
+            return np.ones(3, np.float32)
+
+    provider = DataProvider(request_config(hyrax_config, data={"dataset_class": "Flaky"}), "train")
+    with pytest.raises(
+        DataError, match=r"Object f2: Flaky.get_flux\(2\) raised KeyError: \"band 'z' missing\""
+    ):
+        provider[2]
+    hyrax_config.set_config("data_set.on_bad_object", "skip")
+    provider = DataProvider(request_config(hyrax_config, data={"dataset_class": "Flaky"}), "train")
+    assert provider[2] is None and provider.skipped[0][0] == "f2"
+    DATASETS.unregister("Flaky")
+
+
+def test_an_empty_dataset_is_named_not_the_split(tmp_path):
+    from hyrax import Hyrax
+    from hyrax.errors import ConfigError
+
+    class Empty(HyraxDataset):
+        def __len__(self):
+            return 0
+
+        def get_image(self, idx):
+            return np.zeros(3, np.float32)
+
+        def get_object_id(self, idx):
+            return str(idx)
+
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path))
+    h.set_config("model.name", "HyraxLoopback")
+    h.set_config("data_request.train.data", {"dataset_class": "Empty"})
+    with pytest.raises(ConfigError, match="dataset has no objects: check its data_location"):
+        h.train()
+    DATASETS.unregister("Empty")

@@ -168,3 +168,10 @@ def test_reduce_streams_writing_its_first_batch_before_reading_its_last(tmp_path
     assert writes[0] < reads[-1]
     for number, position in enumerate(writes):  # when batch n is written, at most n + 3 were read
         assert sum(1 for r in reads if r < position) <= number + 3
+
+
+def test_a_map_of_one_object_is_a_clear_error():
+    with pytest.raises(
+        ReducerError, match="pca needs at least 2 objects to fit a 2-D map; the results hold 1"
+    ):
+        PCAReducer().fit(np.ones((1, 8), np.float32))

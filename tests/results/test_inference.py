@@ -342,7 +342,10 @@ def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
     assert np.array_equal(results[np.arange(600)][:, 0], np.arange(600, dtype=np.float32))
     assert find_latest_run(tmp_path / "results", verb) == run
     with open(run / "infer_stats.toml", "rb") as handle:
-        assert tomllib.load(handle)["objects_written"] == 600
+        stats = tomllib.load(handle)
+    # The whole run's counts, the killed session's rows included (issue 15).
+    assert stats["objects_written"] == 600 and stats["written_before_this_session"] == partial
+    assert stats["written_before_this_session"] + stats["written_this_session"] == 600
 
 
 def test_one_writer_per_run(tmp_path):

@@ -493,7 +493,7 @@ class DataProvider:
                         if hooks.get(field) is not None:
                             value = self._augment(hooks[field], value, row)
                     else:
-                        value = getter(row)
+                        value = self._get(getter, row, object_id, name, field)
                     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                         value = self._finite(value, object_id, name, field)
                     elif isinstance(value, np.generic):
@@ -507,6 +507,19 @@ class DataProvider:
             self.skipped.append((object_id, str(error), index))
             return None
         return sample
+
+    def _get(self, getter, row: int, object_id: str, name: str, field: str):
+        """A getter's value; any error it raises names the object and field (and is skippable)."""
+        try:
+            return getter(row)
+        except DataError:
+            raise
+        except Exception as error:  # the user's getter: any failure is this object's
+            dataset = type(self.datasets[name]).__name__
+            raise DataError(
+                f"Object {object_id}: {dataset}.get_{field}({row}) raised {type(error).__name__}: {error}. Fix "
+                f'the getter or the data, or set data_set.on_bad_object = "skip" to leave such objects out.'
+            ) from error
 
     def take_skipped(self) -> list[tuple[str, str, int]]:
         """The (object id, reason, row) of objects skipped since the last call, forgotten here."""

@@ -39,6 +39,11 @@ class Reducer:
 
     def fit(self, vectors: np.ndarray) -> Reducer:
         vectors = _matrix(vectors)
+        if len(vectors) < max(2, self.n_components):
+            raise ReducerError(
+                f"{self.name} needs at least {max(2, self.n_components)} objects to fit a "
+                f"{self.n_components}-D map; the results hold {len(vectors)}. Infer more objects first."
+            )
         self.input_dim = vectors.shape[1]
         self._fit(vectors)
         return self

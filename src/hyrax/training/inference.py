@@ -356,8 +356,10 @@ def record_stats(run_dir: Path, summary: InferSummary) -> None:
 
     rate = summary.written_now / summary.seconds if summary.seconds > 0 else 0.0
     stats = {
-        "objects_written": summary.results,
-        "skipped": summary.skipped,
+        "objects_written": summary.results,  # the whole run's, every session of it
+        "skipped": summary.skipped,  # likewise
+        # A resumed run: what earlier (killed) sessions had committed, and what this one added.
+        "written_before_this_session": max(0, summary.results - summary.written_now),
         "written_this_session": summary.written_now,
         "seconds": round(summary.seconds, 3),
         "objects_per_second": round(rate, 1),

@@ -168,7 +168,12 @@ class Training:
             self.splits.save(self.run_dir)
         self.train_indices = self.splits.indices["train"]
         if not len(self.train_indices):
-            raise ConfigError("The train group has no objects after splitting; check [split].")
+            empty = len(self.providers["train"]) == 0
+            raise ConfigError(
+                "The train group's dataset has no objects: check its data_location and files."
+                if empty
+                else "The train group has no objects after splitting; check [split]."
+            )
         self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         self.model, sample = build_model(config, self.providers["train"], self.train_indices[0])
         self.model.to(self.device)

@@ -156,6 +156,12 @@ def test_resume_file_from_another_model(tmp_path):
         CheckpointError, match=r"written by model HyraxAutoencoder, but model.name is HyraxAutoencoderV2"
     ):
         h.train()
+    # A resume that cannot work leaves no failed run behind (issue 15).
+    assert len(list((tmp_path / "results").glob("*-train-*"))) == 1
+    h = make_hyrax(tmp_path, train__resume=str(tmp_path / "nowhere"))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        h.train()
+    assert len(list((tmp_path / "results").glob("*-train-*"))) == 1
 
 
 def test_weights_that_do_not_fit(tmp_path):

@@ -113,3 +113,35 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
     if state.get("scheduler") and getattr(model, "scheduler", None) is not None:
         model.scheduler.load_state_dict(state["scheduler"])
     return {"epoch": int(state["epoch"]), "best_loss": state.get("best_loss")}
+
+
+def check_resumable(config) -> None:
+    """Before a train run directory is made: ``train.resume`` names a readable checkpoint of the
+    configured model (and is not combined with ``train.model_weights_file``), so a bad resume leaves no
+    failed run behind."""
+    import torch
+
+    from hyrax.config import get_setting
+    from hyrax.errors import ConfigError
+
+    resume = get_setting(config, "train.resume")
+    if resume is None:
+        return
+    if get_setting(config, "train.model_weights_file") is not None:
+        raise ConfigError(
+            "train.resume and train.model_weights_file are both set: resume continues a run (weights, optimizer, "
+            "epoch count); model_weights_file starts a new run from given weights. Set only one."
+        )
+    path = latest_checkpoint(resume)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged file, or one holding Python objects beyond tensors
+        raise CheckpointError(f"Cannot read checkpoint '{path}': {str(error).splitlines()[0]}.") from error
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"'{path}' is not a Hyrax training checkpoint (it has no model state).")
+    wanted = str(get_setting(config, "model.name") or "").rsplit(".", 1)[-1]
+    if wanted and state.get("model_class") != wanted:
+        raise CheckpointError(
+            f"Checkpoint '{path}' was written by model {state.get('model_class')}, but model.name is "
+            f"{wanted}. Resume with the same model, or start fresh (train.resume = false)."
+        )

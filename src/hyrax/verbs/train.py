@@ -34,8 +34,10 @@ class TrainVerb(Verb):
             with TraceContext(trace, self.config, ("train", "validate", "test")):
                 self.run()
                 return get_trace()
+        from hyrax.training.checkpoints import check_resumable
         from hyrax.training.loop import Training
 
+        check_resumable(self.config)  # a resume that cannot work fails before a run directory is made
         run, path, distribution = distributed_run_dir(self.config, self.name)
         try:
             model = Training(self.config, path, distribution).run()

@@ -591,3 +591,35 @@ def test_dataloader_workers_die_with_a_killed_infer(tmp_path):
     writer.wait(timeout=30)
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, [p.pid for p in alive]
+
+
+def test_repeated_ids_never_make_a_complete_run(tmp_path):
+    """A dataset whose getter gives the same id twice: infer ends in an error naming the ids, and the run
+    is not complete (it used to be, with those objects twice after a resume) (issue 15)."""
+    from hyrax.datasets import HyraxDataset
+    from hyrax.plugins import DATASETS
+    from hyrax.results.run_dir import find_latest_run
+
+    class Repeating(HyraxDataset):
+        def __len__(self):
+            return 100
+
+        def get_object_id(self, idx):
+            return f"obj{idx % 60}"
+
+        def get_flux(self, idx):
+            return np.full(3, idx, np.float32)
+
+    try:
+        h = Hyrax(setup_logging=False)
+        h.set_config("general.results_dir", str(tmp_path / "results"))
+        h.set_config("model.name", "HyraxLoopback")
+        h.set_config("train.epochs", 1)
+        h.set_config("data_request.train.data", {"dataset_class": "HyraxRandomDataset"})
+        h.train()
+        h.set_config("data_request.infer.data", {"dataset_class": "Repeating"})
+        with pytest.raises(DataError, match=r"40 object id\(s\) occur more than once .*e\.g\. obj0, obj1"):
+            h.infer()
+        assert find_latest_run(tmp_path / "results", "infer") is None
+    finally:
+        DATASETS.unregister("Repeating")

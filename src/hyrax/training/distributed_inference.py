@@ -34,6 +34,7 @@ from hyrax.training.inference import (
     InferSummary,
     RowSampler,
     _position_after,
+    check_unique_ids,
     predict_batches,
     record_stats,
     shard,
@@ -284,6 +285,7 @@ def publish_parts(run_dir: Path, written_now: int = 0, seconds: float = 0.0) -> 
     # Every process is done, so a data file that no version lists is an orphan: the chunk of a killed
     # process, written before its manifest could list it.
     lance.dataset(str(path)).cleanup_old_versions(older_than=datetime.timedelta(0), delete_unverified=True)
+    check_unique_ids(run_dir)
     summary = InferSummary(rows, _merge_skips(run_dir, parts, plan["world_size"]), written_now, seconds)
     record_stats(run_dir, summary)
     trash = parts.with_name(f".parts-removed-{os.getpid()}")

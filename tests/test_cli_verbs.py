@@ -91,5 +91,21 @@ def _served_map(config_file):
             assert b"Bokeh" in page.read()
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
+        # SIGTERM (a scheduler ending the job) stops it cleanly too, and so does SIGINT when the shell that
+        # started it left SIGINT ignored (a background job).
+        for stop, ignoring in ((signal.SIGTERM, False), (signal.SIGINT, True)):
+            again = subprocess.Popen(
+                [sys.executable, "-m", "hyrax", "visualize", "--port", "0", "-c", str(config_file)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignoring else None,
+            )
+            try:
+                assert "Hyrax map of 376 objects" in again.stdout.readline()
+                again.send_signal(stop)
+                assert again.wait(timeout=30) == 0
+            finally:
+                again.kill()
     finally:
         server.kill()

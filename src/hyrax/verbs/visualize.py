@@ -85,6 +85,15 @@ class VisualizeVerb(Verb):
             f"then open http://127.0.0.1:{port}/ there",
             flush=True,
         )
+        import signal
+
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+
+        # Ctrl-C, and SIGTERM (a scheduler ending the job), stop the server cleanly, also when the shell
+        # that started it left SIGINT ignored (a background job).
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         try:
             while True:
                 time.sleep(3600)

@@ -110,3 +110,46 @@ def test_unwritable_results_dir_is_a_clear_error(config, tmp_path):
     config["general"]["results_dir"] = str(blocker / "results")
     with pytest.raises(ResultsError, match="Cannot create a run directory in general.results_dir"):
         RunDir.create(config, "train")
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path, monkeypatch):
+    """Splits, fitted reducers and index markers are written through write_*_atomic: a write that fails
+    half-way leaves the previous file whole and no temporary file (issue 14)."""
+    import os
+
+    import numpy as np
+
+    from hyrax.results import run_dir
+    from hyrax.results.run_dir import write_npz_atomic
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    path = folder / "train_split.npz"
+    write_npz_atomic(path, indices=np.arange(5))
+
+    def fail(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run_dir.os, "replace", fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_npz_atomic(path, indices=np.arange(7))
+    monkeypatch.setattr(run_dir.os, "replace", os.replace)
+    assert np.load(path)["indices"].tolist() == [0, 1, 2, 3, 4]
+    assert [p.name for p in folder.iterdir()] == ["train_split.npz"]
+
+
+def test_a_checkpoint_holding_python_objects_is_refused(tmp_path):
+    """Checkpoints are read as tensors and plain values only: one that would run code is refused (issue 14)."""
+    import torch
+    from torch import nn
+
+    from hyrax.training.checkpoints import CheckpointError, load_checkpoint
+
+    class Sneaky:
+        def __reduce__(self):
+            return (print, ("this would run at load time",))
+
+    path = tmp_path / "checkpoint_epoch_1.pt"
+    torch.save({"model": nn.Linear(1, 1).state_dict(), "epoch": 1, "extra": Sneaky()}, path)
+    with pytest.raises(CheckpointError, match="tensors and plain values only"):
+        load_checkpoint(path, nn.Linear(1, 1))

@@ -244,6 +244,26 @@ def test_mlflow_and_tensorboard_record_the_run(tmp_path):
     assert len(scalars["validation_loss"]) == 2
 
 
+def test_mlflow_runs_of_killed_trainings_end_as_killed(tmp_path):
+    """A training killed mid-run leaves its MLflow run RUNNING; the next training finds it (its run
+    directory has no live writer) and marks it KILLED (issue 15)."""
+    from mlflow.tracking import MlflowClient
+
+    from hyrax.results.run_dir import RunDir
+
+    first = make_hyrax(tmp_path, model="HyraxLoopback", epochs=1).train()
+    client = MlflowClient(tracking_uri=(tmp_path / "results" / "mlflow").resolve().as_uri())
+    experiment = client.get_experiment_by_name("notebook").experiment_id
+    # What kill -9 of a training leaves: a running train directory without a writer, a RUNNING MLflow run.
+    killed = RunDir.create(make_hyrax(tmp_path).config, "train")
+    killed.unlock()
+    orphan = client.create_run(experiment, run_name=killed.path.name)
+    make_hyrax(tmp_path, model="HyraxLoopback", epochs=1).train()
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    finished = [r for r in client.search_runs([experiment]) if r.info.run_name == first.run_dir.name]
+    assert finished[0].info.status == "FINISHED"  # a finished run is left as it is
+
+
 def read_tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
     """Scalars from TensorBoard event files (TFRecord framing around Event protobufs)."""
     import struct

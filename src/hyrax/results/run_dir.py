@@ -137,6 +137,21 @@ class RunDir:
         _HELD.add(handle)
         return self
 
+    def writer_alive(self) -> bool:
+        """True while a process holds this run's writer lock (it is being written now)."""
+        import fcntl
+
+        path = self.path / LOCK_FILE
+        if not path.is_file():
+            return False
+        with open(path, encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
     def unlock(self) -> None:
         if self._lock is not None:
             import fcntl

@@ -47,6 +47,19 @@ def tracked_params(config: Mapping, model_name: str) -> dict[str, Any]:
     return params
 
 
+def _end_orphans(client, experiment_id: str, results_dir: Path) -> None:
+    """MLflow runs still RUNNING whose train run has no live writer (a killed training): KILLED."""
+    from hyrax.results.run_dir import RunDir
+
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        directory = results_dir / (run.info.run_name or "")
+        if run.info.run_name and directory.is_dir() and not RunDir(directory).writer_alive():
+            client.set_terminated(run.info.run_id, status="KILLED")
+            logger.info(
+                "MLflow run %s was left running by a killed training: marked KILLED", run.info.run_name
+            )
+
+
 class Tracker:
     """Records one training run to MLflow and TensorBoard."""
 
@@ -75,6 +88,7 @@ class Tracker:
             name = config["train"]["experiment_name"]
             experiment = client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+            _end_orphans(client, experiment_id, run_dir.parent)
             run_name = get_setting(config, "train.run_name") or run_dir.name
             run = client.create_run(experiment_id, run_name=run_name)
             self.mlflow, self.run_id = client, run.info.run_id

@@ -505,3 +505,36 @@ def test_distributed_true_in_a_notebook_runs_in_this_process(tmp_path):
 def test_published_hsc_model_names_train(tmp_path, name):
     model = make_hyrax(tmp_path, model=name, epochs=1).train()
     assert model.final_training_metrics["loss"] > 0 and name in Hyrax(setup_logging=False).list_models()
+
+
+def test_a_full_disk_during_training_leaves_a_failed_run_and_no_temporary_files(tmp_path):
+    """The file-size limit stands in for a full disk, in a real process: training stops with the error,
+    its run is marked failed, and no half-written checkpoint is left (issue 15)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        from hyrax import Hyrax
+        h = Hyrax(setup_logging=False)
+        h.set_config("general.results_dir", {str(tmp_path / "results")!r})
+        h.set_config("model.name", "HyraxAutoencoder")
+        h.set_config("data_request.train.data", {{"dataset_class": "HyraxRandomDataset"}})
+        h.set_config("data_set.HyraxRandomDataset.shape", [3, 32, 32])
+        h.set_config("train.epochs", 1)
+        h.set_config("data_loader.num_workers", 0)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # big enough for status files only
+        h.train()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert (
+        done.returncode != 0
+        and "Cannot write the checkpoint" in done.stderr
+        and "train.resume" in done.stderr
+    )
+    run = next((tmp_path / "results").glob("*-train-*"))
+    with open(run / "hyrax_run.toml", "rb") as handle:
+        assert tomllib.load(handle)["status"] == "failed"
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]

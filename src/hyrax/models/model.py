@@ -170,8 +170,12 @@ def save(self, path: str | Path) -> Path:
 
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(self.state_dict(), temporary)
-    temporary.replace(path)
+    try:
+        torch.save(self.state_dict(), temporary)
+        temporary.replace(path)
+    except BaseException:  # a full disk: no half-written file left behind
+        temporary.unlink(missing_ok=True)
+        raise
     # A prepare_inputs set on this instance (model.prepare_inputs = f) is the one that is saved.
     own = self.__dict__.get("prepare_inputs")
     write_prepare_inputs(path.parent, prepare_inputs_source(type(self), own))

@@ -58,8 +58,24 @@ def _save_atomic(state: dict, path: Path) -> None:
     import torch
 
     temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    temporary.replace(path)
+    try:
+        torch.save(state, temporary)
+        temporary.replace(path)
+    except (OSError, RuntimeError) as error:  # torch reports a short write as a RuntimeError
+        temporary.unlink(missing_ok=True)
+        import shutil
+
+        from hyrax.errors import ResultsWriteError
+
+        free = shutil.disk_usage(path.parent).free
+        raise ResultsWriteError(
+            f"Cannot write the checkpoint {path} ({str(error).splitlines()[0][:200]}; {free / 2**20:,.0f} MB "
+            f"free there). Free space (or point general.results_dir elsewhere), then continue with "
+            f"train.resume = '{path.parent}'."
+        ) from error
+    except BaseException:  # a kill: no half-written file left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _inner(optimizer):

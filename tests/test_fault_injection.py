@@ -20,6 +20,7 @@ import pytest
 
 from hyrax.results.run_dir import RunDir, find_latest_run, runs_of
 from hyrax.results.store import ResultDataset
+from tests.conftest import run_hyrax
 
 SLOW = """
 import time
@@ -89,13 +90,7 @@ def _config(base: Path, weights: Path, name: str) -> Path:
 
 
 def _hyrax(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "hyrax", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_hyrax(*args, env=env, timeout=timeout)
 
 
 def _killed(env, args, seed: int, low: float, high: float) -> None:

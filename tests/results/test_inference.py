@@ -288,6 +288,16 @@ dataset_class = "slowdata.SlowDataset"
     return env, config
 
 
+def _start_hyrax(*args, env):
+    """``python -m hyrax ARGS`` started in the background (to be killed)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyrax", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 def _first_commits(tmp_path, verb, process):
     """The results table of the run ``process`` writes, once it has committed a few times."""
     deadline = time.time() + 120
@@ -304,20 +314,9 @@ def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
     """infer, and engine (the ONNX export through the same loop), killed mid-run and resumed."""
     env, config = _slow_setup(tmp_path)
     if verb == "engine":
-        exported = subprocess.run(
-            [sys.executable, "-m", "hyrax", "to_onnx", "-c", str(config)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        exported = run_hyrax("to_onnx", "-c", str(config), env=env, timeout=300)
         assert exported.returncode == 0, exported.stderr[-3000:]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hyrax", verb, "-c", str(config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = _start_hyrax(verb, "-c", str(config), env=env)
     table = _first_commits(tmp_path, verb, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
@@ -329,13 +328,7 @@ def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
     from hyrax.results.run_dir import find_latest_run
 
     assert find_latest_run(tmp_path / "results", verb) is None
-    resumed = subprocess.run(
-        [sys.executable, "-m", "hyrax", verb, "--resume", str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_hyrax(verb, "--resume", str(run), env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     results = ResultDataset(data_location=run)
     assert results.ids().tolist() == [f"slow{i:04d}" for i in range(600)]
@@ -355,20 +348,9 @@ def test_one_writer_per_run(tmp_path):
     from hyrax.results.run_dir import RunDir
 
     env, config = _slow_setup(tmp_path)
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    writer = _start_hyrax("infer", "-c", str(config), env=env)
     run = _first_commits(tmp_path, "infer", writer).parents[1]
-    second = subprocess.run(
-        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    second = run_hyrax("infer", "--resume", str(run), env=env, timeout=300)
     assert second.returncode != 0 and f"is being written by pid {writer.pid} (infer" in second.stderr
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
@@ -381,13 +363,7 @@ def test_one_writer_per_run(tmp_path):
         h.prepare()
     h.set_config("data_set.ResultDataset.allow_unfinished", True)
     assert 0 < len(h.prepare()["infer"]) < 600  # what it has, knowingly
-    resumed = subprocess.run(
-        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_hyrax("infer", "--resume", str(run), env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert ResultDataset(data_location=run).ids().tolist() == [f"slow{i:04d}" for i in range(600)]
     finished = RunDir(run)
@@ -401,12 +377,7 @@ def test_resume_uses_the_weights_the_run_started_with(tmp_path):
     """A resume reuses exactly the weights the run started with, and refuses if that file changed
     (it used to take the newest train run's: first rows from one model, the rest from another)."""
     env, config = _slow_setup(tmp_path)
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    writer = _start_hyrax("infer", "-c", str(config), env=env)
     run = _first_commits(tmp_path, "infer", writer).parents[1]
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
@@ -419,26 +390,14 @@ def test_resume_uses_the_weights_the_run_started_with(tmp_path):
     original = weights.read_bytes()
     state = torch.load(weights, weights_only=True)
     torch.save({k: v * 2 for k, v in state.items()}, weights)  # another model in the same file
-    refused = subprocess.run(
-        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    refused = run_hyrax("infer", "--resume", str(run), env=env, timeout=300)
     assert (
         refused.returncode != 0
         and "the weights" in refused.stderr
         and "changed since the run started" in refused.stderr
     )
     weights.write_bytes(original)  # the original file back: the resume goes on
-    resumed = subprocess.run(
-        [sys.executable, "-m", "hyrax", "infer", "--resume", str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_hyrax("infer", "--resume", str(run), env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
@@ -578,12 +537,7 @@ def test_dataloader_workers_die_with_a_killed_infer(tmp_path):
     (tmp_path / "slowdata.py").write_text(
         SLOW_DATASET + "\n    def get_note(self, idx):\n        return 'x' * 200_000\n"
     )
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    writer = _start_hyrax("infer", "-c", str(config), env=env)
     _first_commits(tmp_path, "infer", writer)
     workers = psutil.Process(writer.pid).children(recursive=True)
     assert len(workers) >= 2

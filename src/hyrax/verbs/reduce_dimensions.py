@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from hyrax.verbs.verb import Verb
+from hyrax.verbs.verb import Verb, add_input_dir
 
 #: Algorithms whose runs are named after them (``<stamp>-umap-<tag>``), as the published Hyrax names them.
 _NAMED_RUNS = ("umap", "pca", "tsne")
@@ -18,15 +18,7 @@ class ReduceDimensionsVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-a", "--algorithm", help="umap, pca or tsne (default: reduce_dimensions.name)")
-        parser.add_argument(
-            "-i",
-            "--input-dir",
-            "-r",
-            "--results-dir",
-            dest="input_dir",
-            metavar="RUN_DIR",
-            help="an infer run (default: the latest)",
-        )
+        add_input_dir(parser)
         parser.add_argument("-m", "--model-path", help="a fitted reducer saved by an earlier run, to reuse")
 
     def run(self, algorithm=None, input_dir=None, model_path=None, *, results_dir=None):
@@ -65,15 +57,7 @@ class UmapVerb(ReduceDimensionsVerb):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "-i",
-            "--input-dir",
-            "-r",
-            "--results-dir",
-            dest="input_dir",
-            metavar="RUN_DIR",
-            help="an infer run (default: the latest)",
-        )
+        add_input_dir(parser)
         parser.add_argument("-m", "--model-path", help="a fitted UMAP saved by an earlier run, to reuse")
 
     def run(self, input_dir=None, model_path=None, *, results_dir=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hyrax.verbs.verb import Verb
+from hyrax.verbs.verb import Verb, add_input_dir
 
 
 class SaveToDatabaseVerb(Verb):
@@ -15,15 +15,7 @@ class SaveToDatabaseVerb(Verb):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "-i",
-            "--input-dir",
-            "-r",
-            "--results-dir",
-            dest="input_dir",
-            metavar="RUN_DIR",
-            help="an infer run (default: the latest)",
-        )
+        add_input_dir(parser)
         parser.add_argument(
             "-o",
             "--output-dir",

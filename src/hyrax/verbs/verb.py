@@ -48,3 +48,16 @@ class Verb:
         """A new run directory for this verb holding the config snapshot; use it as a context manager.
         ``name``: the directory's name when it is not the verb's (see ``run_dir.RUN_NAMES``)."""
         return RunDir.create(self.config, self.name, name)
+
+
+def add_input_dir(parser: argparse.ArgumentParser) -> None:
+    """``-i/--input-dir RUN_DIR`` (the published name; ``-r/--results-dir`` too): the infer run to use."""
+    parser.add_argument(
+        "-i",
+        "--input-dir",
+        "-r",
+        "--results-dir",
+        dest="input_dir",
+        metavar="RUN_DIR",
+        help="an infer run (default: the latest)",
+    )

@@ -123,10 +123,6 @@ def _get(config: Mapping, dotted: str) -> tuple[bool, Any]:
     return True, table
 
 
-def _has(config: Mapping, dotted: str) -> bool:
-    return _get(config, dotted)[0]
-
-
 def _pop(config: MutableMapping, dotted: str) -> tuple[bool, Any]:
     *parents, leaf = split_key(dotted)
     present, table = _get(config, join_key(parents)) if parents else (True, config)

@@ -212,18 +212,20 @@ def run_inference(
     if not len(indices):
         raise ConfigError("The infer group has no objects.")
     pinned = read_pins(run_dir) if resume else None
+    weights = None  # the torch weights to pin (a resume checks the pinned ones instead)
     if runner is None:
         import torch
 
-        weights = Path(pinned["weights"]) if pinned else weights_location(config)
-        model, prepare = load_model(config, provider, int(indices[0]), weights)
+        path = Path(pinned["weights"]) if pinned else weights_location(config)
+        weights = None if pinned else path
+        model, prepare = load_model(config, provider, int(indices[0]), path)
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         model.to(device)
         runner = TorchRunner(model, prepare, device)
-        logger.info("inferring %d objects with %s", len(indices), weights)
+        logger.info("inferring %d objects with %s", len(indices), path)
     elif distribution.active:
         raise ConfigError(f"{stage} runs in one process: start it without torchrun.")
-    pins = _pins(provider, indices, weights if pinned is None and runner_is_torch(runner) else None)
+    pins = _pins(provider, indices, weights)
     if pinned is not None:
         check_pins(run_dir, pinned, pins)
     elif distribution.is_main:
@@ -272,10 +274,6 @@ def run_inference(
 #: What a run started with (weights and their hash, the objects to infer), in the run directory: a resume
 #: reuses exactly these, and refuses if they changed.
 PINS_FILE = "inputs.toml"
-
-
-def runner_is_torch(runner) -> bool:
-    return isinstance(runner, TorchRunner)
 
 
 def _pins(provider: DataProvider, indices: np.ndarray, weights: Path | None) -> dict:

@@ -203,13 +203,10 @@ class Training:
         self.prepare = traced_prepare(self.prepare)
 
     def _initial_weights(self) -> tuple[int, float | None]:
+        # train.resume was checked (with train.model_weights_file) before the run directory was made:
+        # checkpoints.check_resumable.
         weights = get_setting(self.config, "train.model_weights_file")
         resume = get_setting(self.config, "train.resume")
-        if weights is not None and resume is not None:
-            raise ConfigError(
-                "train.resume and train.model_weights_file are both set: resume continues a run (weights, optimizer, "
-                "epoch count); model_weights_file starts a new run from given weights. Set only one."
-            )
         if weights is not None:
             self.model.load(weights)
             logger.info("starting from weights %s", weights)

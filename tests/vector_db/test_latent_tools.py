@@ -225,3 +225,33 @@ def test_an_interrupted_index_is_never_searched_as_whole(inferred, backend, tmp_
         h.database_connection()
     connection = h.save_to_database()  # continues
     assert connection.index.count() == len(results) and connection.index.is_complete
+
+
+@pytest.mark.parametrize("backend", ["chromadb", "qdrant"])
+def test_an_index_knows_the_results_it_was_built_from(inferred, backend, tmp_path):
+    """An index directory holds one run's vectors, as they were (issue 15): saving another run into it, or
+    searching it with another run's data, or with results that changed since, is refused naming both."""
+    import shutil
+
+    from hyrax.results.store import ResultWriter
+    from hyrax.vector_db.base import VectorDBError
+    from hyrax.vector_db.connection import results_run
+
+    first = results_run(inferred.config)
+    second = tmp_path / "results" / first.name.replace("infer", "infer-copy")
+    shutil.copytree(first, second)
+    h = Hyrax(config_file=first / "runtime_config.toml", setup_logging=False)
+    h.set_config("vector_db.name", backend)
+    h.set_config("vector_db.vector_db_dir", str(tmp_path / backend))
+    h.save_to_database(input_dir=first)
+    with pytest.raises(VectorDBError, match=rf"built from the results of {first}, not of {second}"):
+        h.save_to_database(input_dir=second)
+    with pytest.raises(VectorDBError, match="searching it with this run's data would mix the two"):
+        h.database_connection(database_dir=second)
+    assert h.database_connection(database_dir=first).index.count() == 378
+    h.set_config("vector_db.vector_db_dir", str(tmp_path / f"{backend}2"))
+    h.save_to_database(input_dir=second)
+    with ResultWriter(second, shape=(16,), resume=True) as writer:  # the results change after indexing
+        writer.write(np.array(["late"]), np.zeros((1, 16), np.float32))
+    with pytest.raises(VectorDBError, match="another version of the results.*results_rows 378 -> 379"):
+        h.database_connection(database_dir=second)

@@ -136,6 +136,23 @@ def test_same_settings_reuse_other_settings_or_results_recompute(tmp_path):
     assert scores_metadata(run)["results_rows"] == "501"
 
 
+def test_scores_of_results_that_changed_are_never_read_as_current(tmp_path):
+    """Issue 15: scores record the results version they came from; when the results move on, the ranking
+    refuses them (saying to score again) and the map stops showing them, until they are recomputed."""
+    from hyrax.errors import ResultsError
+    from hyrax.vector_db.outliers import stale_scores
+
+    run = write_run(tmp_path / "run", clustered(300))
+    score_run(run, k=3)
+    assert stale_scores(run) is None
+    with ResultWriter(run, shape=(16,), resume=True) as writer:
+        writer.write(np.array(["late"]), clustered(1, seed=9))
+    assert "results_rows 300 -> 301" in stale_scores(run)
+    with pytest.raises(ResultsError, match="computed from another version of its results.*hyrax outliers"):
+        ranked(run, top=5)
+    assert score_run(run, k=3) == 301 and stale_scores(run) is None and len(ranked(run)) == 301
+
+
 def test_a_second_scorer_is_refused_or_waits(tmp_path):
     run = write_run(tmp_path / "run", clustered(300))
     holder = subprocess.Popen(

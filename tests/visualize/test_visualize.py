@@ -282,3 +282,31 @@ def test_three_component_maps_get_a_turnable_3d_view(tmp_path):
     live = LiveMap(ConfigManager().config, tmp_path)
     x0, y0, x1, y1 = live.extent
     assert "z" in live.view(x0, x1, y0, y1)["arrays"]  # the page re-projects what the server sends
+
+
+def test_a_map_or_scores_of_changed_results_are_not_shown_as_current(tmp_path, caplog):
+    """Issue 15: a map records the results version it was made from, outlier scores theirs; when the
+    infer results move on, the map says so and stops colouring by the old scores."""
+    import tomlkit
+
+    from hyrax.results.store import ResultDataset, ResultWriter
+    from hyrax.vector_db.outliers import score_run
+    from hyrax.visualize.source import MapSource
+
+    infer = tmp_path / "infer"
+    vectors = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    with ResultWriter(infer, shape=(4,)) as writer:
+        writer.write(np.char.add("p", np.arange(50).astype(str)), vectors)
+    score_run(infer, k=3)
+    made = ResultDataset(data_location=infer)
+    reduce = write_map_run(tmp_path / "map", vectors[:, :2])
+    source = {"infer_run": str(infer), "results_rows": len(made), "results_version": made.version}
+    (reduce / "source.toml").write_text(tomlkit.dumps(source))
+    assert MapSource({}, reduce).has_scores()
+    with ResultWriter(infer, shape=(4,), resume=True) as writer:
+        writer.write(np.array(["late"]), np.zeros((1, 4), np.float32))
+    caplog.set_level("WARNING")
+    view = MapSource({}, reduce)
+    assert "was made from another version of the results" in caplog.text
+    assert not view.has_scores() and "outlier_score" not in view.columns()
+    assert "results_rows 50 -> 51" in caplog.text

@@ -292,6 +292,12 @@ class ResultDataset(HyraxDataset):
         self._pid = os.getpid()
         super().__init__(config or {}, location)
 
+    @property
+    def version(self) -> int:
+        """The results table's version (Lance): derived results (outlier scores, indexes) record it, and
+        are stale when it has moved on."""
+        return int(self._lance.version)
+
     #: Its fields as table columns: a data provider reads a batch of them at once, in the main process.
     _columns = ("object_id", "data")
     _reads_own_getters = True

@@ -51,9 +51,35 @@ class VectorIndex:
         write_text_atomic(self.directory / MARKER, json.dumps(made))
 
     # -- completeness: an interrupted save_to_database is never searched as if whole ---------------
-    def mark_building(self, objects: int) -> None:
-        """A save of ``objects`` vectors starts: until :meth:`mark_complete`, the index is partial."""
-        self._mark(complete=False, objects=int(objects))
+    def mark_building(self, objects: int, made_from: dict | None = None) -> None:
+        """A save of ``objects`` vectors starts: until :meth:`mark_complete`, the index is partial.
+        ``made_from``: the results it indexes (see :meth:`check_made_from`)."""
+        self._mark(complete=False, objects=int(objects), **({"made_from": made_from} if made_from else {}))
+
+    def check_made_from(self, made_from: dict, doing: str) -> None:
+        """Refuse to add to, or search, an index built from other results than ``made_from``
+        (``{"infer_run", "results_rows", "results_version"}``): its neighbours would be another run's,
+        or mixed with it. An index of an earlier release, with no record, passes."""
+        recorded = self._marker().get("made_from")
+        if not recorded or not self.count():
+            return
+        if recorded.get("infer_run") != made_from["infer_run"]:
+            raise VectorDBError(
+                f"The {self.backend} index in {self.directory} was built from the results of "
+                f"{recorded.get('infer_run')}, not of {made_from['infer_run']}; {doing} would mix the two. "
+                f"Use the run it was built from, or another vector_db_dir for this one."
+            )
+        changed = [
+            f"{key} {recorded.get(key)} -> {value}"
+            for key, value in made_from.items()
+            if key != "infer_run" and str(recorded.get(key)) != str(value)
+        ]
+        if changed:
+            raise VectorDBError(
+                f"The {self.backend} index in {self.directory} was built from another version of the results "
+                f"of {made_from['infer_run']} ({', '.join(changed)}). Delete {self.directory} and run "
+                f"save_to_database again."
+            )
 
     def mark_complete(self, objects: int) -> None:
         self._mark(complete=True, objects=int(objects))

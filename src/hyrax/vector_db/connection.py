@@ -65,20 +65,32 @@ def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) ->
     run = results_run(config, explicit)
     index = open_index(config, run)
     Path(index.directory).mkdir(parents=True, exist_ok=True)
+    if index.backend != "lance":
+        results = ResultDataset(config, run)
+        made_from = made_from_of(run, results)
+        index.check_made_from(made_from, "adding this run's vectors")
     _describe_index(index, run)
     if index.backend == "lance":
         from hyrax.progress import Waiting
 
         with Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"):
             return index, index.build()
-    results = ResultDataset(config, run)
-    index.mark_building(len(results))
+    index.mark_building(len(results), made_from)
     with Progress(f"save_to_database ({index.backend})", total=len(results)) as progress:
         for ids, vectors in results.iter_batches(batch_size):
             index.insert(ids, vectors.reshape(len(vectors), -1))
             progress.update(len(ids))
     index.mark_complete(len(results))
     return index, f"{index.count()} vectors in {index.backend}"
+
+
+def made_from_of(run: Path, results: ResultDataset) -> dict:
+    """What an index of ``run`` is built from: the run and its results table's size and version."""
+    return {
+        "infer_run": str(Path(run).resolve()),
+        "results_rows": len(results),
+        "results_version": results.version,
+    }
 
 
 class Neighbours(dict):
@@ -122,6 +134,10 @@ class DatabaseConnection:
                 f"The {self.index.backend} index in {self.index.directory} is unfinished: save_to_database "
                 f"stopped after {self.index.count():,} of {wanted if wanted is not None else '?'} objects. "
                 f"Run save_to_database again: it adds what is missing."
+            )
+        if self.index.backend != "lance":
+            self.index.check_made_from(
+                made_from_of(self.run, ResultDataset(config, self.run)), "searching it with this run's data"
             )
         self._model = None
 

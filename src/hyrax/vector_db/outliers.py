@@ -107,12 +107,10 @@ def _check_settings(method, k, nlist, nprobe) -> None:
 
 def _made_from(results: ResultDataset, method, k, nlist, nprobe) -> dict[str, str]:
     """What decides the scores: they are reused only when all of this is unchanged."""
-    import lance
-
     made_from = {
         "method": method,
         "results_rows": str(len(results)),
-        "results_version": str(lance.dataset(str(results.table_path)).version),
+        "results_version": str(results.version),
     }
     if method == "knn":
         made_from |= {
@@ -244,6 +242,23 @@ def scores_metadata(run: Path) -> dict[str, str] | None:
     return {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
 
 
+def stale_scores(run: Path) -> str | None:
+    """Why the run's outlier scores no longer describe its results (they were computed from another
+    version of the table), or None when they are current or there are none."""
+    made = scores_metadata(run)
+    if made is None:
+        return None
+    results = ResultDataset(data_location=table_path(run))
+    now = {"results_rows": str(len(results)), "results_version": str(results.version)}
+    changed = [f"{key} {made.get(key)} -> {value}" for key, value in now.items() if made.get(key) != value]
+    if not changed:
+        return None
+    return (
+        f"the outlier scores of {run} were computed from another version of its results "
+        f"({', '.join(changed)}): run `hyrax outliers` again to score the results as they are"
+    )
+
+
 def ranked(run: Path, top: int | None = None):
     """The scored objects, most unusual first, as a DataFrame: rank, object_id, outlier_score, row (the
     results row). The order is a stable sort by descending score (ties in row order); with ``top``,
@@ -253,6 +268,9 @@ def ranked(run: Path, top: int | None = None):
     table = _scores_table(run)
     if table is None:
         raise ResultsError(f"No outlier scores for {run}: run `hyrax outliers` (or score_run) first.")
+    stale = stale_scores(run)
+    if stale:
+        raise ResultsError(stale[0].upper() + stale[1:] + ".")
     if top is None:
         everything = table.to_table(columns=["object_id", "outlier_score"])
         rows = np.argsort(-everything.column("outlier_score").to_numpy(), kind="stable")

@@ -39,7 +39,11 @@ class ReduceDimensionsVerb(Verb):
 
             from hyrax.results.run_dir import write_text_atomic
 
-            source = {"infer_run": str(results.data_location.resolve())}
+            source = {  # what the map was made from (the map's checks and the outlier colours use it)
+                "infer_run": str(results.data_location.resolve()),
+                "results_rows": len(results),
+                "results_version": results.version,
+            }
             write_text_atomic(run.path / "source.toml", tomlkit.dumps(source))
         return ResultDataset(self.config, run.path)
 

@@ -29,13 +29,39 @@ CHUNK = 1 << 20
 
 def infer_run_of(reduce_run: Path) -> Path | None:
     """The inference run a reduce_dimensions run mapped (recorded in its source.toml)."""
+    made = made_from(reduce_run)
+    return Path(made["infer_run"]) if made else None
+
+
+def made_from(reduce_run: Path) -> dict | None:
+    """What a reduce_dimensions run mapped: ``infer_run``, and (since issue 15) the ``results_rows`` and
+    ``results_version`` of its results table then; None when it does not say."""
     import tomllib
 
     path = Path(reduce_run) / SOURCE_FILE
     if not path.is_file():
         return None
     with open(path, "rb") as handle:
-        return Path(tomllib.load(handle)["infer_run"])
+        return tomllib.load(handle)
+
+
+def stale_map(reduce_run: Path) -> str | None:
+    """Why a map no longer matches the inference results it was made from, or None when it does (or
+    does not say what it was made from)."""
+    from hyrax.results.store import ResultDataset, table_path
+
+    made = made_from(reduce_run) or {}
+    if "results_version" not in made or not table_path(made["infer_run"]).exists():
+        return None
+    results = ResultDataset(data_location=table_path(made["infer_run"]))
+    now = {"results_rows": len(results), "results_version": results.version}
+    changed = [f"{key} {made[key]} -> {value}" for key, value in now.items() if made.get(key) != value]
+    if not changed:
+        return None
+    return (
+        f"the map {reduce_run} was made from another version of the results of {made['infer_run']} "
+        f"({', '.join(changed)}): run `hyrax reduce_dimensions` again for a map of them as they are"
+    )
 
 
 def infer_provider_of(infer_run: Path):
@@ -99,9 +125,12 @@ class MapSource:
         self.z = coordinates[2] if len(coordinates) > 2 else None
         self.priority = priorities(self.total)
         self.infer_run = infer_run_of(self.reduce_run)
+        stale = stale_map(self.reduce_run)
+        if stale:
+            logger.warning("%s (images and metadata are found by object id).", stale[0].upper() + stale[1:])
         self._provider = None
         self._aligned: bool | None = None
-        self._scores = None
+        self._stale_told: str | None = None
 
     # -- what there is ---------------------------------------------------------------------------------
     def provider(self):
@@ -113,9 +142,17 @@ class MapSource:
         return self._provider or None
 
     def has_scores(self) -> bool:
-        from hyrax.vector_db.outliers import scores_path
+        """Whether the infer run has outlier scores that describe its results as they are (stale scores
+        are not shown: a warning says to score again)."""
+        from hyrax.vector_db.outliers import scores_path, stale_scores
 
-        return self.infer_run is not None and scores_path(self.infer_run).exists()
+        if self.infer_run is None or not scores_path(self.infer_run).exists():
+            return False
+        stale = stale_map(self.reduce_run) or stale_scores(self.infer_run)
+        if stale and stale != self._stale_told:
+            logger.warning("The map does not show outlier scores: %s.", stale)
+            self._stale_told = stale
+        return stale is None
 
     def columns(self) -> list[str]:
         """Names of the metadata columns (and ``outlier_score`` when the run was scored)."""

@@ -32,7 +32,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,33 +99,27 @@ def read_manifest(data_dir: Path, columns: Sequence[str] | None = None):
     return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
 
 
-@contextlib.contextmanager
-def locked(data_dir: Path) -> Iterator[None]:
+def locked(data_dir: Path):
     """Hold ``data_dir``'s download lock; a second download into the same directory is an error."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
-        yield
-        return
+    from hyrax import locks
+
     data_dir = Path(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        if not os.access(data_dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as error:
         raise ResultsWriteError(
             f"Cannot write in general.data_dir = '{data_dir}': {error.strerror}. Point it at a writable directory."
         ) from None
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DataError(
-                f"Another hyrax download (or rebuild_manifest) is writing to '{data_dir}'. Wait for it to end, "
-                f"or give this one another general.data_dir."
-            ) from None
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
+    return locks.exclusive(
+        data_dir / LOCK_NAME,
+        "download",
+        lambda holder: DataError(
+            f"Another hyrax download (or rebuild_manifest) is writing to '{data_dir}' ({holder}). Wait for it to "
+            f"end, or give this one another general.data_dir."
+        ),
+    )
 
 
 def clear_partial(data_dir: Path) -> None:

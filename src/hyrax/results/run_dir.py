@@ -78,23 +78,6 @@ def write_npz_atomic(path: Path, **arrays) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-#: Writer locks this process holds. A forked child (a DataLoader worker) closes its copies, so that the
-#: lock goes with the writer itself: a worker outliving a killed writer does not keep the run locked.
-_HELD: set = set()
-
-
-def _close_inherited_locks() -> None:
-    import contextlib
-
-    for handle in list(_HELD):
-        with contextlib.suppress(OSError):
-            handle.close()  # this child's reference only: the parent keeps its lock
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_close_inherited_locks)
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now().astimezone()
 
@@ -112,53 +95,29 @@ class RunDir:
         """Become this run's one writer: an exclusive OS lock (flock) on ``.hyrax_writer.lock``, released
         by the kernel when this process ends however it ends (kill -9 leaves no stale lock). Another
         writer is a RunBusyError naming the holder's pid and command."""
-        import fcntl
-        import sys
+        from hyrax import locks
 
-        if self._lock is not None:
-            return self
-        handle = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunBusyError(
-                f"{self.path} is being written by {holder}. One process writes a run at a time: wait for it "
-                f"to finish (or stop it), then run again."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300]
-        handle.write(f"pid {os.getpid()} ({verb}: {command or 'python'}), since {_now():%Y-%m-%d %H:%M:%S}\n")
-        handle.flush()
-        self._lock = handle
-        _HELD.add(handle)
+        if self._lock is None:
+            try:
+                self._lock = locks.take(self.path / LOCK_FILE, verb)
+            except locks.Busy as busy:
+                raise RunBusyError(
+                    f"{self.path} is being written by {busy.holder}. One process writes a run at a time: wait "
+                    f"for it to finish (or stop it), then run again."
+                ) from None
         return self
 
     def writer_alive(self) -> bool:
         """True while a process holds this run's writer lock (it is being written now)."""
-        import fcntl
+        from hyrax import locks
 
-        path = self.path / LOCK_FILE
-        if not path.is_file():
-            return False
-        with open(path, encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
+        return locks.alive(self.path / LOCK_FILE)
 
     def unlock(self) -> None:
         if self._lock is not None:
-            import fcntl
+            from hyrax import locks
 
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            _HELD.discard(self._lock)
-            self._lock.close()
+            locks.release(self._lock)
             self._lock = None
 
     @classmethod

@@ -59,12 +59,33 @@ def _describe_index(index, run: Path) -> None:
 
 
 def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) -> tuple[Any, str]:
-    """Index the results of an inference run; return (index, what was done). Re-running adds nothing twice."""
-    from hyrax.progress import Progress
+    """Index the results of an inference run; return (index, what was done). Re-running adds nothing
+    twice; one save writes an index directory at a time (a second is refused, naming the first)."""
+    from hyrax import locks
+    from hyrax.vector_db.base import VectorDBError
 
     run = results_run(config, explicit)
     index = open_index(config, run)
-    Path(index.directory).mkdir(parents=True, exist_ok=True)
+    directory = Path(index.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with locks.exclusive(
+        directory / WRITER_LOCK,
+        "save_to_database",
+        lambda holder: VectorDBError(
+            f"The {index.backend} index in {directory} is being written by {holder}. Wait for it to finish, "
+            f"then run save_to_database again (it adds what is missing)."
+        ),
+    ):
+        return _save(config, run, index, batch_size)
+
+
+#: The lock a save_to_database holds on its index directory.
+WRITER_LOCK = ".hyrax_writer.lock"
+
+
+def _save(config: Mapping, run: Path, index, batch_size: int) -> tuple[Any, str]:
+    from hyrax.progress import Progress
+
     if index.backend != "lance":
         results = ResultDataset(config, run)
         made_from = made_from_of(run, results)

@@ -23,11 +23,10 @@ with the vectors on disk).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -131,32 +130,24 @@ def _describe(metadata: Mapping[str, str]) -> str:
     return text
 
 
-@contextlib.contextmanager
-def scoring_lock(run: Path, wait: bool = True) -> Iterator[None]:
+def scoring_lock(run: Path, wait: bool = True):
     """Hold the run's outlier-scoring lock (an OS lock: it dies with the process). A second scorer of
     the same run waits for the first (``wait``) or is refused with a message naming the process."""
-    import fcntl
+    from hyrax import locks
 
     directory = table_path(run).parent
-    try:
-        descriptor = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise ResultsWriteError(f"Cannot write outlier scores in {directory}: {error.strerror}.") from None
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
-            message = f"Process {holder} is computing the outlier scores of {run}"
-            if not wait:
-                raise HyraxError(f"{message}; wait for it to finish, then run outliers again.") from None
-            with Waiting(f"{message}: waiting for it"):
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
+    if not os.access(directory, os.W_OK):
+        raise ResultsWriteError(f"Cannot write outlier scores in {directory}: it is not writable.")
+    return locks.exclusive(
+        directory / LOCK_NAME,
+        "outliers",
+        lambda holder: HyraxError(
+            f"{holder} is computing the outlier scores of {run}; wait for it to finish, then run outliers again."
+        ),
+        (lambda holder: Waiting(f"{holder} is computing the outlier scores of {run}: waiting for it"))
+        if wait
+        else None,
+    )
 
 
 def _write_scores(run: Path, results: ResultDataset, scores: np.ndarray, metadata: dict[str, str]) -> None:

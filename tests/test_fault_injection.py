@@ -25,7 +25,10 @@ from tests.conftest import run_hyrax
 SLOW = """
 import time
 import numpy as np
+import torch
+from torch import nn
 from hyrax.datasets import HyraxDataset
+from hyrax.models import hyrax_model
 
 class SlowVectors(HyraxDataset):
     def __len__(self):
@@ -38,27 +41,61 @@ class SlowVectors(HyraxDataset):
         time.sleep(0.003)
         rng = np.random.default_rng(idx)
         return rng.normal(size=8).astype(np.float32)
+
+
+@hyrax_model
+class TinyAutoencoder(nn.Module):
+    def __init__(self, config, data_sample=None):
+        super().__init__()
+        self.encode, self.decode = nn.Linear(8, 3), nn.Linear(3, 8)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+    @staticmethod
+    def prepare_inputs(batch):
+        return batch["data"]["flux"]
+
+    def train_batch(self, x):
+        self.optimizer.zero_grad()
+        loss = (self(x) - x).pow(2).mean()
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def infer_batch(self, x):
+        return self.encode(x)
 """
 
 CONFIG = """
 [general]
 results_dir = "{results}"
+threads = 1
 [model]
-name = "HyraxLoopback"
+name = "{model}"
+[train]
+epochs = 6
+resume = {resume}
 [infer]
 model_weights_file = "{weights}"
 commit_seconds = 0.1
+[data_set]
+seed = 1
 [data_loader]
 batch_size = 16
 num_workers = 0
 [data_request.infer.data]
 dataset_class = "slowvectors.SlowVectors"
+[data_request.train.data]
+dataset_class = "slowvectors.SlowVectors"
 [reduce_dimensions]
 name = "pca"
 batch_size = 16
 [vector_db]
-name = "chromadb"
+name = "{backend}"
 vector_db_dir = "{index}"
+[outliers]
+k = 5
 """
 
 IDS = [f"v{i:04d}" for i in range(400)]
@@ -81,10 +118,24 @@ def setup(tmp_path_factory):
     return base, env, weights, np.stack(rng)
 
 
-def _config(base: Path, weights: Path, name: str) -> Path:
+def _config(
+    base: Path,
+    weights: Path,
+    name: str,
+    backend: str = "chromadb",
+    model: str = "HyraxLoopback",
+    resume: str | None = None,
+) -> Path:
     path = base / f"{name}.toml"
     path.write_text(
-        CONFIG.format(results=base / name / "results", weights=weights, index=base / name / "index")
+        CONFIG.format(
+            results=base / name / "results",
+            weights=weights,
+            index=base / name / "index",
+            backend=backend,
+            model=model,
+            resume=f'"{resume}"' if resume else "false",
+        )
     )
     return path
 
@@ -157,22 +208,161 @@ def test_reduce_dimensions_killed_at_random_then_run_again(setup, seed):
         np.testing.assert_allclose(other, values[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("seed", _seeds(2))
-def test_save_to_database_killed_at_random_then_run_again(setup, seed):
-    base, env, weights, reference = setup
-    config = _config(base, weights, f"index{seed}")
-    assert _hyrax(env, "infer", "-c", config).returncode == 0
-    _killed(env, ["save_to_database", "-c", config], seed, 1.5, 4.0)
+def _search_ok_or_refused(env, config) -> None:
+    """Searching an index a killed save left: a right answer, or refused saying why (never a wrong one)."""
     searched = _hyrax(env, "database_connection", "--id", "v0007", "-k", "3", "-c", config)
     if searched.returncode != 0:  # an unfinished index is refused, saying so
         assert "unfinished" in searched.stderr or "run `hyrax save_to_database` first" in searched.stderr
     else:  # it had finished: it answers right
         assert searched.stdout.split()[1] == "v0007"
+
+
+def _search_right(env, config, reference) -> None:
+    searched = _hyrax(env, "database_connection", "--id", "v0007", "-k", "3", "-c", config)
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    lines = [line.split() for line in searched.stdout.splitlines()]
+    nearest = np.argsort(np.linalg.norm(reference - reference[7], axis=1), kind="stable")[:3]
+    assert [line[1] for line in lines] == [IDS[i] for i in nearest]
+
+
+SAVES = [("chromadb", 0), ("qdrant", 1), ("lance", 2)]
+
+
+@pytest.mark.parametrize(("backend", "seed"), SAVES)
+def test_save_to_database_killed_at_random_then_run_again(setup, backend, seed):
+    base, env, weights, reference = setup
+    config = _config(base, weights, f"index-{backend}{seed}", backend=backend)
+    assert _hyrax(env, "infer", "-c", config).returncode == 0
+    _killed(env, ["save_to_database", "-c", config], seed, 1.5, 4.0)
+    _search_ok_or_refused(env, config)
     done = _hyrax(env, "save_to_database", "-c", config)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "400 objects" in done.stdout
-    searched = _hyrax(env, "database_connection", "--id", "v0007", "-k", "3", "-c", config)
-    assert searched.returncode == 0 and searched.stdout.split()[1] == "v0007"
+    _search_right(env, config, reference)
+
+
+def _racing(env, *commands) -> list[subprocess.CompletedProcess]:
+    """Start every command at once; return them finished (stdout and stderr as text)."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hyrax", *map(str, args)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    done = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
+def test_two_save_to_database_racing(setup):
+    """Two saves into one index at once: one writes, the other is refused naming it (or, started after
+    the first ended, finds nothing to add); the index ends whole and right."""
+    base, env, weights, reference = setup
+    config = _config(base, weights, "index-race", backend="qdrant")
+    assert _hyrax(env, "infer", "-c", config).returncode == 0
+    first, second = _racing(env, ["save_to_database", "-c", config], ["save_to_database", "-c", config])
+    assert 0 in (first.returncode, second.returncode), first.stderr[-2000:] + second.stderr[-2000:]
+    for loser in (p for p in (first, second) if p.returncode != 0):
+        assert "is being written by pid" in loser.stderr, loser.stderr[-2000:]
+    _search_right(env, config, reference)
+    again = _hyrax(env, "save_to_database", "-c", config)
+    assert again.returncode == 0 and "400 objects" in again.stdout
+
+
+def _scores(config_dir: Path) -> np.ndarray:
+    from hyrax.vector_db.outliers import read_scores
+
+    return read_scores(find_latest_run(config_dir / "results", "infer"), np.arange(400))
+
+
+@pytest.fixture(scope="module")
+def reference_scores(setup):
+    base, env, weights, _ = setup
+    config = _config(base, weights, "outliers-reference")
+    assert _hyrax(env, "infer", "-c", config).returncode == 0
+    assert _hyrax(env, "outliers", "-c", config).returncode == 0
+    return _scores(base / "outliers-reference")
+
+
+@pytest.mark.parametrize("seed", _seeds(1))
+def test_outliers_killed_at_random_then_run_again(setup, reference_scores, seed):
+    from hyrax.vector_db.outliers import ranked
+
+    base, env, weights, _ = setup
+    config = _config(base, weights, f"outliers{seed}")
+    assert _hyrax(env, "infer", "-c", config).returncode == 0
+    _killed(env, ["outliers", "-c", config], seed, 1.5, 4.0)
+    scores = _scores(base / f"outliers{seed}")
+    assert np.isnan(scores).all() or np.array_equal(scores, reference_scores)  # none, or all and right
+    done = _hyrax(env, "outliers", "-c", config)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_array_equal(_scores(base / f"outliers{seed}"), reference_scores)
+    assert len(ranked(find_latest_run(base / f"outliers{seed}" / "results", "infer"))) == 400
+
+
+def test_two_outliers_racing(setup, reference_scores):
+    """Two scorers at once: the second waits for the first and reuses its scores; every object once."""
+    base, env, weights, _ = setup
+    config = _config(base, weights, "outliers-race")
+    assert _hyrax(env, "infer", "-c", config).returncode == 0
+    for done in _racing(env, ["outliers", "-c", config], ["outliers", "-c", config]):
+        assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_array_equal(_scores(base / "outliers-race"), reference_scores)
+    import lance
+
+    from hyrax.vector_db.outliers import scores_path
+
+    table = lance.dataset(str(scores_path(find_latest_run(base / "outliers-race" / "results", "infer"))))
+    assert table.count_rows() == 400 and table.version == 1  # written once, not twice
+
+
+def _final_weights(results: Path) -> dict:
+    import torch
+
+    run = find_latest_run(results, "train")
+    return torch.load(run / "example_model.pth", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def reference_weights(setup):
+    base, env, weights, _ = setup
+    config = _config(base, weights, "train-reference", model="slowvectors.TinyAutoencoder")
+    done = _hyrax(env, "train", "-c", config)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return _final_weights(base / "train-reference" / "results")
+
+
+@pytest.mark.parametrize("seed", _seeds(1))
+def test_train_killed_at_random_then_resumed(setup, reference_weights, seed):
+    """A training killed at a random moment, resumed from its run (or started again when it had no
+    checkpoint yet), ends with the weights of an uninterrupted training, bit for bit."""
+    import torch
+
+    base, env, weights, _ = setup
+    name = f"train{seed}"
+    config = _config(base, weights, name, model="slowvectors.TinyAutoencoder")
+    results = base / name / "results"
+    _killed(env, ["train", "-c", config], seed, 2.0, 9.0)
+    if find_latest_run(results, "train") is None:
+        started = runs_of(results, "train", complete_only=False)
+        has_checkpoint = started and list(started[-1].path.glob("checkpoint_epoch_*.pt"))
+        if has_checkpoint:
+            assert not started[-1].is_complete
+            config = _config(
+                base, weights, name, model="slowvectors.TinyAutoencoder", resume=started[-1].path
+            )
+        done = _hyrax(env, "train", "-c", config)
+        assert done.returncode == 0, done.stderr[-2000:]
+    final = _final_weights(results)
+    assert final.keys() == reference_weights.keys()
+    for key, value in reference_weights.items():
+        assert torch.equal(final[key], value), key
 
 
 @pytest.mark.slow

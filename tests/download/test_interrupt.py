@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hyrax.download import manifest
 from hyrax.download.fits_check import image_shape_of
 from tests.download.conftest import check_cutouts
@@ -78,3 +80,62 @@ def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_pat
     assert summary.ok and summary.skipped == recorded[1] and summary.done == 60 - recorded[1]
     check_cutouts(data, table)
     assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kill_9_at_a_seeded_random_moment_while_another_download_races(
+    service, catalog, write_config, tmp_path, hyrax_download, seed
+):
+    """Fault injection (issue 15): a download killed at a random moment, with a second download started
+    into the same folder meanwhile (refused, naming the first), then run to the end: every cutout once."""
+    import random
+
+    running = service(Faults(member_delay=0.2))
+    path, table = catalog(30)
+    data = tmp_path / "data"
+    config_file = write_config(
+        f"""
+        [general]
+        data_dir = "{data}"
+        results_dir = "{tmp_path / "results"}"
+        [download]
+        service_url = "{running.url}"
+        fits_file = "{path}"
+        filter = ["HSC-G", "HSC-I"]
+        username = "alice"
+        password = "{PASSWORD}"
+        chunk_size = 4
+        concurrent_connections = 3
+        retry_wait = 0.01
+        """
+    )
+    first = start_download(config_file, tmp_path)
+    deadline = time.monotonic() + 60
+    while not (data / manifest.LOCK_NAME).exists() or not locks_alive(data):
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    second = subprocess.run(
+        [sys.executable, "-m", "hyrax", "download", "-c", str(config_file)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode != 0 and f"pid {first.pid}" in second.stderr + second.stdout
+    time.sleep(random.Random(seed).uniform(0.0, 1.5))
+    first.kill()
+    first.wait(timeout=30)
+    first.stderr.close()
+    done = assert_done_rows_are_whole_files(data)
+    assert done < 60  # the kill landed mid-run
+    running.faults.member_delay = 0.0
+    summary = hyrax_download(running, path, chunk_size=4).download()
+    assert summary.ok and summary.skipped == done and summary.done == 60 - done
+    check_cutouts(data, table)
+    assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
+
+
+def locks_alive(data_dir) -> bool:
+    from hyrax import locks
+
+    return locks.alive(data_dir / manifest.LOCK_NAME)

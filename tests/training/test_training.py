@@ -132,6 +132,26 @@ def test_resume_continues_epochs_and_scheduler(tmp_path):
     assert resumed.scheduler.get_last_lr()[0] == pytest.approx(0.001 * 0.5**4)
 
 
+def test_resume_splits_and_shuffles_with_the_seed_of_the_run_it_continues(tmp_path):
+    """Issue 15: with data_set.seed unset each training draws a seed; a resume must reuse the continued
+    run's (recorded in its checkpoints), or validation objects would move into training mid-run."""
+    import numpy as np
+
+    done = make_hyrax(tmp_path, epochs=2, data_set__seed=False).train()
+    resumed = make_hyrax(tmp_path, epochs=3, data_set__seed=False, train__resume=str(done.run_dir)).train()
+    for name in ("train_split.npz", "validate_split.npz"):
+        assert np.array_equal(
+            np.load(done.run_dir / name)["indices"], np.load(resumed.run_dir / name)["indices"]
+        ), name
+    first = tomllib.loads((done.run_dir / "split_config.toml").read_text())["seed"]
+    assert tomllib.loads((resumed.run_dir / "split_config.toml").read_text())["seed"] == first
+    other = make_hyrax(tmp_path, epochs=3, data_set__seed=first + 1, train__resume=str(done.run_dir))
+    runs = sorted((tmp_path / "results").iterdir())
+    with pytest.raises(ConfigError, match=rf"whose seed was {first}, but data_set.seed is {first + 1}"):
+        other.train()
+    assert sorted((tmp_path / "results").iterdir()) == runs  # refused before a run directory was made
+
+
 def test_fine_tune_from_weights_and_conflicting_keys(tmp_path):
     base = make_hyrax(tmp_path, epochs=1).train()
     weights = base.run_dir / "example_model.pth"

@@ -93,10 +93,11 @@ def _count(value: Any, group: str, length: int) -> int:
     )
 
 
-def compute_splits(config: Mapping, providers: Mapping[str, Any]) -> Splits:
-    """Indices for every group in ``providers`` ({group: DataProvider})."""
+def compute_splits(config: Mapping, providers: Mapping[str, Any], seed: int | None = None) -> Splits:
+    """Indices for every group in ``providers`` ({group: DataProvider}); ``seed`` (default: the
+    config's, see :func:`split_seed`) draws them."""
     split = config.get("split", {})
-    seed = split_seed(config)
+    seed = split_seed(config) if seed is None else seed
     indices: dict[str, np.ndarray] = {}
     record: dict[str, Any] = {}
     by_source: dict[tuple, list[str]] = {}

@@ -22,12 +22,19 @@ class CheckpointError(HyraxError, ValueError):
 
 
 def save_checkpoint(
-    directory: Path, model, epoch: int, best_loss: float | None, keep_previous: bool = False
+    directory: Path,
+    model,
+    epoch: int,
+    best_loss: float | None,
+    keep_previous: bool = False,
+    seed: int | None = None,
 ) -> Path:
-
+    """Write ``checkpoint_epoch_<epoch>.pt`` atomically (and, unless ``keep_previous``, remove the
+    older ones). ``seed``: the run's seed (splits, shuffles, initialisation), which a resume reuses."""
     state = {
         "model_class": type(model).__name__,
         "epoch": epoch,
+        "seed": seed,
         "best_loss": best_loss,
         "model": model.state_dict(),
         "optimizer": _inner(getattr(model, "optimizer", None)).state_dict()
@@ -101,6 +108,30 @@ def latest_checkpoint(location: str | Path) -> Path:
     )
 
 
+def checkpoint_seed(config) -> int | None:
+    """The seed of the run that ``train.resume`` continues (None when it does not resume, or the
+    checkpoint predates seeds being recorded). A resume must split and shuffle as that run did: a
+    different seed would move validation objects into training."""
+    import torch
+
+    from hyrax.config import get_setting
+    from hyrax.errors import ConfigError
+
+    resume = get_setting(config, "train.resume")
+    if resume is None:
+        return None
+    seed = torch.load(latest_checkpoint(resume), map_location="cpu", weights_only=True).get("seed")
+    wanted = get_setting(config, "split.rng_seed")
+    wanted = get_setting(config, "data_set.seed") if wanted is None else wanted
+    if seed is not None and wanted is not None and int(wanted) != int(seed):
+        raise ConfigError(
+            f"train.resume continues a run whose seed was {seed}, but data_set.seed is {wanted}: its "
+            f"train/validate split and shuffles would change mid-run. Set data_set.seed = {seed} (or false), "
+            f"or start a new training."
+        )
+    return None if seed is None else int(seed)
+
+
 def load_checkpoint(path: Path, model) -> dict[str, Any]:
     """Restore model, optimizer and scheduler from ``path``; return the checkpoint's other entries."""
     import torch
@@ -161,3 +192,4 @@ def check_resumable(config) -> None:
             f"Checkpoint '{path}' was written by model {state.get('model_class')}, but model.name is "
             f"{wanted}. Resume with the same model, or start fresh (train.resume = false)."
         )
+    checkpoint_seed(config)  # a seed that contradicts the run's

@@ -37,6 +37,18 @@ from hyrax.training.distributed import (
 logger = logging.getLogger(__name__)
 
 
+def _run_seed(config: Mapping, distribution: Distribution) -> int:
+    """The run's seed: that of the run a resume continues; else data_set.seed (split.rng_seed); else
+    drawn at random, by rank 0 for every rank (each rank must split and shuffle alike)."""
+    from hyrax.training.checkpoints import checkpoint_seed
+    from hyrax.training.distributed import broadcast_object
+
+    seed = checkpoint_seed(config)
+    if seed is None:
+        seed = split_seed(config)
+    return int(broadcast_object(seed, distribution)) if distribution.active else seed
+
+
 class TrainingError(HyraxError, RuntimeError):
     """Training cannot go on (a NaN loss, a train_batch without a loss...); the message says where."""
 
@@ -151,7 +163,7 @@ class Training:
         self.skips = Skips(
             self.run_dir / "skipped_objects.csv" if distribution.is_main else None, distinct=True
         )
-        self.seed = split_seed(config)
+        self.seed = _run_seed(config, distribution)
         torch.manual_seed(self.seed)
         groups = [g for g in ("train", "validate") if g in config.get("data_request", {})]
         if "train" not in groups:
@@ -163,7 +175,7 @@ class Training:
         # A test group is split off now too (and its rows saved), so that `test` evaluates exactly the
         # objects this training never saw.
         held_out = {"test": DataProvider(config, "test")} if "test" in config.get("data_request", {}) else {}
-        self.splits = compute_splits(config, {**self.providers, **held_out})
+        self.splits = compute_splits(config, {**self.providers, **held_out}, self.seed)
         if distribution.is_main:
             self.splits.save(self.run_dir)
         self.train_indices = self.splits.indices["train"]
@@ -335,7 +347,7 @@ class Training:
             else:
                 history["since_best"] += 1
             if distribution.is_main:
-                path = save_checkpoint(self.run_dir, model, epoch, history["best"])
+                path = save_checkpoint(self.run_dir, model, epoch, history["best"], seed=self.seed)
                 if improved:
                     copy_as_best(path)
                 if callable(getattr(model, "log_epoch_metrics", None)):

@@ -21,10 +21,14 @@ def results_run(config: Mapping, explicit=None) -> Path:
     return resolve_run(config, "infer", explicit or get_setting(config, "vector_db.infer_results_dir"))
 
 
+def index_directory(config: Mapping, run: Path) -> Path:
+    return Path(get_setting(config, "vector_db.vector_db_dir") or run / "vector_db")
+
+
 def open_index(config: Mapping, run: Path):
     name = config["vector_db"]["name"]
     cls = VECTOR_DBS.get(name)
-    directory = Path(get_setting(config, "vector_db.vector_db_dir") or run / "vector_db")
+    directory = index_directory(config, run)
     settings = config["vector_db"].get(name, {}) if isinstance(config["vector_db"].get(name), Mapping) else {}
     if name == "lance":
         return cls(directory, results_dir=run, settings=dict(settings))
@@ -65,18 +69,17 @@ def save_to_database(config: Mapping, explicit=None, batch_size: int = 65536) ->
     from hyrax.vector_db.base import VectorDBError
 
     run = results_run(config, explicit)
-    index = open_index(config, run)
-    directory = Path(index.directory)
+    directory = index_directory(config, run)
     directory.mkdir(parents=True, exist_ok=True)
-    with locks.exclusive(
+    with locks.exclusive(  # taken before the index is opened: some backends lock it themselves
         directory / WRITER_LOCK,
         "save_to_database",
         lambda holder: VectorDBError(
-            f"The {index.backend} index in {directory} is being written by {holder}. Wait for it to finish, "
-            f"then run save_to_database again (it adds what is missing)."
+            f"The index in {directory} is being written by {holder}. Wait for it to finish, then run "
+            f"save_to_database again (it adds what is missing)."
         ),
     ):
-        return _save(config, run, index, batch_size)
+        return _save(config, run, open_index(config, run), batch_size)
 
 
 #: The lock a save_to_database holds on its index directory.

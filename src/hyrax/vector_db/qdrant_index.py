@@ -21,6 +21,21 @@ def point_id(object_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, object_id))
 
 
+def _local_client(QdrantClient, path: str):
+    try:
+        return QdrantClient(path=path)
+    except RuntimeError as error:
+        if "already accessed" not in str(error):
+            raise
+        from hyrax.vector_db.base import VectorDBError
+
+        raise VectorDBError(
+            f"The qdrant index in {path} is open in another process (a save_to_database or a search): Qdrant's "
+            f"local mode lets one process at a time use it. Wait for that one to finish, or serve the index "
+            f"from a Qdrant server (vector_db.qdrant.url)."
+        ) from None
+
+
 class QdrantIndex(VectorIndex):
     backend = "qdrant"
 
@@ -41,7 +56,7 @@ class QdrantIndex(VectorIndex):
                 if path not in _LOCAL_CLIENTS:
                     import atexit
 
-                    _LOCAL_CLIENTS[path] = QdrantClient(path=path)
+                    _LOCAL_CLIENTS[path] = _local_client(QdrantClient, path)
                     # Close while the interpreter is whole (its own finalizer runs too late and complains).
                     atexit.register(_LOCAL_CLIENTS[path].close)
                 self.client = _LOCAL_CLIENTS[path]

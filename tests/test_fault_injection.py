@@ -369,3 +369,29 @@ def test_train_killed_at_random_then_resumed(setup, reference_weights, seed):
 @pytest.mark.parametrize("seed", _seeds(20))
 def test_infer_killed_at_random_long_form(setup, seed):
     test_infer_killed_at_random_then_resumed(setup, 100 + seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", _seeds(20))
+def test_train_killed_at_random_long_form(setup, reference_weights, seed):
+    test_train_killed_at_random_then_resumed(setup, reference_weights, 100 + seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", _seeds(20))
+def test_outliers_killed_at_random_long_form(setup, reference_scores, seed):
+    test_outliers_killed_at_random_then_run_again(setup, reference_scores, 100 + seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", _seeds(20))
+def test_reduce_dimensions_killed_at_random_long_form(setup, seed):
+    test_reduce_dimensions_killed_at_random_then_run_again(setup, 100 + seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backend", "seed"), [(b, 100 + i) for b in ("chromadb", "qdrant", "lance") for i in range(7)]
+)
+def test_save_to_database_killed_at_random_long_form(setup, backend, seed):
+    test_save_to_database_killed_at_random_then_run_again(setup, backend, seed)

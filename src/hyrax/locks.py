@@ -58,8 +58,7 @@ def take(path: Path, verb: str, wait: Callable[[str], contextlib.AbstractContext
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder(handle)
             if wait is None:
                 raise Busy(holder) from None
             with wait(holder):
@@ -75,6 +74,20 @@ def take(path: Path, verb: str, wait: Callable[[str], contextlib.AbstractContext
     handle.flush()
     _HELD.add(handle)
     return handle
+
+
+def _holder(handle: IO) -> str:
+    """The holder's description; it writes it just after taking the lock, so an empty file is given a
+    moment to fill."""
+    import time
+
+    for _ in range(50):
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return "another process"
 
 
 def release(handle: IO) -> None:

@@ -77,24 +77,25 @@ class VisualizeVerb(Verb):
             print(f"map of {len(view.data.ids):,} objects written to {view.save(target)}")
             return 0
         port = args.port if args.port is not None else int(self.config["visualize"]["port"])
-        url = view.serve(port)
-        print(f"Hyrax map of {view.live.total:,} objects at {url}  (Ctrl-C to stop)", flush=True)
-        port = view.live.server.server_address[1]  # the port taken, when 0 asked for any
-        print(
-            f"  from another machine: ssh -L {port}:127.0.0.1:{port} {socket.gethostname()}, "
-            f"then open http://127.0.0.1:{port}/ there",
-            flush=True,
-        )
         import signal
 
         def stop(signum, frame):
             raise KeyboardInterrupt
 
         # Ctrl-C, and SIGTERM (a scheduler ending the job), stop the server cleanly, also when the shell
-        # that started it left SIGINT ignored (a background job).
+        # that started it left SIGINT ignored (a background job); set before the address is printed, which
+        # is when a script may already signal.
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         try:
+            url = view.serve(port)
+            print(f"Hyrax map of {view.live.total:,} objects at {url}  (Ctrl-C to stop)", flush=True)
+            port = view.live.server.server_address[1]  # the port taken, when 0 asked for any
+            print(
+                f"  from another machine: ssh -L {port}:127.0.0.1:{port} {socket.gethostname()}, "
+                f"then open http://127.0.0.1:{port}/ there",
+                flush=True,
+            )
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

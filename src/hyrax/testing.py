@@ -136,8 +136,14 @@ def _check_field(dataset, name: str, field: str, rows: list[int], collate_values
                 f"get_{field}({row}) returned different values on two calls: make getters deterministic."
             )
         values.append(value)
+    custom = getattr(dataset, f"collate_{field}", None)
     try:
-        collate_values(values, field, [str(r) for r in rows])
+        if callable(custom):  # the dataset batches this field itself (e.g. pads lists of any length)
+            collated = custom([{field: value} for value in values])
+            if not isinstance(collated, dict) or field not in collated:
+                problems.append(f"collate_{field}(samples) must return a dict holding '{field}'.")
+        else:
+            collate_values(values, field, [str(r) for r in rows])
     except HyraxError as error:
         problems.append(f"field '{field}' cannot be batched: {error}")
     return problems

@@ -42,7 +42,21 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
     lance.write_dataset(
         pa.table({"object_id": ["p", "q"], "mag": [20.0, 21.0]}), str(lancedb / "stars.lance")
     )
+    import lsdb
+    import nested_pandas as npd
+
+    objects = pd.DataFrame(
+        {"object_id": ["s1", "s2", "s3"], "ra": [10.0, 20.0, 30.0], "dec": [1.0, 2.0, 3.0]}
+    )
+    curves = pd.DataFrame({"mjd": [1.0, 2.0, 3.0, 4.0], "mag": [15.0, 15.5, 16.0, 17.0]}, index=[0, 0, 1, 2])
+    nested = npd.NestedFrame(objects).join_nested(curves, "lc")
+    nested.to_parquet(tmp_path / "nested.parquet")
+    lsdb.from_dataframe(nested, catalog_name="tiny", ra_column="ra", dec_column="dec").write_catalog(
+        tmp_path / "hats"
+    )
     return {
+        "NestedPandasDataset": tmp_path / "nested.parquet",
+        "HyraxHATSDataset": tmp_path / "hats",
         "LanceDBDataset": lancedb,
         "ParquetDataset": parquet,
         "ResultDataset": results,

@@ -18,6 +18,8 @@ BUILTIN_DATASETS = {
     "ResultDataset": "hyrax.results.store:ResultDataset",
     "LanceDBDataset": "hyrax.datasets.table:LanceDBDataset",
     "ParquetDataset": "hyrax.datasets.table:ParquetDataset",
+    "NestedPandasDataset": "hyrax.datasets.table:NestedPandasDataset",
+    "HyraxHATSDataset": "hyrax.datasets.table:HyraxHATSDataset",
 }
 
 

@@ -61,7 +61,15 @@ def _shape_message(values: Sequence[np.ndarray], field: str, object_ids: Sequenc
     listing = "; ".join(
         f"{shape}: {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''}" for shape, ids in by_shape.items()
     )
-    return (
-        f"Field '{field}' has arrays of different shapes in one batch ({listing}). Set data_set.crop_to = "
-        f"[height, width] to cut every image to one size, or give the dataset a collate_{field} method."
-    )
+    if all(value.ndim == 1 for value in values):  # a light curve, a spectrum: one value per observation
+        fix = (
+            "Resample light curves to one length with [data_set.lightcurve] (its field, e.g. fields = "
+            '["lightcurve"]), leave this field out of the request\'s fields, or give the dataset a '
+            f"collate_{field} method."
+        )
+    else:
+        fix = (
+            f"Set data_set.crop_to = [height, width] to cut every image to one size, or give the dataset a "
+            f"collate_{field} method."
+        )
+    return f"Field '{field}' has arrays of different shapes in one batch ({listing}). {fix}"

@@ -58,10 +58,25 @@ class TableDataset(HyraxDataset, register=False):
         self._pid = os.getpid()
         self._length = self._lance.count_rows()
         self._schema = self._lance.schema
-        self._columns = list(self._schema.names)
-        self._shapes = _shapes(self._schema)
-        self._scalars = [field.name for field in self._schema if not pa.types.is_nested(field.type)]
-        row_bytes = sum(_bytes_of(self._schema.field(name).type) for name in self._columns)
+        # A nested column (a light curve: a list of structs) was stored as one list column per subfield:
+        # field "lc.mag" is column "lc__mag" (Lance column names cannot hold dots).
+        stored = json.loads((self._schema.metadata or {}).get(b"hyrax_fields", b"{}"))
+        self._column_of = {name: name for name in self._schema.names if name not in stored.values()}
+        self._column_of |= stored
+        self._columns = list(self._column_of)
+        shapes = _shapes(self._schema)
+        self._shapes = {f: shapes[c] for f, c in self._column_of.items() if c in shapes}
+        self._scalars = [
+            f for f, c in self._column_of.items() if not pa.types.is_nested(self._schema.field(c).type)
+        ]
+        self._resampling = None
+        # Lists of any length (a nested subfield, a list column): batched padded, with a mask.
+        self._ragged = {
+            f
+            for f, c in self._column_of.items()
+            if pa.types.is_list(self._schema.field(c).type) or pa.types.is_large_list(self._schema.field(c).type)
+        }
+        row_bytes = sum(_bytes_of(self._schema.field(name).type) for name in self._schema.names)
         self._block_rows = int(max(64, min(16384, BLOCK_BYTES // max(1, row_bytes))))
         self._block: tuple[int, dict[str, Any]] | None = None
 
@@ -82,18 +97,22 @@ class TableDataset(HyraxDataset, register=False):
 
     # -- fields ------------------------------------------------------------------------------------
     def fields(self) -> list[str]:
-        return sorted(set(self.getter_fields()) | set(self._columns))
+        return sorted(set(self.getter_fields()) | set(self._columns) | set(self._derived()))
 
     def getter(self, field: str):
         method = getattr(type(self), f"get_{field}", None)
         if callable(method):
             return getattr(self, f"get_{field}")
-        if field in self._columns:
+        if field in self._columns or field in self._derived():
             return lambda idx, _field=field: self._value(_field, int(idx))
         return super().getter(field)
 
     def __getattr__(self, name: str):
-        if name.startswith("get_") and name[4:] in self.__dict__.get("_columns", ()):
+        if name.startswith("collate_") and name[8:] in self.__dict__.get("_ragged", ()):
+            return lambda samples, _field=name[8:]: _padded(samples, _field)
+        resampling = self.__dict__.get("_resampling")
+        derived = (resampling.field,) if resampling is not None else ()
+        if name.startswith("get_") and (name[4:] in self.__dict__.get("_columns", ()) or name[4:] in derived):
             return self.getter(name[4:])
         columns = self.__dict__.get("_columns", [])
         hint = did_you_mean(name[4:], columns) if name.startswith("get_") else ""
@@ -103,11 +122,13 @@ class TableDataset(HyraxDataset, register=False):
     def _value(self, field: str, idx: int) -> Any:
         if not 0 <= idx < self._length:
             raise IndexError(f"row {idx} out of range for {self._length} rows")
+        if field in self._derived():
+            return self.read_rows([idx], [field])[field][0]
         block = idx // self._block_rows
         if self._block is None or self._block[0] != block:
             start = block * self._block_rows
             rows = np.arange(start, min(start + self._block_rows, self._length))
-            self._block = (block, self.read_rows(rows, self._columns))
+            self._block = (block, self.read_rows(rows, self._stored_fields()))
         value = self._block[1][field][idx - block * self._block_rows]
         return value.item() if isinstance(value, np.generic) and value.dtype.kind != "U" else value
 
@@ -115,7 +136,7 @@ class TableDataset(HyraxDataset, register=False):
         """Values of ``fields`` at ``rows`` (any order, repeats allowed), one read for all of them:
         numbers as numpy arrays, text as numpy str arrays, fixed-size lists as (rows, *shape) arrays."""
         rows = np.asarray(rows, dtype=np.int64)
-        unknown = [f for f in fields if f not in self._columns]
+        unknown = [f for f in fields if f not in self._columns and f not in self._derived()]
         if unknown:
             raise DataError(
                 f"{type(self).__name__} has no column(s) {', '.join(unknown)}.{did_you_mean(unknown[0], self._columns)}"
@@ -123,8 +144,74 @@ class TableDataset(HyraxDataset, register=False):
         if len(rows) and (rows.min() < 0 or rows.max() >= self._length):
             raise IndexError(f"rows out of range for {self._length} rows")
         unique, inverse = np.unique(rows, return_inverse=True)
-        table = self._dataset().take(unique, columns=list(fields))
-        return {field: _numpy(table.column(field), self._shapes.get(field))[inverse] for field in fields}
+        derived = [f for f in fields if f in self._derived()]
+        stored = list(dict.fromkeys([f for f in fields if f not in derived] + self._inputs_of(derived)))
+        table = self._dataset().take(unique, columns=[self._column_of[f] for f in stored])
+        found = {f: _numpy(table.column(self._column_of[f]), self._shapes.get(f)) for f in stored}
+        for field in derived:
+            found[field] = self._resampled(found, unique)
+        return {field: found[field][inverse] for field in fields}
+
+    # -- resampled light curves (hyrax.datasets.lightcurves) -------------------------------------------
+    def _use_resampling(self, config: Mapping, name: str) -> None:
+        """Offer ``[data_set.lightcurve]`` (when its ``column`` is set) as a field of fixed shape."""
+        from hyrax.datasets.lightcurves import Resampling
+
+        settings = get_setting(config, "data_set.lightcurve") or {}
+        if not isinstance(settings, Mapping) or not settings.get("column"):
+            return
+        where = "data_set.lightcurve"
+        resampling = Resampling.from_settings(settings, where, get_setting(config, "data_set.seed"))
+        nested = sorted({f.split(".", 1)[0] for f in self._columns if "." in f})
+        missing = [s for s in resampling.subfields if f"{resampling.column}.{s}" not in self._columns]
+        if missing:
+            have = [f for f in self._columns if f.startswith(f"{resampling.column}.")]
+            raise DataError(
+                f"{name}: {where} reads {', '.join(f'{resampling.column}.{m}' for m in missing)}, which "
+                f"{self.data_location} does not have. Nested columns: {', '.join(nested) or '(none)'}; subfields of "
+                f"{resampling.column!r}: {', '.join(have) or '(none)'}. Set {where}.column / time / value / error / "
+                f"band to names that exist."
+            )
+        if resampling.field in self._columns:
+            raise DataError(
+                f"{name}: {where}.field = {resampling.field!r} is already a column; name the field another way."
+            )
+        self._resampling = resampling
+
+    def _derived(self) -> tuple[str, ...]:
+        return (self._resampling.field,) if self._resampling is not None else ()
+
+    def _stored_fields(self) -> list[str]:
+        return list(self._columns)
+
+    def _inputs_of(self, derived: list[str]) -> list[str]:
+        if not derived:
+            return []
+        return [f"{self._resampling.column}.{s}" for s in self._resampling.subfields]
+
+    def _resampled(self, found: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        from hyrax.datasets.lightcurves import resample
+
+        settings = self._resampling
+        column = settings.column
+
+        def values(sub):
+            return found[f"{column}.{sub}"] if sub else None
+
+        times, mags, errors, bands = (
+            values(s) for s in (settings.time, settings.value, settings.error, settings.band)
+        )
+        out = np.empty((len(rows), *settings.shape), dtype=np.float32)
+        for i, row in enumerate(rows):
+            out[i] = resample(
+                times[i],
+                mags[i],
+                None if errors is None else errors[i],
+                None if bands is None else bands[i],
+                settings,
+                int(row),
+            )
+        return out
 
     def column(self, field: str):
         """Every value of one column (text as a :class:`StringColumn`), read in batches."""
@@ -144,7 +231,8 @@ class TableDataset(HyraxDataset, register=False):
         """One column in row order, a batch at a time (Arrow arrays)."""
         from hyrax.results.store import SCAN
 
-        for batch in self._dataset().to_batches(columns=[field], batch_size=batch_size, **SCAN):
+        column = self._column_of[field]
+        for batch in self._dataset().to_batches(columns=[column], batch_size=batch_size, **SCAN):
             yield batch.column(0)
 
     def metadata(self, indices: Any, fields: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -184,6 +272,112 @@ class ParquetDataset(TableDataset):
         super().__init__(config, location)
 
 
+class NestedPandasDataset(TableDataset):
+    """A nested-pandas Parquet file (or a directory of them) as a dataset: every column a field, and
+    every subfield of a nested column (a light curve) a field ``<column>.<subfield>`` holding that
+    object's values; with ``[data_set.lightcurve]``, a light curve resampled to
+    one shape (see :mod:`hyrax.datasets.lightcurves`).
+
+    ``[data_set.NestedPandasDataset] read_kwargs`` go to ``nested_pandas.read_parquet`` (a file at a
+    time). The first use makes a random-access copy under ``data_set.cache_dir``.
+    """
+
+    def __init__(self, config: Mapping, data_location: str | Path | None = None):
+        if data_location is None:
+            raise DataError("NestedPandasDataset needs data_location: a Parquet file or a directory of them.")
+        location = Path(data_location).expanduser()
+        if not location.exists():
+            raise DataError(f"NestedPandasDataset: '{location}' does not exist.")
+        from hyrax.datasets.joins import cache_dir
+        from hyrax.plugins import optional_import
+
+        optional_import("nested_pandas", "catalogs", 'dataset_class = "NestedPandasDataset"')
+        options = dict(get_setting(config, "data_set.NestedPandasDataset.read_kwargs") or {})
+        self._open(
+            _lance_copy(location, cache_dir(config) / "tables", "nested", options, "NestedPandasDataset")
+        )
+        self._use_resampling(config, "NestedPandasDataset")
+        super().__init__(config, location)
+
+
+class HyraxHATSDataset(TableDataset):
+    """A HATS catalog (opened with LSDB) as a dataset: every column a field, nested columns' subfields
+    as ``<column>.<subfield>`` fields, light curves resampled with
+    ``[data_set.lightcurve]`` as for :class:`NestedPandasDataset`.
+
+    ``data_location``: the catalog (or collection) directory. ``[data_set.HyraxHATSDataset]
+    open_catalog_kwargs`` go to ``lsdb.open_catalog`` (``columns``, ``search_filter``, ``filters``...);
+    without ``columns``, only the columns that ``[data_request]`` asks of this catalog are read (all of
+    them when a request lists no fields). The catalog is read a partition at a time into a
+    random-access copy under ``data_set.cache_dir``, once: a 100M-row catalog is never in memory.
+    """
+
+    def __init__(self, config: Mapping, data_location: str | Path | None = None):
+        if data_location is None or data_location is False:
+            raise DataError("HyraxHATSDataset needs data_location: the directory of a HATS catalog.")
+        location = Path(data_location).expanduser()
+        if not location.exists():
+            raise DataError(f"HyraxHATSDataset: '{location}' does not exist.")
+        from hyrax.datasets.joins import cache_dir
+        from hyrax.plugins import optional_import
+
+        optional_import("lsdb", "catalogs", 'dataset_class = "HyraxHATSDataset"')
+        options = dict(get_setting(config, "data_set.HyraxHATSDataset.open_catalog_kwargs") or {})
+        if "columns" not in options:
+            requested = _requested_columns(config, type(self).__name__, location)
+            if requested:
+                options["columns"] = requested
+        self._open(_lance_copy(location, cache_dir(config) / "tables", "hats", options, "HyraxHATSDataset"))
+        super().__init__(config, location)
+        self._use_resampling(config, "HyraxHATSDataset")
+
+
+def _requested_columns(config: Mapping, dataset_class: str, location: Path) -> list[str] | None:
+    """The catalog columns that ``[data_request]`` asks of this catalog (fields, the id field, the join
+    field; a nested subfield asks for its column); None when a request wants every column."""
+    wanted: set[str] = set()
+    for group in (config.get("data_request") or {}).values():
+        for entry in group.values() if isinstance(group, Mapping) else ():
+            if not isinstance(entry, Mapping) or entry.get("dataset_class") != dataset_class:
+                continue
+            if Path(str(entry.get("data_location", ""))).expanduser().resolve() != location.resolve():
+                continue
+            fields = entry.get("fields")
+            if not fields:
+                return None
+            for key in ("primary_id_field", "join_field"):
+                if entry.get(key):
+                    wanted.add(str(entry[key]))
+            settings = get_setting(config, "data_set.lightcurve") or {}
+            derived = settings.get("field", "lightcurve") if settings.get("column") else None
+            for field in fields:
+                if field == derived:
+                    wanted.add(str(settings["column"]))
+                elif field != "object_id" or "primary_id_field" not in entry:
+                    wanted.add(str(field).split(".", 1)[0])
+    return sorted(wanted) or None
+
+
+def _padded(samples: list[dict], field: str) -> dict[str, np.ndarray]:
+    """A batch of lists of any length: ``{field: (batch, longest)}`` padded with 0 (numbers) or ""
+    (text), and ``{field}_mask``: True where a value is real. Lists all of one length (or missing
+    values of a joined row) are batched as any field is."""
+    from hyrax.datasets.collate import collate_values
+
+    values = [np.asarray(sample[field]) for sample in samples]
+    if len({v.shape for v in values}) <= 1 or any(v.ndim != 1 for v in values):
+        return {field: collate_values([sample[field] for sample in samples], field, [])}
+    longest = max((len(v) for v in values), default=0)
+    kinds = [v.dtype for v in values if len(v)]
+    dtype = np.result_type(*kinds) if kinds else np.float64
+    out = np.zeros((len(values), longest), dtype=dtype) if dtype.kind != "O" else np.full((len(values), longest), "")
+    mask = np.zeros((len(values), longest), dtype=bool)
+    for i, value in enumerate(values):
+        out[i, : len(value)] = value
+        mask[i, : len(value)] = True
+    return {field: out, f"{field}_mask": mask}
+
+
 def _lance_table(location: Path, name: str | None) -> Path:
     if location.suffix == ".lance":
         if not location.is_dir():
@@ -207,18 +401,32 @@ def _lance_table(location: Path, name: str | None) -> Path:
     return location / f"{name}.lance"
 
 
-def _lance_copy(source: Path, cache: Path) -> Path:
-    """A Lance copy of a Parquet file or directory, made once (streamed) and found again by the
-    source's path, size and modification time.
+def _lance_copy(
+    source: Path,
+    cache: Path,
+    kind: str = "parquet",
+    options: Mapping | None = None,
+    who: str = "ParquetDataset",
+) -> Path:
+    """A Lance copy of a source table, made once (streamed) and found again by the source's files
+    (path, size, modification time), its kind and the options it was read with.
 
-    The copy is written by a separate process: a Lance or Arrow writer leaves thread pools
+    ``kind``: "parquet" (a file or a directory of them), "nested" (Parquet read with
+    ``nested_pandas.read_parquet(file, **options)``, a file at a time) or "hats" (a HATS catalog opened
+    with ``lsdb.open_catalog(source, **options)``, read a partition at a time).
+
+    The copy is written by a separate process: a Lance, Arrow or Dask writer leaves thread pools
     behind that DataLoader workers forked later must not inherit, and its buffers do not count against
     this process's memory."""
     files = sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
     if not files:
-        raise DataError(f"ParquetDataset: no .parquet files in {source}.")
-    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    key = hashlib.blake2b(json.dumps(stamp).encode(), digest_size=12).hexdigest()
+        raise DataError(f"{who}: no .parquet files in {source}.")
+    stamp = [
+        kind,
+        dict(options or {}),
+        [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+    ]
+    key = hashlib.blake2b(json.dumps(stamp, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
     target = cache / f"{source.stem}-{key}.lance"
     if (target / "_versions").is_dir():
         return target
@@ -230,8 +438,11 @@ def _lance_copy(source: Path, cache: Path) -> Path:
     partial = cache / f".{target.name}.{os.getpid()}.partial"
     failure = partial.with_name(partial.name + ".error")
     shutil.rmtree(partial, ignore_errors=True)
-    logger.info("ParquetDataset: making a random-access copy of %s in %s (once)", source, target)
-    arguments = json.dumps([[str(f) for f in files], str(partial), str(failure)])
+    logger.info("%s: making a random-access copy of %s in %s (once)", who, source, target)
+    arguments = json.dumps(
+        [kind, [str(f) for f in files], str(source), dict(options or {}), str(partial), str(failure)],
+        default=str,
+    )
     code = "import json, sys; from hyrax.datasets.table import _write_copy; _write_copy(*json.loads(sys.argv[1]))"
     done = subprocess.run([sys.executable, "-c", code, arguments], check=False)
     if done.returncode != 0:
@@ -242,7 +453,7 @@ def _lance_copy(source: Path, cache: Path) -> Path:
         )
         failure.unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(f"ParquetDataset: cannot read '{source}': {reason}.")
+        raise DataError(f"{who}: cannot read '{source}': {reason}.")
     try:
         os.replace(partial, target)
     except OSError:  # another process made it meanwhile
@@ -250,17 +461,87 @@ def _lance_copy(source: Path, cache: Path) -> Path:
     return target
 
 
-def _write_copy(files: list[str], target: str, failure: str) -> None:
-    """In the copying process: stream the Parquet files into a Lance table (an error goes to ``failure``)."""
+def _write_copy(kind: str, files: list[str], source: str, options: dict, target: str, failure: str) -> None:
+    """In the copying process: stream the source into a Lance table, nested columns flattened (an
+    error goes to ``failure``)."""
     try:
         import lance
-        import pyarrow.dataset as pads
+        import pyarrow as pa
 
-        reader = pads.dataset(files, format="parquet").scanner(batch_size=262_144).to_reader()
+        batches = _source_batches(kind, files, source, options)
+        first = next(batches, None)
+        if first is None:
+            raise DataError("it holds no rows")
+        first, fields = _flatten_nested(first)
+        schema = first.schema.with_metadata(
+            {**(first.schema.metadata or {}), b"hyrax_fields": json.dumps(fields).encode()}
+        )
+
+        def flattened():
+            yield first.replace_schema_metadata(schema.metadata)
+            for batch in batches:
+                yield _flatten_nested(batch)[0].cast(schema).replace_schema_metadata(schema.metadata)
+
+        reader = pa.RecordBatchReader.from_batches(schema, flattened())
         lance.write_dataset(reader, target, max_rows_per_file=4 * 2**20)
     except Exception as error:
         Path(failure).write_text(f"{type(error).__name__}: {error}")
         raise SystemExit(1) from None
+
+
+def _source_batches(kind: str, files: list[str], source: str, options: dict) -> Iterator[Any]:
+    """Record batches of a source, in order, holding at most a file (nested) or a partition (hats)."""
+    import pyarrow as pa
+
+    rows = 262_144
+    if kind == "parquet":
+        import pyarrow.dataset as pads
+
+        yield from pads.dataset(files, format="parquet").scanner(batch_size=rows).to_batches()
+    elif kind == "nested":
+        import nested_pandas as npd
+
+        for file in files:
+            frame = npd.read_parquet(file, **options)
+            yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(rows)
+    elif kind == "hats":
+        import dask
+        import lsdb
+
+        catalog = lsdb.open_catalog(source, **options)
+        with dask.config.set(scheduler="synchronous"):  # one partition in memory at a time
+            for partition in catalog.to_delayed():
+                frame = partition.compute()
+                if len(frame):
+                    yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(rows)
+    else:
+        raise ValueError(f"unknown source kind {kind!r}")
+
+
+def _flatten_nested(batch) -> tuple[Any, dict[str, str]]:
+    """A batch whose list-of-struct columns (nested-pandas' layout of light curves) became one list
+    column per subfield, named ``<column>__<subfield>``; and {"<column>.<subfield>": stored name}."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays, names, fields = [], [], {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        kind = column.type
+        if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_struct(kind.value_type):
+            lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int64())
+            flat = pc.list_flatten(column)
+            for child in kind.value_type:
+                stored = f"{name}__{child.name}"
+                arrays.append(pa.LargeListArray.from_arrays(offsets, pc.struct_field(flat, child.name)))
+                names.append(stored)
+                fields[f"{name}.{child.name}"] = stored
+        else:
+            arrays.append(column)
+            names.append(name)
+    if not fields:
+        return batch, {}
+    return pa.RecordBatch.from_arrays(arrays, names=names), fields
 
 
 def _shapes(schema) -> dict[str, tuple[int, ...]]:

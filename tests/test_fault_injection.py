@@ -2,7 +2,8 @@
 
 Every run ends either complete and exactly right (every id once, values equal to an uninterrupted run) or
 refused with a clear message; never complete and wrong. The default suite runs a few seeds per verb;
-``-m slow`` runs 20 (the long form).
+``-m slow`` runs the long form: 20 seeds for infer, train, outliers and reduce_dimensions, 7 for each
+save_to_database backend.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ threads = 1
 [model]
 name = "{model}"
 [train]
-epochs = 6
+epochs = 4
 resume = {resume}
 [infer]
 model_weights_file = "{weights}"
@@ -167,7 +168,7 @@ def _seeds(count):
     return list(range(count))
 
 
-@pytest.mark.parametrize("seed", _seeds(3))
+@pytest.mark.parametrize("seed", _seeds(1))
 def test_infer_killed_at_random_then_resumed(setup, seed):
     base, env, weights, reference = setup
     config = _config(base, weights, f"infer{seed}")
@@ -189,7 +190,7 @@ def test_infer_killed_at_random_then_resumed(setup, seed):
     _check_infer(find_latest_run(results, "infer"), reference)
 
 
-@pytest.mark.parametrize("seed", _seeds(2))
+@pytest.mark.parametrize("seed", _seeds(1))
 def test_reduce_dimensions_killed_at_random_then_run_again(setup, seed):
     base, env, weights, reference = setup
     config = _config(base, weights, f"reduce{seed}")
@@ -225,7 +226,8 @@ def _search_right(env, config, reference) -> None:
     assert [line[1] for line in lines] == [IDS[i] for i in nearest]
 
 
-SAVES = [("chromadb", 0), ("qdrant", 1), ("lance", 2)]
+# One backend in the default suite; every backend in the long form (-m slow).
+SAVES = [("chromadb", 0)]
 
 
 @pytest.mark.parametrize(("backend", "seed"), SAVES)
@@ -348,7 +350,7 @@ def test_train_killed_at_random_then_resumed(setup, reference_weights, seed):
     name = f"train{seed}"
     config = _config(base, weights, name, model="slowvectors.TinyAutoencoder")
     results = base / name / "results"
-    _killed(env, ["train", "-c", config], seed, 2.0, 9.0)
+    _killed(env, ["train", "-c", config], seed, 2.0, 7.0)
     if find_latest_run(results, "train") is None:
         started = runs_of(results, "train", complete_only=False)
         has_checkpoint = started and list(started[-1].path.glob("checkpoint_epoch_*.pt"))

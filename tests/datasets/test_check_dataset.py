@@ -54,7 +54,14 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
     lsdb.from_dataframe(nested, catalog_name="tiny", ra_column="ra", dec_column="dec").write_catalog(
         tmp_path / "hats"
     )
+    import datasets
+
+    (tmp_path / "mmu" / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict(
+        {"object_id": ["m1", "m2"], "spectrum": [{"flux": [1.0, 2.0]}, {"flux": [3.0, 4.0]}]}
+    ).to_parquet(str(tmp_path / "mmu" / "data" / "train-00000-of-00001.parquet"))
     return {
+        "MultimodalUniverseDataset": tmp_path / "mmu",
         "NestedPandasDataset": tmp_path / "nested.parquet",
         "HyraxHATSDataset": tmp_path / "hats",
         "LanceDBDataset": lancedb,

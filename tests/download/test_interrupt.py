@@ -82,7 +82,9 @@ def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_pat
     assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+)
 def test_kill_9_at_a_seeded_random_moment_while_another_download_races(
     service, catalog, write_config, tmp_path, hyrax_download, seed
 ):

@@ -309,7 +309,7 @@ def _first_commits(tmp_path, verb, process):
     raise AssertionError(process.stderr.read().decode() if process.poll() is not None else "no commit seen")
 
 
-@pytest.mark.parametrize("verb", ["infer", "engine"])
+@pytest.mark.parametrize("verb", ["infer", pytest.param("engine", marks=pytest.mark.slow)])
 def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
     """infer, and engine (the ONNX export through the same loop), killed mid-run and resumed."""
     env, config = _slow_setup(tmp_path)

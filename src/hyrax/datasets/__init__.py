@@ -20,6 +20,7 @@ BUILTIN_DATASETS = {
     "ParquetDataset": "hyrax.datasets.table:ParquetDataset",
     "NestedPandasDataset": "hyrax.datasets.table:NestedPandasDataset",
     "HyraxHATSDataset": "hyrax.datasets.table:HyraxHATSDataset",
+    "MultimodalUniverseDataset": "hyrax.datasets.table:MultimodalUniverseDataset",
 }
 
 

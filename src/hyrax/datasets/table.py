@@ -74,7 +74,8 @@ class TableDataset(HyraxDataset, register=False):
         self._ragged = {
             f
             for f, c in self._column_of.items()
-            if pa.types.is_list(self._schema.field(c).type) or pa.types.is_large_list(self._schema.field(c).type)
+            if pa.types.is_list(self._schema.field(c).type)
+            or pa.types.is_large_list(self._schema.field(c).type)
         }
         row_bytes = sum(_bytes_of(self._schema.field(name).type) for name in self._schema.names)
         self._block_rows = int(max(64, min(16384, BLOCK_BYTES // max(1, row_bytes))))
@@ -289,9 +290,8 @@ class NestedPandasDataset(TableDataset):
         if not location.exists():
             raise DataError(f"NestedPandasDataset: '{location}' does not exist.")
         from hyrax.datasets.joins import cache_dir
-        from hyrax.plugins import optional_import
 
-        optional_import("nested_pandas", "catalogs", 'dataset_class = "NestedPandasDataset"')
+        _require("nested_pandas", "NestedPandasDataset")
         options = dict(get_setting(config, "data_set.NestedPandasDataset.read_kwargs") or {})
         self._open(
             _lance_copy(location, cache_dir(config) / "tables", "nested", options, "NestedPandasDataset")
@@ -319,17 +319,71 @@ class HyraxHATSDataset(TableDataset):
         if not location.exists():
             raise DataError(f"HyraxHATSDataset: '{location}' does not exist.")
         from hyrax.datasets.joins import cache_dir
-        from hyrax.plugins import optional_import
 
-        optional_import("lsdb", "catalogs", 'dataset_class = "HyraxHATSDataset"')
+        _require("lsdb", "HyraxHATSDataset")
         options = dict(get_setting(config, "data_set.HyraxHATSDataset.open_catalog_kwargs") or {})
         if "columns" not in options:
             requested = _requested_columns(config, type(self).__name__, location)
-            if requested:
-                options["columns"] = requested
+            if requested:  # those the catalog has are read (a missing field is named by the provider)
+                options[REQUESTED] = requested
         self._open(_lance_copy(location, cache_dir(config) / "tables", "hats", options, "HyraxHATSDataset"))
         super().__init__(config, location)
         self._use_resampling(config, "HyraxHATSDataset")
+
+
+def _require(module: str, dataset: str) -> None:
+    """Say which extra to install when ``module`` is missing, without importing it here: the copy is
+    made in another process, and LSDB's Dask thread pools must not be inherited by forked workers."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        from hyrax.errors import PluginError
+
+        raise PluginError(
+            f"dataset_class = \"{dataset}\" needs the optional package '{module}', which is not installed: "
+            f"pip install 'hyrax[catalogs]'."
+        )
+
+
+#: The columns [data_request] asks of a HATS catalog (an option of the copy, not of lsdb.open_catalog).
+REQUESTED = "hyrax_requested_columns"
+
+
+class MultimodalUniverseDataset(TableDataset):
+    """A Multimodal Universe dataset (images, spectra, time series) read with Hugging Face ``datasets``:
+    every column a field, and each child of a struct column a field ``<column>.<child>`` (``image.flux``
+    as a (bands, height, width) array, ``spectrum.flux``, ``lightcurve.time``...).
+
+    ``data_location``: a local copy (a directory of the dataset's Parquet files, as on the Hub), or
+    ``hf://MultimodalUniverse/<name>`` to read from the Hub. ``[data_set.MultimodalUniverseDataset]``
+    ``split`` and ``max_samples`` choose the rows; they are streamed once into a random-access copy
+    under ``data_set.cache_dir`` (``streaming`` is accepted for published configs: the rows are always
+    streamed).
+    """
+
+    def __init__(self, config: Mapping, data_location: str | Path | None = None):
+        if data_location is None or data_location is False:
+            raise DataError(
+                "MultimodalUniverseDataset needs data_location: a local copy of a Multimodal Universe dataset "
+                "(a directory of its Parquet files) or hf://MultimodalUniverse/<name>."
+            )
+        remote = str(data_location).startswith("hf://")
+        location = Path(str(data_location)).expanduser() if not remote else Path(str(data_location))
+        if not remote and not location.exists():
+            raise DataError(f"MultimodalUniverseDataset: '{location}' does not exist.")
+        from hyrax.datasets.joins import cache_dir
+
+        _require("datasets", "MultimodalUniverseDataset")
+        settings = get_setting(config, "data_set.MultimodalUniverseDataset") or {}
+        options = {"split": settings.get("split") or "train"}
+        if settings.get("max_samples"):
+            options["max_samples"] = int(settings["max_samples"])
+        source = Path(str(data_location)) if remote else location
+        self._open(
+            _lance_copy(source, cache_dir(config) / "tables", "hf", options, "MultimodalUniverseDataset")
+        )
+        super().__init__(config, str(data_location) if remote else location)
+        self._use_resampling(config, "MultimodalUniverseDataset")
 
 
 def _requested_columns(config: Mapping, dataset_class: str, location: Path) -> list[str] | None:
@@ -348,6 +402,8 @@ def _requested_columns(config: Mapping, dataset_class: str, location: Path) -> l
             for key in ("primary_id_field", "join_field"):
                 if entry.get(key):
                     wanted.add(str(entry[key]))
+            if not entry.get("join_field"):
+                wanted.add(str(entry.get("primary_id_field") or "object_id"))
             settings = get_setting(config, "data_set.lightcurve") or {}
             derived = settings.get("field", "lightcurve") if settings.get("column") else None
             for field in fields:
@@ -370,7 +426,11 @@ def _padded(samples: list[dict], field: str) -> dict[str, np.ndarray]:
     longest = max((len(v) for v in values), default=0)
     kinds = [v.dtype for v in values if len(v)]
     dtype = np.result_type(*kinds) if kinds else np.float64
-    out = np.zeros((len(values), longest), dtype=dtype) if dtype.kind != "O" else np.full((len(values), longest), "")
+    out = (
+        np.zeros((len(values), longest), dtype=dtype)
+        if dtype.kind != "O"
+        else np.full((len(values), longest), "")
+    )
     mask = np.zeros((len(values), longest), dtype=bool)
     for i, value in enumerate(values):
         out[i, : len(value)] = value
@@ -418,8 +478,9 @@ def _lance_copy(
     The copy is written by a separate process: a Lance, Arrow or Dask writer leaves thread pools
     behind that DataLoader workers forked later must not inherit, and its buffers do not count against
     this process's memory."""
-    files = sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
-    if not files:
+    remote = str(source).startswith("hf:/")
+    files = [] if remote else sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
+    if not files and not remote:
         raise DataError(f"{who}: no .parquet files in {source}.")
     stamp = [
         kind,
@@ -427,7 +488,7 @@ def _lance_copy(
         [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
     ]
     key = hashlib.blake2b(json.dumps(stamp, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
-    target = cache / f"{source.stem}-{key}.lance"
+    target = cache / f"{Path(str(source)).stem}-{key}.lance"
     if (target / "_versions").is_dir():
         return target
     import shutil
@@ -473,14 +534,26 @@ def _write_copy(kind: str, files: list[str], source: str, options: dict, target:
         if first is None:
             raise DataError("it holds no rows")
         first, fields = _flatten_nested(first)
-        schema = first.schema.with_metadata(
-            {**(first.schema.metadata or {}), b"hyrax_fields": json.dumps(fields).encode()}
-        )
+        first, shapes = _fixed_shapes(first)
+        metadata = {
+            b"hyrax_fields": json.dumps(fields).encode(),
+            b"hyrax_shapes": json.dumps(shapes).encode(),
+        }
+        schema = first.schema.with_metadata(metadata)
 
         def flattened():
-            yield first.replace_schema_metadata(schema.metadata)
+            yield first.replace_schema_metadata(metadata)
             for batch in batches:
-                yield _flatten_nested(batch)[0].cast(schema).replace_schema_metadata(schema.metadata)
+                batch = _flatten_nested(batch)[0]
+                if shapes:
+                    batch = _fixed_shapes(batch)[0]
+                try:
+                    yield batch.cast(schema).replace_schema_metadata(metadata)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:
+                    raise DataError(
+                        f"its rows do not all have the columns and shapes of the first ({error}); every "
+                        f"image or spectrum of one column must have one shape"
+                    ) from None
 
         reader = pa.RecordBatchReader.from_batches(schema, flattened())
         lance.write_dataset(reader, target, max_rows_per_file=4 * 2**20)
@@ -508,40 +581,101 @@ def _source_batches(kind: str, files: list[str], source: str, options: dict) -> 
         import dask
         import lsdb
 
+        requested = options.pop(REQUESTED, None)
+        if requested:
+            have = set(lsdb.open_catalog(source).all_columns)
+            options["columns"] = [c for c in requested if c in have] or None
         catalog = lsdb.open_catalog(source, **options)
         with dask.config.set(scheduler="synchronous"):  # one partition in memory at a time
             for partition in catalog.to_delayed():
                 frame = partition.compute()
                 if len(frame):
                     yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(rows)
+    elif kind == "hf":
+        from datasets import load_dataset
+
+        location = source.split(":", 1)[1].lstrip("/") if source.startswith("hf:") else source
+        limit = options.get("max_samples")
+        stream = load_dataset(location, split=options.get("split", "train"), streaming=True).with_format(
+            "arrow"
+        )
+        taken = 0
+        for table in stream.iter(batch_size=1024):
+            if limit:
+                table = table.slice(0, limit - taken)
+            taken += table.num_rows
+            yield from table.to_batches()
+            if limit and taken >= limit:
+                break
     else:
         raise ValueError(f"unknown source kind {kind!r}")
 
 
 def _flatten_nested(batch) -> tuple[Any, dict[str, str]]:
-    """A batch whose list-of-struct columns (nested-pandas' layout of light curves) became one list
-    column per subfield, named ``<column>__<subfield>``; and {"<column>.<subfield>": stored name}."""
+    """A batch whose nested columns became one column per subfield, named ``<column>__<subfield>``,
+    and {"<column>.<subfield>": stored name}: a list of structs (nested-pandas' light curves) gives a
+    list column per subfield; a struct (a Multimodal Universe image or spectrum) gives its children."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arrays, names, fields = [], [], {}
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if isinstance(column.type, pa.ExtensionType):
+            column = column.storage
         kind = column.type
         if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_struct(kind.value_type):
             lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
             offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int64())
             flat = pc.list_flatten(column)
-            for child in kind.value_type:
-                stored = f"{name}__{child.name}"
-                arrays.append(pa.LargeListArray.from_arrays(offsets, pc.struct_field(flat, child.name)))
-                names.append(stored)
-                fields[f"{name}.{child.name}"] = stored
+            children = [
+                (child.name, pa.LargeListArray.from_arrays(offsets, pc.struct_field(flat, child.name)))
+                for child in kind.value_type
+            ]
+        elif pa.types.is_struct(kind):
+            children = [(child.name, _storage(pc.struct_field(column, child.name))) for child in kind]
         else:
             arrays.append(column)
             names.append(name)
+            continue
+        for child, values in children:
+            stored = f"{name}__{child}"
+            arrays.append(values)
+            names.append(stored)
+            fields[f"{name}.{child}"] = stored
     if not fields:
-        return batch, {}
+        return pa.RecordBatch.from_arrays(arrays, names=names), {}
     return pa.RecordBatch.from_arrays(arrays, names=names), fields
+
+
+def _storage(array):
+    import pyarrow as pa
+
+    return array.storage if isinstance(array.type, pa.ExtensionType) else array
+
+
+def _fixed_shapes(batch) -> tuple[Any, dict[str, list[int]]]:
+    """Lists of lists whose every row has one shape (an image, bands x height x width) become
+    fixed-size lists of the flattened values, with {column: shape}: they are then read as (rows,
+    *shape) arrays. Rows of different shapes are left as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays, shapes = [], {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        shape, values = [], column
+        while (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)) and len(values):
+            lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+            if values.null_count or len(set(lengths.tolist())) != 1:
+                break
+            shape.append(int(lengths[0]))
+            values = pc.list_flatten(values)
+        nested_lists = len(shape) >= 2 and not pa.types.is_nested(values.type)
+        if nested_lists and len(values) == len(column) * int(np.prod(shape)):
+            arrays.append(pa.FixedSizeListArray.from_arrays(values, int(np.prod(shape))))
+            shapes[name] = shape
+        else:
+            arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), shapes
 
 
 def _shapes(schema) -> dict[str, tuple[int, ...]]:
@@ -555,6 +689,8 @@ def _shapes(schema) -> dict[str, tuple[int, ...]]:
             declared = {"data": tuple(json.loads(schema.metadata[b"shape"]))}
         except ValueError:
             declared = {}
+    if schema.metadata and b"hyrax_shapes" in schema.metadata:
+        declared |= {k: tuple(v) for k, v in json.loads(schema.metadata[b"hyrax_shapes"]).items()}
     for field in schema:
         if pa.types.is_fixed_size_list(field.type):
             width = field.type.list_size

@@ -1,0 +1,160 @@
+"""MultimodalUniverseDataset (issue 16) on Multimodal Universe-layout datasets written at test time with
+Hugging Face ``datasets``, from real data: the bundled DECaLS galaxies as a legacysurvey-like image set
+(image struct: band, flux, ivar, mask, psf_fwhm, scale), and real DESI spectra as a desi-like spectrum
+set (spectrum struct: flux, ivar, lsf_sigma, lambda, mask); the schemas follow the project's cards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyrax.datasets.provider import DataProvider
+from hyrax.errors import DataError
+from tests.conftest import request_config
+
+datasets = pytest.importorskip("datasets")
+
+
+def write_hub_layout(directory, rows: dict, features) -> None:
+    """A dataset directory as on the Hub: data/train-*.parquet (two files)."""
+    table = datasets.Dataset.from_dict(rows, features=features)
+    (directory / "data").mkdir(parents=True)
+    half = len(table) // 2
+    table.select(range(half)).to_parquet(str(directory / "data" / "train-00000-of-00002.parquet"))
+    table.select(range(half, len(table))).to_parquet(str(directory / "data" / "train-00001-of-00002.parquet"))
+
+
+@pytest.fixture(scope="module")
+def legacysurvey(tmp_path_factory):
+    from hyrax.config import ConfigManager
+    from hyrax.datasets.decals_rings import DecalsRingsDataset
+
+    galaxies = DecalsRingsDataset(ConfigManager().config)
+    count = 24
+    flux = np.stack([galaxies.get_image(i) for i in range(count)]).astype(np.float32)
+    features = datasets.Features(
+        {
+            "object_id": datasets.Value("string"),
+            "image": {
+                "band": datasets.Sequence(datasets.Value("string")),
+                "flux": datasets.Array3D(shape=flux.shape[1:], dtype="float32"),
+                "mask": datasets.Array3D(shape=flux.shape[1:], dtype="bool"),
+                "ivar": datasets.Array3D(shape=flux.shape[1:], dtype="float32"),
+                "psf_fwhm": datasets.Sequence(datasets.Value("float32")),
+                "scale": datasets.Sequence(datasets.Value("float32")),
+            },
+            "ra": datasets.Value("float64"),
+            "dec": datasets.Value("float64"),
+        }
+    )
+    rows = {
+        "object_id": [str(galaxies.getter("object_id")(i)) for i in range(count)],
+        "image": [
+            {
+                "band": ["g", "r", "z"],
+                "flux": flux[i],
+                "mask": np.zeros(flux.shape[1:], bool),
+                "ivar": np.ones(flux.shape[1:], np.float32),
+                "psf_fwhm": [1.2, 1.1, 1.0],
+                "scale": [0.262, 0.262, 0.262],
+            }
+            for i in range(count)
+        ],
+        "ra": galaxies.column("ra")[:count].tolist(),
+        "dec": galaxies.column("dec")[:count].tolist(),
+    }
+    directory = tmp_path_factory.mktemp("mmu") / "legacysurvey"
+    write_hub_layout(directory, rows, features)
+    return directory, rows, flux
+
+
+@pytest.fixture(scope="module")
+def desi(tmp_path_factory):
+    from tests.conftest import REAL_DATA
+
+    spectra = pd.read_parquet(REAL_DATA / "desi_spectra" / "spectra_b_arm.parquet")
+    features = datasets.Features(
+        {
+            "object_id": datasets.Value("string"),
+            "spectrum": {
+                "flux": datasets.Sequence(datasets.Value("float32")),
+                "ivar": datasets.Sequence(datasets.Value("float32")),
+                "lsf_sigma": datasets.Sequence(datasets.Value("float32")),
+                "lambda": datasets.Sequence(datasets.Value("float32")),
+                "mask": datasets.Sequence(datasets.Value("bool")),
+            },
+            "ra": datasets.Value("float64"),
+            "dec": datasets.Value("float64"),
+        }
+    )
+    rows = {
+        "object_id": spectra.object_id.tolist(),
+        "spectrum": [
+            {
+                "flux": r.flux,
+                "ivar": r.ivar,
+                "lsf_sigma": np.full(len(r.flux), 0.8, np.float32),
+                "lambda": r["lambda"],
+                "mask": r["mask"],
+            }
+            for _, r in spectra.iterrows()
+        ],
+        "ra": spectra.ra.tolist(),
+        "dec": spectra.dec.tolist(),
+    }
+    directory = tmp_path_factory.mktemp("mmu") / "desi"
+    write_hub_layout(directory, rows, features)
+    return directory, spectra
+
+
+def test_images_as_fields_of_their_shape(legacysurvey, hyrax_config):
+    from hyrax.datasets.table import MultimodalUniverseDataset
+
+    directory, rows, flux = legacysurvey
+    dataset = MultimodalUniverseDataset(hyrax_config.config, directory)
+    assert len(dataset) == 24
+    assert {"object_id", "ra", "image.flux", "image.band", "image.psf_fwhm"} <= set(dataset.fields())
+    ids = list(dataset.column("object_id"))
+    assert ids == rows["object_id"]
+    read = dataset.read_rows([0, 13], ["image.flux", "image.band"])
+    assert read["image.flux"].shape == (2, *flux.shape[1:]) and read["image.flux"].dtype == np.float32
+    np.testing.assert_array_equal(read["image.flux"], flux[[0, 13]])
+    assert list(read["image.band"][1]) == ["g", "r", "z"]
+    np.testing.assert_array_equal(dataset.getter("image.flux")(5), flux[5])
+
+
+def test_spectra_through_data_request_with_split_and_max_samples(desi, hyrax_config):
+    directory, spectra = desi
+    hyrax_config.set_config("data_set.MultimodalUniverseDataset.max_samples", 7)
+    entry = {
+        "dataset_class": "MultimodalUniverseDataset",
+        "data_location": str(directory),
+        "fields": ["spectrum.flux", "spectrum.lambda", "ra"],
+    }
+    provider = DataProvider(request_config(hyrax_config, mmu=entry), "train")
+    assert len(provider) == 7
+    batch = provider.collate([provider[i] for i in range(7)])
+    assert batch["mmu"]["spectrum.flux"].shape == (7, 2751)
+    np.testing.assert_array_equal(batch["mmu"]["spectrum.flux"][3], spectra.flux[3])
+    assert list(batch["object_id"]) == spectra.object_id[:7].tolist()
+
+
+def test_published_config_keys_and_errors(tmp_path, legacysurvey, hyrax_config):
+    from hyrax.datasets.table import MultimodalUniverseDataset
+    from hyrax.testing import check_dataset
+
+    directory, _, _ = legacysurvey
+    hyrax_config.set_config(
+        "data_set.MultimodalUniverseDataset.streaming", True
+    )  # published; rows always stream
+    hyrax_config.set_config("data_set.MultimodalUniverseDataset.split", "train")
+    dataset = MultimodalUniverseDataset(hyrax_config.config, directory)
+    assert any("unique" in line for line in check_dataset(dataset))
+    with pytest.raises(DataError, match="MultimodalUniverseDataset needs data_location"):
+        MultimodalUniverseDataset(hyrax_config.config, None)
+    with pytest.raises(DataError, match="'.*nowhere' does not exist"):
+        MultimodalUniverseDataset(hyrax_config.config, tmp_path / "nowhere")
+    hyrax_config.set_config("data_set.MultimodalUniverseDataset.split", "test")
+    with pytest.raises(DataError, match="MultimodalUniverseDataset: cannot read .*test"):
+        MultimodalUniverseDataset(hyrax_config.config, directory)

@@ -52,6 +52,7 @@ def test_every_verb_on_the_command_line(config_file, tmp_path):
         (["prepare"], "[train] 376 objects"),
         (["create_splits"], "train: 300 objects"),
         (["model", "--list"], "HyraxAutoencoder"),
+        (["model"], "hyrax.models.autoencoder.HyraxAutoencoder"),
         (["train"], "weights and checkpoints:"),
         (["infer"], "376 results of shape (8,)"),
         (["lookup", "-i", "J000411.19+020924.0"], "["),

@@ -40,7 +40,7 @@ def crts_hats(tmp_path_factory, real_data_module):
         dec_column="dec",
         lowest_order=0,
         highest_order=5,
-        partition_rows=60,
+        partition_rows=150,
     )
     catalog.write_catalog(location)
     assert len(catalog.get_healpix_pixels()) > 5

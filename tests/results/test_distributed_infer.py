@@ -108,6 +108,7 @@ def _kill_a_rank_mid_run(tmp_path: Path, config: Path, env: dict) -> Path:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # ~30 s; the default suite's fault-injection tests kill single-process runs
 def test_torchrun_inference_killed_with_sigkill_resumes_to_the_single_process_result(tmp_path, monkeypatch):
     config, env = _setup(tmp_path)
     run = _kill_a_rank_mid_run(tmp_path, config, env)

@@ -387,6 +387,7 @@ def test_on_epoch_start_is_told_the_verb(tmp_path):
     assert found[0]["object_id"] == str(results.ids()[0]) and found[0]["_distance"] == 0.0
 
 
+@pytest.mark.slow  # test_cli_verbs runs train and model on the command line in the default suite
 def test_cli_train_and_model_verbs(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(

@@ -50,18 +50,16 @@ def assert_done_rows_are_whole_files(data_dir) -> int:
     return int((rows.status == "done").sum())
 
 
-def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_path, hyrax_download):
-    running = service(Faults(member_delay=0.03))
-    path, table = catalog(30)
-    data = tmp_path / "data"
-    config_file = write_config(
+def download_config(write_config, tmp_path, url, catalog_path):
+    """Two filters, 4 cutouts a request, 3 connections, into tmp_path/data."""
+    return write_config(
         f"""
         [general]
-        data_dir = "{data}"
+        data_dir = "{tmp_path / "data"}"
         results_dir = "{tmp_path / "results"}"
         [download]
-        service_url = "{running.url}"
-        fits_file = "{path}"
+        service_url = "{url}"
+        fits_file = "{catalog_path}"
         filter = ["HSC-G", "HSC-I"]
         username = "alice"
         password = "{PASSWORD}"
@@ -70,6 +68,13 @@ def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_pat
         retry_wait = 0.01
         """
     )
+
+
+def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_path, hyrax_download):
+    running = service(Faults(member_delay=0.03))
+    path, table = catalog(30)
+    data = tmp_path / "data"
+    config_file = download_config(write_config, tmp_path, running.url, path)
     recorded = []
     for threshold in (6, 24):
         kill_after(start_download(config_file, tmp_path), data, threshold)
@@ -95,22 +100,7 @@ def test_kill_9_at_a_seeded_random_moment_while_another_download_races(
     running = service(Faults(member_delay=0.2))
     path, table = catalog(30)
     data = tmp_path / "data"
-    config_file = write_config(
-        f"""
-        [general]
-        data_dir = "{data}"
-        results_dir = "{tmp_path / "results"}"
-        [download]
-        service_url = "{running.url}"
-        fits_file = "{path}"
-        filter = ["HSC-G", "HSC-I"]
-        username = "alice"
-        password = "{PASSWORD}"
-        chunk_size = 4
-        concurrent_connections = 3
-        retry_wait = 0.01
-        """
-    )
+    config_file = download_config(write_config, tmp_path, running.url, path)
     first = start_download(config_file, tmp_path)
     deadline = time.monotonic() + 60
     while not (data / manifest.LOCK_NAME).exists() or not locks_alive(data):

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -568,6 +568,23 @@ class ResultDataset(HyraxDataset):
                 "data": list(self._vectors(table)),
             }
         )
+
+
+def results_record(run_dir: str | Path) -> dict[str, int]:
+    """``{"results_rows", "results_version"}`` of a run's results table now: what derived results (outlier
+    scores, vector indexes, maps) record about the results they were made from."""
+    results = ResultDataset(data_location=table_path(run_dir))
+    return {"results_rows": len(results), "results_version": results.version}
+
+
+def moved_on(recorded: Mapping, run_dir: str | Path) -> list[str]:
+    """How a run's results table differs from what ``recorded`` says it was (``["results_rows 300 ->
+    301", ...]``); empty when it is the same table."""
+    return [
+        f"{key} {recorded.get(key)} -> {value}"
+        for key, value in results_record(run_dir).items()
+        if str(recorded.get(key)) != str(value)
+    ]
 
 
 def _check_finished(run_dir: Path, config) -> None:

@@ -56,28 +56,26 @@ class VectorIndex:
         ``made_from``: the results it indexes (see :meth:`check_made_from`)."""
         self._mark(complete=False, objects=int(objects), **({"made_from": made_from} if made_from else {}))
 
-    def check_made_from(self, made_from: dict, doing: str) -> None:
-        """Refuse to add to, or search, an index built from other results than ``made_from``
-        (``{"infer_run", "results_rows", "results_version"}``): its neighbours would be another run's,
-        or mixed with it. An index of an earlier release, with no record, passes."""
+    def check_made_from(self, run: Path, doing: str) -> None:
+        """Refuse to add to, or search, an index built from other results than the infer run ``run``'s
+        as they are now: its neighbours would be another run's, or mixed with it. An index of an
+        earlier release, with no record, passes."""
+        from hyrax.results.store import moved_on
+
         recorded = self._marker().get("made_from")
         if not recorded or not self.count():
             return
-        if recorded.get("infer_run") != made_from["infer_run"]:
+        if recorded.get("infer_run") != str(Path(run).resolve()):
             raise VectorDBError(
                 f"The {self.backend} index in {self.directory} was built from the results of "
-                f"{recorded.get('infer_run')}, not of {made_from['infer_run']}; {doing} would mix the two. "
+                f"{recorded.get('infer_run')}, not of {Path(run).resolve()}; {doing} would mix the two. "
                 f"Use the run it was built from, or another vector_db_dir for this one."
             )
-        changed = [
-            f"{key} {recorded.get(key)} -> {value}"
-            for key, value in made_from.items()
-            if key != "infer_run" and str(recorded.get(key)) != str(value)
-        ]
+        changed = moved_on(recorded, run)
         if changed:
             raise VectorDBError(
                 f"The {self.backend} index in {self.directory} was built from another version of the results "
-                f"of {made_from['infer_run']} ({', '.join(changed)}). Delete {self.directory} and run "
+                f"of {Path(run).resolve()} ({', '.join(changed)}). Delete {self.directory} and run "
                 f"save_to_database again."
             )
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from hyrax.config import get_setting
 from hyrax.results.run_dir import resolve_run
-from hyrax.results.store import ResultDataset
+from hyrax.results.store import ResultDataset, results_record
 from hyrax.vector_db import VECTOR_DBS
 
 logger = logging.getLogger(__name__)
@@ -91,30 +91,20 @@ def _save(config: Mapping, run: Path, index, batch_size: int) -> tuple[Any, str]
 
     if index.backend != "lance":
         results = ResultDataset(config, run)
-        made_from = made_from_of(run, results)
-        index.check_made_from(made_from, "adding this run's vectors")
+        index.check_made_from(run, "adding this run's vectors")
     _describe_index(index, run)
     if index.backend == "lance":
         from hyrax.progress import Waiting
 
         with Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"):
             return index, index.build()
-    index.mark_building(len(results), made_from)
+    index.mark_building(len(results), {"infer_run": str(Path(run).resolve()), **results_record(run)})
     with Progress(f"save_to_database ({index.backend})", total=len(results)) as progress:
         for ids, vectors in results.iter_batches(batch_size):
             index.insert(ids, vectors.reshape(len(vectors), -1))
             progress.update(len(ids))
     index.mark_complete(len(results))
     return index, f"{index.count()} vectors in {index.backend}"
-
-
-def made_from_of(run: Path, results: ResultDataset) -> dict:
-    """What an index of ``run`` is built from: the run and its results table's size and version."""
-    return {
-        "infer_run": str(Path(run).resolve()),
-        "results_rows": len(results),
-        "results_version": results.version,
-    }
 
 
 class Neighbours(dict):
@@ -160,9 +150,7 @@ class DatabaseConnection:
                 f"Run save_to_database again: it adds what is missing."
             )
         if self.index.backend != "lance":
-            self.index.check_made_from(
-                made_from_of(self.run, ResultDataset(config, self.run)), "searching it with this run's data"
-            )
+            self.index.check_made_from(self.run, "searching it with this run's data")
         self._model = None
 
     def search_by_id(self, id, k: int = 10) -> Neighbours:  # noqa: A002 - the published argument name

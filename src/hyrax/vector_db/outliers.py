@@ -236,12 +236,10 @@ def scores_metadata(run: Path) -> dict[str, str] | None:
 def stale_scores(run: Path) -> str | None:
     """Why the run's outlier scores no longer describe its results (they were computed from another
     version of the table), or None when they are current or there are none."""
+    from hyrax.results.store import moved_on
+
     made = scores_metadata(run)
-    if made is None:
-        return None
-    results = ResultDataset(data_location=table_path(run))
-    now = {"results_rows": str(len(results)), "results_version": str(results.version)}
-    changed = [f"{key} {made.get(key)} -> {value}" for key, value in now.items() if made.get(key) != value]
+    changed = moved_on(made, run) if made is not None else []
     if not changed:
         return None
     return (

@@ -48,14 +48,12 @@ def made_from(reduce_run: Path) -> dict | None:
 def stale_map(reduce_run: Path) -> str | None:
     """Why a map no longer matches the inference results it was made from, or None when it does (or
     does not say what it was made from)."""
-    from hyrax.results.store import ResultDataset, table_path
+    from hyrax.results.store import moved_on, table_path
 
     made = made_from(reduce_run) or {}
     if "results_version" not in made or not table_path(made["infer_run"]).exists():
         return None
-    results = ResultDataset(data_location=table_path(made["infer_run"]))
-    now = {"results_rows": len(results), "results_version": results.version}
-    changed = [f"{key} {made[key]} -> {value}" for key, value in now.items() if made.get(key) != value]
+    changed = moved_on(made, made["infer_run"])
     if not changed:
         return None
     return (

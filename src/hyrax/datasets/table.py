@@ -318,6 +318,16 @@ class HyraxHATSDataset(TableDataset):
         location = Path(data_location).expanduser()
         if not location.exists():
             raise DataError(f"HyraxHATSDataset: '{location}' does not exist.")
+        if (
+            location.is_dir()
+            and not any(location.glob("*.properties"))
+            and not any(location.glob("*/*.properties"))
+        ):
+            raise DataError(
+                f"HyraxHATSDataset: '{location}' is not a HATS catalog (it has no hats.properties or "
+                f"collection.properties). Make one with hats-import or LSDB (lsdb.from_dataframe(...)"
+                f'.write_catalog(path)), or read plain Parquet files with dataset_class = "ParquetDataset".'
+            )
         from hyrax.datasets.joins import cache_dir
 
         _require("lsdb", "HyraxHATSDataset")

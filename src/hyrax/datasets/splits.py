@@ -55,10 +55,14 @@ def source_of(spec: Mapping) -> tuple[str, str | None]:
     return spec["dataset_class"], str(Path(location).expanduser().resolve()) if location else None
 
 
-def split_seed(config: Mapping) -> int:
+def configured_seed(config: Mapping) -> int | None:
+    """split.rng_seed, else data_set.seed; None when neither is set."""
     seed = get_setting(config, "split.rng_seed")
-    if seed is None:
-        seed = get_setting(config, "data_set.seed")
+    return get_setting(config, "data_set.seed") if seed is None else seed
+
+
+def split_seed(config: Mapping) -> int:
+    seed = configured_seed(config)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**32))
     return int(seed)

@@ -108,21 +108,24 @@ def latest_checkpoint(location: str | Path) -> Path:
     )
 
 
-def checkpoint_seed(config) -> int | None:
+def checkpoint_seed(config, state: dict | None = None) -> int | None:
     """The seed of the run that ``train.resume`` continues (None when it does not resume, or the
     checkpoint predates seeds being recorded). A resume must split and shuffle as that run did: a
-    different seed would move validation objects into training."""
+    different seed would move validation objects into training. ``state``: the checkpoint, when the
+    caller has already read it."""
     import torch
 
     from hyrax.config import get_setting
+    from hyrax.datasets.splits import configured_seed
     from hyrax.errors import ConfigError
 
     resume = get_setting(config, "train.resume")
     if resume is None:
         return None
-    seed = torch.load(latest_checkpoint(resume), map_location="cpu", weights_only=True).get("seed")
-    wanted = get_setting(config, "split.rng_seed")
-    wanted = get_setting(config, "data_set.seed") if wanted is None else wanted
+    if state is None:
+        state = torch.load(latest_checkpoint(resume), map_location="cpu", weights_only=True)
+    seed = state.get("seed")
+    wanted = configured_seed(config)
     if seed is not None and wanted is not None and int(wanted) != int(seed):
         raise ConfigError(
             f"train.resume continues a run whose seed was {seed}, but data_set.seed is {wanted}: its "
@@ -192,4 +195,4 @@ def check_resumable(config) -> None:
             f"Checkpoint '{path}' was written by model {state.get('model_class')}, but model.name is "
             f"{wanted}. Resume with the same model, or start fresh (train.resume = false)."
         )
-    checkpoint_seed(config)  # a seed that contradicts the run's
+    checkpoint_seed(config, state)  # a seed that contradicts the run's

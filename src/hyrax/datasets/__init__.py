@@ -21,6 +21,8 @@ BUILTIN_DATASETS = {
     "NestedPandasDataset": "hyrax.datasets.table:NestedPandasDataset",
     "HyraxHATSDataset": "hyrax.datasets.table:HyraxHATSDataset",
     "MultimodalUniverseDataset": "hyrax.datasets.table:MultimodalUniverseDataset",
+    "LSSTDataset": "hyrax.datasets.lsst:LSSTDataset",
+    "DownloadedLSSTDataset": "hyrax.datasets.lsst:DownloadedLSSTDataset",
 }
 
 

@@ -48,22 +48,25 @@ class HSCDataset(FitsImageDataset):
         self.data_location = Path(location).expanduser()
         if not self.data_location.is_dir():
             raise DataError(
-                f"HSCDataset: data_location '{self.data_location}' is not a directory of cutouts."
+                f"{type(self).__name__}: data_location '{self.data_location}' is not a directory of cutouts."
             )
         rows = self._files()
         if rows.empty:
-            raise DataError(
-                f"HSCDataset: no cutouts named <object_id>_..._<filter>.fits in {self.data_location}. "
-                f"Download some with `hyrax download`, or point data_location at them."
-            )
+            raise DataError(self._no_cutouts())
         wide = rows.pivot_table(index="object_id", columns="filter", values="filename", aggfunc="first")
         wide = wide.loc[rows["object_id"].drop_duplicates(), band_order([str(f) for f in wide.columns])]
         filters = [str(f) for f in wide.columns]
-        metadata = _positions(wide)
+        metadata = _positions(wide, rows)
         self._setup(config, wide.index.to_numpy(), wide.to_numpy(dtype=object), filters, metadata)
         self._drop_small(config, rows)
         self._freeze()
         super(FitsImageDataset, self).__init__(config, self.data_location, self._metadata_frame)
+
+    def _no_cutouts(self) -> str:
+        return (
+            f"HSCDataset: no cutouts named <object_id>_..._<filter>.fits in {self.data_location}. "
+            f"Download some with `hyrax download`, or point data_location at them."
+        )
 
     def _files(self):
         import pandas as pd
@@ -74,7 +77,11 @@ class HSCDataset(FitsImageDataset):
             if "status" in table.columns:
                 table = table[table["status"] == "done"]
             table = table.rename(columns={"file": "filename"})
-            keep = [c for c in ("object_id", "filter", "filename", "height", "width") if c in table.columns]
+            keep = [
+                c
+                for c in ("object_id", "filter", "filename", "height", "width", "ra", "dec", "tract")
+                if c in table.columns
+            ]
             table = table[keep].copy()
             table["object_id"] = table["object_id"].astype(str)
             return table
@@ -107,7 +114,9 @@ class HSCDataset(FitsImageDataset):
         if self.crop_to is None:
             readable = shapes[~unreadable].reshape(-1, 2)
             if len(readable) == 0:
-                raise DataError(f"HSCDataset: none of the cutouts in {self.data_location} could be read.")
+                raise DataError(
+                    f"{type(self).__name__}: none of the cutouts in {self.data_location} could be read."
+                )
             self.crop_to = Counter(map(tuple, readable)).most_common(1)[0][0]
         height, width = self.crop_to
         small = ~unreadable & ((shapes[..., 0] < height) | (shapes[..., 1] < width)).any(axis=1)
@@ -117,7 +126,8 @@ class HSCDataset(FitsImageDataset):
         )
         if not keep.all():
             logger.warning(
-                "HSCDataset: dropped %d of %d objects: %s",
+                "%s: dropped %d of %d objects: %s",
+                type(self).__name__,
                 int((~keep).sum()),
                 len(keep),
                 ", ".join(f"{count} {why}" for why, count in self.dropped.items() if count),
@@ -126,12 +136,17 @@ class HSCDataset(FitsImageDataset):
         self._metadata_frame = self._metadata_frame[keep].reset_index(drop=True)
 
 
-def _positions(wide):
-    """Metadata of each object: its id, and ``ra``, ``dec``, ``tract`` read from its first cutout's name
-    (``<id>_<type>_<ra>_<dec>_<tract>_<filter>.fits``) when the names carry them."""
+def _positions(wide, rows=None):
+    """Metadata of each object: its id, and ``ra``, ``dec``, ``tract`` from the manifest, else read from its
+    first cutout's name (``<id>_<type>_<ra>_<dec>_<tract>_<filter>.fits``) when the names carry them."""
     import pandas as pd
 
     frame = pd.DataFrame({"object_id": wide.index.to_numpy()})
+    if rows is not None and {"ra", "dec"} <= set(rows.columns):
+        first = rows.drop_duplicates("object_id").set_index("object_id")
+        columns = [c for c in ("ra", "dec", "tract") if c in first.columns and first[c].notna().any()]
+        found = first.reindex(frame["object_id"])[columns].reset_index(drop=True)
+        return pd.concat([frame, found], axis=1)
     first = wide.bfill(axis=1).iloc[:, 0].astype(str).to_numpy()
     parts = [name[:-5].split("_") if name.endswith(".fits") else [] for name in first]
     try:

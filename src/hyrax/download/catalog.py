@@ -16,7 +16,7 @@ peak of 1.3 GB while pyarrow decodes). Column names are matched loosely:
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,7 @@ class DownloadCatalog:
     tract: np.ndarray  # int64, NO_TRACT where unknown
     source: Path
     offset: int = 0
+    extra: dict[str, pa.Array] = field(default_factory=dict)  # other columns asked for, by name
 
     def __len__(self) -> int:
         return len(self.ra)
@@ -80,9 +81,10 @@ class DownloadCatalog:
 
 
 def read_download_catalog(
-    path: str | Path, offset: int = 0, num_sources: int | None = None
+    path: str | Path, offset: int = 0, num_sources: int | None = None, extra: tuple[str, ...] = ()
 ) -> DownloadCatalog:
-    """Read ``path`` (FITS, Parquet or CSV), keep rows ``offset .. offset + num_sources``, check its ids."""
+    """Read ``path`` (FITS, Parquet or CSV), keep rows ``offset .. offset + num_sources``, check its ids.
+    ``extra``: other columns to read too (by their exact names; missing ones are an error)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(
@@ -92,11 +94,11 @@ def read_download_catalog(
     name = path.name.lower()
     try:
         if name.endswith((".parquet", ".pq")):
-            columns = _read_parquet(path)
+            columns = _read_parquet(path, extra)
         elif name.endswith(".csv"):
-            columns = _read_csv(path)
+            columns = _read_csv(path, extra)
         elif name.endswith(_FITS_SUFFIXES):
-            columns = _read_fits(path)
+            columns = _read_fits(path, extra)
         else:
             raise DataError(
                 f"The download catalog '{path}' is not a FITS (.fits), Parquet (.parquet) or CSV (.csv) file. "
@@ -109,14 +111,25 @@ def read_download_catalog(
             f"Cannot read the download catalog '{path}': {type(error).__name__}: {error}."
         ) from None
     stop = None if num_sources is None else offset + num_sources
+    *columns, extras = columns
     object_ids, ra, dec, tract = (column[offset:stop] for column in columns)
-    catalog = DownloadCatalog(object_ids, ra, dec, tract, path, offset)
+    extras = {name: values[offset:stop] for name, values in extras.items()}
+    catalog = DownloadCatalog(object_ids, ra, dec, tract, path, offset, extras)
     _check_unique(catalog)
     return catalog
 
 
-def _match_columns(names: list[str], path: Path) -> dict[str, str]:
+def _match_columns(names: list[str], path: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
     """{wanted: the catalog's name for it}; a missing required column is a DataError listing them all."""
+    absent = [name for name in extra if name not in names]
+    if absent:
+        hint = did_you_mean(absent[0], names)
+        raise DataError(
+            f"The download catalog '{path}' has no column{'s' if len(absent) > 1 else ''} "
+            f"{', '.join(repr(a) for a in absent)}, which "
+            f"download.lsst.dataset_id reads.{hint} It has: {', '.join(names[:30])}"
+            f"{' ...' if len(names) > 30 else ''}. Add the column, or change the template."
+        )
 
     def plain(name: str) -> str:
         return name.strip().lstrip("#").strip().lower()
@@ -177,42 +190,61 @@ def _float_column(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _read_parquet(path: Path):
+def _extras(table, extra: tuple[str, ...]) -> dict:
+    """The extra columns as Arrow arrays of strings (image IDs and the like)."""
+    import pyarrow as pa
+
+    columns = {}
+    for name in extra:
+        column = table[name]
+        column = (
+            pa.array(np.asarray(column)) if not isinstance(column, pa.Array | pa.ChunkedArray) else column
+        )
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        columns[name] = column.cast(pa.string())
+    return columns
+
+
+def _read_parquet(path: Path, extra: tuple[str, ...] = ()):
     import pyarrow.parquet as pq
 
-    found = _match_columns(pq.read_schema(path).names, path)
-    table = pq.read_table(path, columns=list(found.values()))
-    return _arrays(*(table[found[c]] if c in found else None for c in (*REQUIRED, *OPTIONAL)), path)
+    found = _match_columns(pq.read_schema(path).names, path, extra)
+    table = pq.read_table(path, columns=list(dict.fromkeys([*found.values(), *extra])))
+    arrays = _arrays(*(table[found[c]] if c in found else None for c in (*REQUIRED, *OPTIONAL)), path)
+    return (*arrays, _extras(table, extra))
 
 
-def _read_csv(path: Path):
+def _read_csv(path: Path, extra: tuple[str, ...] = ()):
     import pyarrow as pa
     from pyarrow import csv as arrow_csv
 
     with open(path, newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle), [])
-    found = _match_columns(header, path)
+    found = _match_columns(header, path, extra)
     table = arrow_csv.read_csv(
         path,
         convert_options=arrow_csv.ConvertOptions(
-            include_columns=list(found.values()),
-            column_types={found["object_id"]: pa.string()},  # ids stay exact, never floats
+            include_columns=list(dict.fromkeys([*found.values(), *extra])),
+            column_types={found["object_id"]: pa.string(), **{name: pa.string() for name in extra}},
         ),
     )
-    return _arrays(*(table[found[c]] if c in found else None for c in (*REQUIRED, *OPTIONAL)), path)
+    arrays = _arrays(*(table[found[c]] if c in found else None for c in (*REQUIRED, *OPTIONAL)), path)
+    return (*arrays, _extras(table, extra))
 
 
-def _read_fits(path: Path):
+def _read_fits(path: Path, extra: tuple[str, ...] = ()):
     from astropy.io import fits
 
     with fits.open(path, memmap=True) as hdus:
         table = next((hdu for hdu in hdus if isinstance(hdu, fits.BinTableHDU | fits.TableHDU)), None)
         if table is None:
             raise DataError(f"The download catalog '{path}' holds no table (no FITS table HDU).")
-        found = _match_columns(list(table.columns.names), path)
+        found = _match_columns(list(table.columns.names), path, extra)
         data = table.data
         columns = [_native(np.array(data[found[c]])) if c in found else None for c in (*REQUIRED, *OPTIONAL)]
-    return _arrays(*columns, path, fixed_width=True)
+        extras = {name: np.char.strip(np.asarray(data[name]).astype(str)) for name in extra}
+    return (*_arrays(*columns, path, fixed_width=True), _extras(extras, extra))
 
 
 def _native(values: np.ndarray) -> np.ndarray:

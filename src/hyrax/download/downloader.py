@@ -1,4 +1,9 @@
-"""Downloading a catalog's HSC cutouts: plan, fetch in parallel, save atomically, record, resume.
+"""Downloading a catalog's cutouts: plan, fetch in parallel, save atomically, record, resume.
+
+One machinery for every service: the HSC-SSP das_cutout service (:mod:`hyrax.download.hsc`, many
+cutouts per request) and the Rubin Science Platform's SODA service (:mod:`hyrax.download.soda`, one
+cutout per request), chosen by ``download.service``. A service's client has ``fetch(lines, receive)``
+and ``stop()``; what differs (the lines of a request, the files' names) is in :class:`Service`.
 
 The catalog is read once into compact arrays; what is already done comes from the manifest as one
 boolean per object and filter. The work is then generated lazily, ``download.chunk_size`` lines at a
@@ -11,6 +16,8 @@ skipped, failed ones retried.
 
 >>> cutout_file_name("36411452835238206", "coadd/bg", 30.591341, -6.282371, 8279, "HSC-I")
 '36411452835238206_coadd-bg_30.59134_-6.28237_8279_HSC-I.fits'
+>>> soda_file_name("2144", 53.16, -28.1, "r")
+'2144_soda_53.16000_-28.10000_r.fits'
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from hyrax.download.fits_check import image_shape_of
 from hyrax.download.hsc import STOPPED, CutoutLine, CutoutOptions, DasCutoutClient
 from hyrax.download.report import DownloadSummary, Progress
 from hyrax.download.settings import DownloadSettings
+from hyrax.download.soda import SodaCutoutClient, SodaLine, fill_dataset_id, load_token
 from hyrax.errors import ResultsWriteError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +50,48 @@ def cutout_file_name(object_id: str, image_type: str, ra: float, dec: float, tra
     """``<object_id>_<type>_<ra>_<dec>_<tract>_<filter>.fits``, as :class:`~hyrax.datasets.HSCDataset`
     reads it (ra and dec with 5 decimals, about 0.04 arcsec; a "/" in the type becomes "-")."""
     return f"{object_id}_{image_type.replace('/', '-')}_{ra:.5f}_{dec:.5f}_{tract}_{band}.fits"
+
+
+def soda_file_name(object_id: str, ra: float, dec: float, band: str) -> str:
+    """``<object_id>_soda_<ra>_<dec>_<band>.fits``, as :class:`~hyrax.datasets.DownloadedLSSTDataset` reads it."""
+    return f"{object_id}_soda_{ra:.5f}_{dec:.5f}_{band}.fits"
+
+
+class Service:
+    """What one cutout service needs of the download: its client, each chunk's lines, each file's name."""
+
+    def __init__(self, settings: DownloadSettings, client, catalog: DownloadCatalog):
+        self.settings, self.client, self.catalog = settings, client, catalog
+
+    def lines(self, chunk: Chunk) -> list:
+        catalog, filters = self.catalog, self.settings.filters
+        return [
+            CutoutLine(
+                filters[band], int(catalog.tract[row]), float(catalog.ra[row]), float(catalog.dec[row])
+            )
+            for row, band in zip(chunk.rows, chunk.bands, strict=True)
+        ]
+
+    def file_name(self, object_id: str, line, tract: int) -> str:
+        return cutout_file_name(object_id, self.settings.image_type, line.ra, line.dec, tract, line.filter)
+
+
+class SodaService(Service):
+    """The Rubin cutout service: each line carries its image's ID, filled from the catalog's columns."""
+
+    def lines(self, chunk: Chunk) -> list:
+        catalog, filters, template = self.catalog, self.settings.filters, self.settings.soda.dataset_id
+        rows = [int(r) for r in chunk.rows]
+        values = {name: column.take(rows).to_pylist() for name, column in catalog.extra.items()}
+        lines = []
+        for position, (row, band) in enumerate(zip(rows, chunk.bands, strict=True)):
+            known = {name: column[position] for name, column in values.items()}
+            dataset_id = fill_dataset_id(template, filters[band], known)
+            lines.append(SodaLine(filters[band], float(catalog.ra[row]), float(catalog.dec[row]), dataset_id))
+        return lines
+
+    def file_name(self, object_id: str, line, tract: int) -> str:
+        return soda_file_name(object_id, line.ra, line.dec, line.filter)
 
 
 @dataclass
@@ -96,11 +146,30 @@ def plan(done: np.ndarray, problems: Mapping[int, str], chunk_size: int) -> Iter
         yield Chunk(carry_rows, carry_bands)
 
 
-class HSCDownloader:
-    """One download: ``HSCDownloader(settings, credentials, catalog).run()`` -> :class:`DownloadSummary`."""
+class CutoutDownloader:
+    """One download: ``CutoutDownloader.from_config(config).run()`` -> :class:`DownloadSummary`."""
 
-    def __init__(self, settings: DownloadSettings, credentials: Credentials, catalog: DownloadCatalog):
+    def __init__(self, settings: DownloadSettings, credentials, catalog: DownloadCatalog):
         self.settings, self.catalog = settings, catalog
+        if settings.soda is not None:
+            self.client = SodaCutoutClient(
+                settings.soda_url,
+                credentials,
+                settings.soda,
+                settings.attempts,
+                settings.retry_wait,
+                settings.timeout,
+            )
+            self.service: Service = SodaService(settings, self.client, catalog)
+        else:
+            self.client = self._das_client(settings, credentials)
+            self.service = Service(settings, self.client, catalog)
+        self.partial = settings.data_dir / manifest.PARTIAL_DIR
+        self.parts: manifest.PartWriter | None = None
+        self.progress: Progress | None = None
+
+    @staticmethod
+    def _das_client(settings: DownloadSettings, credentials: Credentials) -> DasCutoutClient:
         options = CutoutOptions(
             settings.rerun,
             settings.image_type,
@@ -110,7 +179,7 @@ class HSCDownloader:
             settings.mask,
             settings.variance,
         )
-        self.client = DasCutoutClient(
+        return DasCutoutClient(
             settings.service_url,
             credentials,
             options,
@@ -118,18 +187,23 @@ class HSCDownloader:
             settings.retry_wait,
             settings.timeout,
         )
-        self.partial = settings.data_dir / manifest.PARTIAL_DIR
-        self.parts: manifest.PartWriter | None = None
-        self.progress: Progress | None = None
 
     @classmethod
-    def from_config(cls, config: Mapping) -> HSCDownloader:
+    def from_config(cls, config: Mapping) -> CutoutDownloader:
         """Check the settings, find the credentials and read the catalog: every error before any request."""
         settings = DownloadSettings.from_config(config)
-        credentials = load_credentials(config)
-        catalog = read_download_catalog(settings.catalog, settings.offset, settings.num_sources)
+        if settings.soda is not None:
+            credentials = load_token(config)
+            extra = tuple(settings.soda.columns(settings.filters))
+        else:
+            credentials, extra = load_credentials(config), ()
+        catalog = read_download_catalog(settings.catalog, settings.offset, settings.num_sources, extra)
         logger.info("download: credentials from %s", credentials.source)
         return cls(settings, credentials, catalog)
+
+    @property
+    def service_url(self) -> str:
+        return self.settings.soda_url or self.settings.service_url
 
     def run(self) -> DownloadSummary:
         settings, catalog = self.settings, self.catalog
@@ -142,7 +216,7 @@ class HSCDownloader:
                 "download: %s objects x %d filters from %s into %s: %s cutouts to fetch, %s already there",
                 f"{len(catalog):,}",
                 len(settings.filters),
-                settings.service_url,
+                self.service_url,
                 settings.data_dir,
                 f"{requested - skipped:,}",
                 f"{skipped:,}",
@@ -228,14 +302,8 @@ class HSCDownloader:
 
     # -- one request (worker threads) --------------------------------------------------------------
     def _fetch(self, chunk: Chunk) -> ChunkResult:
-        catalog, filters = self.catalog, self.settings.filters
-        ids = catalog.object_ids.take(chunk.rows).to_pylist()
-        lines = [
-            CutoutLine(
-                filters[band], int(catalog.tract[row]), float(catalog.ra[row]), float(catalog.dec[row])
-            )
-            for row, band in zip(chunk.rows, chunk.bands, strict=True)
-        ]
+        ids = self.catalog.object_ids.take(chunk.rows).to_pylist()
+        lines = self.service.lines(chunk)
         result = ChunkResult.failed(chunk, [None] * len(lines), [line.tract for line in lines])
 
         def receive(index: int, tract: int | None, data: bytes) -> str | None:
@@ -244,9 +312,7 @@ class HSCDownloader:
                 return "the service sent an incomplete or unreadable FITS file"
             line = lines[index]
             tract = line.tract if tract is None else tract
-            name = cutout_file_name(
-                ids[index], self.settings.image_type, line.ra, line.dec, tract, line.filter
-            )
+            name = self.service.file_name(ids[index], line, tract)
             self._save(name, data)
             result.status[index], result.files[index], result.tracts[index] = "done", name, tract
             result.heights[index], result.widths[index] = shape
@@ -273,6 +339,10 @@ class HSCDownloader:
             ) from None
 
 
+#: The name this class had when it knew only HSC.
+HSCDownloader = CutoutDownloader
+
+
 def download(config: Mapping) -> DownloadSummary:
     """Download the cutouts of ``download.fits_file`` as ``[download]`` says; see :mod:`hyrax.download`."""
-    return HSCDownloader.from_config(config).run()
+    return CutoutDownloader.from_config(config).run()

@@ -324,10 +324,10 @@ def rebuild(data_dir: Path) -> dict[str, int]:
 
 
 def _row_from_name(name: str, shape: tuple[int, int] | None) -> dict[str, Any]:
-    """A manifest row for ``<object_id>_<type>_<ra>_<dec>_<tract>_<filter>.fits``."""
+    """A manifest row for a cutout file named as the downloader names them."""
     fields = name[: -len(".fits")].split("_")
     row: dict[str, Any] = {"object_id": fields[0], "filter": fields[-1], "file": name}
-    if len(fields) == 6:
+    if len(fields) == 6:  # HSC's <object_id>_<type>_<ra>_<dec>_<tract>_<filter>.fits
         for key, text, kind in (
             ("ra", fields[2], float),
             ("dec", fields[3], float),
@@ -335,6 +335,10 @@ def _row_from_name(name: str, shape: tuple[int, int] | None) -> dict[str, Any]:
         ):
             with contextlib.suppress(ValueError):
                 row[key] = kind(text)
+    elif len(fields) == 5 and fields[1] == "soda":  # Rubin's <object_id>_soda_<ra>_<dec>_<band>.fits
+        for key, text in (("ra", fields[2]), ("dec", fields[3])):
+            with contextlib.suppress(ValueError):
+                row[key] = float(text)
     if shape is None:
         return {**row, "status": "failed", "reason": f"the file {name} is unreadable or incomplete"}
     return {**row, "status": "done", "height": shape[0], "width": shape[1]}

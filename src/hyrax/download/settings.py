@@ -12,13 +12,23 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hyrax.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hyrax.download.soda import SodaOptions
 
 #: The HSC service refuses more parallel connections than this.
 MAX_CONNECTIONS = 10
 #: The HSC service refuses coordinate lists longer than this.
 MAX_LINES_PER_REQUEST = 990
+#: Parallel connections to the Rubin cutout service (one cutout per request): a courteous ceiling.
+MAX_SODA_CONNECTIONS = 32
+#: Cutouts a thread fetches in turn before their manifest rows are written (download.service = "lsst").
+SODA_LINES_PER_TASK = 32
+SERVICES = ("hsc", "lsst")
+_DEGREES_PER = {"asec": 1 / 3600, "amin": 1 / 60, "deg": 1.0}
 
 _SIZE = re.compile(r"^\d+(\.\d*)?(asec|amin|deg)$")
 #: Characters that would break the cutout file name (fields are joined by "_") or the coordinate list.
@@ -48,11 +58,20 @@ class DownloadSettings:
     retry_wait: float
     timeout: float
     stats_interval: float
+    service: str = "hsc"
+    soda: SodaOptions | None = None  # download.service = "lsst": [download.lsst]
+    soda_url: str = ""
 
     @classmethod
     def from_config(cls, config: Mapping) -> DownloadSettings:
         """Settings from a resolved config; a value out of range is a ConfigError naming its key."""
         section = config["download"]
+        service = str(section.get("service", "hsc"))
+        if service not in SERVICES:
+            raise ConfigError(
+                f'download.service must be "hsc" (the HSC-SSP das_cutout service) or "lsst" (the Rubin Science '
+                f"Platform's SODA cutout service, set up in [download.lsst]); got {service!r}."
+            )
         filters = section["filter"]
         if not filters or not all(isinstance(f, str) and f and not _NAME_BREAKERS.search(f) for f in filters):
             raise ConfigError(
@@ -81,6 +100,12 @@ class DownloadSettings:
                 f"download.service_url must start with https:// (or http://); got {section['service_url']!r}."
             )
         num_sources = int(section["num_sources"])
+        soda, soda_url = _soda(section, filters) if service == "lsst" else (None, "")
+        most, why = (
+            (MAX_SODA_CONNECTIONS, "a courteous limit")
+            if soda
+            else (MAX_CONNECTIONS, "the HSC service's limit")
+        )
         return cls(
             catalog=Path(str(section["fits_file"])).expanduser(),
             data_dir=Path(str(config["general"]["data_dir"])).expanduser(),
@@ -95,15 +120,63 @@ class DownloadSettings:
             variance=bool(section["variance"]),
             offset=_at_least(section, "offset", 0),
             num_sources=None if num_sources == -1 else _at_least(section, "num_sources", 0),
-            connections=_between(
-                section, "concurrent_connections", 1, MAX_CONNECTIONS, "the HSC service's limit"
+            connections=_between(section, "concurrent_connections", 1, most, why),
+            chunk_size=min(
+                _between(section, "chunk_size", 1, MAX_LINES_PER_REQUEST, "the HSC service's limit"),
+                SODA_LINES_PER_TASK if soda else MAX_LINES_PER_REQUEST,
             ),
-            chunk_size=_between(section, "chunk_size", 1, MAX_LINES_PER_REQUEST, "the HSC service's limit"),
             attempts=_at_least(section, "retries", 1),
             retry_wait=_non_negative(section, "retry_wait"),
             timeout=_positive(section, "timeout"),
             stats_interval=_positive(section, "stats_print_interval"),
+            service=service,
+            soda=soda,
+            soda_url=soda_url,
         )
+
+
+def degrees(size: str) -> float:
+    """ "22asec" -> 0.00611 degrees (sizes are checked against _SIZE first)."""
+    match = _SIZE.match(size)
+    return float(size[: match.start(2)]) * _DEGREES_PER[match.group(2)]
+
+
+def _soda(section: Mapping, filters: list[str]) -> tuple[SodaOptions, str]:
+    """[download.lsst] checked: the SODA options and the service's address."""
+    from hyrax.download.soda import LSST_BANDS, SHAPES, SodaOptions
+
+    lsst = section.get("lsst", {})
+    unknown = [f for f in filters if f not in LSST_BANDS]
+    if unknown:
+        raise ConfigError(
+            f"download.filter lists {', '.join(map(repr, unknown))}, which are not Rubin bands; with "
+            f'download.service = "lsst" list some of {", ".join(LSST_BANDS)}, such as ["g", "r", "i"].'
+        )
+    shape = str(lsst.get("shape", "circle"))
+    if shape not in SHAPES:
+        raise ConfigError(f'download.lsst.shape must be "circle" or "box"; got {shape!r}.')
+    template = str(lsst.get("dataset_id", ""))
+    options = SodaOptions(template, shape, degrees(str(section["sw"])), degrees(str(section["sh"])))
+    try:
+        columns = options.columns(filters)
+        template.replace("{band}", filters[0]).format(**{name: "x" for name in columns})
+    except (ValueError, IndexError, KeyError) as error:
+        columns = []
+        problem = str(error)
+    else:
+        problem = "" if columns else "it names no catalog column"
+    if problem:
+        raise ConfigError(
+            f"download.lsst.dataset_id = {template!r} is not a template of catalog columns ({problem}). Write "
+            f"the image ID with the catalog columns that make it in braces, and {{band}} for the band, such as "
+            f'"{{image_id_{{band}}}}" (the columns image_id_g, image_id_r...).'
+        )
+    url = str(lsst.get("service_url", "")).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"download.lsst.service_url must start with https:// (or http://); got {lsst.get('service_url')!r}."
+        )
+    return options, url
 
 
 def _between(section: Mapping, key: str, low: int, high: int, why: str) -> int:

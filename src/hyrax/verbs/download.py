@@ -1,4 +1,4 @@
-"""``download``: fetch the HSC cutouts of a catalog into ``general.data_dir`` (resumable)."""
+"""``download``: fetch the HSC or Rubin (SODA) cutouts of a catalog into ``general.data_dir`` (resumable)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hyrax.verbs.verb import Verb
 
 class DownloadVerb(Verb):
     name = "download"
-    summary = "Download HSC cutouts of the objects in download.fits_file into general.data_dir (resumable)."
+    summary = "Download HSC or Rubin cutouts of the objects in download.fits_file into general.data_dir (resumable)."
 
     def run(self):
         """Download; return a :class:`~hyrax.download.report.DownloadSummary` (``.ok``, counts, reasons).
@@ -18,10 +18,10 @@ class DownloadVerb(Verb):
         """
         import tomlkit
 
-        from hyrax.download.downloader import HSCDownloader
+        from hyrax.download.downloader import CutoutDownloader
         from hyrax.results.run_dir import write_text_atomic
 
-        downloader = HSCDownloader.from_config(self.config)  # every config and catalog error first
+        downloader = CutoutDownloader.from_config(self.config)  # every config and catalog error first
         with self.create_run_dir() as run:
             summary = downloader.run()
             summary.run_dir = run.path

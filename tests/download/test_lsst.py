@@ -297,3 +297,81 @@ def test_lsst_dataset_cuts_as_objects_are_read(soda, lsst_download, tmp_path, mo
     h.set_config("data_set.butler_repo", "dp1")
     with pytest.raises(ConfigError, match="lsst.daf.butler cannot be imported"):
         LSSTDataset(h.config, tmp_path / "catalog.parquet")
+
+
+def test_downloaded_and_cut_as_read_rubin_cutouts_join_by_id_in_a_data_request(
+    soda, lsst_download, tmp_path, capsys
+):
+    """A data_request with the download as primary and LSSTDataset (cutting the same objects from the
+    service as they are read) joined by object id: the same pixels, whatever the order of the catalog."""
+    running = soda()
+    h, table = lsst_download(running, per_side=2)
+    assert h.download().ok
+    shuffled = table.sample(frac=1, random_state=1)
+    shuffled.to_parquet(tmp_path / "shuffled.parquet")
+    h.set_config("data_set.filters", BANDS)
+    h.set_config("data_set.semi_width_deg", 1.25 / 3600)
+    h.set_config("data_set.semi_height_deg", 1.25 / 3600)
+    h.set_config(
+        "data_request.train.downloaded",
+        {
+            "dataset_class": "DownloadedLSSTDataset",
+            "data_location": str(tmp_path / "data"),
+            "primary_id_field": "object_id",
+        },
+    )
+    h.set_config(
+        "data_request.train.live",
+        {
+            "dataset_class": "LSSTDataset",
+            "data_location": str(tmp_path / "shuffled.parquet"),
+            "join_field": "object_id",
+            "fields": ["image", "scene"],
+        },
+    )
+    provider = h.prepare()["train"]
+    assert "image" in capsys.readouterr().out  # prepare prints each field with its shape
+    batch = provider.collate([provider[i] for i in range(len(provider))])
+    assert batch["downloaded"]["image"].shape == (len(table), 3, 15, 15)
+    np.testing.assert_array_equal(batch["downloaded"]["image"], batch["live"]["image"])
+    scenes = table.set_index("object_id").loc[batch["object_id"], "scene"].to_numpy()
+    assert list(batch["live"]["scene"]) == list(scenes)
+
+
+def test_kill_9_mid_rubin_download_then_the_cli_resumes_it(
+    soda, lsst_download, tmp_path, write_config, monkeypatch
+):
+    """A real `hyrax download` killed twice while cutouts arrive, then run to the end: each object x band
+    exactly once, every file whole; the token came from the environment and is in no file."""
+    from tests.download.test_interrupt import kill_after, start_download
+
+    running = soda(SodaFaults(latency=0.01))
+    h, table = lsst_download(running, per_side=3)
+    config_file = write_config(
+        f"""
+        [general]
+        data_dir = "{tmp_path / "data"}"
+        results_dir = "{tmp_path / "results"}"
+        [download]
+        service = "lsst"
+        fits_file = "{tmp_path / "catalog.parquet"}"
+        filter = {BANDS}
+        sw = "2.5asec"
+        sh = "2.5asec"
+        concurrent_connections = 3
+        retry_wait = 0.01
+        [download.lsst]
+        service_url = "{running.url}"
+        """
+    )
+    monkeypatch.setenv("RSP_TOKEN", TOKEN)  # the subprocesses inherit it
+    for threshold in (5, 25):
+        kill_after(start_download(config_file, tmp_path), tmp_path / "data", threshold)
+    finished = start_download(config_file, tmp_path)
+    assert finished.wait(timeout=120) == 0, finished.stderr.read().decode()[-2000:]
+    finished.stderr.close()
+    check_download(running, h, table, tmp_path / "data")
+    assert len(running.queries) < 2 * len(table) * len(BANDS)  # resumed, not started over
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "rsp-token":
+            assert TOKEN.encode() not in path.read_bytes(), path

@@ -47,6 +47,16 @@ def run_alternating(
     return results
 
 
+def best_of(runs: Sequence[dict], keys: Sequence[str] = ("wall", "cpu")) -> dict:
+    """The first run with each of ``keys`` (times) replaced by its least over ``runs`` (those that have it):
+    on a machine whose speed drifts, the least is the fairest figure of each side."""
+    kept = dict(runs[0])
+    for key in keys:
+        if key in kept:
+            kept[key] = min(run[key] for run in runs)
+    return kept
+
+
 def torch_threads(count: int) -> int:
     """Set torch's intra-op threads to ``count`` (0: leave torch's default for this process); return the
     number in use. Call it first thing in a case, on both sides of a comparison."""

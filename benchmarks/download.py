@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import peak_rss_mb, run_alternating, run_case
+from _harness import best_of, peak_rss_mb, run_alternating, run_case
 
 REPO = Path(__file__).resolve().parents[1]
 FILTERS = ["HSC-G", "HSC-I"]
@@ -200,10 +200,7 @@ def table(args: argparse.Namespace, service_ms: float) -> None:
             }
             # Alternating, best of each: the 2-core machine's speed drifts.
             for side, side_runs in run_alternating(__file__, sides, args.repeats).items():
-                kept = best[side] = dict(side_runs[0])
-                for key in ("wall", "cpu", "fixed"):
-                    if key in kept:
-                        kept[key] = min(r[key] for r in side_runs)
+                best[side] = best_of(side_runs, ("wall", "cpu", "fixed"))
     finally:
         service.terminate()
         service.wait()

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import peak_rss_mb, run_alternating, run_case
+from _harness import best_of, peak_rss_mb, run_alternating, run_case
 
 REPO = Path(__file__).resolve().parents[1]
 BANDS = ["g", "r", "i"]
@@ -173,9 +173,7 @@ def table(args: argparse.Namespace, latency_ms: float) -> None:
             run_case(__file__, "bare", url, catalog, 4)  # fills the service's cache, untimed
             sides = {(name, c): (name, url, catalog, c) for c in (1, 4) for name in ("bare", "hyrax")}
             for side, runs in run_alternating(__file__, sides, args.repeats).items():
-                kept = best[side] = dict(runs[0])
-                kept["wall"] = min(r["wall"] for r in runs)
-                kept["cpu"] = min(r["cpu"] for r in runs)
+                best[side] = best_of(runs)
     finally:
         service.terminate()
         service.wait()

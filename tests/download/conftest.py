@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.download.das_server import PASSWORD, USERNAME, DasService, Faults
+from tests.download.local_service import started
 
 FILTERS = ["HSC-G", "HSC-I"]
 
@@ -16,17 +17,7 @@ FILTERS = ["HSC-G", "HSC-I"]
 @pytest.fixture
 def service():
     """start(faults=Faults(...), shape=(32, 32)) -> a running DasService; protocol errors fail the test."""
-    started: list[DasService] = []
-
-    def start(faults: Faults | None = None, **options) -> DasService:
-        running = DasService(faults=faults or Faults(), **options).start()
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.stop()
-        assert running.errors == [], f"the client broke the protocol: {running.errors[:5]}"
+    yield from started(lambda faults=None, **options: DasService(faults=faults or Faults(), **options))
 
 
 def make_catalog(n: int = 6, seed: int = 0, tract: bool = True) -> pd.DataFrame:

@@ -26,15 +26,16 @@ import io
 import re
 import sys
 import tarfile
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
+
+from tests.download.local_service import LocalService
 
 USERNAME, PASSWORD = "alice", "s3cret-Pa55"
 KNOWN_COLUMNS = {"rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance"}
@@ -114,7 +115,7 @@ class FitsTemplate:
 
 
 @dataclass
-class DasService:
+class DasService(LocalService):
     """The service on 127.0.0.1 in a background thread. ``url`` is the download.service_url to use."""
 
     username: str = USERNAME
@@ -128,41 +129,8 @@ class DasService:
     cutouts_sent: int = 0
 
     def __post_init__(self):
-        self._lock = threading.Lock()
-        self._count = 0
         self._templates: dict[tuple[bool, bool], FitsTemplate] = {}
-        service = self
-
-        class Handler(_Handler):
-            owner = service
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/das_cutout/pdr3"
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> DasService:
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="das-service", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> DasService:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # -- used by the handler ---------------------------------------------------------------------
-    def next_number(self) -> int:
-        with self._lock:
-            self._count += 1
-            return self._count
+        self.serve(_Handler, self.port, "/das_cutout/pdr3")
 
     def template(self, mask: bool, variance: bool) -> FitsTemplate:
         with self._lock:
@@ -170,10 +138,6 @@ class DasService:
             if key not in self._templates:
                 self._templates[key] = FitsTemplate(self.shape, mask, variance)
             return self._templates[key]
-
-    def note_error(self, message: str) -> None:
-        with self._lock:
-            self.errors.append(message)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -23,14 +23,15 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+
+from tests.download.local_service import LocalService
 
 SCENES_DIR = Path(__file__).resolve().parents[1] / "data" / "hsc_cosmos_scenes"
 TOKEN = "gt-hyrax-test.token-Xq3v9"
@@ -138,7 +139,7 @@ def cutout_fits(cutout) -> bytes:
 
 
 @dataclass
-class SodaService:
+class SodaService(LocalService):
     """The service on 127.0.0.1 in a background thread; ``url`` is download.lsst.service_url."""
 
     token: str = TOKEN
@@ -154,43 +155,9 @@ class SodaService:
 
     def __post_init__(self):
         self.scenes = read_scenes()
-        self._lock = threading.Lock()
-        self._count = 0
         self._results: dict[str, bytes] = {}
         self.cached: dict[tuple[str, str], bytes] = {}
-        service = self
-
-        class Handler(_Handler):
-            owner = service
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{PATH}"
-
-    def start(self) -> SodaService:
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="soda", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> SodaService:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def next_number(self) -> int:
-        with self._lock:
-            self._count += 1
-            return self._count
-
-    def note_error(self, message: str) -> None:
-        with self._lock:
-            self.errors.append(message)
+        self.serve(_Handler, self.port, PATH)
 
     def expected(self, scene: str, band: str, pos: str) -> np.ndarray:
         """The pixels a request for this scene, band and POS gets."""

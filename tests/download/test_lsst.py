@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyrax.download.hsc import AuthenticationError
+from hyrax.download.client import AuthenticationError
 from hyrax.download.manifest import read_manifest
 from hyrax.download.soda import SodaLine, SodaOptions, soda_query
 from hyrax.errors import ConfigError, DataError
+from tests.download.local_service import started
 from tests.download.soda_server import TOKEN, SodaFaults, SodaService, dataset_id, read_scenes, scene_centres
 
 BANDS = ["g", "r", "i"]
@@ -23,17 +24,7 @@ BANDS = ["g", "r", "i"]
 @pytest.fixture
 def soda():
     """soda(faults=SodaFaults(...), redirect=False) -> a running SodaService; protocol errors fail the test."""
-    started: list[SodaService] = []
-
-    def start(faults: SodaFaults | None = None, **options) -> SodaService:
-        running = SodaService(faults=faults or SodaFaults(), **options).start()
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.stop()
-        assert running.errors == [], f"the client broke the protocol: {running.errors[:5]}"
+    yield from started(lambda faults=None, **options: SodaService(faults=faults or SodaFaults(), **options))
 
 
 def lsst_catalog(path, per_side: int = 3) -> pd.DataFrame:

@@ -32,9 +32,10 @@ import numpy as np
 
 from hyrax.download import manifest
 from hyrax.download.catalog import DownloadCatalog, read_download_catalog
+from hyrax.download.client import STOPPED
 from hyrax.download.credentials import Credentials, load_credentials
 from hyrax.download.fits_check import image_shape_of
-from hyrax.download.hsc import STOPPED, CutoutLine, CutoutOptions, DasCutoutClient
+from hyrax.download.hsc import CutoutLine, CutoutOptions, DasCutoutClient
 from hyrax.download.report import DownloadSummary, Progress
 from hyrax.download.settings import DownloadSettings
 from hyrax.download.soda import SodaCutoutClient, SodaLine, fill_dataset_id, load_token

@@ -28,18 +28,16 @@ pdr3_wide coadd HSC-I 9813 150.0931deg 2.2058deg 22asec 22asec true false false
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import re
 import secrets
-import socket
 import tarfile
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from hyrax.download.client import STOPPED, AuthenticationError, Receiver, StoppableClient, after, describe
 from hyrax.download.credentials import Credentials
 from hyrax.errors import ConfigError, HyraxError
 
@@ -47,13 +45,8 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance")
 NO_CUTOUT = "the service returned no cutout (no data in this filter and rerun at this position?)"
-STOPPED = "the download stopped before this cutout arrived"
 _MEMBER = re.compile(r"^(?P<line>\d+)-(?:cutout|coadd\+bg)-(?P<rest>.+)\.fits$")
 _END_OF_ARCHIVE = bytes(1024)
-
-
-class AuthenticationError(ConfigError):
-    """The service refused the credentials (HTTP 401)."""
 
 
 class _Transient(Exception):
@@ -123,11 +116,7 @@ def parse_member_name(name: str, rerun: str | None = None) -> tuple[int, int | N
     return int(match.group("line")), int(tract) if tract.isdigit() else None
 
 
-#: receive(index of the line, tract from the member name, FITS bytes) -> None, or why the data is unusable.
-Receiver = Callable[[int, "int | None", bytes], "str | None"]
-
-
-class DasCutoutClient:
+class DasCutoutClient(StoppableClient):
     """Requests lists of cutouts with retries; one instance is shared by the download's threads."""
 
     def __init__(
@@ -139,24 +128,12 @@ class DasCutoutClient:
         retry_wait: float = 30.0,
         timeout: float = 3600.0,
     ):
+        super().__init__(attempts, retry_wait, timeout)
         parts = urlsplit(service_url)
         self.secure = parts.scheme == "https"
         self.host, self.port = parts.hostname or "", parts.port
         self.path = parts.path.rstrip("/") + "/cgi-bin/cutout"
         self.credentials, self.options = credentials, options
-        self.attempts, self.retry_wait, self.timeout = attempts, retry_wait, timeout
-        self.stopped = threading.Event()
-        self._open: set[http.client.HTTPConnection] = set()
-        self._lock = threading.Lock()
-
-    def stop(self) -> None:
-        """Stop every request now (from any thread): open connections are shut, no retry starts."""
-        self.stopped.set()
-        with self._lock:
-            for connection in list(self._open):
-                if connection.sock is not None:
-                    with contextlib.suppress(OSError):  # already closed
-                        connection.sock.shutdown(socket.SHUT_RDWR)
 
     def fetch(self, lines: Sequence[CutoutLine], receive: Receiver) -> dict[int, str]:
         """Request ``lines``; hand each cutout to ``receive`` as it arrives. Returns {index: reason} for
@@ -174,7 +151,7 @@ class DasCutoutClient:
             try:
                 self._exchange([lines[i] for i in pending], pending, received, unusable, receive)
             except _Transient as error:
-                reason = STOPPED if self.stopped.is_set() else f"{error} {_after(attempt)}"
+                reason = STOPPED if self.stopped.is_set() else f"{error} {after(attempt)}"
                 pending = [i for i in pending if i not in received]
                 continue
             except _Refused as error:
@@ -184,7 +161,7 @@ class DasCutoutClient:
             pending = sorted(unusable)
             if not pending:
                 return failures
-            reason = f"{unusable[pending[0]]} {_after(attempt)}"
+            reason = f"{unusable[pending[0]]} {after(attempt)}"
         failures.update({i: reason for i in pending})
         return failures
 
@@ -203,8 +180,7 @@ class DasCutoutClient:
         """One POST of ``lines`` (``indices[k]`` is line k's index in the caller's list)."""
         body, content_type = multipart_body(coordinate_list(lines, self.options))
         connection = self._connect()
-        with self._lock:
-            self._open.add(connection)
+        self._opened(connection)
         try:
             connection.request(
                 "POST",
@@ -222,11 +198,9 @@ class DasCutoutClient:
         except HyraxError:
             raise  # wrong credentials, a disk that cannot be written: not the network's fault
         except (OSError, http.client.HTTPException, tarfile.TarError, EOFError) as error:
-            raise _Transient(_describe(error, self.timeout)) from None
+            raise _Transient(describe(error, self.timeout)) from None
         finally:
-            with self._lock:
-                self._open.discard(connection)
-            connection.close()
+            self._closed(connection)
 
     def _check_status(self, response: http.client.HTTPResponse) -> None:
         status = response.status
@@ -336,22 +310,3 @@ class _CheckedStream:
         except (OSError, http.client.HTTPException):
             return "the response was cut short"
         return f"the response is not a tar archive of cutouts ({error})"
-
-
-def _after(attempt: int) -> str:
-    return "(after 1 attempt)" if attempt == 0 else f"(after {attempt + 1} attempts)"
-
-
-def _describe(error: BaseException, timeout: float) -> str:
-    """A short reason for a recorded failure."""
-    if isinstance(error, TimeoutError | socket.timeout):
-        return f"no data from the service for {timeout:g} s (download.timeout)"
-    if isinstance(error, http.client.IncompleteRead):
-        return "the response was cut short"
-    if isinstance(error, tarfile.TarError | EOFError):
-        return f"the response is not a complete tar archive ({error})"
-    if isinstance(error, ConnectionRefusedError):
-        return "cannot connect to the service (connection refused)"
-    if isinstance(error, OSError) and error.strerror:
-        return f"network error: {error.strerror}"
-    return f"network error: {type(error).__name__}: {error}"

@@ -26,12 +26,10 @@ The protocol, as this client speaks it (SODA 1.0, synchronous):
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import math
 import os
-import socket
 import string
 import threading
 from collections.abc import Mapping, Sequence
@@ -40,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from hyrax.config import get_setting
-from hyrax.download.hsc import STOPPED, AuthenticationError, Receiver, _after, _describe
+from hyrax.download.client import STOPPED, AuthenticationError, Receiver, StoppableClient, after, describe
 from hyrax.errors import ConfigError, HyraxError
 
 logger = logging.getLogger(__name__)
@@ -172,7 +170,7 @@ class _Refused(Exception):
     """The service refused this cutout (bad position, no such image): retrying would not help."""
 
 
-class SodaCutoutClient:
+class SodaCutoutClient(StoppableClient):
     """Requests cutouts one by one on a kept-alive connection per thread, with retries; one instance is
     shared by the download's threads (the same interface as the HSC client: ``fetch`` and ``stop``)."""
 
@@ -185,15 +183,11 @@ class SodaCutoutClient:
         retry_wait: float = 30.0,
         timeout: float = 3600.0,
     ):
+        super().__init__(attempts, retry_wait, timeout)
         self.url = service_url
-        parts = urlsplit(service_url)
-        self.host = parts.netloc
+        self.host = urlsplit(service_url).netloc
         self.token, self.options = token, options
-        self.attempts, self.retry_wait, self.timeout = attempts, retry_wait, timeout
-        self.stopped = threading.Event()
         self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()
-        self._lock = threading.Lock()
 
     def __getstate__(self):  # DataLoader workers get their own connections and locks
         state = self.__dict__.copy()
@@ -209,15 +203,6 @@ class SodaCutoutClient:
             set(),
             threading.Lock(),
         )
-
-    def stop(self) -> None:
-        """Stop every request now (from any thread): open connections are shut, no retry starts."""
-        self.stopped.set()
-        with self._lock:
-            for connection in list(self._open):
-                if connection.sock is not None:
-                    with contextlib.suppress(OSError):
-                        connection.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Close this thread's kept-alive connections."""
@@ -269,14 +254,14 @@ class SodaCutoutClient:
             try:
                 data = self._get(line)
             except _Transient as error:
-                reason = STOPPED if self.stopped.is_set() else f"{error} {_after(attempt)}"
+                reason = STOPPED if self.stopped.is_set() else f"{error} {after(attempt)}"
                 continue
             except _Refused as error:
                 return str(error)
             problem = receive(index, None, data)
             if problem is None:
                 return None
-            reason = f"{problem} {_after(attempt)}"
+            reason = f"{problem} {after(attempt)}"
         return reason
 
     # -- one request -------------------------------------------------------------------------------
@@ -289,14 +274,11 @@ class SodaCutoutClient:
             kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
             connection = kind(netloc, timeout=self.timeout)
             connections[key] = connection
-            with self._lock:
-                self._open.add(connection)
+            self._opened(connection)
         return connections[key]
 
     def _forget(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            self._open.discard(connection)
-        connection.close()
+        self._closed(connection)
         connections = getattr(self._local, "connections", {})
         for key, value in list(connections.items()):
             if value is connection:
@@ -319,7 +301,7 @@ class SodaCutoutClient:
                 raise
             except (OSError, http.client.HTTPException) as error:
                 self._forget(connection)
-                raise _Transient(_describe(error, self.timeout)) from None
+                raise _Transient(describe(error, self.timeout)) from None
             if response.will_close:
                 self._forget(connection)
             if response.status in _REDIRECTS:

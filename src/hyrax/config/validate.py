@@ -6,8 +6,8 @@ both types. Exempt, because their keys are the user's own names:
 
 * ``[split]`` groups, ``[label]``, ``[balance.distribution]``;
 * keyword-argument tables: top-level tables named by a class path (``["torch.optim.SGD"]``) and
-  ``kwargs`` / ``*_kwargs`` tables (``[reduce_dimensions.umap.kwargs]``,
-  ``[data_set.HyraxHATSDataset.open_catalog_kwargs]``);
+  ``kwargs`` / ``*_kwargs`` / ``*_options`` tables (``[reduce_dimensions.umap.kwargs]``,
+  ``[data_set.HyraxHATSDataset.open_catalog_kwargs]``, ``[data_set.KafkaStreamDataset.consumer_options]``);
 * plugin tables: a new table under ``[model]``, ``[data_set]``, ``[vector_db]`` or
   ``[reduce_dimensions]`` (``[model.MyNotebookModel]``); unknown keys inside a table that an external
   package's ``default_config.toml`` brought in are warnings, not errors;
@@ -68,7 +68,8 @@ def is_free_form(table_path: Path) -> bool:
     """True when the keys of the table at ``table_path`` are the user's own names."""
     if not table_path:
         return False
-    if "." in table_path[0] or table_path[-1] == "kwargs" or table_path[-1].endswith("_kwargs"):
+    last = table_path[-1]
+    if "." in table_path[0] or last == "kwargs" or last.endswith(("_kwargs", "_options")):
         return True
     return any(table_path[: len(prefix)] == prefix for prefix in _USER_NAMED)
 

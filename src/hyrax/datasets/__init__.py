@@ -23,6 +23,7 @@ BUILTIN_DATASETS = {
     "MultimodalUniverseDataset": "hyrax.datasets.table:MultimodalUniverseDataset",
     "LSSTDataset": "hyrax.datasets.lsst:LSSTDataset",
     "DownloadedLSSTDataset": "hyrax.datasets.lsst:DownloadedLSSTDataset",
+    "KafkaStreamDataset": "hyrax.datasets.kafka:KafkaStreamDataset",
 }
 
 

@@ -187,6 +187,13 @@ class RunDir:
         finally:
             self.unlock()
 
+    def mark_stopped(self, **summary: Any) -> None:
+        """Mark a stream run stopped (it can be resumed: a stream has no end); the writer's lock is released."""
+        try:
+            self._write_status({**self.status, **summary, "status": "stopped", "stopped": _now().isoformat()})
+        finally:
+            self.unlock()
+
     def mark_failed(self, reason: str) -> None:
         try:
             if not self.is_complete:  # a finished run stays complete

@@ -30,6 +30,10 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.create_splits:CreateSplitsVerb",
         "Divide objects among the data_request groups ([split]) and save the split for reuse.",
     ),
+    "infer_stream": (
+        "hyrax.verbs.infer_stream:InferStreamVerb",
+        "Run the trained model on a Kafka alert stream, each alert's result written once (resumable).",
+    ),
     "model": (
         "hyrax.verbs.model_verb:ModelVerb",
         "Show the model class that model.name names and its [model.<Name>] settings (--list: all models).",

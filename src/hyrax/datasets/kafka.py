@@ -1,0 +1,275 @@
+"""``KafkaStreamDataset``: alerts from Kafka topics, as an iterable dataset (no length).
+
+Configured by ``[data_set.KafkaStreamDataset]`` (the published keys: ``bootstrap_servers``, ``topics``,
+``group_id``, ``auto_offset_reset``, ``commit_after_batch``, ``poll_timeout``, ``batch_flush_timeout``,
+``peek_timeout``, ``credentials_file``, ``consumer_options``; and ``schema_file``), or by a
+``data_location`` of the form ``kafka://host:port/topic``. Each message is decoded by
+:mod:`hyrax.stream.alerts` into a sample: ``image`` (the science, template and difference stamps, 3 x h x w),
+``object_id``, ``alert_id`` and the alert's scalars (``diaSource.ra``, ``candidate.magpsf``...).
+
+The iterable-dataset contract (any ``torch.utils.data.IterableDataset`` subclass of ``HyraxDataset``):
+iterating yields one sample at a time, a dict ``{field: value}`` holding at least ``object_id``; a
+sample that cannot be made is not yielded (a dataset may record why). Streams that can acknowledge
+what was processed also have ``commit(positions)``. :class:`~hyrax.datasets.streaming.StreamProvider`
+batches such samples for ``infer_stream`` as the data provider batches map-style ones.
+
+Offsets are never committed automatically (``enable.auto.commit`` is forced off): ``infer_stream``
+commits a batch's offsets only after its results are durable. Credentials (SASL username and password...)
+come from ``credentials_file`` (a private TOML file of librdkafka settings) or the environment
+(``KAFKA_SASL_USERNAME``/``KAFKA_SASL_PASSWORD``); they are never logged or written to a run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from torch.utils.data import IterableDataset
+
+from hyrax.config import get_setting
+from hyrax.datasets.dataset import HyraxDataset
+from hyrax.errors import ConfigError, DataError, HyraxError
+
+logger = logging.getLogger(__name__)
+
+SECTION = "data_set.KafkaStreamDataset"
+_FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+
+
+class BrokerError(HyraxError):
+    """The broker cannot be reached, or a topic is missing."""
+
+
+class KafkaStreamDataset(HyraxDataset, IterableDataset):
+    """Alerts consumed from Kafka topics; fields ``image``, ``object_id``, ``alert_id`` and the alert's
+    scalars. ``positions`` of yielded samples are (topic, partition, offset)."""
+
+    def __init__(self, config: Mapping, data_location: str | None = None):
+        from hyrax.stream.alerts import AlertDecoder
+
+        section = config["data_set"]["KafkaStreamDataset"]
+        servers, topics = str(section["bootstrap_servers"]), section["topics"]
+        if data_location:
+            parts = urlsplit(str(data_location))
+            if parts.scheme != "kafka" or not parts.netloc:
+                raise ConfigError(
+                    f"KafkaStreamDataset: data_location '{data_location}' is not kafka://host:port[/topic]."
+                )
+            servers = parts.netloc
+            topics = [parts.path.strip("/")] if parts.path.strip("/") else topics
+        if isinstance(topics, str):
+            topics = [topics]
+        if not topics:
+            raise ConfigError(
+                f'{SECTION}.topics is empty: list the Kafka topics to consume, such as topics = ["ztf-alerts"] '
+                f'(or give data_location = "kafka://host:port/topic").'
+            )
+        self.bootstrap_servers, self.topics = servers, [str(t) for t in topics]
+        self.group_id = str(section["group_id"])
+        self.auto_offset_reset = str(section["auto_offset_reset"])
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise ConfigError(
+                f'{SECTION}.auto_offset_reset must be "earliest" or "latest"; got {self.auto_offset_reset!r}.'
+            )
+        self.commit_after_batch = bool(section["commit_after_batch"])
+        self.poll_timeout = float(section["poll_timeout"])
+        self.batch_flush_timeout = float(section["batch_flush_timeout"])
+        peek = get_setting(config, f"{SECTION}.peek_timeout")
+        self.peek_timeout = None if peek is None else float(peek)
+        self._credentials_file = get_setting(config, f"{SECTION}.credentials_file")
+        self._options = dict(section.get("consumer_options") or {})
+        self.decoder = AlertDecoder(get_setting(config, f"{SECTION}.schema_file"))
+        self._consumer = None
+        self._pending: list = []  # messages read by peek, handed out first
+        #: (topic, partition, offset, reason) of messages that could not be decoded since the last take
+        self.skipped: list[tuple[str, int, int, str]] = []
+        super().__init__(config, None)
+
+    def __len__(self):
+        raise TypeError("KafkaStreamDataset is a stream: it has no length. Use hyrax infer_stream.")
+
+    # -- the consumer --------------------------------------------------------------------------------
+    def consumer_settings(self) -> dict[str, Any]:
+        """librdkafka settings: ours, then the credentials, then consumer_options (offsets stay manual)."""
+        settings: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "auto.offset.reset": self.auto_offset_reset,
+            "fetch.wait.max.ms": 50,
+            "socket.connection.setup.timeout.ms": 10000,
+        }
+        settings.update(load_credentials(self._credentials_file))
+        settings.update({str(k): v for k, v in self._options.items()})
+        settings.update(_FORCED)
+        return settings
+
+    def connect(self):
+        """The consumer, subscribed; a BrokerError when the broker is down or a topic is missing."""
+        if self._consumer is not None:
+            return self._consumer
+        from confluent_kafka import Consumer, KafkaException
+
+        errors: list[str] = []
+        settings = self.consumer_settings()
+        logger.debug(
+            "Kafka consumer settings: %s",
+            {
+                k: v
+                for k, v in settings.items()
+                if not k.startswith(("sasl.", "ssl.")) and "password" not in k
+            },
+        )
+        settings["error_cb"] = lambda error: errors.append(str(error))
+        consumer = Consumer(settings)
+        try:
+            metadata = consumer.list_topics(timeout=10)
+        except KafkaException as error:
+            consumer.close()
+            raise BrokerError(
+                f"Cannot reach the Kafka broker at {self.bootstrap_servers} ({error.args[0] if error.args else error}"
+                f"{'; ' + errors[-1] if errors else ''}). Check {SECTION}.bootstrap_servers and that the broker "
+                f"is running."
+            ) from None
+        missing = [t for t in self.topics if t not in metadata.topics or metadata.topics[t].error is not None]
+        if missing:
+            consumer.close()
+            known = sorted(t for t in metadata.topics if not t.startswith("__"))
+            raise BrokerError(
+                f"The Kafka broker at {self.bootstrap_servers} has no topic {', '.join(map(repr, missing))}. Its "
+                f"topics: {', '.join(known) or '(none)'}. Check {SECTION}.topics."
+            )
+        consumer.subscribe(self.topics)
+        self._consumer = consumer
+        return consumer
+
+    def poll(self, count: int, timeout: float) -> list:
+        """Up to ``count`` messages, waiting at most ``timeout`` seconds for the first."""
+        from confluent_kafka import KafkaError
+
+        if self._pending:
+            taken, self._pending = self._pending[:count], self._pending[count:]
+            return taken
+        consumer = self.connect()
+        messages = []
+        for message in consumer.consume(count, timeout):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                continue
+            elif error.fatal() or error.code() in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError._ALL_BROKERS_DOWN,
+            ):
+                raise BrokerError(f"Kafka consumer error: {error.str()} (topics {', '.join(self.topics)})")
+            else:
+                logger.warning("Kafka consumer: %s", error.str())
+        return messages
+
+    def peek(self) -> dict[str, Any]:
+        """The first decodable sample (kept, to be yielded again): sizes a model before the stream runs."""
+        deadline = None if self.peek_timeout is None else time.monotonic() + self.peek_timeout
+        while True:
+            messages = self.poll(1, self.poll_timeout)
+            if messages:
+                self._pending = messages + self._pending
+                try:
+                    return self.decode(messages[0])
+                except DataError:
+                    continue  # a malformed first message: recorded when it is handed out
+            if deadline is not None and time.monotonic() > deadline:
+                raise BrokerError(
+                    f"No message arrived on {', '.join(self.topics)} within {SECTION}.peek_timeout = "
+                    f"{self.peek_timeout:g} s; the model is sized by the first one. Produce to the topic, or raise "
+                    f"peek_timeout (false: wait for ever)."
+                )
+
+    def decode(self, message) -> dict[str, Any]:
+        """A message as a sample; DataError with the reason for one that is not a readable alert."""
+        from hyrax.stream.alerts import AlertError
+
+        try:
+            sample = self.decoder.decode(message.value())
+        except AlertError as error:
+            raise DataError(str(error)) from None
+        sample["_position"] = (message.topic(), message.partition(), message.offset())
+        sample["_timestamp_ms"] = message.timestamp()[1]
+        return sample
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            for message in self.poll(64, self.poll_timeout):
+                try:
+                    yield self.decode(message)
+                except DataError as error:
+                    self.skipped.append((message.topic(), message.partition(), message.offset(), str(error)))
+
+    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """Acknowledge every message up to these (topic, partition, offset): the next run starts after them."""
+        if not self.commit_after_batch or not positions or self._consumer is None:
+            return
+        from confluent_kafka import TopicPartition
+
+        last: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in positions:
+            last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
+        self._consumer.commit(
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False
+        )
+
+    def assigned(self) -> bool:
+        """True once the group gave this consumer partitions (a killed consumer's membership holds them until
+        consumer_options "session.timeout.ms" runs out)."""
+        return self._consumer is not None and bool(self._consumer.assignment())
+
+    def lag(self) -> int | None:
+        """Messages on the assigned partitions not consumed yet (None when unknown)."""
+        if self._consumer is None:
+            return None
+        total = 0
+        try:
+            for partition in self._consumer.assignment():
+                _, high = self._consumer.get_watermark_offsets(partition, timeout=1, cached=True)
+                position = self._consumer.position([partition])[0].offset
+                if high >= 0 and position >= 0:
+                    total += high - position
+        except Exception:  # noqa: BLE001 - lag is a report, never a failure
+            return None
+        return total
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            consumer.close()
+
+
+def load_credentials(path: str | None) -> dict[str, str]:
+    """librdkafka settings from a private TOML file, else SASL username/password from the environment."""
+    if path is not None:
+        file = Path(str(path)).expanduser()
+        try:
+            with open(file, "rb") as handle:
+                values = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{SECTION}.credentials_file = '{file}' does not exist.") from None
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(
+                f"{SECTION}.credentials_file = '{file}' cannot be read as TOML ({type(error).__name__}; its text is "
+                f'not shown). Write it as lines such as "sasl.username" = "...".'
+            ) from None
+        return {str(k): str(v) for k, v in values.items()}
+    username, password = os.environ.get("KAFKA_SASL_USERNAME"), os.environ.get("KAFKA_SASL_PASSWORD")
+    if username and password:
+        return {
+            "sasl.username": username,
+            "sasl.password": password,
+            "security.protocol": os.environ.get("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            "sasl.mechanism": os.environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        }
+    return {}

@@ -1,0 +1,1 @@
+"""Alert streams: decoding alert packets and serving a trained model on a Kafka topic (infer_stream)."""

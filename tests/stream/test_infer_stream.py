@@ -1,0 +1,244 @@
+"""infer_stream on a real Kafka-protocol broker (tests/stream/broker.py): Rubin and ZTF-style alert packets
+made of real galaxies, each alert's result exactly once through kill -9 and restarts, malformed packets
+recorded, producer duplicates written once, credentials nowhere, clear errors for a missing topic or broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import lance
+import numpy as np
+import pytest
+
+from hyrax import Hyrax
+from hyrax.stream.serve import RESULTS, SKIPPED, read_results
+from tests.stream.alerts import container_packet, rubin_packet
+from tests.stream.broker import Broker
+
+GALAXIES = {"dataset_class": "DecalsRingsDataset"}
+MODEL = {
+    "model.name": "HyraxAutoencoder",
+    "model.HyraxAutoencoder.latent_dim": 16,
+    "model.HyraxAutoencoder.base_channel_size": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    with Broker(tmp_path_factory.mktemp("broker") / "broker.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A quick autoencoder on the galaxies, and its vectors of every galaxy (what the stream must give)."""
+    results = tmp_path_factory.mktemp("trained") / "results"
+    h = Hyrax(setup_logging=False)
+    for key, value in {
+        **MODEL,
+        "general.results_dir": str(results),
+        "train.epochs": 1,
+        "data_loader.num_workers": 0,
+    }.items():
+        h.set_config(key, value)
+    h.set_config("data_request.train.data", GALAXIES)
+    model = h.train()
+    h.set_config("data_request.infer.data", GALAXIES)
+    h.set_config("infer.model_weights_file", str(model.run_dir))
+    vectors = h.infer()
+    return model.run_dir, np.asarray(vectors[np.arange(len(vectors))])
+
+
+def topic_with(broker, packets, partitions: int = 2) -> str:
+    topic = f"alerts-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions)
+    broker.produce(topic, packets, keys=[str(n).encode() for n in range(len(packets))])
+    return topic
+
+
+def stream_hyrax(broker, trained, topic: str, tmp_path, **settings) -> Hyrax:
+    run_dir, _ = trained
+    h = Hyrax(setup_logging=False)
+    values = {
+        **MODEL,
+        "general.results_dir": str(tmp_path / "results"),
+        "infer_stream.model_weights_file": str(run_dir),
+        "data_set.KafkaStreamDataset.bootstrap_servers": broker.bootstrap,
+        "data_set.KafkaStreamDataset.topics": [topic],
+        "data_set.KafkaStreamDataset.group_id": f"group-{topic}",
+        "data_set.KafkaStreamDataset.poll_timeout": 0.2,
+        "data_set.KafkaStreamDataset.batch_flush_timeout": 0.5,
+        "data_set.KafkaStreamDataset.peek_timeout": 30.0,
+        "data_loader.batch_size": 32,
+        **settings,
+    }
+    for key, value in values.items():
+        h.set_config(key, value)
+    # a consumer that died is replaced within seconds (and a group forms within seconds), not librdkafka's
+    # default 45 s session
+    h.set_config("data_set.KafkaStreamDataset.consumer_options", {"session.timeout.ms": 6000})
+    h.set_config(
+        "data_request.infer_stream.alerts", {"dataset_class": "KafkaStreamDataset", "fields": ["image"]}
+    )
+    return h
+
+
+def check_exactly_once(run_dir, numbers, vectors) -> None:
+    """One row per alert number, holding the vector the model gives that alert's galaxy."""
+    table = read_results(run_dir)
+    assert not table.alert_id.duplicated().any()
+    assert sorted(table.alert_id.astype(int) - 7_000_000) == sorted(numbers)
+    got = np.stack(table.vector.to_numpy())
+    expected = vectors[(table.alert_id.astype(int).to_numpy() - 7_000_000) % len(vectors)]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert (table.object_id.astype(int) == 9_000 + (table.alert_id.astype(int) - 7_000_000) // 2).all()
+
+
+def test_every_alert_once_malformed_ones_recorded_and_offsets_committed(broker, trained, tmp_path):
+    packets = [rubin_packet(n) for n in range(150)]
+    packets[40] = b"not an alert at all"
+    packets[90] = packets[90][:300]  # an Avro alert cut short
+    topic = topic_with(broker, packets)
+    h = stream_hyrax(broker, trained, topic, tmp_path)
+    summary = h.infer_stream(idle_timeout=2)
+    assert summary.alerts == 148 and summary.skipped == 2, str(summary)
+    check_exactly_once(summary.run_dir, [n for n in range(150) if n not in (40, 90)], trained[1])
+    skipped = lance.dataset(str(summary.run_dir / SKIPPED)).to_table().to_pandas()
+    assert len(skipped) == 2
+    reasons = " | ".join(skipped.reason)
+    assert "neither an Avro alert" in reasons and "cannot be read with its schema" in reasons
+    # the offsets were committed: the group starts after them, in this run and in a new one
+    again = h.infer_stream(resume=summary.run_dir, idle_timeout=1)
+    assert again.alerts == 0 and again.duplicates == 0
+    assert len(read_results(summary.run_dir)) == 148
+
+
+def test_ztf_style_container_alerts_and_producer_duplicates(broker, trained, tmp_path):
+    from tests.stream.alerts import expected_image
+
+    packets = [container_packet(n) for n in range(20)] + [container_packet(7), container_packet(3)]
+    topic = topic_with(broker, packets, partitions=1)
+    h = stream_hyrax(broker, trained, topic, tmp_path)
+    summary = h.infer_stream(idle_timeout=2)
+    table = read_results(summary.run_dir)
+    assert summary.alerts == 20 and summary.duplicates == 2 and len(table) == 20
+    assert sorted(table.alert_id.astype(int) - 1_500_000_000_000) == list(range(20))
+    assert table.object_id.str.startswith("ZTF21aa").all()
+    assert np.isfinite(np.stack(table.vector.to_numpy())).all()
+    assert expected_image(0).shape == (3, 64, 64)
+
+
+def _cli_config(write_config, broker, trained, topic, tmp_path, extra: str = "") -> str:
+    run_dir, _ = trained
+    return write_config(
+        f"""
+        [general]
+        results_dir = "{tmp_path / "results"}"
+        [model]
+        name = "HyraxAutoencoder"
+        [model.HyraxAutoencoder]
+        latent_dim = 16
+        base_channel_size = 8
+        [infer_stream]
+        model_weights_file = "{run_dir}"
+        [data_loader]
+        batch_size = 16
+        [data_set.KafkaStreamDataset]
+        bootstrap_servers = "{broker.bootstrap}"
+        topics = ["{topic}"]
+        group_id = "group-{topic}"
+        poll_timeout = 0.2
+        batch_flush_timeout = 0.3
+        peek_timeout = 30.0
+        {extra}
+        [data_set.KafkaStreamDataset.consumer_options]
+        "session.timeout.ms" = 6000
+        [data_request.infer_stream.alerts]
+        dataset_class = "KafkaStreamDataset"
+        fields = ["image"]
+        """
+    )
+
+
+def _stream_cli(config, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "infer_stream", "-c", str(config), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _run_dir(results):
+    runs = sorted(results.glob("*-infer_stream-*"))
+    return runs[-1] if runs else None
+
+
+@pytest.mark.parametrize(
+    "kills",
+    [(150,), pytest.param((40, 160, 300), marks=pytest.mark.slow)],
+    ids=["one-kill", "three-kills"],
+)
+def test_kill_9_mid_stream_then_resume_gives_every_alert_exactly_once(
+    broker, trained, tmp_path, write_config, kills
+):
+    numbers = list(range(400))
+    topic = topic_with(broker, [rubin_packet(n) for n in numbers])
+    secret = "pa55-w0rd-nobody-sees"
+    credentials = tmp_path / "kafka.toml"
+    credentials.write_text(
+        f'"sasl.username" = "alice"\n"sasl.password" = "{secret}"\n"security.protocol" = "PLAINTEXT"\n'
+    )
+    config = _cli_config(
+        write_config, broker, trained, topic, tmp_path, f'credentials_file = "{credentials}"'
+    )
+    results = tmp_path / "results"
+    rows = 0
+    for threshold in kills:  # killed while alerts arrive, once that many results are written
+        process = _stream_cli(config, *(("--resume", _run_dir(results)) if _run_dir(results) else ()))
+        deadline = time.monotonic() + 120
+        while rows < threshold:
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the stream did not get going"
+            time.sleep(0.05)
+            run = _run_dir(results)
+            if run is not None and (run / RESULTS).exists():
+                rows = lance.dataset(str(run / RESULTS)).count_rows()
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=30)
+    run = _run_dir(results)
+    finished = _stream_cli(config, "--resume", run, "--idle-timeout", "2")
+    out, err = finished.communicate(timeout=180)
+    assert finished.returncode == 0, err[-3000:]
+    assert "stopped by no alert for 2 s" in out
+    check_exactly_once(run, numbers, trained[1])
+    for path in [*run.rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in out + err
+
+
+def test_a_missing_topic_or_broker_is_a_clear_error_and_a_failed_exit(
+    broker, trained, tmp_path, write_config
+):
+    config = _cli_config(write_config, broker, trained, "no-such-topic", tmp_path)
+    process = _stream_cli(config)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "has no topic 'no-such-topic'" in err and "Check data_set.KafkaStreamDataset.topics" in err
+
+    from tests.stream.broker import free_port
+
+    h = stream_hyrax(broker, trained, "alerts", tmp_path)
+    h.set_config("data_set.KafkaStreamDataset.bootstrap_servers", f"127.0.0.1:{free_port()}")
+    from hyrax.datasets.kafka import BrokerError
+
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match="Cannot reach the Kafka broker at 127.0.0.1:"):
+        h.infer_stream(idle_timeout=1)
+    assert time.monotonic() - started < 60

@@ -79,6 +79,13 @@ def check_dataset(
         problems.append(
             f"{name} is not the class registered under its name: another class took the name '{name}'."
         )
+    from torch.utils.data import IterableDataset
+
+    if isinstance(dataset, IterableDataset):
+        problems += _check_stream(dataset, name, passed, collate_values)
+        if problems:
+            raise ConformanceError(_report(name, problems))
+        return passed
     try:
         length = len(dataset)
     except TypeError:
@@ -112,6 +119,47 @@ def check_dataset(
     if problems:
         raise ConformanceError(_report(name, problems))
     return passed
+
+
+def _check_stream(dataset, name: str, passed: list[str], collate_values, count: int = 3) -> list[str]:
+    """An iterable dataset: its first samples are dicts with object_id, of numpy/scalars/strings, batchable."""
+    import itertools
+
+    problems: list[str] = []
+    peek = getattr(dataset, "peek", None)
+    try:
+        samples = [peek()] if callable(peek) else []
+        samples += list(itertools.islice(iter(dataset), count - len(samples)))
+    except Exception as error:  # report what reading the stream raised
+        return [f"reading the stream raised {type(error).__name__}: {error}"]
+    finally:
+        close = getattr(dataset, "close", None)
+        if callable(close):
+            close()
+    if not samples:
+        return [f"iterating {name} gave no sample: yield dicts of {{field: value}}, each with an object_id."]
+    for number, sample in enumerate(samples):
+        if not isinstance(sample, dict) or "object_id" not in sample:
+            return [
+                f"sample {number} is {type(sample).__name__}{'' if not isinstance(sample, dict) else ' without object_id'}: "
+                f"yield dicts of {{field: value}} holding an object_id."
+            ]
+    fields = sorted(k for k in samples[0] if not k.startswith("_"))
+    for field in fields:
+        values = [sample.get(field) for sample in samples]
+        problem = next((p for p in map(_kind_problem, values) if p), None)
+        if problem:
+            problems.append(f"field '{field}' {problem}.")
+            continue
+        try:
+            collate_values(values, field, [str(s["object_id"]) for s in samples])
+        except HyraxError as error:
+            problems.append(f"field '{field}' cannot be batched: {error}")
+    if not problems:
+        passed.append(
+            f"a stream: {len(samples)} samples with fields {', '.join(fields[:8])}{' ...' if len(fields) > 8 else ''}"
+        )
+    return problems
 
 
 def _check_field(dataset, name: str, field: str, rows: list[int], collate_values) -> list[str]:

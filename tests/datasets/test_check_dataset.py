@@ -89,11 +89,25 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
 def test_every_builtin_dataset_conforms(builtin_locations):
     from hyrax.datasets import BUILTIN_DATASETS
 
-    # LSSTDataset needs a cutout service: tests/download/test_lsst.py checks it against a local one.
-    assert set(builtin_locations) | {"LSSTDataset"} == set(BUILTIN_DATASETS)
+    # LSSTDataset needs a cutout service (tests/download/test_lsst.py checks it against a local one) and
+    # KafkaStreamDataset a broker (the next test).
+    assert set(builtin_locations) | {"LSSTDataset", "KafkaStreamDataset"} == set(BUILTIN_DATASETS)
     for name, location in builtin_locations.items():
         report = check_dataset(DATASETS.get(name), data_location=location)
         assert any("unique" in line for line in report), name
+
+
+def test_the_stream_dataset_conforms_on_a_real_broker(hyrax_config):
+    from hyrax.datasets.kafka import KafkaStreamDataset
+    from tests.stream.alerts import rubin_packet
+    from tests.stream.broker import Broker
+
+    with Broker() as broker:
+        broker.create_topic("alerts", 1)
+        broker.produce("alerts", [rubin_packet(0), b"garbage", rubin_packet(1), rubin_packet(2)])
+        hyrax_config.set_config("data_set.KafkaStreamDataset.consumer_options", {"session.timeout.ms": 6000})
+        report = check_dataset(KafkaStreamDataset, hyrax_config.config, f"kafka://{broker.bootstrap}/alerts")
+    assert any("a stream: 3 samples with fields alert_id" in line for line in report), report
 
 
 def test_failures_are_explained_all_at_once():

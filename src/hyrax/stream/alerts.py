@@ -147,7 +147,7 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             for inner, item in value.items():
                 if _is_scalar(item):
-                    sample[f"{key}.{inner}"] = item
+                    sample[f"{key}.{inner}"] = np.nan if item is None else item
                 elif isinstance(item, bytes | bytearray) and "cutout" in inner.lower():
                     stamps[f"{key}.{inner}"] = _stamp(item, f"{key}.{inner}")
         elif isinstance(value, bytes | bytearray):
@@ -156,7 +156,7 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
             sample[key] = np.asarray(value, dtype=np.float32)  # a JSON image or vector
         elif _is_scalar(value):
-            sample[key] = value
+            sample[key] = np.nan if value is None else value  # a null field: NaN, as missing numbers are
     # ZTF nests each stamp: {"cutoutScience": {"fileName": ..., "stampData": bytes}}
     for key, value in record.items():
         if isinstance(value, dict) and isinstance(value.get("stampData"), bytes | bytearray):

@@ -48,7 +48,7 @@ def fits_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def alert_record(number: int) -> dict:
+def alert_record(number: int, size: int = 64) -> dict:
     """Alert ``number``: ids 7_000_000 + number (alert) and 9_000 + number // 2 (object: two alerts each)."""
     record = dict(_template())
     record["diaSourceId"] = 7_000_000 + number
@@ -60,19 +60,19 @@ def alert_record(number: int) -> dict:
     }
     record["diaObject"] = {**record["diaObject"], "diaObjectId": 9_000 + number // 2}
     record["prvDiaSources"] = None
-    image = galaxies()[number % len(galaxies())]
+    image = galaxies()[number % len(galaxies())][:, :size, :size]
     for plane, name in enumerate(("cutoutScience", "cutoutTemplate", "cutoutDifference")):
         record[name] = fits_bytes(image[plane])
     return record
 
 
-def rubin_packet(number: int) -> bytes:
+def rubin_packet(number: int, size: int = 64) -> bytes:
     """The Confluent wire format: a zero byte, the schema id (4 bytes), the schemaless Avro record."""
     import fastavro
 
     buffer = io.BytesIO()
     buffer.write(b"\x00" + struct.pack(">I", SCHEMA_ID))
-    fastavro.schemaless_writer(buffer, rubin_schema(), alert_record(number))
+    fastavro.schemaless_writer(buffer, rubin_schema(), alert_record(number, size))
     return buffer.getvalue()
 
 

@@ -124,7 +124,9 @@ class StreamProvider:
                     if started is None
                     else max(0.0, started + self.flush_timeout - time.monotonic())
                 )
-                messages = dataset.poll(self.batch_size - len(samples), min(wait, self.poll_timeout))
+                messages = dataset.poll(
+                    self.batch_size - len(samples), max(0.01, min(wait, self.poll_timeout))
+                )
                 for message in messages:
                     try:
                         samples.append(dataset.decode(message))

@@ -17,6 +17,18 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024
 
 
+def memory_mb() -> tuple[float, float]:
+    """(resident now, peak resident) of this process from /proc/self/status, in MB. Unlike ru_maxrss, the
+    peak (VmHWM) starts afresh at exec, so a case does not inherit the peak of the process that started it."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, amount, _ = line.split()
+                values[key] = int(amount) / 1024
+    return values["VmRSS:"], values["VmHWM:"]
+
+
 def run_case(script: str, *args) -> dict:
     """Run ``script --case ARGS`` in a fresh process (so its peak RSS is its own); return its JSON line."""
     result = subprocess.run(

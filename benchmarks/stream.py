@@ -14,7 +14,8 @@ Cases (each a fresh process, the same model, the same alerts, the same batch siz
 * latency: alerts produced at a steady rate below the capacity while ``h.infer_stream()`` runs;
   latency = the time a result was written minus the time its alert was produced (the message
   timestamp), p50 and p99.
-* memory: peak RSS of the Hyrax process after each quarter of the alerts (flat = streaming).
+* memory: the Hyrax process's resident memory after each quarter of the alerts (flat = streaming), and
+  each case's peak (VmHWM, its own: not inherited from the benchmark process).
 
 The broker (Tansu, tests/stream/broker.py) keeps messages in memory, so the alerts of a run are bounded
 by this machine's RAM (20,000 alerts of ~58 KB: 1.2 GB in the broker); the per-alert cost measured here
@@ -31,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from _harness import alternating, best_of, peak_rss_mb, run_case
+from _harness import alternating, best_of, memory_mb, run_case
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -112,7 +113,7 @@ def case_hyrax(bootstrap: str, topic: str, weights_path: str, count: int) -> dic
                 if runs and (runs[0] / RESULTS).exists():
                     done = lance.dataset(str(runs[0] / RESULTS)).count_rows()
                     while len(rss) < 4 and done >= (len(rss) + 1) * count // 4:
-                        rss.append(peak_rss_mb())
+                        rss.append(memory_mb()[0])
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -125,7 +126,7 @@ def case_hyrax(bootstrap: str, topic: str, weights_path: str, count: int) -> dic
         return {
             "alerts": int((table.written_ms > first).sum()),
             "seconds": (last - first) / 1000,
-            "rss": peak_rss_mb(),
+            "rss": memory_mb()[1],
             "rss_quarters": rss,
             "unique": bool(not table.alert_id.duplicated().any()) and len(table) == count,
         }
@@ -194,7 +195,7 @@ def case_bare(bootstrap: str, topic: str, weights_path: str, count: int) -> dict
             done += batch_of(messages)
     seconds = time.perf_counter() - started
     consumer.close()
-    return {"alerts": done - warm, "seconds": seconds, "rss": peak_rss_mb()}
+    return {"alerts": done - warm, "seconds": seconds, "rss": memory_mb()[1]}
 
 
 def latency(bootstrap: str, topic: str, weights_path: str, rate: float, count: int) -> dict:
@@ -309,7 +310,7 @@ def main() -> None:
         rate = row["alerts"] / row["seconds"]
         print(f"{name:<8} {rate:>9,.0f} {rate / bare_rate:>8.2f} {row['rss']:>6.0f} MB")
     print(
-        f"\nHyrax every alert once: {hyrax['unique']}; peak RSS after each quarter: "
+        f"\nHyrax every alert once: {hyrax['unique']}; resident memory after each quarter: "
         + ", ".join(f"{v:.0f} MB" for v in hyrax["rss_quarters"])
     )
     print(

@@ -79,32 +79,41 @@ def weights(directory: Path) -> Path:
     return path
 
 
+def stream_hyrax(
+    work: str, bootstrap: str, topic: str, weights_path: str, group: str, poll: float, flush: float
+):
+    """A Hyrax set up to serve the small CNN on ``topic`` (the public path a user takes)."""
+    from hyrax import Hyrax
+
+    h = Hyrax(setup_logging=False)
+    for key, value in {
+        "general.results_dir": work,
+        "model.name": "HyraxCNN",
+        "model.HyraxCNN.output_classes": 2,
+        "infer_stream.model_weights_file": weights_path,
+        "data_loader.batch_size": BATCH,
+        "data_set.KafkaStreamDataset.bootstrap_servers": bootstrap,
+        "data_set.KafkaStreamDataset.topics": [topic],
+        "data_set.KafkaStreamDataset.group_id": group,
+        "data_set.KafkaStreamDataset.poll_timeout": poll,
+        "data_set.KafkaStreamDataset.batch_flush_timeout": flush,
+        "data_set.KafkaStreamDataset.consumer_options": {"session.timeout.ms": 6000},
+    }.items():
+        h.set_config(key, value)
+    h.set_config(
+        "data_request.infer_stream.alerts", {"dataset_class": "KafkaStreamDataset", "fields": ["image"]}
+    )
+    return h
+
+
 def case_hyrax(bootstrap: str, topic: str, weights_path: str, count: int) -> dict:
     import lance
 
-    from hyrax import Hyrax
     from hyrax.stream.serve import RESULTS
 
     rss: list[float] = []
     with tempfile.TemporaryDirectory() as work:
-        h = Hyrax(setup_logging=False)
-        for key, value in {
-            "general.results_dir": work,
-            "model.name": "HyraxCNN",
-            "model.HyraxCNN.output_classes": 2,
-            "infer_stream.model_weights_file": weights_path,
-            "data_loader.batch_size": BATCH,
-            "data_set.KafkaStreamDataset.bootstrap_servers": bootstrap,
-            "data_set.KafkaStreamDataset.topics": [topic],
-            "data_set.KafkaStreamDataset.group_id": f"bench-{topic}",
-            "data_set.KafkaStreamDataset.poll_timeout": 0.2,
-            "data_set.KafkaStreamDataset.batch_flush_timeout": 0.2,
-            "data_set.KafkaStreamDataset.consumer_options": {"session.timeout.ms": 6000},
-        }.items():
-            h.set_config(key, value)
-        h.set_config(
-            "data_request.infer_stream.alerts", {"dataset_class": "KafkaStreamDataset", "fields": ["image"]}
-        )
+        h = stream_hyrax(work, bootstrap, topic, weights_path, f"bench-{topic}", poll=0.2, flush=0.2)
         stop = threading.Event()
 
         def watch():  # peak RSS after each quarter of the alerts
@@ -203,28 +212,9 @@ def latency(bootstrap: str, topic: str, weights_path: str, rate: float, count: i
     import numpy as np
     from confluent_kafka import Producer
 
-    from hyrax import Hyrax
-
     values = packets(count)
     with tempfile.TemporaryDirectory() as work:
-        h = Hyrax(setup_logging=False)
-        for key, value in {
-            "general.results_dir": work,
-            "model.name": "HyraxCNN",
-            "model.HyraxCNN.output_classes": 2,
-            "infer_stream.model_weights_file": weights_path,
-            "data_loader.batch_size": BATCH,
-            "data_set.KafkaStreamDataset.bootstrap_servers": bootstrap,
-            "data_set.KafkaStreamDataset.topics": [topic],
-            "data_set.KafkaStreamDataset.group_id": f"latency-{topic}",
-            "data_set.KafkaStreamDataset.poll_timeout": 0.05,
-            "data_set.KafkaStreamDataset.batch_flush_timeout": 0.1,
-            "data_set.KafkaStreamDataset.consumer_options": {"session.timeout.ms": 6000},
-        }.items():
-            h.set_config(key, value)
-        h.set_config(
-            "data_request.infer_stream.alerts", {"dataset_class": "KafkaStreamDataset", "fields": ["image"]}
-        )
+        h = stream_hyrax(work, bootstrap, topic, weights_path, f"latency-{topic}", poll=0.05, flush=0.1)
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
         producer.produce(topic, values[0])  # the first alert sizes the model
         producer.flush()

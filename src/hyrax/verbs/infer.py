@@ -99,7 +99,9 @@ def _resumable(path: Path, verb: str):
         raise ResultsError(f"--resume {path}: not a Hyrax run directory (no {STATUS_FILE}).")
     run = RunDir(path)
     if run.status.get("verb") != verb:
-        raise ResultsError(f"--resume {path}: that is a {run.status.get('verb')} run, not an {verb} run.")
+        raise ResultsError(
+            f"--resume {path}: that is a {run.status.get('verb')} run, not a{'n' if verb[0] in 'aeiou' else ''} {verb} run."
+        )
     return run
 
 

@@ -37,9 +37,10 @@ class InferStreamVerb(Verb):
         from hyrax.config import ConfigManager
         from hyrax.stream.serve import StreamServer
         from hyrax.training.inference import weights_location
+        from hyrax.verbs.infer import _resumable
 
         if resume is not None:
-            run = _resumable(Path(resume))
+            run = _resumable(Path(resume), self.name)
             config = ConfigManager(run.path / "runtime_config.toml").config
             run.lock(self.name)
             run.mark_running()
@@ -66,20 +67,6 @@ class InferStreamVerb(Verb):
         print(summary)
         print(f"results: {summary.run_dir / 'stream_results.lance'}")
         return 0
-
-
-def _resumable(path: Path):
-    from hyrax.errors import ResultsError
-    from hyrax.results.run_dir import STATUS_FILE, RunDir
-
-    if not (path / STATUS_FILE).is_file():
-        raise ResultsError(f"--resume {path}: not a Hyrax run directory (no {STATUS_FILE}).")
-    run = RunDir(path)
-    if run.status.get("verb") != "infer_stream":
-        raise ResultsError(
-            f"--resume {path}: that is a {run.status.get('verb')} run, not an infer_stream run."
-        )
-    return run
 
 
 def _pin_weights(run_dir: Path, weights: Path) -> None:

@@ -60,6 +60,7 @@ def test_the_site_has_every_page_with_executed_notebooks(site):
         "02_your_own_dataset",
         "03_your_own_model",
         "04_similarity_and_outliers",
+        "05_alert_stream",
     ]
     for notebook in NOTEBOOKS:
         html = (site / "notebooks" / f"{notebook.stem}.html").read_text()

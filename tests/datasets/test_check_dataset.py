@@ -104,7 +104,7 @@ def test_the_stream_dataset_conforms_on_a_real_broker(hyrax_config):
 
     with Broker() as broker:
         broker.create_topic("alerts", 1)
-        broker.produce("alerts", [rubin_packet(0), b"garbage", rubin_packet(1), rubin_packet(2)])
+        broker.produce("alerts", [b"garbage", rubin_packet(0), rubin_packet(1), rubin_packet(2)])
         hyrax_config.set_config("data_set.KafkaStreamDataset.consumer_options", {"session.timeout.ms": 6000})
         report = check_dataset(KafkaStreamDataset, hyrax_config.config, f"kafka://{broker.bootstrap}/alerts")
     assert any("a stream: 3 samples with fields alert_id" in line for line in report), report

@@ -149,12 +149,16 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         return consumer
 
     def poll(self, count: int, timeout: float) -> list:
-        """Up to ``count`` messages, waiting at most ``timeout`` seconds for the first."""
-        from confluent_kafka import KafkaError
-
+        """Up to ``count`` messages (those a peek read first), waiting at most ``timeout`` seconds."""
         if self._pending:
             taken, self._pending = self._pending[:count], self._pending[count:]
             return taken
+        return self._fetch(count, timeout)
+
+    def _fetch(self, count: int, timeout: float) -> list:
+        """Up to ``count`` new messages from the broker."""
+        from confluent_kafka import KafkaError
+
         consumer = self.connect()
         messages = []
         for message in consumer.consume(count, timeout):
@@ -173,21 +177,22 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         return messages
 
     def peek(self) -> dict[str, Any]:
-        """The first decodable sample (kept, to be yielded again): sizes a model before the stream runs."""
+        """The first decodable sample: sizes a model before the stream runs. Every message read on the way
+        is kept and handed out again by :meth:`poll` (an unreadable one is then recorded as skipped)."""
         deadline = None if self.peek_timeout is None else time.monotonic() + self.peek_timeout
         while True:
-            messages = self.poll(1, self.poll_timeout)
-            if messages:
-                self._pending = messages + self._pending
+            messages = self._fetch(1, self.poll_timeout)
+            self._pending.extend(messages)
+            for message in messages:
                 try:
-                    return self.decode(messages[0])
+                    return self.decode(message)
                 except DataError:
-                    continue  # a malformed first message: recorded when it is handed out
+                    continue
             if deadline is not None and time.monotonic() > deadline:
                 raise BrokerError(
-                    f"No message arrived on {', '.join(self.topics)} within {SECTION}.peek_timeout = "
-                    f"{self.peek_timeout:g} s; the model is sized by the first one. Produce to the topic, or raise "
-                    f"peek_timeout (false: wait for ever)."
+                    f"No readable alert arrived on {', '.join(self.topics)} within {SECTION}.peek_timeout = "
+                    f"{self.peek_timeout:g} s ({len(self._pending)} unreadable); the model is sized by the first "
+                    f"one. Produce to the topic, or raise peek_timeout (false: wait for ever)."
                 )
 
     def decode(self, message) -> dict[str, Any]:

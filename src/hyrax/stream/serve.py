@@ -331,7 +331,7 @@ class StreamServer:
             if callable(close):
                 close()
         summary.seconds = time.monotonic() - started
-        summary.stopped_by = summary.stopped_by or "a stop request (SIGTERM or Ctrl-C)"
+        summary.stopped_by = summary.stopped_by or "a stop request (the stop event, SIGTERM or Ctrl-C)"
         if failure:
             raise failure[0]
         return summary

@@ -236,6 +236,10 @@ def test_a_missing_topic_or_broker_is_a_clear_error_and_a_failed_exit(
 
     h = stream_hyrax(broker, trained, "alerts", tmp_path)
     h.set_config("data_set.KafkaStreamDataset.bootstrap_servers", f"127.0.0.1:{free_port()}")
+    h.set_config(  # give up on a dead broker after 2 s instead of 10
+        "data_set.KafkaStreamDataset.consumer_options",
+        {"session.timeout.ms": 6000, "socket.connection.setup.timeout.ms": 2000},
+    )
     from hyrax.datasets.kafka import BrokerError
 
     started = time.monotonic()

@@ -127,8 +127,10 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         )
         settings["error_cb"] = lambda error: errors.append(str(error))
         consumer = Consumer(settings)
+        # as long as librdkafka itself gives a connection (socket.connection.setup.timeout.ms, 10 s here)
+        wait = float(settings.get("socket.connection.setup.timeout.ms", 10000)) / 1000
         try:
-            metadata = consumer.list_topics(timeout=10)
+            metadata = consumer.list_topics(timeout=wait)
         except KafkaException as error:
             consumer.close()
             raise BrokerError(

@@ -329,6 +329,7 @@ def test_downloaded_and_cut_as_read_rubin_cutouts_join_by_id_in_a_data_request(
     assert list(batch["live"]["scene"]) == list(scenes)
 
 
+@pytest.mark.slow  # the shared machinery's kill tests are in test_interrupt.py (HSC)
 def test_kill_9_mid_rubin_download_then_the_cli_resumes_it(
     soda, lsst_download, tmp_path, write_config, monkeypatch
 ):

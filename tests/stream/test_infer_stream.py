@@ -118,6 +118,7 @@ def test_every_alert_once_malformed_ones_recorded_and_offsets_committed(broker, 
     assert len(read_results(summary.run_dir)) == 148
 
 
+@pytest.mark.slow  # decoding ZTF alerts is also checked without a broker (test_alert_decoding)
 def test_ztf_style_container_alerts_and_producer_duplicates(broker, trained, tmp_path):
     from tests.stream.alerts import expected_image
 

@@ -188,15 +188,17 @@ class _SodaCutouts:
     """Cutouts from the SODA service of [download.lsst], one request per band, with [download]'s retries."""
 
     def __init__(self, config: Mapping, table, width: float, height: float, source: str, bands: list[str]):
-        from hyrax.download.settings import DownloadSettings
-        from hyrax.download.soda import SodaCutoutClient, SodaOptions, load_token
+        import dataclasses
 
-        section = config["download"]
-        lsst = section["lsst"]
-        options = SodaOptions(str(lsst["dataset_id"]), str(lsst["shape"]), width, height)
+        from hyrax.download.settings import DownloadSettings
+        from hyrax.download.soda import SodaCutoutClient, load_token
+
+        # [download.lsst] checked as a download checks it (template, shape, address), for these bands; the
+        # cutout's size is the dataset's own (semi_width_deg / semi_height_deg)
         settings = DownloadSettings.from_config(
-            {**config, "download": {**section, "service": "lsst", "filter": ["g"]}}
+            {**config, "download": {**config["download"], "service": "lsst", "filter": list(bands)}}
         )
+        options = dataclasses.replace(settings.soda, width_deg=width, height_deg=height)
         columns = options.columns(bands)
         missing = [c for c in columns if c not in table.columns]
         if missing:
@@ -206,7 +208,7 @@ class _SodaCutouts:
                 f"Add the column, or change the template."
             )
         self.template = options.dataset_id
-        self.columns = {c: table[c].to_numpy(dtype=object) for c in columns if c in table.columns}
+        self.columns = {c: table[c].to_numpy(dtype=object) for c in columns}
         self.client = SodaCutoutClient(
             settings.soda_url,
             load_token(config),

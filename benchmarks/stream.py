@@ -2,6 +2,7 @@
 
     python benchmarks/stream.py                    # 20,000 alerts, small CNN on 3x63x63 stamps (~4 min)
     python benchmarks/stream.py --alerts 5000 --repeats 1
+    python benchmarks/stream.py --endurance 1000000   # resident memory over a million alerts (~15 min)
 
 Cases (each a fresh process, the same model, the same alerts, the same batch size):
 
@@ -18,8 +19,14 @@ Cases (each a fresh process, the same model, the same alerts, the same batch siz
   each case's peak (VmHWM, its own: not inherited from the benchmark process).
 
 The broker (Tansu, tests/stream/broker.py) keeps messages in memory, so the alerts of a run are bounded
-by this machine's RAM (20,000 alerts of ~58 KB: 1.2 GB in the broker); the per-alert cost measured here
-is what a 1,000,000-alert night is planned from.
+by this machine's RAM (20,000 alerts of ~58 KB: 1.2 GB in the broker; a million would be 58 GB).
+
+* endurance (``--endurance N``): N alerts through ``h.infer_stream()`` in one process, the broker replaced by
+  a generator of the same Rubin packets (``GeneratedAlerts``: KafkaStreamDataset with only its broker calls
+  replaced, so decoding, batching, the model, the Lance tables, the alert-id deduplication and the
+  commits are Hyrax's own); resident memory after every tenth of the alerts. What it leaves out is
+  librdkafka's own buffer, which its settings bound (queued.max.messages.kbytes, 64 MB by default) and
+  which the broker cases above measure.
 """
 
 from __future__ import annotations
@@ -242,6 +249,105 @@ def latency(bootstrap: str, topic: str, weights_path: str, rate: float, count: i
         }
 
 
+class _Message:
+    """What confluent-kafka's Message offers the dataset: value, topic, partition, offset, timestamp."""
+
+    __slots__ = ("_value", "_offset", "_time")
+
+    def __init__(self, value: bytes, offset: int):
+        self._value, self._offset, self._time = value, offset, int(time.time() * 1000)
+
+    def value(self):
+        return self._value
+
+    def topic(self):
+        return "generated"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
+
+    def timestamp(self):
+        return (1, self._time)
+
+
+def generated_alerts_class(total: int, rss: list):
+    """KafkaStreamDataset whose broker calls hand out ``total`` generated Rubin alerts, then nothing."""
+    import io
+    import struct
+
+    import fastavro
+
+    from hyrax.datasets.kafka import KafkaStreamDataset
+    from tests.stream.alerts import SCHEMA_ID, alert_record, rubin_schema
+
+    template = [alert_record(n, SIZE) for n in range(512)]
+    schema = fastavro.parse_schema(rubin_schema())
+
+    class GeneratedAlerts(KafkaStreamDataset):
+        handed = 0
+        committed = -1
+
+        def connect(self):
+            return self
+
+        def _fetch(self, count, timeout):
+            out = []
+            for number in range(type(self).handed, min(total, type(self).handed + count)):
+                record = dict(template[number % 512])
+                record["diaSourceId"] = 7_000_000 + number
+                record["diaSource"] = {**record["diaSource"], "diaSourceId": 7_000_000 + number}
+                buffer = io.BytesIO()
+                buffer.write(b"\x00" + struct.pack(">I", SCHEMA_ID))
+                fastavro.schemaless_writer(buffer, schema, record)
+                out.append(_Message(buffer.getvalue(), number))
+                if (number + 1) % (total // 10) == 0:
+                    rss.append((number + 1, memory_mb()[0]))
+            type(self).handed += len(out)
+            if not out:
+                time.sleep(timeout)
+            return out
+
+        def commit(self, positions):
+            if positions:
+                type(self).committed = max(type(self).committed, max(o for _, _, o in positions))
+
+        def assigned(self):
+            return True
+
+        def lag(self):
+            return total - type(self).handed
+
+        def close(self):
+            pass
+
+    return GeneratedAlerts
+
+
+def endurance(weights_path: str, count: int) -> dict:
+    rss: list = []
+    cls = generated_alerts_class(count, rss)
+    with tempfile.TemporaryDirectory() as work:
+        h = stream_hyrax(work, "127.0.0.1:9", "generated", weights_path, "endurance", poll=0.2, flush=0.2)
+        h.set_config(
+            "data_request.infer_stream.alerts", {"dataset_class": cls.__name__, "fields": ["image"]}
+        )
+        started = time.perf_counter()
+        summary = h.infer_stream(idle_timeout=3)
+        seconds = time.perf_counter() - started
+        table = summary.to_pandas()
+        return {
+            "alerts": len(table),
+            "unique": bool(not table.alert_id.duplicated().any()),
+            "committed": cls.committed + 1,
+            "seconds": seconds,
+            "rss": rss,
+            "peak": memory_mb()[1],
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,17 +355,36 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rate", type=float, default=300.0, help="alerts/s produced in the latency case")
+    parser.add_argument(
+        "--endurance", type=int, metavar="N", help="only the endurance case: N generated alerts, one process"
+    )
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         name, *rest = args.case
-        if name == "latency":
+        if name == "endurance":
+            print(json.dumps(endurance(rest[0], int(rest[1]))))
+        elif name == "latency":
             bootstrap, topic, weights_path, rate, count = rest
             print(json.dumps(latency(bootstrap, topic, weights_path, float(rate), int(count))))
         else:
             bootstrap, topic, weights_path, count = rest
             function = {"hyrax": case_hyrax, "bare": case_bare}[name]
             print(json.dumps(function(bootstrap, topic, weights_path, int(count))))
+        return
+    if args.endurance:
+        with tempfile.TemporaryDirectory() as work:
+            row = run_case(__file__, "endurance", weights(Path(work)), args.endurance)
+        print(
+            f"\n{row['alerts']:,} generated Rubin alerts (three 63x63 FITS stamps each) through h.infer_stream(), "
+            f"one process, HyraxCNN batch {BATCH}, CPU (2 cores): {row['alerts'] / row['seconds']:,.0f} alerts/s; "
+            f"every alert once: {row['unique'] and row['alerts'] == args.endurance}; committed through "
+            f"{row['committed']:,}\n"
+        )
+        print(f"{'alerts':>10} {'resident':>9}")
+        for done, mb in row["rss"]:
+            print(f"{done:>10,} {mb:>6.0f} MB")
+        print(f"{'peak':>10} {row['peak']:>6.0f} MB")
         return
     from tests.stream.broker import Broker
 

@@ -190,6 +190,7 @@ def test_infer_killed_at_random_then_resumed(setup, seed):
     _check_infer(find_latest_run(results, "infer"), reference)
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 @pytest.mark.parametrize("seed", _seeds(1))
 def test_reduce_dimensions_killed_at_random_then_run_again(setup, seed):
     base, env, weights, reference = setup
@@ -230,6 +231,7 @@ def _search_right(env, config, reference) -> None:
 SAVES = [("chromadb", 0)]
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 @pytest.mark.parametrize(("backend", "seed"), SAVES)
 def test_save_to_database_killed_at_random_then_run_again(setup, backend, seed):
     base, env, weights, reference = setup
@@ -262,6 +264,7 @@ def _racing(env, *commands) -> list[subprocess.CompletedProcess]:
     return done
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_two_save_to_database_racing(setup):
     """Two saves into one index at once: one writes, the other is refused naming it (or, started after
     the first ended, finds nothing to add); the index ends whole and right."""
@@ -292,6 +295,7 @@ def reference_scores(setup):
     return _scores(base / "outliers-reference")
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 @pytest.mark.parametrize("seed", _seeds(1))
 def test_outliers_killed_at_random_then_run_again(setup, reference_scores, seed):
     from hyrax.vector_db.outliers import ranked
@@ -308,6 +312,7 @@ def test_outliers_killed_at_random_then_run_again(setup, reference_scores, seed)
     assert len(ranked(find_latest_run(base / f"outliers{seed}" / "results", "infer"))) == 400
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_two_outliers_racing(setup, reference_scores):
     """Two scorers at once: the second waits for the first and reuses its scores; every object once."""
     base, env, weights, _ = setup

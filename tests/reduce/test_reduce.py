@@ -47,6 +47,7 @@ def test_reduce_output_aligned_with_inference_ids(tmp_path, infer_run):
     assert np.allclose(reduced[np.arange(600)], expected, atol=1e-4)
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_saved_reducer_reloads_to_the_same_coordinates(tmp_path, infer_run):
     first = reduce_hyrax(
         tmp_path, "tsne", **{"reduce_dimensions.tsne.fit_sample_size": 200}

@@ -341,6 +341,7 @@ def test_resume_after_kill_9_yields_each_id_once_in_order(tmp_path, verb):
     assert stats["written_before_this_session"] + stats["written_this_session"] == 600
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_one_writer_per_run(tmp_path):
     """A second infer --resume while the run is being written is refused, naming the writer; the
     kernel frees the lock when the writer is killed; a finished run's status never changes (issue 15)."""
@@ -373,6 +374,7 @@ def test_one_writer_per_run(tmp_path):
         finished.mark_running()
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_resume_uses_the_weights_the_run_started_with(tmp_path):
     """A resume reuses exactly the weights the run started with, and refuses if that file changed
     (it used to take the newest train run's: first rows from one model, the rest from another)."""
@@ -525,6 +527,7 @@ def test_non_finite_model_outputs_never_reach_the_table(tmp_path):
         MODELS.unregister("SometimesNaN")
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_dataloader_workers_die_with_a_killed_infer(tmp_path):
     """kill -9 of infer running DataLoader workers leaves no worker behind (one used to stay, blocked in
     a pipe write, holding its memory) (issue 15)."""

@@ -7,10 +7,12 @@ import tomllib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.conftest import run_hyrax
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_infer_counts_objects_skipped_in_workers(write_config, tmp_path):
     config = write_config(
         f"""

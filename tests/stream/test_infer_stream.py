@@ -175,6 +175,13 @@ def _stream_cli(config, *args):
     )
 
 
+def _rows_written(run):
+    """Rows in the run's results table; 0 until its first version is committed (the folder comes first)."""
+    if run is None or not list((run / RESULTS / "_versions").glob("*.manifest")):
+        return 0
+    return lance.dataset(str(run / RESULTS)).count_rows()
+
+
 def _run_dir(results):
     runs = sorted(results.glob("*-infer_stream-*"))
     return runs[-1] if runs else None
@@ -207,9 +214,7 @@ def test_kill_9_mid_stream_then_resume_gives_every_alert_exactly_once(
             assert process.poll() is None, process.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "the stream did not get going"
             time.sleep(0.05)
-            run = _run_dir(results)
-            if run is not None and (run / RESULTS).exists():
-                rows = lance.dataset(str(run / RESULTS)).count_rows()
+            rows = _rows_written(_run_dir(results))
         os.kill(process.pid, signal.SIGKILL)
         process.communicate(timeout=30)
     run = _run_dir(results)

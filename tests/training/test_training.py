@@ -413,6 +413,7 @@ dataset_class = "DecalsRingsDataset"
     assert "latent_dim = 64" in result.stdout
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_two_process_ddp_writes_one_set_of_weights(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(

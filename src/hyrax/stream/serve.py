@@ -80,8 +80,10 @@ def read_results(run_dir: str | Path):
     import lance
 
     path = Path(run_dir) / RESULTS
-    if not path.exists():
-        raise ResultsError(f"{run_dir} holds no {RESULTS}: is it an infer_stream run that received alerts?")
+    if not any((path / "_versions").glob("*.manifest")):  # the folder comes before the first commit
+        raise ResultsError(
+            f"{run_dir} holds no {RESULTS} yet: is it an infer_stream run that received alerts?"
+        )
     return lance.dataset(str(path)).to_table().to_pandas()
 
 

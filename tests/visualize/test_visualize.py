@@ -254,7 +254,8 @@ def test_a_box_or_lasso_selects_every_object_inside_it_drawn_or_not(tmp_path):
 
 def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
     from hyrax.config import ConfigManager
-    from hyrax.visualize.explorer import build_layout, gather, page_html
+    from hyrax.visualize.mapdata import gather
+    from hyrax.visualize.page import build_layout, page_html
 
     write_map_run(tmp_path, np.random.default_rng(0).normal(size=(5000, 2)))
     data = gather(ConfigManager().config, tmp_path, max_points=1000)
@@ -266,8 +267,9 @@ def test_large_maps_draw_a_sample_over_the_density_of_all(tmp_path):
 
 def test_three_component_maps_get_a_turnable_3d_view(tmp_path):
     from hyrax.config import ConfigManager
-    from hyrax.visualize.explorer import VIEW_ANGLES, build_layout, gather, page_html, project
     from hyrax.visualize.live import LiveMap
+    from hyrax.visualize.mapdata import VIEW_ANGLES, gather, project
+    from hyrax.visualize.page import build_layout, page_html
 
     xyz = np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32)
     write_map_run(tmp_path, xyz)

@@ -34,6 +34,22 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.infer_stream:InferStreamVerb",
         "Run the trained model on a Kafka alert stream, each alert's result written once (resumable).",
     ),
+    "label": (
+        "hyrax.verbs.discovery:LabelVerb",
+        "Label objects (1 interesting, 0 not, a tag) or import the map's labels CSV; kept by object id.",
+    ),
+    "labels": (
+        "hyrax.verbs.discovery:LabelsVerb",
+        "List the labels given so far (the latest per object; --history: every one).",
+    ),
+    "rank": (
+        "hyrax.verbs.discovery:RankVerb",
+        "Rank every object by relevance learnt from the labels x outlier score; list the top.",
+    ),
+    "suggest": (
+        "hyrax.verbs.discovery:SuggestVerb",
+        "List the unlabelled objects whose labels would teach the ranking the most.",
+    ),
     "model": (
         "hyrax.verbs.model_verb:ModelVerb",
         "Show the model class that model.name names and its [model.<Name>] settings (--list: all models).",

@@ -99,19 +99,10 @@ class OutliersVerb(Verb):
     def run(self, top: int | None = None, results_dir=None):
         """A DataFrame of objects, most unusual first: rank, object_id, outlier_score and their metadata."""
         from hyrax.vector_db.connection import results_run
-        from hyrax.vector_db.outliers import ranked, score_run
+        from hyrax.vector_db.outliers import ranked
 
         run = results_run(self.config, results_dir)
-        settings = self.config["outliers"]
-        score_run(
-            run,
-            settings["method"],
-            int(settings["k"]),
-            seed=int(self.config["data_set"]["seed"] or 0),
-            nlist=None if settings["nlist"] is False else int(settings["nlist"]),
-            nprobe=None if settings["nprobe"] is False else int(settings["nprobe"]),
-            config=self.config,
-        )
+        score_outliers(self.config, run)
         return _with_metadata(ranked(run, top), run)
 
     def run_cli(self, args: argparse.Namespace) -> int:
@@ -122,13 +113,29 @@ class OutliersVerb(Verb):
         return 0
 
 
+def score_outliers(config, run) -> int:
+    """Score the run's outliers with the [outliers] settings (reused when up to date)."""
+    from hyrax.vector_db.outliers import score_run
+
+    settings = config["outliers"]
+    return score_run(
+        run,
+        settings["method"],
+        int(settings["k"]),
+        seed=int(config["data_set"]["seed"] or 0),
+        nlist=None if settings["nlist"] is False else int(settings["nlist"]),
+        nprobe=None if settings["nprobe"] is False else int(settings["nprobe"]),
+        config=config,
+    )
+
+
 def _with_metadata(frame, run):
     """Add the infer group's metadata columns to the ranking (when it has any). Each object is found in
     the dataset through its results row (for an infer run, results row r is normally dataset row r: one
     id read confirms it), so no index over every id is built."""
     import numpy as np
 
-    from hyrax.visualize.explorer import infer_provider_of
+    from hyrax.visualize.source import infer_provider_of
 
     provider = infer_provider_of(run)
     if provider is None:  # metadata is a courtesy: the ranking stands without it

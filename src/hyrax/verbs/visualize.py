@@ -1,5 +1,5 @@
 """``visualize``: the latent-space map with images. One code path for the notebook, the browser and a file:
-:class:`~hyrax.visualize.explorer.MapView` (the standalone page) and its live app
+:class:`~hyrax.visualize.view.MapView` (the standalone page) and its live app
 (:class:`~hyrax.visualize.live.LiveMap`)."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class VisualizeVerb(Verb):
         import warnings
 
         from hyrax.config import get_setting
-        from hyrax.visualize.explorer import MapView, require_reduce_run
+        from hyrax.visualize.view import MapView, require_reduce_run
 
         if make_lupton_rgb_opts is not None:
             warnings.warn(

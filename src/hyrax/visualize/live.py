@@ -10,7 +10,11 @@ reads the rest as needed) and answers the page's questions as the user pans, zoo
   and a logged reason when the image cannot be read;
 - ``/neighbours?id=&k=``: an object's nearest neighbours from the vector index;
 - ``POST /selection``: the ids selected in the page, which :meth:`LiveMap.selected` returns to Python as
-  a DataFrame.
+  a DataFrame;
+- ``POST /label``: label the selection (or the given ids) 1 or 0 with an optional tag, into the results
+  directory's labels table (``h.labels()``); answers the marks of every labelled object on the map;
+- ``POST /rank``: re-rank every object from the labels (``h.rank()``), answering the top of the ranking
+  and the suggested next objects to label.
 
 Standard library HTTP only: nothing to install on a login node, and the notebook front door starts the
 same server in a background thread.
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hyrax.visualize.explorer import DENSITY_BINS, MapData, density_rgba
+from hyrax.visualize.mapdata import DENSITY_BINS, MapData, density_rgba, label_marks
 from hyrax.visualize.source import MapSource
 from hyrax.visualize.stretch import png_bytes
 
@@ -121,6 +125,7 @@ class LiveMap:
             data.density_url = self._density_source(x0, x1, y0, y1)
         if self.color is not None:  # the colour scale of the whole map, not of the sample
             data.color_range = {self.color: self.color_range}
+        data.marks = label_marks(self.source)
         return data
 
     @staticmethod
@@ -216,6 +221,48 @@ class LiveMap:
             frame[name] = values
         return frame
 
+    # -- labels and ranking ----------------------------------------------------------------------------
+
+    def label(self, payload: Mapping) -> dict:
+        """Label the page's selection (``selection``: true; every object inside a box or lasso) or the
+        given ``object_id`` list with ``label`` (1/0/None) and ``tag``; the marks of every labelled object."""
+        from hyrax.verbs.discovery import LabelVerb
+
+        if payload.get("selection"):
+            with self._lock:
+                rows = np.asarray(self._selected, dtype=np.int64)
+            ids = self.source.ids(rows)
+        else:
+            ids = np.asarray([str(i) for i in payload.get("object_id") or []])
+            unknown = ids[self.source.rows_of(ids) < 0] if len(ids) else ids
+            if len(unknown):
+                raise ValueError(f"ids not on this map: {', '.join(unknown[:5])}")
+        if not len(ids):
+            raise ValueError("nothing is selected: select objects (lasso, box or tap) before labelling them")
+        count = LabelVerb(self.config).run(
+            ids, payload.get("label"), payload.get("tag") or None, allow_unknown=True
+        )
+        return {
+            "labelled": count,
+            "total": len(self.source.labels().latest()),
+            "marks": label_marks(self.source),
+        }
+
+    def rank(self, top: int = 24, suggest: int = 12) -> dict:
+        """Re-rank every object of the map's inference run from the labels: the top and the suggestions."""
+        from hyrax.verbs.discovery import RankVerb, SuggestVerb
+
+        if self.infer_run is None:
+            raise LookupError(f"{self.reduce_run} does not say which inference run it mapped")
+        ranked = RankVerb(self.config).run(top, self.infer_run)
+        suggested = SuggestVerb(self.config).run(suggest, self.infer_run)
+        ids, _ = self.source.labels().labelled()
+        return {
+            "top": _entries(ranked, "combined"),
+            "suggest": _entries(suggested, "acquisition"),
+            "labelled": len(ids),
+        }
+
     # -- the server --------------------------------------------------------------------------------
 
     def start(self, port: int = 0, page: str | None = None) -> str:
@@ -236,9 +283,20 @@ class LiveMap:
             self.server = None
 
     def page(self, title: str = "Hyrax latent space") -> str:
-        from hyrax.visualize.explorer import build_layout, page_html
+        from hyrax.visualize.page import build_layout, page_html
 
         return page_html(build_layout(self.initial(), self.color, title, live=True), title)
+
+
+def _entries(frame, score: str) -> list[dict]:
+    """Rows of a ranking as the page's tiles: id, score, label (1/0/None) and thumbnail address."""
+    labels = [
+        None if value is None or value != value else int(value) for value in frame["label"].astype(object)
+    ]
+    return [
+        {"object_id": str(i), score: float(v), "label": label, "thumbnail": thumbnail_url(i)}
+        for i, v, label in zip(frame["object_id"], frame[score], labels, strict=True)
+    ]
 
 
 def inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
@@ -253,6 +311,13 @@ def inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray)
     return inside
 
 
+#: What each POST route takes (said back with a bad request).
+USAGE = {
+    "/selection": "a selection is {'object_id': [...]} or {'geometry': {...}}",
+    "/label": "a label is {'selection': true} or {'object_id': [...]}, with 'label' (1 or 0) and 'tag'",
+    "/rank": "a re-ranking takes an empty JSON object {}",
+}
+
 #: The largest selection body accepted (ids of ~1M objects; a region is a few numbers).
 MAX_SELECTION_BYTES = 64 * 2**20
 
@@ -263,89 +328,104 @@ def thumbnail_url(object_id) -> str:
 
 def make_server(live: LiveMap, port: int, page: str | None = None) -> http.server.ThreadingHTTPServer:
     """The HTTP server of a LiveMap (see the module documentation for its routes)."""
-    html = (page or live.page()).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server interface
-            url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
-            try:
-                if url.path in ("/", "/index.html"):
-                    self._send(html, "text/html; charset=utf-8")
-                elif url.path == "/view":
-                    self._json(live.view(*_box(query)))
-                elif url.path == "/density.png":
-                    self._send(live.density_png(*_box(query)), "image/png")
-                elif url.path == "/thumb":
-                    self._send(live.thumbnail_png(query["id"]), "image/png", cache=True)
-                elif url.path == "/neighbours":
-                    self._json(live.neighbours(query["id"], int(query.get("k", 0)) or None))
-                else:
-                    self.send_error(404, f"no page {url.path}")
-            except (KeyError, ValueError) as error:  # JSON, so that the page can show the reason
-                self._json({"error": f"bad request {self.path}: {error}"}, status=400)
-            except Exception as error:  # the page shows the reason; the server keeps serving
-                logger.warning("map server: %s failed: %s", self.path, error)
-                self._json({"error": str(error)}, status=500)
-
-        def do_POST(self):  # noqa: N802
-            if urllib.parse.urlsplit(self.path).path != "/selection":
-                self.send_error(404)
-                return
-            refused = self._refusal()
-            if refused is not None:
-                self._json({"error": refused[1]}, status=refused[0])
-                self.close_connection = True
-                return
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            try:
-                payload = json.loads(body or b"{}")
-                count = live.select(payload.get("object_id", []), payload.get("geometry"), payload.get("seq"))
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
-                self._json(
-                    {"error": f"a selection is {{'object_id': [...]}} or {{'geometry': {{...}}}}: {error}"},
-                    status=400,
-                )
-                return
-            self._json({"selected": count})
-
-        def _refusal(self) -> tuple[int, str] | None:
-            """Why this POST is refused (status, reason), or None. Only the page this server served may
-            post: same origin (a page of another site cannot, even though the server is on 127.0.0.1),
-            JSON only (a plain form cannot), with a sane Content-Length."""
-            origin = self.headers.get("Origin")
-            host = self.headers.get("Host", "")
-            if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
-                return 403, f"selections are accepted from the map page only, not from {origin}"
-            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
-                return 415, "a selection is sent as application/json"
-            length = self.headers.get("Content-Length", "")
-            if not length.isdigit():
-                return 411, f"Content-Length must be a whole number of bytes, got {length!r}"
-            if int(length) > MAX_SELECTION_BYTES:
-                return (
-                    413,
-                    f"a selection is at most {MAX_SELECTION_BYTES:,} bytes; this one says {int(length):,}",
-                )
-            return None
-
-        def _json(self, payload: dict, status: int = 200) -> None:
-            self._send(json.dumps(payload).encode(), "application/json", status=status)
-
-        def _send(self, body: bytes, kind: str, status: int = 200, cache: bool = False) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            if cache:
-                self.send_header("Cache-Control", "max-age=3600")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
+    handler = type("Handler", (MapRequestHandler,), {"live": live, "html": (page or live.page()).encode()})
     http.server.ThreadingHTTPServer.daemon_threads = True
-    return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
+class MapRequestHandler(http.server.BaseHTTPRequestHandler):
+    """Answers the page's requests from ``live``; ``html`` is the page (a subclass per server sets both)."""
+
+    live: LiveMap
+    html: bytes
+
+    def do_GET(self):  # noqa: N802 - the http.server interface
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        live = self.live
+        try:
+            if url.path in ("/", "/index.html"):
+                self._send(self.html, "text/html; charset=utf-8")
+            elif url.path == "/view":
+                self._json(live.view(*_box(query)))
+            elif url.path == "/density.png":
+                self._send(live.density_png(*_box(query)), "image/png")
+            elif url.path == "/thumb":
+                self._send(live.thumbnail_png(query["id"]), "image/png", cache=True)
+            elif url.path == "/neighbours":
+                self._json(live.neighbours(query["id"], int(query.get("k", 0)) or None))
+            else:
+                self.send_error(404, f"no page {url.path}")
+        except (KeyError, ValueError) as error:  # JSON, so that the page can show the reason
+            self._json({"error": f"bad request {self.path}: {error}"}, status=400)
+        except Exception as error:  # the page shows the reason; the server keeps serving
+            logger.warning("map server: %s failed: %s", self.path, error)
+            self._json({"error": str(error)}, status=500)
+
+    def do_POST(self):  # noqa: N802
+        path = urllib.parse.urlsplit(self.path).path
+        if path not in USAGE:
+            self.send_error(404)
+            return
+        refused = self._refusal()
+        if refused is not None:
+            self._json({"error": refused[1]}, status=refused[0])
+            self.close_connection = True
+            return
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            payload = json.loads(body or b"{}")
+            if not isinstance(payload, dict):
+                raise TypeError(f"the body is a JSON {type(payload).__name__}, not an object")
+            if path == "/label":
+                self._json(self.live.label(payload))
+            elif path == "/rank":
+                self._json(self.live.rank())
+            else:
+                count = self.live.select(
+                    payload.get("object_id", []), payload.get("geometry"), payload.get("seq")
+                )
+                self._json({"selected": count})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            self._json({"error": f"{USAGE[path]}: {error}"}, status=400)
+        except Exception as error:  # noqa: BLE001 - the page shows the reason; the server keeps serving
+            logger.warning("map server: %s failed: %s", self.path, error)
+            self._json({"error": str(error)}, status=500)
+
+    def _refusal(self) -> tuple[int, str] | None:
+        """Why this POST is refused (status, reason), or None. Only the page this server served may
+        post: same origin (a page of another site cannot, even though the server is on 127.0.0.1),
+        JSON only (a plain form cannot), with a sane Content-Length."""
+        origin = self.headers.get("Origin")
+        host = self.headers.get("Host", "")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
+            return 403, f"selections and labels are accepted from the map page only, not from {origin}"
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            return 415, "selections and labels are sent as application/json"
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            return 411, f"Content-Length must be a whole number of bytes, got {length!r}"
+        if int(length) > MAX_SELECTION_BYTES:
+            return (
+                413,
+                f"a selection is at most {MAX_SELECTION_BYTES:,} bytes; this one says {int(length):,}",
+            )
+        return None
+
+    def _json(self, payload: dict, status: int = 200) -> None:
+        self._send(json.dumps(payload).encode(), "application/json", status=status)
+
+    def _send(self, body: bytes, kind: str, status: int = 200, cache: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        if cache:
+            self.send_header("Cache-Control", "max-age=3600")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def _box(query: Mapping[str, str]) -> tuple[float, float, float, float]:

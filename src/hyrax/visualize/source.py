@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 SOURCE_FILE = "source.toml"
 SCORE = "outlier_score"
+#: Columns of a ranking from labels (h.rank()), shown when the infer run has one.
+RANKED = ("relevance", "combined")
 #: Rows processed at a time by whole-map passes (bounded temporaries whatever the map's size).
 CHUNK = 1 << 20
 
@@ -152,10 +154,27 @@ class MapSource:
             self._stale_told = stale
         return stale is None
 
+    def labels(self):
+        """The labels given so far (:class:`~hyrax.discovery.labels.LabelBook` of the results directory)."""
+        from hyrax.discovery.labels import LabelBook, labels_path
+
+        return LabelBook(labels_path(self.config))
+
+    def has_ranking(self) -> bool:
+        """Whether the infer run has a ranking from labels (``h.rank()``) of its results as they are."""
+        from hyrax.discovery.rank import ranking_metadata
+        from hyrax.results.store import moved_on
+
+        if self.infer_run is None:
+            return False
+        made = ranking_metadata(self.infer_run)
+        return made is not None and not moved_on(made, self.infer_run)
+
     def columns(self) -> list[str]:
-        """Names of the metadata columns (and ``outlier_score`` when the run was scored)."""
+        """Names of the metadata columns (and ``outlier_score`` when the run was scored, ``relevance`` and
+        ``combined`` when it was ranked from labels)."""
         found = list(self.metadata(np.zeros(1 if self.total else 0, dtype=np.int64))) if self.total else []
-        return found + ([SCORE] if self.has_scores() else [])
+        return found + ([SCORE] if self.has_scores() else []) + (list(RANKED) if self.has_ranking() else [])
 
     def check_color(self, color: str | None) -> str | None:
         """``color`` if it is a column of the map, else an error listing them."""
@@ -249,6 +268,11 @@ class MapSource:
         scores = self.scores(rows)
         if scores is not None:
             found[SCORE] = scores
+        if self.has_ranking():
+            from hyrax.discovery.rank import read_ranking
+
+            ranked = read_ranking(self.infer_run, np.asarray(rows, dtype=np.int64))
+            found.update({name: ranked[name] for name in RANKED})
         return found
 
     def image(self, row: int, stretch: str, band: int | None) -> np.ndarray:

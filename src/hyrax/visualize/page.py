@@ -1,0 +1,314 @@
+"""The map's page: a Bokeh layout of the points (coloured by metadata or outlier score), thumbnails on
+hover, a lasso/box selection that fills a table and an image grid, a click that shows an object's nearest
+neighbours, CSV export, and a turnable 3-D view. Everything runs in the page (Bokeh, resources inline),
+so the same page works in a notebook, from `hyrax visualize` on 127.0.0.1, and as a standalone file.
+
+The page's JavaScript is in ``hyrax/visualize/js/*.js`` (package data): each file defines functions, and
+each Bokeh callback is those files followed by one call (:func:`script`).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from hyrax.visualize.mapdata import VIEW_ANGLES, MapData, check_color, density_rgba, project
+
+#: How points look, selected and not, in the 2-D and the 3-D views.
+POINT_STYLE = {
+    "line_color": None,
+    "alpha": 0.8,
+    "selection_fill_color": "orange",
+    "nonselection_fill_alpha": 0.25,
+}
+#: Bokeh's renderer for the points: "webgl" (the GPU; software GL in a headless browser) or "canvas".
+OUTPUT_BACKEND = "webgl"
+#: The map's tools, 2-D and 3-D.
+TOOLS = "pan,wheel_zoom,box_select,lasso_select,tap,reset"
+SAMPLED = " (density of all; points: a sample)"
+
+
+@functools.cache
+def javascript(name: str) -> str:
+    """The text of ``js/<name>.js``, shipped with the package."""
+    return (resources.files("hyrax.visualize") / "js" / f"{name}.js").read_text(encoding="utf-8")
+
+
+def script(files: tuple[str, ...], call: str) -> str:
+    """A Bokeh callback's code: the functions of these JavaScript files, then ``call``."""
+    return "\n".join(javascript(name) for name in files) + "\n" + call + ";\n"
+
+
+def build_layout(
+    data: MapData, color: str | None = None, title: str = "Hyrax latent space", live: bool = False
+) -> Any:
+    """The Bokeh layout of the map (see the module documentation). ``live``: the page talks to the
+    :mod:`~hyrax.visualize.live` server (re-aggregation on zoom, thumbnails, neighbours, selection)."""
+    from hyrax.plugins import optional_import
+
+    optional_import("bokeh", "visualize", "The latent-space map")
+    from bokeh.layouts import column, row
+    from bokeh.models import ColorBar, ColumnDataSource, HoverTool
+
+    color = check_color(data, color)
+    columns = page_columns(data)
+    source = ColumnDataSource(points_data(data, columns, live), name="points")
+    plot = _figure(data, title, live)
+    densities = _density_layer(plot, data, live)
+    fill, mapper = _fill(data, color)
+    points = plot.scatter("x", "y", source=source, size=6, fill_color=fill, **POINT_STYLE)
+    if mapper is not None:
+        plot.add_layout(ColorBar(color_mapper=mapper, title=color), "right")
+    plot.add_tools(
+        HoverTool(
+            renderers=[points],
+            tooltips='<div><img src="@thumbnail" width="64" height="64"><br>@object_id</div>',
+        )
+    )
+    _labelled_marks(plot, data)
+    side = _side_panel(source, list(columns), live)
+    turn = _turnable_view(source, fill, title) if "z" in source.data else None
+    if live:
+        _follow_viewport(plot, source, densities, title, turn)
+        _select_regions(plot, side["inside"])
+    panel = [side[k] for k in ("table", "download", "inside", "grid", "near") if live or k != "inside"]
+    return row(column(plot, *turn) if turn else plot, column(*_label_controls(live), *panel))
+
+
+def page_columns(data: MapData) -> dict[str, Any]:
+    """The metadata columns the page carries: numbers as numpy arrays (Bokeh sends them as binary typed
+    arrays, not JSON lists), text as lists of str; other kinds are left out."""
+    columns = {}
+    for name, values in data.columns.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "biuf":
+            columns[name] = values.astype(np.float64)
+        elif values.dtype.kind in "USO":
+            columns[name] = values.astype(str).tolist()
+    return columns
+
+
+def points_data(data: MapData, columns: dict[str, Any], live: bool) -> dict[str, Any]:
+    """The points' ColumnDataSource data: coordinates (and the 3-D projection), ids, thumbnails, metadata
+    and, on the standalone page, each point's neighbours (the live page asks the vector index)."""
+    points = {
+        "x": np.asarray(data.coordinates[:, 0], dtype=np.float32),
+        "y": np.asarray(data.coordinates[:, 1], dtype=np.float32),
+        "object_id": data.ids.astype(str).tolist(),
+        "thumbnail": data.thumbnails or [""] * len(data.ids),
+        **columns,
+    }
+    if data.coordinates.shape[1] >= 3:  # a turnable projection of the first three components
+        points["z"] = np.asarray(data.coordinates[:, 2], dtype=np.float32)
+        points["px"], points["py"] = project(data.coordinates[:, :3], *VIEW_ANGLES)
+    if not live:
+        points["neighbours"] = (
+            data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]
+        )
+    return points
+
+
+def _figure(data: MapData, title: str, live: bool):
+    from bokeh.plotting import figure
+
+    ranges = {}
+    if live and data.extent is not None:  # fixed ranges: the server answers for exactly this viewport
+        x0, y0, x1, y1 = data.extent
+        ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
+    return figure(
+        title=f"{title}: {len(data.ids):,} of {data.total:,} objects",
+        width=700,
+        height=600,
+        tools=TOOLS + ",save",
+        output_backend=OUTPUT_BACKEND,
+        **ranges,
+    )
+
+
+def _density_layer(plot, data: MapData, live: bool):
+    """Every object as a density under the drawn sample: on the live page an image the server
+    re-aggregates for each viewport (its source returned), on the standalone page a fixed image."""
+    from bokeh.models import ColumnDataSource
+
+    if live:
+        empty = {"url": [], "x": [], "y": [], "w": [], "h": []}
+        densities = ColumnDataSource(data.density_url or empty, name="density_source")
+        plot.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=densities)
+        if data.density_url:
+            plot.title.text += SAMPLED
+        return densities
+    if data.density is not None:
+        x0, y0, x1, y1 = data.extent
+        packed = density_rgba(data.density).view(np.uint32).reshape(data.density.shape)
+        plot.image_rgba(image=[packed], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, name="density")
+        plot.title.text += SAMPLED
+    return None
+
+
+def _fill(data: MapData, color: str | None):
+    """The points' fill (a colour, or a linear Viridis map of the column) and its colour mapper."""
+    if color is None:
+        return "#1f77b4", None
+    from bokeh.transform import linear_cmap
+
+    values = np.asarray(data.columns[color], dtype=float)
+    finite = values[np.isfinite(values)]
+    low, high = data.color_range.get(color) or (
+        (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    )
+    mapper = linear_cmap(color, "Viridis256", low, high)
+    return mapper, mapper["transform"]
+
+
+def _side_panel(source, names: list[str], live: bool) -> dict[str, Any]:
+    """The selection's table, its CSV button, its image grid, the neighbour grid and (live) the count of
+    every object inside a box or lasso; wired to the points' selection."""
+    from bokeh.models import Button, ColumnDataSource, CustomJS, DataTable, Div, TableColumn
+
+    selected = ColumnDataSource({"object_id": [], **{name: [] for name in names}})
+    table = DataTable(
+        source=selected,
+        width=560,
+        height=260,
+        columns=[TableColumn(field=n, title=n) for n in ["object_id", *names]],
+    )
+    grid = Div(text="<i>Select objects with the lasso or box tool.</i>", width=560, name="selection_grid")
+    near = Div(text="<i>Click an object to see its nearest neighbours.</i>", width=560, name="neighbour_grid")
+    inside = Div(text="", width=560, name="selection_count")
+    args = {"source": source, "selected": selected, "grid": grid, "names": names, "live": live}
+    code = script(
+        ("escape", "csv", "labels", "selection"),
+        "listenForLabelKeys(); showSelection(source, selected, grid, names, live)",
+    )
+    source.selected.js_on_change("indices", CustomJS(args=args, code=code))
+    code = script(
+        ("escape", "csv", "labels", "neighbours"), "listenForLabelKeys(); showNeighbours(source, near, live)"
+    )
+    source.selected.js_on_change(
+        "indices", CustomJS(args={"source": source, "near": near, "live": live}, code=code)
+    )
+    download = Button(label="Download selection as CSV", width=220)
+    code = script(("csv",), "downloadCSV(selected.data, names, 'hyrax_selection.csv')")
+    download.js_on_event(
+        "button_click", CustomJS(args={"selected": selected, "names": ["object_id", *names]}, code=code)
+    )
+    return {"table": table, "download": download, "inside": inside, "grid": grid, "near": near}
+
+
+def _labelled_marks(plot, data: MapData) -> None:
+    """Labelled objects ringed on the map (red: interesting, grey: not); the label buttons update them."""
+    from bokeh.models import ColumnDataSource
+
+    empty = {"object_id": [], "x": [], "y": [], "label": [], "colour": []}
+    marks = ColumnDataSource(data.marks or empty, name="labelled")
+    plot.scatter(
+        "x",
+        "y",
+        source=marks,
+        size=13,
+        fill_color=None,
+        line_color="colour",
+        line_width=2,
+        name="labelled_marks",
+    )
+
+
+def _label_controls(live: bool) -> list:
+    """Label the selection (buttons or keys 1/0, an optional tag). Live: re-rank every object from the
+    labels and show the ranking and what to label next. Standalone: export the page's labels as CSV."""
+    from bokeh.layouts import row
+    from bokeh.models import Button, CustomJS, Div, TextInput
+
+    interesting = Button(label="Interesting (1)", button_type="success", width=150, name="label_1")
+    interesting.js_on_event(
+        "button_click", CustomJS(code=script(("escape", "csv", "labels"), "hyraxLabel(null, 1)"))
+    )
+    boring = Button(label="Not interesting (0)", width=160, name="label_0")
+    boring.js_on_event(
+        "button_click", CustomJS(code=script(("escape", "csv", "labels"), "hyraxLabel(null, 0)"))
+    )
+    tag = TextInput(placeholder="tag (optional), e.g. ring", width=220, name="label_tag")
+    status = Div(
+        text="<i>Label the selection: these buttons, or keys 1 and 0.</i>", width=560, name="label_status"
+    )
+    if not live:
+        export = Button(label="Download labels as CSV", width=220, name="labels_csv")
+        code = script(
+            ("escape", "csv", "labels"),
+            "downloadText(labelsCSV(window._hyrax_labels || {}), 'hyrax_labels.csv')",
+        )
+        export.js_on_event("button_click", CustomJS(code=code))
+        return [row(interesting, boring, tag), status, export]
+    ranking = Div(text="", width=560, name="ranking_grid")
+    rank = Button(label="Re-rank from the labels", button_type="primary", width=220, name="rank_button")
+    code = script(("escape", "csv", "labels", "ranking"), "rerank(ranking)")
+    rank.js_on_event("button_click", CustomJS(args={"ranking": ranking}, code=code))
+    return [row(interesting, boring, tag), status, rank, ranking]
+
+
+def _turnable_view(source, fill, title: str) -> tuple:
+    """The 3-D map: the first three components projected, turned with two sliders. It shares the points'
+    source, so a lasso here selects the same objects (and fills the same table and images)."""
+    from bokeh.models import CustomJS, Slider
+    from bokeh.plotting import figure
+
+    view = figure(
+        title=f"{title} in 3-D (components 1-3): turn it with the sliders",
+        width=700,
+        height=500,
+        tools=TOOLS,
+        output_backend=OUTPUT_BACKEND,
+        match_aspect=True,
+        name="map_3d",
+    )
+    view.scatter("px", "py", source=source, size=5, fill_color=fill, **POINT_STYLE)
+    azimuth = Slider(start=0, end=360, step=5, value=VIEW_ANGLES[0], title="azimuth (degrees)", width=340)
+    elevation = Slider(
+        start=-90, end=90, step=5, value=VIEW_ANGLES[1], title="elevation (degrees)", width=340
+    )
+    turn = CustomJS(
+        args={"source": source, "azimuth": azimuth, "elevation": elevation},
+        code=script(
+            ("project",), "project(source.data, azimuth.value, elevation.value); source.change.emit()"
+        ),
+    )
+    azimuth.js_on_change("value", turn)
+    elevation.js_on_change("value", turn)
+    return view, azimuth, elevation
+
+
+def _select_regions(plot, inside) -> None:
+    """Live page: a box or lasso on the 2-D map selects, in Python, every object inside it."""
+    from bokeh.models import CustomJS
+
+    code = script(("escape", "regions"), "selectRegion(cb_obj, inside)")
+    plot.js_on_event("selectiongeometry", CustomJS(args={"inside": inside}, code=code))
+
+
+def _follow_viewport(plot, source, densities, title: str, turn: tuple | None = None) -> None:
+    """Live page: after each pan or zoom (debounced), fetch the viewport's points and density."""
+    from bokeh.models import CustomJS
+
+    args = {
+        "plot": plot,
+        "source": source,
+        "densities": densities,
+        "title": title,
+        "angles": list(turn[1:]) if turn else [],
+    }
+    code = script(("project", "viewport"), "followViewport(plot, source, densities, title, angles)")
+    callback = CustomJS(args=args, code=code)
+    for axis in (plot.x_range, plot.y_range):
+        axis.js_on_change("start", callback)
+        axis.js_on_change("end", callback)
+
+
+def page_html(layout: Any, title: str = "Hyrax latent space") -> str:
+    """A standalone page: Bokeh's JavaScript inline, so it opens with no server and no network."""
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    return file_html(layout, INLINE, title)

@@ -62,6 +62,10 @@ def test_every_verb_on_the_command_line(config_file, tmp_path):
         (["save_to_database"], "lance: exact search"),
         (["database_connection", "--id", "J000411.19+020924.0", "-k", "3"], "J000411.19+020924.0"),
         (["outliers", "--top", "3"], "outlier_score"),
+        (["label", "J000411.19+020924.0", "--tag", "ring", "--value", "1"], "labelled 1 object"),
+        (["labels"], "J000411.19+020924.0"),
+        (["rank", "--top", "3"], "combined"),
+        (["suggest", "-n", "2"], "acquisition"),
         (["visualize", "--html", str(tmp_path / "map.html")], "map of 376 objects written to"),
     ]
     for args, expected in steps:

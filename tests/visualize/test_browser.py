@@ -245,3 +245,60 @@ def test_hostile_ids_are_shown_as_text_and_exported_as_csv(browser, tmp_path):
     finally:
         page.close()
         live.stop()
+
+
+def test_label_three_objects_in_the_live_map_then_rerank(browser, page_url):
+    """The discovery loop in the page: three ring galaxies labelled interesting with the button, one
+    neighbour labelled not from its grid tile, a re-rank with one click; the ranking changes, the labels
+    are ringed on the map and are back in Python. (Last in this module: it labels the shared demo run.)"""
+    from hyrax import Hyrax
+
+    view = page_url["view"]
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", view.config["general"]["results_dir"])
+    before = h.rank(top=12)["object_id"].tolist()  # no labels yet: the outlier order
+    page = _open(browser, page_url["served"])
+    picked = page.evaluate(
+        """(before) => {
+        const source = [...Bokeh.documents[0].all_models].find(m => m.name === 'points');
+        const rows = [];
+        for (let i = 0; i < source.data.object_id.length && rows.length < 3; i++) {
+            if (source.data.ring[i] === 1 && !before.includes(source.data.object_id[i])) rows.push(i);
+        }
+        source.selected.indices = rows;
+        return rows.map(i => source.data.object_id[i]);
+    }""",
+        before,
+    )
+    assert len(picked) == 3
+    page.wait_for_function("() => (window._hyrax_seq || 0) > 0", timeout=10_000)
+    page.fill("input[placeholder^='tag']", "ring")
+    page.get_by_role("button", name="Interesting (1)").click()
+    page.wait_for_function("() => (window._hyrax_labelled || 0) >= 1", timeout=15_000)
+    # one object selected: its neighbours' tiles, each with label buttons; the first neighbour is "not"
+    page.evaluate(
+        "() => { [...Bokeh.documents[0].all_models].find(m => m.name === 'points').selected.indices = [0]; }"
+    )
+    page.wait_for_selector("img.hyrax-neighbour", timeout=10_000)
+    neighbour = page.locator("button.hyrax-label[data-value='0']").nth(1)
+    boring = neighbour.get_attribute("data-id")
+    neighbour.click()
+    page.wait_for_function("() => (window._hyrax_labelled || 0) >= 2", timeout=15_000)
+    marks = page.evaluate(
+        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'labelled').data.object_id.length"
+    )
+    assert marks == 4
+    page.get_by_role("button", name="Re-rank from the labels").click()
+    page.wait_for_function("() => (window._hyrax_ranked || 0) >= 1", timeout=60_000)
+    grid = "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'ranking_grid').text"
+    assert "hyrax-ranked" in page.evaluate(grid), page.evaluate(grid)
+    page.wait_for_selector("img.hyrax-ranked", timeout=10_000)
+    shown = [t.split()[0] for t in page.locator("img.hyrax-ranked + figcaption").all_inner_texts()[:12]]
+    page.screenshot(path=str(ARTIFACTS / "map_discovery.png"))
+    page.close()
+    after = h.rank(top=12)["object_id"].tolist()
+    assert shown == after and after != before
+    assert set(picked) <= set(after)  # labelled interesting: relevance 1
+    labels = h.labels().set_index("object_id")
+    assert (labels.loc[picked, "label"] == 1).all() and (labels.loc[picked, "tag"] == "ring").all()
+    assert labels.loc[boring, "label"] == 0 and len(labels) == 4

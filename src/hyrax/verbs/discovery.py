@@ -165,7 +165,7 @@ class SuggestVerb(Verb):
 
     def run(self, n: int = 10, input_dir=None):
         """The ``n`` unlabelled objects of highest acquisition ((relevance + explore x uncertainty) x
-        outlier factor), as a DataFrame like :meth:`RankVerb.run`'s."""
+        outlier factor), as a DataFrame: object_id, acquisition, then as :meth:`RankVerb.run`'s."""
         from hyrax.discovery.rank import top_rows
         from hyrax.results.store import ResultDataset
 
@@ -173,8 +173,10 @@ class SuggestVerb(Verb):
         labelled = book.latest()["object_id"].to_numpy(str)
         rows = ResultDataset(data_location=run).rows_of(labelled) if len(labelled) else np.empty(0, np.int64)
         exclude = np.unique(rows[rows >= 0])
-        found, _ = top_rows(run, "acquisition", int(n), exclude=exclude)
-        return _frame(self.config, run, found)
+        found, values = top_rows(run, "acquisition", int(n), exclude=exclude)
+        frame = _frame(self.config, run, found)
+        frame.insert(1, "acquisition", values)
+        return frame
 
     def run_cli(self, args: argparse.Namespace) -> int:
         _print(self.run(args.n, args.input_dir))

@@ -290,9 +290,9 @@ class LiveMap:
 
 def _entries(frame, score: str) -> list[dict]:
     """Rows of a ranking as the page's tiles: id, score, label (1/0/None) and thumbnail address."""
-    labels = [
-        None if value is None or value != value else int(value) for value in frame["label"].astype(object)
-    ]
+    import pandas as pd
+
+    labels = [None if pd.isna(value) else int(value) for value in frame["label"].astype(object)]
     return [
         {"object_id": str(i), score: float(v), "label": label, "thumbnail": thumbnail_url(i)}
         for i, v, label in zip(frame["object_id"], frame[score], labels, strict=True)
@@ -377,20 +377,30 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
             payload = json.loads(body or b"{}")
             if not isinstance(payload, dict):
                 raise TypeError(f"the body is a JSON {type(payload).__name__}, not an object")
-            if path == "/label":
-                self._json(self.live.label(payload))
-            elif path == "/rank":
-                self._json(self.live.rank())
+            if path == "/rank":
+                answer = self._rank()
+            elif path == "/label":
+                answer = self.live.label(payload)
             else:
-                count = self.live.select(
-                    payload.get("object_id", []), payload.get("geometry"), payload.get("seq")
-                )
-                self._json({"selected": count})
+                answer = {
+                    "selected": self.live.select(
+                        payload.get("object_id", []), payload.get("geometry"), payload.get("seq")
+                    )
+                }
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             self._json({"error": f"{USAGE[path]}: {error}"}, status=400)
         except Exception as error:  # noqa: BLE001 - the page shows the reason; the server keeps serving
             logger.warning("map server: %s failed: %s", self.path, error)
             self._json({"error": str(error)}, status=500)
+        else:
+            self._json(answer)
+
+    def _rank(self) -> dict:
+        """Re-ranking fails for reasons of the data, not of the request: said as a 500 with the reason."""
+        try:
+            return self.live.rank()
+        except Exception as error:
+            raise RuntimeError(f"re-ranking failed: {error}") from error
 
     def _refusal(self) -> tuple[int, str] | None:
         """Why this POST is refused (status, reason), or None. Only the page this server served may

@@ -208,7 +208,7 @@ def test_the_simulated_scientist_finds_agn_among_crts_transients(tmp_path):
     pytest.importorskip("nested_pandas")
     from tests.discovery.simulated import baselines, crts_hyrax, simulate
 
-    h, truth = crts_hyrax(tmp_path / "results", interesting="AGN", epochs=10)
+    h, truth = crts_hyrax(tmp_path / "results", interesting="AGN", epochs=4)  # benchmarks: 10
     base = baselines(h, truth)
     rounds = simulate(h, truth)
     found = rounds[-1]["found"]

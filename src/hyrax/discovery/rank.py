@@ -29,7 +29,6 @@ results or settings changed.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.discovery.labels import LabelBook
-from hyrax.errors import ConfigError, ResultsError, ResultsWriteError
+from hyrax.errors import ConfigError, ResultsError
 from hyrax.progress import Progress
-from hyrax.results.store import SCAN, ResultDataset, _has_versions, table_path
+from hyrax.results.store import SCAN, ResultDataset, _has_versions, replace_table, table_path
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +114,31 @@ def ranking_metadata(run: Path) -> dict[str, str] | None:
 def update_ranking(run: Path, book: LabelBook, settings: RankSettings) -> dict[str, str]:
     """Score every object of ``run`` from the labels in ``book`` (the outlier scores must exist); reuse the
     ranking table when nothing it was made from changed. Returns its metadata."""
-    made = _made_from(run, book, settings)
-    current = ranking_metadata(run)
-    if current is not None and all(current.get(key) == value for key, value in made.items()):
-        return current
-    results = ResultDataset(data_location=run)
-    model = Relevance.fit(results, book, settings)
-    made |= model.describe()
-    quantiles = _score_quantiles(run, settings.seed)
-    _write(run, results, model, quantiles, settings, made)
-    return made
+    with _ranking_lock(run):  # one writer of a run's ranking (the notebook and the map's server, say)
+        made = _made_from(run, book, settings)
+        current = ranking_metadata(run)
+        if current is not None and all(current.get(key) == value for key, value in made.items()):
+            return current
+        results = ResultDataset(data_location=run)
+        model = Relevance.fit(results, book, settings)
+        made |= model.describe()
+        quantiles = _score_quantiles(run, settings.seed)
+        _write(run, results, model, quantiles, settings, made)
+        return made
+
+
+def _ranking_lock(run: Path):
+    """The run's ranking lock (an OS lock: it dies with the process); a second ranker waits for it."""
+    from hyrax import locks
+    from hyrax.errors import HyraxError
+    from hyrax.progress import Waiting
+
+    return locks.exclusive(
+        table_path(run).parent / "ranking.lock",
+        "rank",
+        lambda holder: HyraxError(f"{holder} is ranking {run}; wait for it, then rank again."),
+        lambda holder: Waiting(f"{holder} is ranking {run}: waiting for it"),
+    )
 
 
 # ------------------------------------------------------------------------------------- the model
@@ -237,9 +251,7 @@ def _score_quantiles(run: Path, seed: int) -> np.ndarray:
 
 def _write(run, results, model, quantiles, settings, made) -> None:
     """Stream every object's scores into the ranking table in one Lance commit."""
-    import datetime
 
-    import lance
     import pyarrow as pa
 
     from hyrax.datasets.ids import arrow_strings
@@ -277,20 +289,7 @@ def _write(run, results, model, quantiles, settings, made) -> None:
                 start += len(ids)
                 progress.update(len(ids))
 
-    if path.exists() and not _has_versions(path):
-        shutil.rmtree(path)  # files of a first write that never committed
-    try:
-        lance.write_dataset(
-            pa.RecordBatchReader.from_batches(schema, batches()),
-            str(path),
-            schema=schema,
-            mode="overwrite" if path.exists() else "create",
-        )
-        lance.dataset(str(path)).cleanup_old_versions(
-            older_than=datetime.timedelta(0), delete_unverified=True
-        )
-    except OSError as error:
-        raise ResultsWriteError(f"Writing the ranking to {path} failed: {error}.") from error
+    replace_table(path, schema, batches(), "the ranking")
 
 
 # ------------------------------------------------------------------------------------- reading

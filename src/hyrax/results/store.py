@@ -143,6 +143,33 @@ def _has_versions(path: Path) -> bool:
     return versions.is_dir() and any(versions.iterdir())
 
 
+def replace_table(path: Path, schema, batches, what: str) -> None:
+    """Write a table derived from a run's results (outlier scores, a ranking) from a stream of record
+    batches as one Lance commit: until it lands, readers (and a writer killed half-way) see the previous
+    table whole. Then the older versions' files go (and those of writes killed before their commit): the
+    caller holds the table's lock, so no other writer can own them."""
+    import datetime
+    import shutil
+
+    import lance
+    import pyarrow as pa
+
+    if path.exists() and not _has_versions(path):
+        shutil.rmtree(path)  # files of a first write that never committed
+    try:
+        lance.write_dataset(
+            pa.RecordBatchReader.from_batches(schema, batches),
+            str(path),
+            schema=schema,
+            mode="overwrite" if path.exists() else "create",
+        )
+        lance.dataset(str(path)).cleanup_old_versions(
+            older_than=datetime.timedelta(0), delete_unverified=True
+        )
+    except OSError as error:
+        raise ResultsWriteError(f"Writing {what} to {path} failed: {error}.") from error
+
+
 class ResultWriter:
     """Streams (object_id, vector) rows into ``<run>/lance_db/results.lance``.
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from hyrax.errors import ConfigError, HyraxError, ResultsError, ResultsWriteError
 from hyrax.progress import Progress, Waiting
-from hyrax.results.store import SCAN, ResultDataset, _has_versions, table_path
+from hyrax.results.store import SCAN, ResultDataset, _has_versions, replace_table, table_path
 from hyrax.vector_db.kth_neighbour import _batches, _sample, knn_scores
 
 logger = logging.getLogger(__name__)
@@ -153,9 +152,7 @@ def scoring_lock(run: Path, wait: bool = True):
 def _write_scores(run: Path, results: ResultDataset, scores: np.ndarray, metadata: dict[str, str]) -> None:
     """Stream (object_id, outlier_score) in the results' row order into the scores table, as one Lance
     commit: until it lands, readers (and a run killed half-way) see the previous table whole."""
-    import datetime
 
-    import lance
     import pyarrow as pa
 
     from hyrax.datasets.ids import arrow_strings
@@ -173,22 +170,7 @@ def _write_scores(run: Path, results: ResultDataset, scores: np.ndarray, metadat
             yield pa.RecordBatch.from_arrays([arrow_strings(ids), values], schema=schema)
             start += len(ids)
 
-    if path.exists() and not _has_versions(path):
-        shutil.rmtree(path)  # files of a first write that never committed
-    try:
-        lance.write_dataset(
-            pa.RecordBatchReader.from_batches(schema, batches()),
-            str(path),
-            schema=schema,
-            mode="overwrite" if path.exists() else "create",
-        )
-        # The older versions' files (and those of writes killed before their commit) go; this process
-        # holds the scoring lock, so no other writer can own them.
-        lance.dataset(str(path)).cleanup_old_versions(
-            older_than=datetime.timedelta(0), delete_unverified=True
-        )
-    except OSError as error:
-        raise ResultsWriteError(f"Writing outlier scores to {path} failed: {error}.") from error
+    replace_table(path, schema, batches(), "outlier scores")
 
 
 # ---------------------------------------------------------------------------- isolation forest

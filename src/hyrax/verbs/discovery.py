@@ -39,7 +39,8 @@ class LabelVerb(Verb):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("ids", nargs="*", help="object ids (or one labels CSV saved by the map)")
         parser.add_argument(
-            "--value", default="1", help="1 = interesting (default), 0 = not, '' = a tag alone"
+            "--value",
+            help="1 = interesting (the default without --tag), 0 = not, '' = a tag alone (the default with --tag)",
         )
         parser.add_argument("--tag", help="a free-text tag, such as ring")
         parser.add_argument("--user", help="who labels (default: the login name)")

@@ -247,6 +247,41 @@ def test_hostile_ids_are_shown_as_text_and_exported_as_csv(browser, tmp_path):
         live.stop()
 
 
+def test_the_standalone_page_labels_and_exports_them_for_h_label(browser, page_url, tmp_path):
+    """No server: the page keeps its labels, rings them, and its CSV is what h.label imports."""
+    page = _open(browser, page_url["file"])
+    picked = page.evaluate(
+        """() => {
+        const source = [...Bokeh.documents[0].all_models].find(m => m.name === 'points');
+        source.selected.indices = [3, 5];
+        return [3, 5].map(i => source.data.object_id[i]);
+    }"""
+    )
+    page.fill("input[placeholder^='tag']", "ring, maybe")
+    page.get_by_role("button", name="Interesting (1)").click()
+    marks = "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'labelled').data.object_id"
+    assert page.evaluate(marks) == picked
+    page.keyboard.press("Escape")
+    page.evaluate(
+        "() => { [...Bokeh.documents[0].all_models].find(m => m.name === 'points').selected.indices = [7]; }"
+    )
+    page.mouse.click(1290, 1140)  # out of the tag field: keys typed there are text
+    page.keyboard.press("0")  # the key labels the selection
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download labels as CSV").click()
+    path = tmp_path / "hyrax_labels.csv"
+    path.write_text(Path(download.value.path()).read_text())
+    page.close()
+    from hyrax import Hyrax
+
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path / "elsewhere"))  # labels of their own
+    assert h.label(str(path), allow_unknown=True) == 3
+    labels = h.labels().set_index("object_id")
+    assert (labels.loc[picked, "label"] == 1).all() and (labels.loc[picked, "tag"] == "ring, maybe").all()
+    assert len(labels) == 3 and (labels["label"] == 0).sum() == 1
+
+
 def test_label_three_objects_in_the_live_map_then_rerank(browser, page_url):
     """The discovery loop in the page: three ring galaxies labelled interesting with the button, one
     neighbour labelled not from its grid tile, a re-rank with one click; the ranking changes, the labels

@@ -131,13 +131,19 @@ class StreamStore:
             dtype=bool,
         )
         hashes = alert_hashes(alert_ids)
-        seen_before = np.isin(hashes, self._known) | np.array(
-            [int(h) in self._recent for h in hashes], dtype=bool
-        )
+        seen_before = self._in_known(hashes) | np.array([int(h) in self._recent for h in hashes], dtype=bool)
         _, first = np.unique(hashes, return_index=True)
         once = np.zeros(len(hashes), dtype=bool)
         once[first] = True
         return fresh & ~seen_before & once
+
+    def _in_known(self, hashes: np.ndarray) -> np.ndarray:
+        """Which hashes are among the (sorted) known ones: a binary search each, O(log N) per alert (a
+        np.isin here sorted every known hash for every batch, 40 ms a batch at a million alerts)."""
+        if not len(self._known):
+            return np.zeros(len(hashes), dtype=bool)
+        found = np.minimum(np.searchsorted(self._known, hashes), len(self._known) - 1)
+        return self._known[found] == hashes
 
     def append(self, rows: dict[str, Any] | None, skipped: list[tuple[str, int, int, str]]) -> None:
         """Write a batch's rows and skips, each one Lance commit; then they count as written."""

@@ -69,7 +69,13 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
             image = np.full((8, 8), number, np.float32)
             hdus = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image, name="IMAGE")])
             hdus.writeto(rubin / f"{9000 + number}_soda_150.{number:05d}_2.00000_{band}.fits")
+    import pyarrow.parquet as pq
+
+    from tests.stream.test_alert_decoding import _ztf_records
+
+    pq.write_table(pa.Table.from_pylist(_ztf_records(range(3))), tmp_path / "alerts.parquet")
     return {
+        "AlertParquetDataset": tmp_path / "alerts.parquet",
         "DownloadedLSSTDataset": rubin,
         "MultimodalUniverseDataset": tmp_path / "mmu",
         "NestedPandasDataset": tmp_path / "nested.parquet",

@@ -41,3 +41,48 @@ def test_what_is_not_an_alert_is_named(value, reason):
 def test_a_cut_short_rubin_alert_is_named():
     with pytest.raises(AlertError, match="cannot be read with its schema"):
         AlertDecoder().decode(rubin_packet(1)[:400])
+
+
+def _ztf_records(numbers):
+    import io
+
+    import fastavro
+
+    return [next(iter(fastavro.reader(io.BytesIO(container_packet(n))))) for n in numbers]
+
+
+def test_alerts_exported_as_parquet_are_samples_and_messages(tmp_path, hyrax_config):
+    """The Parquet layout brokers export (one row per alert, records as structs, stamps as binary): an
+    archive read by AlertParquetDataset a row group at a time, and a one-alert Parquet message."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hyrax.datasets.alert_archive import AlertParquetDataset
+    from hyrax.testing import check_dataset
+
+    records = _ztf_records(range(30))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    pq.write_table(pa.Table.from_pylist(records[:20]), archive / "part-0.parquet", row_group_size=7)
+    pq.write_table(pa.Table.from_pylist(records[20:]), archive / "part-1.parquet")
+    dataset = AlertParquetDataset(hyrax_config.config, archive)
+    assert len(dataset) == 30 and {"image", "object_id", "alert_id", "candidate.magpsf"} <= set(
+        dataset.fields()
+    )
+    for n in (0, 8, 19, 29):
+        np.testing.assert_array_equal(dataset.get_image(n), expected_image(n))
+        assert (
+            dataset.get_object_id(n) == f"ZTF21aa{n:05d}" and dataset.get_alert_id(n) == 1_500_000_000_000 + n
+        )
+    assert dataset.getter("candidate.magpsf")(3) == pytest.approx(18.5)
+    check_dataset(dataset)
+    one = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records[4:5]), one)
+    sample = AlertDecoder().decode(one.getvalue())
+    np.testing.assert_array_equal(sample["image"], expected_image(4))
+    two = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records[4:6]), two)
+    with pytest.raises(AlertError, match="holds 2 rows, not one alert .*AlertParquetDataset"):
+        AlertDecoder().decode(two.getvalue())

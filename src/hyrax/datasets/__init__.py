@@ -15,6 +15,7 @@ BUILTIN_DATASETS = {
     "HSCDataset": "hyrax.datasets.hsc:HSCDataset",
     "HyraxCifarDataset": "hyrax.datasets.cifar:HyraxCifarDataset",
     "DecalsRingsDataset": "hyrax.datasets.decals_rings:DecalsRingsDataset",
+    "AlertParquetDataset": "hyrax.datasets.alert_archive:AlertParquetDataset",
     "ResultDataset": "hyrax.results.store:ResultDataset",
     "LanceDBDataset": "hyrax.datasets.table:LanceDBDataset",
     "ParquetDataset": "hyrax.datasets.table:ParquetDataset",

@@ -7,7 +7,10 @@ A message is recognised by its first bytes:
   header); its schema is ``data_set.KafkaStreamDataset.schema_file`` (an ``.avsc``, with the files it
   names beside it), else, when the ``lsst-alert-packet`` package is installed, the Rubin alert schema of
   that id's version;
-* ``{``: a JSON object (the published Hyrax's stream format).
+* ``{``: a JSON object (the published Hyrax's stream format);
+* ``PAR1``: a Parquet file of one alert in the layout brokers export (Fink, the ZTF archive: the alert's
+  fields as columns, records as structs, stamps as binary); archives of many alerts are read by
+  :class:`~hyrax.datasets.alert_archive.AlertParquetDataset`.
 
 The alert becomes one flat dict: top-level scalars under their names, the scalars of nested records
 (``candidate``, ``diaSource``, ``diaObject``) as ``<record>.<field>``, cutout stamps (bytes fields named
@@ -36,6 +39,7 @@ import numpy as np
 from hyrax.errors import HyraxError
 
 AVRO_CONTAINER = b"Obj\x01"
+PARQUET = b"PAR1"
 STAMP_ORDER = ("science", "template", "difference")
 ID_NAMES = ("objectId", "diaObject.diaObjectId", "diaSource.diaObjectId", "object_id", "diaObjectId")
 ALERT_ID_NAMES = ("candid", "alertId", "diaSourceId", "alert_id", "diaSource.diaSourceId")
@@ -59,6 +63,8 @@ class AlertDecoder:
             record = self._container(value)
         elif value[:1] == b"\x00" and len(value) > 5:
             record = self._framed(value)
+        elif value.startswith(PARQUET):
+            record = self._parquet(value)
         elif value.lstrip()[:1] == b"{":
             try:
                 record = json.loads(value)
@@ -68,7 +74,8 @@ class AlertDecoder:
                 raise AlertError("the JSON message is not an object")
         else:
             raise AlertError(
-                f"the message is neither an Avro alert (container or Confluent wire format) nor JSON "
+                f"the message is neither an Avro alert (container or Confluent wire format), a Parquet alert nor "
+                f"JSON "
                 f"(it starts with {value[:8]!r})"
             )
         return flatten(record)
@@ -82,6 +89,20 @@ class AlertDecoder:
             raise AlertError(f"the Avro alert cannot be read ({type(error).__name__}: {error})") from None
         if len(records) != 1:
             raise AlertError(f"the Avro message holds {len(records)} records, not one alert")
+        return records[0]
+
+    def _parquet(self, value: bytes) -> dict:
+        import pyarrow.parquet as pq
+
+        try:
+            records = pq.read_table(io.BytesIO(value)).to_pylist()
+        except Exception as error:  # pyarrow raises several kinds for a damaged file
+            raise AlertError(f"the Parquet alert cannot be read ({type(error).__name__}: {error})") from None
+        if len(records) != 1:
+            raise AlertError(
+                f"the Parquet message holds {len(records)} rows, not one alert (read an archive of alerts "
+                f"with AlertParquetDataset)"
+            )
         return records[0]
 
     def _framed(self, value: bytes) -> dict:

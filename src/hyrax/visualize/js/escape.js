@@ -5,9 +5,10 @@ function esc(value) {
   return String(value).replace(/[&<>"']/g, (c) => entities[c]);
 }
 
-// The page's request counter: the server ignores a selection older than the last one it recorded.
+// The page's request counter: the server ignores a selection older than the last one it recorded. It
+// follows the clock, so that a reloaded page (or a second one) is not taken for an older one.
 function nextSequence() {
-  window._hyrax_seq = (window._hyrax_seq || 0) + 1;
+  window._hyrax_seq = Math.max(Date.now(), (window._hyrax_seq || 0) + 1);
   return window._hyrax_seq;
 }
 
@@ -18,4 +19,11 @@ function postJSON(path, body) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   }).then((r) => r.json());
+}
+
+// POST the page's selection (ids or a region); labels of "the selection" wait for the last one sent, so
+// the server labels what the page shows as selected.
+function postSelection(body) {
+  window._hyrax_selection_sent = postJSON("selection", body);
+  return window._hyrax_selection_sent;
 }

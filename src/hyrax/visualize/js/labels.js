@@ -55,7 +55,9 @@ function hyraxLabel(ids, value) {
   const body = { label: value, tag: tag };
   if (ids === null) body.selection = true;
   else body.object_id = ids;
-  return postJSON("label", body).then((answer) => {
+  const pending = ids === null ? window._hyrax_selection_sent : null;
+  const sent = (pending || Promise.resolve()).catch(() => null);
+  return sent.then(() => postJSON("label", body)).then((answer) => {
     if (answer.error) {
       status.text = "<i>" + esc(answer.error) + "</i>";
       return 0;

@@ -9,7 +9,7 @@ function selectRegion(event, inside) {
     g.type === "rect"
       ? { type: "rect", x0: g.x0, x1: g.x1, y0: g.y0, y1: g.y1 }
       : { type: "poly", x: Array.from(g.x), y: Array.from(g.y) };
-  postJSON("selection", { geometry: geometry, seq: nextSequence() }).then((answer) => {
+  postSelection({ geometry: geometry, seq: nextSequence() }).then((answer) => {
     if (answer.error) {
       inside.text = "<i>" + esc(answer.error) + "</i>";
       return;

@@ -9,7 +9,7 @@ function showSelection(source, selected, grid, names, live) {
   }
   selected.data = out;
   if (live) {
-    postJSON("selection", { object_id: out.object_id, seq: nextSequence() });
+    postSelection({ object_id: out.object_id, seq: nextSequence() });
   }
   const tiles = rows.slice(0, 60).map(
     (i) =>

@@ -75,6 +75,7 @@ def test_tsne_is_one_embedding_across_batches(infer_run):
     )
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_umap_fits_a_sample_and_places_the_rest(tmp_path, infer_run):
     reduced = reduce_hyrax(
         tmp_path,

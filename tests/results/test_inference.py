@@ -403,6 +403,7 @@ def test_resume_uses_the_weights_the_run_started_with(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
+@pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_two_process_inference_equals_single_process(trained, tmp_path):
     results_dir, train_run = trained
     single = infer_hyrax(

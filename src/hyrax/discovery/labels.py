@@ -1,8 +1,8 @@
 """Labels as data: what a scientist said about objects, kept in ``<results_dir>/labels.lance``.
 
 One row per labelling (object_id, label, tag, time, user, run): 1 = interesting, 0 = not, empty = a tag
-alone. The table is only ever appended to (one Lance commit per call: a crash leaves the labels before
-it whole), so it is also the history; the latest word on an object counts. Labels belong to objects,
+alone. The table is only ever appended to (one Lance commit per call, one writer at a time across
+processes: a crash leaves the labels before it whole), so it is also the history; the latest word on an object counts. Labels belong to objects,
 not to a run: they live beside the runs, keyed by object id, so that a re-inference, a new map or a
 new ranking keeps them.
 
@@ -112,9 +112,12 @@ class LabelBook:
             ],
             schema=_schema(),
         )
-        with _LOCK:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ResultsWriteError(f"Cannot write labels in {self.path.parent}: {error}.") from error
+        with _LOCK, self._writer_lock():
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 mode = "append" if self.exists() else "create"
                 if mode == "create" and self.path.exists():  # a first write that never committed
                     import shutil
@@ -124,6 +127,20 @@ class LabelBook:
             except OSError as error:
                 raise ResultsWriteError(f"Writing labels to {self.path} failed: {error}.") from error
         return count
+
+    def _writer_lock(self):
+        """One writer at a time across processes (an OS lock, gone with its process): two first writes would
+        both create the table, and a leftover of a killed first write is removed only under it."""
+        from hyrax import locks
+        from hyrax.errors import HyraxError
+        from hyrax.progress import Waiting
+
+        return locks.exclusive(
+            self.path.with_name("labels.lock"),
+            "label",
+            lambda holder: HyraxError(f"{holder} is writing labels to {self.path}."),
+            lambda holder: Waiting(f"{holder} is writing labels to {self.path}: waiting for it"),
+        )
 
     def history(self):
         """Every labelling, oldest first, as a DataFrame."""

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.discovery.labels import LabelBook
-from hyrax.errors import ConfigError, ResultsError
+from hyrax.errors import ConfigError
 from hyrax.progress import Progress
 from hyrax.results.store import SCAN, ResultDataset, _has_versions, replace_table, table_path
 
@@ -227,14 +227,9 @@ def _length_scale(results: ResultDataset, seed: int) -> float:
 
 def _score_quantiles(run: Path, seed: int) -> np.ndarray:
     """Sorted seeded sample of at most SCORE_SAMPLE outlier scores (their quantiles)."""
-    from hyrax.vector_db.outliers import _scores_table, stale_scores
+    from hyrax.vector_db.outliers import current_scores_table
 
-    table = _scores_table(run)
-    if table is None:
-        raise ResultsError(f"No outlier scores for {run}: run `hyrax outliers` first (h.rank() does).")
-    stale = stale_scores(run)
-    if stale:
-        raise ResultsError(stale[0].upper() + stale[1:] + ".")
+    table = current_scores_table(run)
     count = table.count_rows()
     keep = min(1.0, SCORE_SAMPLE / max(count, 1))
     rng = np.random.default_rng(seed)

@@ -236,12 +236,7 @@ def ranked(run: Path, top: int | None = None):
     the scores are streamed and only the leaders are held."""
     import pandas as pd
 
-    table = _scores_table(run)
-    if table is None:
-        raise ResultsError(f"No outlier scores for {run}: run `hyrax outliers` (or score_run) first.")
-    stale = stale_scores(run)
-    if stale:
-        raise ResultsError(stale[0].upper() + stale[1:] + ".")
+    table = current_scores_table(run)
     if top is None:
         everything = table.to_table(columns=["object_id", "outlier_score"])
         rows = np.argsort(-everything.column("outlier_score").to_numpy(), kind="stable")
@@ -272,6 +267,18 @@ def _top_rows(table, top: int) -> np.ndarray:
         keep = np.lexsort((rows, -scores))[:top]
         rows, scores = rows[keep], scores[keep]
     return rows
+
+
+def current_scores_table(run: Path):
+    """The run's outlier scores table, scored from its results as they are; else a ResultsError saying
+    to score (again)."""
+    table = _scores_table(run)
+    if table is None:
+        raise ResultsError(f"No outlier scores for {run}: run `hyrax outliers` (or score_run) first.")
+    stale = stale_scores(run)
+    if stale:
+        raise ResultsError(stale[0].upper() + stale[1:] + ".")
+    return table
 
 
 def read_scores(run: Path, rows) -> np.ndarray:

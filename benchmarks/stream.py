@@ -331,9 +331,7 @@ def endurance(weights_path: str, count: int) -> dict:
     cls = generated_alerts_class(count, rss)
     with tempfile.TemporaryDirectory() as work:
         h = stream_hyrax(work, "127.0.0.1:9", "generated", weights_path, "endurance", poll=0.2, flush=0.2)
-        h.set_config(
-            "data_request.infer_stream.alerts", {"dataset_class": cls.__name__, "fields": ["image"]}
-        )
+        h.set_config("data_request.infer_stream.alerts", {"dataset_class": cls.__name__, "fields": ["image"]})
         started = time.perf_counter()
         summary = h.infer_stream(idle_timeout=3)
         seconds = time.perf_counter() - started

@@ -19,7 +19,6 @@ new ranking keeps them.
 from __future__ import annotations
 
 import getpass
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -31,7 +30,6 @@ from hyrax.errors import ConfigError, DataError, ResultsWriteError
 LABELS = "labels.lance"
 #: Columns of a labels CSV (the map's export): object_id, then label and/or tag.
 CSV_COLUMNS = ("object_id", "label", "tag")
-_LOCK = threading.Lock()  # one writer at a time in this process (the notebook and the map's server)
 
 
 def labels_path(config: Mapping) -> Path:
@@ -116,7 +114,7 @@ class LabelBook:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ResultsWriteError(f"Cannot write labels in {self.path.parent}: {error}.") from error
-        with _LOCK, self._writer_lock():
+        with self._writer_lock():  # also orders this process's threads: each holds its own open file
             try:
                 mode = "append" if self.exists() else "create"
                 if mode == "create" and self.path.exists():  # a first write that never committed

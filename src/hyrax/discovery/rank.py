@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,6 +156,7 @@ class Relevance:
     length_scale: float
     k: int
     ignored: int = 0
+    _index: Any = field(default=None, init=False, repr=False)  # faiss index of the labelled vectors
 
     @classmethod
     def fit(cls, results: ResultDataset, book: LabelBook, settings: RankSettings) -> Relevance:
@@ -196,7 +198,7 @@ class Relevance:
             return np.full(count, self.prior, np.float32), np.ones(count, np.float32)
         import faiss
 
-        if not hasattr(self, "_index"):
+        if self._index is None:
             self._index = faiss.IndexFlatL2(self.vectors.shape[1])
             self._index.add(self.vectors)
         squared, found = self._index.search(

@@ -67,9 +67,9 @@ class LabelVerb(Verb):
             for column in ("label", "tag"):
                 if column not in frame.columns:
                     frame[column] = ""
+            self._check(frame["object_id"].to_numpy(str), allow_unknown)  # every id, before any is written
             written = 0
             for (label, found_tag), group in frame.groupby(["label", "tag"], sort=False):
-                self._check(group["object_id"].to_numpy(str), allow_unknown)
                 written += book.add(group["object_id"].to_numpy(str), label, found_tag or None, user, "csv")
             return written
         if object_ids is None:
@@ -142,13 +142,8 @@ class RankVerb(Verb):
     def run(self, top: int = 50, input_dir=None):
         """The ``top`` objects by combined score (relevance x outlier quantile), as a DataFrame: rank,
         object_id, combined, relevance, uncertainty, outlier_score, label, row and their metadata."""
-        run, _ = _ranked_run(self.config, input_dir)
-        from hyrax.discovery.rank import top_rows
-
-        rows, _ = top_rows(run, "combined", int(top))
-        frame = _frame(self.config, run, rows)
-        frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-        return frame
+        run, latest = ranked_run(self.config, input_dir)
+        return ranked_frame(run, latest, top)
 
     def run_cli(self, args: argparse.Namespace) -> int:
         _print(self.run(args.top, args.input_dir))
@@ -167,25 +162,17 @@ class SuggestVerb(Verb):
     def run(self, n: int = 10, input_dir=None):
         """The ``n`` unlabelled objects of highest acquisition ((relevance + explore x uncertainty) x
         outlier factor), as a DataFrame: object_id, acquisition, then as :meth:`RankVerb.run`'s."""
-        from hyrax.discovery.rank import top_rows
-        from hyrax.results.store import ResultDataset
-
-        run, book = _ranked_run(self.config, input_dir)
-        labelled = book.latest()["object_id"].to_numpy(str)
-        rows = ResultDataset(data_location=run).rows_of(labelled) if len(labelled) else np.empty(0, np.int64)
-        exclude = np.unique(rows[rows >= 0])
-        found, values = top_rows(run, "acquisition", int(n), exclude=exclude)
-        frame = _frame(self.config, run, found)
-        frame.insert(1, "acquisition", values)
-        return frame
+        run, latest = ranked_run(self.config, input_dir)
+        return suggested_frame(run, latest, n)
 
     def run_cli(self, args: argparse.Namespace) -> int:
         _print(self.run(args.n, args.input_dir))
         return 0
 
 
-def _ranked_run(config, input_dir=None):
-    """The infer run, scored for outliers and ranked from the labels (both reused when up to date)."""
+def ranked_run(config, input_dir=None):
+    """The infer run, scored for outliers and ranked from the labels (both reused when up to date), and the
+    latest labels (read once for everything that follows)."""
     from hyrax.discovery.rank import RankSettings, update_ranking
     from hyrax.verbs.vector_db_verbs import score_outliers
 
@@ -193,10 +180,33 @@ def _ranked_run(config, input_dir=None):
     book = _book(config)
     score_outliers(config, run)
     update_ranking(run, book, RankSettings.from_config(config))
-    return run, book
+    return run, book.latest()
 
 
-def _frame(config, run, rows):
+def ranked_frame(run, latest, top: int):
+    """The ``top`` of a ranked run (see :meth:`RankVerb.run`); ``latest``: the labels, as h.labels()."""
+    from hyrax.discovery.rank import top_rows
+
+    rows, _ = top_rows(run, "combined", int(top))
+    frame = _frame(run, rows, latest)
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def suggested_frame(run, latest, n: int):
+    """The ``n`` suggestions of a ranked run (see :meth:`SuggestVerb.run`): labelled objects left out."""
+    from hyrax.discovery.rank import top_rows
+    from hyrax.results.store import ResultDataset
+
+    labelled = latest["object_id"].to_numpy(str)
+    rows = ResultDataset(data_location=run).rows_of(labelled) if len(labelled) else np.empty(0, np.int64)
+    found, values = top_rows(run, "acquisition", int(n), exclude=np.unique(rows[rows >= 0]))
+    frame = _frame(run, found, latest)
+    frame.insert(1, "acquisition", values)
+    return frame
+
+
+def _frame(run, rows, latest):
     import pandas as pd
 
     from hyrax.discovery.rank import read_ranking
@@ -213,8 +223,8 @@ def _frame(config, run, rows):
             "outlier_score": read_scores(run, rows),
         }
     )
-    latest = _book(config).latest().set_index("object_id")
-    frame["label"] = frame["object_id"].map(latest["label"]).astype("Int8") if len(latest) else pd.NA
+    labels = latest.set_index("object_id")["label"]
+    frame["label"] = frame["object_id"].map(labels).astype("Int8") if len(labels) else pd.NA
     frame["row"] = np.asarray(rows, dtype=np.int64)
     return _with_metadata(frame, run)
 

@@ -250,17 +250,15 @@ class LiveMap:
 
     def rank(self, top: int = 24, suggest: int = 12) -> dict:
         """Re-rank every object of the map's inference run from the labels: the top and the suggestions."""
-        from hyrax.verbs.discovery import RankVerb, SuggestVerb
+        from hyrax.verbs.discovery import ranked_frame, ranked_run, suggested_frame
 
         if self.infer_run is None:
             raise LookupError(f"{self.reduce_run} does not say which inference run it mapped")
-        ranked = RankVerb(self.config).run(top, self.infer_run)
-        suggested = SuggestVerb(self.config).run(suggest, self.infer_run)
-        ids, _ = self.source.labels().labelled()
+        run, latest = ranked_run(self.config, self.infer_run)  # one ranking pass for both lists
         return {
-            "top": _entries(ranked, "combined"),
-            "suggest": _entries(suggested, "acquisition"),
-            "labelled": len(ids),
+            "top": _entries(ranked_frame(run, latest, top), "combined"),
+            "suggest": _entries(suggested_frame(run, latest, suggest), "acquisition"),
+            "labelled": int(latest["label"].notna().sum()),
         }
 
     # -- the server --------------------------------------------------------------------------------

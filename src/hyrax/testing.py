@@ -40,7 +40,11 @@ def _kind_problem(value: Any) -> str | None:
         return "returns None; return a value (use NaN for a missing number)"
     if isinstance(value, np.ndarray | np.generic | str | bytes | int | float | bool):
         return None
-    return f"returns a {type(value).__name__}; return a numpy array, a number or a string"
+    if isinstance(value, dict) and value and all(isinstance(key, str) for key in value):
+        # a struct's subfields (a Multimodal Universe image: flux, ivar, band...)
+        inner = [(key, _kind_problem(v)) for key, v in value.items()]
+        return next((f"[{key!r}] {problem}" for key, problem in inner if problem), None)
+    return f"returns a {type(value).__name__}; return a numpy array, a number, a string or a dict of those"
 
 
 def check_dataset(
@@ -177,9 +181,7 @@ def _check_field(dataset, name: str, field: str, rows: list[int], collate_values
             problems.append(f"get_{field}({row}) {problem}.")
             return problems
         again = getter(row)
-        if isinstance(value, np.ndarray) and not np.array_equal(
-            value, again, equal_nan=value.dtype.kind == "f"
-        ):
+        if not _same(value, again):
             problems.append(
                 f"get_{field}({row}) returned different values on two calls: make getters deterministic."
             )
@@ -195,6 +197,18 @@ def _check_field(dataset, name: str, field: str, rows: list[int], collate_values
     except HyraxError as error:
         problems.append(f"field '{field}' cannot be batched: {error}")
     return problems
+
+
+def _same(value: Any, again: Any) -> bool:
+    if isinstance(value, dict):
+        return (
+            isinstance(again, dict)
+            and value.keys() == again.keys()
+            and all(_same(value[key], again[key]) for key in value)
+        )
+    if isinstance(value, np.ndarray):
+        return np.array_equal(value, again, equal_nan=value.dtype.kind == "f")
+    return True
 
 
 def _report(name: str, problems: list[str]) -> str:

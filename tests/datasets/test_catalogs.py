@@ -85,6 +85,31 @@ def test_hats_catalog_columns_and_nested_light_curves_are_fields(crts_hats, hyra
     assert dataset.getter("ra")(3) == pytest.approx(dataset.read_rows([3], ["ra"])["ra"][0])
 
 
+def test_a_nested_column_is_also_a_dict_of_its_subfields_batched_padded(crts_hats, hyrax_config, real_data):
+    """``lc``: the light curve as one dict ({mjd, mag, magerr}); a batch pads each subfield, with a mask.
+    A request without ``fields`` gets it once (not again as lc.mag...)."""
+    entry = {"dataset_class": "HyraxHATSDataset", "data_location": str(crts_hats)}
+    provider = DataProvider(request_config(hyrax_config, crts=entry), "train")
+    assert "lc" in provider.fields["crts"] and "lc.mag" not in provider.fields["crts"]
+    samples = [provider[i] for i in range(5)]
+    curves = _light_curves(real_data)
+    for sample in samples:
+        expected = curves.get_group(sample["object_id"])["mag"].to_numpy()
+        assert np.array_equal(np.sort(sample["crts"]["lc"]["mag"]), np.sort(expected))
+    batch = provider.collate(samples)
+    lc = batch["crts"]["lc"]
+    lengths = [len(s["crts"]["lc"]["mag"]) for s in samples]
+    assert lc["mag"].shape == (5, max(lengths)) and lc["mag_mask"].sum(axis=1).tolist() == lengths
+    assert np.array_equal(lc["mjd"][0][: lengths[0]], samples[0]["crts"]["lc"]["mjd"])
+    assert "lc: dict {" in provider.summary()  # hyrax prepare shows each subfield's shape
+    # DataLoader workers get the struct from the main process (Lance is read there only).
+    from hyrax.datasets.loader import NumpyLoader
+
+    (first,) = list(NumpyLoader(provider, range(5), batch_size=5, num_workers=1))
+    assert np.array_equal(first["crts"]["lc"]["mag"], lc["mag"])
+    assert np.array_equal(first["crts"]["lc"]["mag_mask"], lc["mag_mask"])
+
+
 def test_hats_reads_only_the_requested_columns_and_passes_open_catalog_kwargs(crts_hats, hyrax_config):
     from hyrax.datasets.table import HyraxHATSDataset
 

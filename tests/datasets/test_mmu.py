@@ -25,6 +25,12 @@ def write_hub_layout(directory, rows: dict, features) -> None:
     table.select(range(half, len(table))).to_parquet(str(directory / "data" / "train-00001-of-00002.parquet"))
 
 
+def _rgb(flux: np.ndarray) -> np.ndarray:
+    """A (height, width, 3) uint8 colour picture of a (3, height, width) image, asinh-stretched."""
+    scaled = np.arcsinh(np.clip(flux, 0, None) / (np.percentile(flux, 99) + 1e-9) * 10) / np.arcsinh(10)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)[..., ::-1].copy()
+
+
 @pytest.fixture(scope="module")
 def legacysurvey(tmp_path_factory):
     from hyrax.config import ConfigManager
@@ -44,12 +50,15 @@ def legacysurvey(tmp_path_factory):
                 "psf_fwhm": datasets.Sequence(datasets.Value("float32")),
                 "scale": datasets.Sequence(datasets.Value("float32")),
             },
+            "rgb": datasets.Image(),
             "ra": datasets.Value("float64"),
             "dec": datasets.Value("float64"),
         }
     )
+    rgb = [_rgb(image) for image in flux]
     rows = {
         "object_id": [str(galaxies.getter("object_id")(i)) for i in range(count)],
+        "rgb": rgb,
         "image": [
             {
                 "band": ["g", "r", "z"],
@@ -158,3 +167,70 @@ def test_published_config_keys_and_errors(tmp_path, legacysurvey, hyrax_config):
     hyrax_config.set_config("data_set.MultimodalUniverseDataset.split", "test")
     with pytest.raises(DataError, match="MultimodalUniverseDataset: cannot read .*test"):
         MultimodalUniverseDataset(hyrax_config.config, directory)
+
+
+def test_the_published_notebooks_struct_fields_and_pictures(legacysurvey, desi, tmp_path, monkeypatch):
+    """The published mmu_images/mmu_spectra notebooks' cells, unchanged but for data_location (the Hub
+    cannot be reached here): no ``fields``, so every column once; a struct column is a dict of its
+    subfields (``["mmu"]["image"]["flux"]``), an image column a (height, width, 3) picture."""
+    import hyrax
+
+    monkeypatch.chdir(tmp_path)
+    directory, rows, flux = legacysurvey
+    h = hyrax.Hyrax()
+    h.config["data_request"] = {
+        "infer": {
+            "mmu": {
+                "dataset_class": "MultimodalUniverseDataset",
+                "data_location": str(directory),
+                "primary_id_field": "object_id",
+                "dataset_config": {
+                    "MultimodalUniverseDataset": {"split": "train", "max_samples": 100, "streaming": True}
+                },
+            }
+        }
+    }
+    prepared = h.prepare()
+    assert len(prepared["infer"]) == 24
+    first = prepared["infer"][0]["mmu"]
+    assert set(first) == {"object_id", "image", "rgb", "ra", "dec"}
+    assert set(first["image"]) == {"band", "flux", "mask", "ivar", "psf_fwhm", "scale"}
+    for value in first["image"].values():
+        assert isinstance(value, np.ndarray) and value.shape and value.dtype
+    np.testing.assert_array_equal(first["image"]["flux"], flux[0])
+    assert first["rgb"].shape == (*flux.shape[2:], 3) and first["rgb"].dtype == np.uint8
+    np.testing.assert_array_equal(first["rgb"], rows["rgb"][0])  # PNG is lossless
+    from PIL import Image
+
+    assert Image.fromarray(first["rgb"]).size == flux.shape[2:][::-1]
+
+    # A batch as a model gets it: the struct's subfields batched under its name.
+    provider = prepared["infer"]
+    batch = provider.collate([provider[i] for i in (0, 5, 9)])
+    assert batch["mmu"]["image"]["flux"].shape == (3, *flux.shape[1:])
+    np.testing.assert_array_equal(batch["mmu"]["image"]["flux"][1], flux[5])
+    assert batch["mmu"]["rgb"].shape == (3, *flux.shape[2:], 3)
+    assert "image.flux" not in batch["mmu"]
+
+    spectra_dir, spectra = desi
+    h.config["data_request"]["infer"]["mmu"]["data_location"] = str(spectra_dir)
+    spectrum = h.prepare()["infer"][0]["mmu"]["spectrum"]
+    assert set(spectrum) == {"flux", "ivar", "lsf_sigma", "lambda", "mask"}
+    np.testing.assert_array_equal(spectrum["lambda"], spectra["lambda"][0])
+    np.testing.assert_array_equal(spectrum["flux"], spectra.flux[0])
+
+
+def test_a_struct_field_and_its_subfields_can_be_asked_for(legacysurvey, hyrax_config):
+    directory, _, flux = legacysurvey
+    entry = {
+        "dataset_class": "MultimodalUniverseDataset",
+        "data_location": str(directory),
+        "fields": ["image", "image.flux"],
+    }
+    provider = DataProvider(request_config(hyrax_config, mmu=entry), "train")
+    batch = provider.collate([provider[i] for i in range(4)])
+    np.testing.assert_array_equal(batch["mmu"]["image"]["flux"], batch["mmu"]["image.flux"])
+    np.testing.assert_array_equal(batch["mmu"]["image.flux"], flux[:4])
+    assert list(batch["mmu"]["image"]["band"][0]) == ["g", "r", "z"]
+    with pytest.raises(DataError, match="image.flx.*image.flux"):
+        DataProvider(request_config(hyrax_config, mmu={**entry, "fields": ["image.flx"]}), "train")

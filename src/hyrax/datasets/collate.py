@@ -8,7 +8,7 @@ the field, the objects and the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,13 @@ def collate_values(
     into shared memory).
     """
     present = [v for v in values if v is not None]
+    if present and isinstance(present[0], Mapping):  # a dict per sample: a dict of batches
+        return {
+            key: collate_values(
+                [None if v is None else v[key] for v in values], f"{field}.{key}", object_ids, stack
+            )
+            for key in present[0]
+        }
     if len(present) < len(values):
         values = _fill_missing(values, present)
     first = values[0]

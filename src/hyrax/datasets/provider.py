@@ -163,7 +163,7 @@ class DataProvider:
                 field: self._augmentation(name, field)
                 for field in self.fields[name]
                 if callable(getattr(dataset, "read_rows", None))
-                and field in getattr(dataset, "_columns", ())
+                and (field in getattr(dataset, "_columns", ()) or field in getattr(dataset, "_groups", ()))
                 and (
                     getattr(dataset, "_reads_own_getters", False)
                     or not callable(getattr(type(dataset), f"get_{field}", None))
@@ -180,7 +180,8 @@ class DataProvider:
         available = dataset.fields()
         requested = get_setting(spec, "fields") if "fields" in spec else None
         if requested is None:
-            return available
+            defaults = getattr(dataset, "default_fields", None)
+            return list(defaults()) if callable(defaults) else available
         missing = [f for f in requested if f not in available]
         if missing:
             hints = "".join(did_you_mean(f, available) for f in missing)
@@ -448,7 +449,7 @@ class DataProvider:
             except (DataError, IndexError):  # read row by row instead, so the error names its object
                 continue
             used = slots >= 0  # just this batch's values travel on (to a worker process)
-            batch = {field: column[slots[used]] for field, column in values.items()}
+            batch = {field: _at(column, slots[used]) for field, column in values.items()}
             found[name] = (np.where(used, np.cumsum(used) - 1, -1), batch)
         return found
 
@@ -489,13 +490,20 @@ class DataProvider:
                 values = {}
                 for field, getter in getters:
                     if field in read:
-                        value = read[field][slots[position]]
+                        value = _at(read[field], slots[position])
                         if hooks.get(field) is not None:
                             value = self._augment(hooks[field], value, row)
                     else:
                         value = self._get(getter, row, object_id, name, field)
                     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                         value = self._finite(value, object_id, name, field)
+                    elif isinstance(value, dict):  # a struct's subfields
+                        value = {
+                            child: self._finite(v, object_id, name, f"{field}.{child}")
+                            if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+                            else v
+                            for child, v in value.items()
+                        }
                     elif isinstance(value, np.generic):
                         value = value.item() if value.dtype.kind != "U" else str(value)
                     values[field] = value
@@ -610,6 +618,13 @@ class Prefetched:
         return len(self.indices)
 
 
+def _at(values, index):
+    """``values[index]``, and so for each subfield of a struct's values ({subfield: values})."""
+    if isinstance(values, dict):
+        return {key: _at(column, index) for key, column in values.items()}
+    return values[index]
+
+
 def _augmented(spec: Mapping, field: str) -> bool:
     augment = spec.get("augment", False)
     return augment is True or (isinstance(augment, list) and field in augment)
@@ -645,6 +660,8 @@ def _collate_field(
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "dict {" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
     if isinstance(value, np.ndarray):
         return f"array {value.shape} {value.dtype}"
     if value is None:

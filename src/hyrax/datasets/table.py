@@ -64,6 +64,13 @@ class TableDataset(HyraxDataset, register=False):
         self._column_of = {name: name for name in self._schema.names if name not in stored.values()}
         self._column_of |= stored
         self._columns = list(self._column_of)
+        # A struct or nested column is also one field holding a dict of its subfields (``image`` ->
+        # {"flux": ..., "band": ...}), as Hugging Face and the published Hyrax give it.
+        self._groups: dict[str, list[str]] = {}
+        for field in self._columns:
+            group, _, child = field.partition(".")
+            if child and group not in self._column_of:
+                self._groups.setdefault(group, []).append(child)
         shapes = _shapes(self._schema)
         self._shapes = {f: shapes[c] for f, c in self._column_of.items() if c in shapes}
         self._scalars = [
@@ -98,7 +105,15 @@ class TableDataset(HyraxDataset, register=False):
 
     # -- fields ------------------------------------------------------------------------------------
     def fields(self) -> list[str]:
-        return sorted(set(self.getter_fields()) | set(self._columns) | set(self._derived()))
+        return sorted(
+            set(self.getter_fields()) | set(self._columns) | set(self._groups) | set(self._derived())
+        )
+
+    def default_fields(self) -> list[str]:
+        """The fields a request without ``fields`` gets: every column once (a struct as its dict, not
+        also as its subfields), and the resampled light curve."""
+        inside = {f"{group}.{child}" for group, children in self._groups.items() for child in children}
+        return [field for field in self.fields() if field not in inside]
 
     def getter(self, field: str):
         method = getattr(type(self), f"get_{field}", None)
@@ -106,14 +121,21 @@ class TableDataset(HyraxDataset, register=False):
             return getattr(self, f"get_{field}")
         if field in self._columns or field in self._derived():
             return lambda idx, _field=field: self._value(_field, int(idx))
+        if field in self._groups:
+            return lambda idx, _group=field: {
+                child: self._value(f"{_group}.{child}", int(idx)) for child in self._groups[_group]
+            }
         return super().getter(field)
 
     def __getattr__(self, name: str):
         if name.startswith("collate_") and name[8:] in self.__dict__.get("_ragged", ()):
             return lambda samples, _field=name[8:]: _padded(samples, _field)
+        if name.startswith("collate_") and name[8:] in self.__dict__.get("_groups", ()):
+            return lambda samples, _group=name[8:]: {_group: _padded_group(samples, _group)}
         resampling = self.__dict__.get("_resampling")
         derived = (resampling.field,) if resampling is not None else ()
-        if name.startswith("get_") and (name[4:] in self.__dict__.get("_columns", ()) or name[4:] in derived):
+        known = (*self.__dict__.get("_columns", ()), *self.__dict__.get("_groups", ()), *derived)
+        if name.startswith("get_") and name[4:] in known:
             return self.getter(name[4:])
         columns = self.__dict__.get("_columns", [])
         hint = did_you_mean(name[4:], columns) if name.startswith("get_") else ""
@@ -135,7 +157,15 @@ class TableDataset(HyraxDataset, register=False):
 
     def read_rows(self, rows: Sequence[int], fields: Sequence[str]) -> dict[str, np.ndarray]:
         """Values of ``fields`` at ``rows`` (any order, repeats allowed), one read for all of them:
-        numbers as numpy arrays, text as numpy str arrays, fixed-size lists as (rows, *shape) arrays."""
+        numbers as numpy arrays, text as numpy str arrays, fixed-size lists as (rows, *shape) arrays;
+        a struct's field as {subfield: values}."""
+        groups = [f for f in fields if f in self._groups]
+        if groups:
+            inside = [f"{g}.{c}" for g in groups for c in self._groups[g]]
+            plain = [f for f in fields if f not in self._groups]
+            read = self.read_rows(rows, list(dict.fromkeys(plain + inside)))
+            grouped = {g: {c: read[f"{g}.{c}"] for c in self._groups[g]} for g in groups}
+            return {f: grouped[f] if f in grouped else read[f] for f in fields}
         rows = np.asarray(rows, dtype=np.int64)
         unknown = [f for f in fields if f not in self._columns and f not in self._derived()]
         if unknown:
@@ -448,6 +478,18 @@ def _padded(samples: list[dict], field: str) -> dict[str, np.ndarray]:
     return {field: out, f"{field}_mask": mask}
 
 
+def _padded_group(samples: list[dict], group: str) -> dict[str, np.ndarray]:
+    """A batch of a struct's dicts: ``{subfield: batch}``, lists of any length padded with a
+    ``<subfield>_mask`` as :func:`_padded` does."""
+    present = [sample[group] for sample in samples if sample[group] is not None]
+    children = list(present[0]) if present else []
+    out: dict[str, np.ndarray] = {}
+    for child in children:
+        values = [{child: None if s[group] is None else s[group][child]} for s in samples]
+        out.update(_padded(values, child))
+    return out
+
+
 def _lance_table(location: Path, name: str | None) -> Path:
     if location.suffix == ".lance":
         if not location.is_dir():
@@ -611,19 +653,61 @@ def _source_batches(kind: str, files: list[str], source: str, options: dict) -> 
 
         location = source.split(":", 1)[1].lstrip("/") if source.startswith("hf:") else source
         limit = options.get("max_samples")
-        stream = load_dataset(location, split=options.get("split", "train"), streaming=True).with_format(
-            "arrow"
-        )
+        stream = load_dataset(location, split=options.get("split", "train"), streaming=True)
+        images = _image_columns(stream.features)
+        stream = stream.with_format("arrow")
         taken = 0
         for table in stream.iter(batch_size=1024):
             if limit:
                 table = table.slice(0, limit - taken)
             taken += table.num_rows
+            for name in images:
+                table = table.set_column(
+                    table.schema.get_field_index(name), name, _decoded_images(table.column(name), name)
+                )
             yield from table.to_batches()
             if limit and taken >= limit:
                 break
     else:
         raise ValueError(f"unknown source kind {kind!r}")
+
+
+def _image_columns(features) -> list[str]:
+    """The columns a Hugging Face dataset declares as images (PNG/JPEG bytes)."""
+    from datasets import Image
+
+    return [name for name, feature in (features or {}).items() if isinstance(feature, Image)]
+
+
+def _decoded_images(column, name: str):
+    """An image column (structs of encoded bytes) as nested lists of pixels (height x width [x
+    channels]): read as a numpy array per object, as the published Hyrax gives them."""
+    import io
+
+    import pyarrow.compute as pc
+    from PIL import Image
+
+    arrays = []
+    for row, encoded in enumerate(pc.struct_field(column.combine_chunks(), "bytes").to_pylist()):
+        if encoded is None:
+            raise DataError(f"image column '{name}' has no image bytes at row {row}")
+        with Image.open(io.BytesIO(encoded)) as image:
+            arrays.append(np.asarray(image))
+    return _nested_lists(arrays)
+
+
+def _nested_lists(arrays: list[np.ndarray]):
+    """numpy arrays of one number of dimensions as one Arrow array of nested lists."""
+    import pyarrow as pa
+
+    values = pa.array(np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0, np.uint8))
+    for depth in reversed(range(arrays[0].ndim if arrays else 1)):
+        lengths = np.concatenate(
+            [np.full(int(np.prod(a.shape[:depth])), a.shape[depth], np.int64) for a in arrays]
+        )
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int64())
+        values = pa.LargeListArray.from_arrays(offsets, values)
+    return values
 
 
 def _flatten_nested(batch) -> tuple[Any, dict[str, str]]:

@@ -33,3 +33,28 @@ def test_published_import_paths_give_our_objects(tmp_path):
     RunDir(published).mark_complete()
     assert find_most_recent_results_dir(h.config, "onnx") == published
     assert find_most_recent_results_dir(h.config, "to_onnx") == published
+
+
+def test_published_import_paths_of_the_datasets():
+    """The published module of each built-in dataset gives ours (its notebooks and tests import them)."""
+    import importlib
+
+    from hyrax.plugins import DATASETS
+
+    published = {
+        "hats_dataset": "HyraxHATSDataset",
+        "lancedb_dataset": "LanceDBDataset",
+        "nested_pandas_dataset": "NestedPandasDataset",
+        "mmu_dataset": "MultimodalUniverseDataset",
+        "lsst_dataset": "LSSTDataset",
+        "downloaded_lsst_dataset": "DownloadedLSSTDataset",
+        "kafka_stream_dataset": "KafkaStreamDataset",
+        "hsc_dataset": "HSCDataset",
+        "fits_image_dataset": "FitsImageDataset",
+        "hyrax_csv_dataset": "HyraxCSVDataset",
+        "hyrax_cifar_dataset": "HyraxCifarDataset",
+    }
+    for module, name in published.items():
+        assert getattr(importlib.import_module(f"hyrax.datasets.{module}"), name) is DATASETS.get(name), (
+            module
+        )

@@ -143,6 +143,35 @@ def test_lancedb_tables_by_name(hyrax_config, tmp_path):
         LanceDBDataset(hyrax_config.config, database)
 
 
+def test_lancedb_through_lancedb_connect_with_the_published_keys(hyrax_config, tmp_path):
+    """A database given as a URI (as on object storage) is opened with lancedb.connect: connect_kwargs
+    and open_table_kwargs pass through (version pins a version of the table), bad ones are named."""
+    import lancedb
+    import pyarrow as pa
+
+    db = lancedb.connect(str(tmp_path / "db"))
+    table = db.create_table("obs", pa.table({"object_id": ["a", "b"], "flux": [1.0, 2.0]}))
+    first = table.version
+    table.add(pa.table({"object_id": ["c"], "flux": [3.0]}))
+    uri = (tmp_path / "db").as_uri()  # file://..., read as s3://bucket/db would be
+    entry = {"dataset_class": "LanceDBDataset", "data_location": uri, "fields": ["flux"]}
+    provider = DataProvider(request_config(hyrax_config, obs=entry), "train")
+    assert len(provider) == 3 and provider[2]["obs"]["flux"] == 3.0 and provider[2]["object_id"] == "c"
+
+    hyrax_config.set_config("data_set.LanceDBDataset.connect_kwargs", {"storage_options": {}})
+    hyrax_config.set_config("data_set.LanceDBDataset.open_table_kwargs", {"version": first})
+    dataset = LanceDBDataset(hyrax_config.config, tmp_path / "db")
+    assert len(dataset) == 2 and list(dataset.column("object_id")) == ["a", "b"]
+
+    hyrax_config.set_config("data_set.LanceDBDataset.open_table_kwargs", {"versoin": first})
+    with pytest.raises(DataError, match="open_table_kwargs.*versoin"):
+        LanceDBDataset(hyrax_config.config, tmp_path / "db")
+    hyrax_config.set_config("data_set.LanceDBDataset.open_table_kwargs", {})
+    hyrax_config.set_config("data_set.LanceDBDataset.table_name", "ob")
+    with pytest.raises(DataError, match="no table 'ob'.*Did you mean 'obs'"):
+        LanceDBDataset(hyrax_config.config, uri)
+
+
 def test_a_dataset_with_ids_from_a_getter_joins_a_table(hyrax_config, catalog):
     """The primary ids come from per-row getters (a user's streaming dataset), a batch at a time."""
     from hyrax.datasets import HyraxDataset

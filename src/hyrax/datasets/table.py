@@ -49,12 +49,13 @@ BLOCK_BYTES = 4 * 2**20
 class TableDataset(HyraxDataset, register=False):
     """A Lance table as a dataset; subclasses say where the table is (see the module documentation)."""
 
-    def _open(self, path: Path) -> None:
+    def _open(self, path: Path | Any) -> None:
+        """Open a Lance table: a path, or a Lance dataset already open (LanceDB on object storage)."""
         import lance
         import pyarrow as pa
 
-        self._table_path = Path(path)
-        self._lance = lance.dataset(str(path))
+        self._lance = lance.dataset(str(path)) if isinstance(path, str | Path) else path
+        self._table_path = path if isinstance(path, str | Path) else self._lance.uri
         self._pid = os.getpid()
         self._length = self._lance.count_rows()
         self._schema = self._lance.schema
@@ -275,15 +276,24 @@ class TableDataset(HyraxDataset, register=False):
 class LanceDBDataset(TableDataset):
     """A table of a LanceDB database (or a ``.lance`` table directory) as a dataset.
 
-    ``data_location``: the LanceDB directory; ``[data_set.LanceDBDataset] table_name`` picks the table
-    (not needed when there is only one).
+    ``data_location``: the LanceDB directory, or its URI on object storage (``s3://bucket/db``,
+    ``gs://...``); ``[data_set.LanceDBDataset] table_name`` picks the table (not needed when there is
+    only one). ``connect_kwargs`` go to ``lancedb.connect`` (``storage_options`` for credentials...),
+    ``open_table_kwargs`` to ``open_table`` (``version`` pins a version of the table...).
     """
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
-        if data_location is None:
+        if data_location is None or data_location is False:
             raise DataError("LanceDBDataset needs data_location: a LanceDB directory or a .lance table.")
+        settings = get_setting(config, "data_set.LanceDBDataset") or {}
+        name = settings.get("table_name") or None
+        connect = dict(settings.get("connect_kwargs") or {})
+        open_table = dict(settings.get("open_table_kwargs") or {})
+        if "://" in str(data_location) or connect or open_table:
+            self._open(_lancedb_table(str(data_location), name, connect, open_table))
+            super().__init__(config, str(data_location))
+            return
         location = Path(data_location).expanduser()
-        name = get_setting(config, "data_set.LanceDBDataset.table_name")
         self._open(_lance_table(location, name))
         super().__init__(config, location)
 
@@ -511,6 +521,48 @@ def _lance_table(location: Path, name: str | None) -> Path:
             f"{', '.join(tables) or '(none)'}."
         )
     return location / f"{name}.lance"
+
+
+def _lancedb_table(uri: str, name: str | None, connect: dict, open_table: dict):
+    """A LanceDB table opened with lancedb (local or object storage), as a Lance dataset."""
+    import lancedb
+
+    where = "data_set.LanceDBDataset"
+    try:
+        db = lancedb.connect(uri, **connect)
+        listed = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
+        tables = sorted(getattr(listed, "tables", listed))
+    except (TypeError, ValueError, OSError, RuntimeError) as error:
+        raise DataError(
+            f"LanceDBDataset: cannot connect to '{uri}' with {where}.connect_kwargs = {connect}: {error}. "
+            f"Check the URI and the keys (they go to lancedb.connect)."
+        ) from None
+    if name is None:
+        if len(tables) != 1:
+            raise DataError(
+                f"LanceDBDataset: {uri} holds {len(tables)} tables ({', '.join(tables) or 'none'}); set "
+                f"{where}.table_name to one of them."
+            )
+        name = tables[0]
+    if name not in tables:
+        raise DataError(
+            f"LanceDBDataset: no table '{name}' in {uri}.{did_you_mean(name, tables)} Tables: "
+            f"{', '.join(tables) or '(none)'}."
+        )
+    try:
+        table = db.open_table(name, **open_table)
+    except (TypeError, ValueError, OSError, RuntimeError) as error:
+        raise DataError(
+            f"LanceDBDataset: cannot open table '{name}' of {uri} with {where}.open_table_kwargs = "
+            f"{open_table}: {error}."
+        ) from None
+    try:
+        return table.to_lance()
+    except (AttributeError, NotImplementedError) as error:
+        raise DataError(
+            f"LanceDBDataset: table '{name}' of {uri} cannot be read as a Lance dataset ({error}); a LanceDB "
+            f"Cloud table must be exported to storage Lance can read (a directory, s3://, gs://) first."
+        ) from None
 
 
 def _lance_copy(

@@ -508,19 +508,37 @@ def _lance_table(location: Path, name: str | None) -> Path:
     if not location.is_dir():
         raise DataError(f"LanceDBDataset: '{location}' is not a LanceDB directory.")
     tables = sorted(p.stem for p in location.glob("*.lance") if p.is_dir())
+    return location / f"{_chosen_table(tables, name, location)}.lance"
+
+
+def _chosen_table(tables: list[str], name: str | None, where: Any) -> str:
+    """``name`` when the database has it, else the only table; otherwise an error listing them."""
     if name is None:
         if len(tables) != 1:
             raise DataError(
-                f"LanceDBDataset: {location} holds {len(tables)} tables ({', '.join(tables) or 'none'}); set "
+                f"LanceDBDataset: {where} holds {len(tables)} tables ({', '.join(tables) or 'none'}); set "
                 f"data_set.LanceDBDataset.table_name to one of them."
             )
-        name = tables[0]
+        return tables[0]
     if name not in tables:
         raise DataError(
-            f"LanceDBDataset: no table '{name}' in {location}.{did_you_mean(name, tables)} Tables: "
+            f"LanceDBDataset: no table '{name}' in {where}.{did_you_mean(name, tables)} Tables: "
             f"{', '.join(tables) or '(none)'}."
         )
-    return location / f"{name}.lance"
+    return name
+
+
+def _table_names(db) -> list[str]:
+    """Every table of a LanceDB database (list_tables answers a page at a time)."""
+    if not hasattr(db, "list_tables"):
+        return sorted(db.table_names())
+    names, token = [], None
+    while True:
+        page = db.list_tables(page_token=token)
+        names += list(page.tables)
+        token = page.page_token
+        if not token:
+            return sorted(names)
 
 
 def _lancedb_table(uri: str, name: str | None, connect: dict, open_table: dict):
@@ -530,25 +548,13 @@ def _lancedb_table(uri: str, name: str | None, connect: dict, open_table: dict):
     where = "data_set.LanceDBDataset"
     try:
         db = lancedb.connect(uri, **connect)
-        listed = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
-        tables = sorted(getattr(listed, "tables", listed))
+        tables = _table_names(db)
     except (TypeError, ValueError, OSError, RuntimeError) as error:
         raise DataError(
             f"LanceDBDataset: cannot connect to '{uri}' with {where}.connect_kwargs = {connect}: {error}. "
             f"Check the URI and the keys (they go to lancedb.connect)."
         ) from None
-    if name is None:
-        if len(tables) != 1:
-            raise DataError(
-                f"LanceDBDataset: {uri} holds {len(tables)} tables ({', '.join(tables) or 'none'}); set "
-                f"{where}.table_name to one of them."
-            )
-        name = tables[0]
-    if name not in tables:
-        raise DataError(
-            f"LanceDBDataset: no table '{name}' in {uri}.{did_you_mean(name, tables)} Tables: "
-            f"{', '.join(tables) or '(none)'}."
-        )
+    name = _chosen_table(tables, name, uri)
     try:
         table = db.open_table(name, **open_table)
     except (TypeError, ValueError, OSError, RuntimeError) as error:

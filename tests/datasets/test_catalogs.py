@@ -140,6 +140,32 @@ def test_hats_errors_name_the_dataset_and_the_fix(tmp_path, crts_hats, hyrax_con
         HyraxHATSDataset(hyrax_config.config, crts_hats)
 
 
+def test_a_damaged_catalog_or_a_missing_column_names_the_partition_or_the_columns(
+    tmp_path, crts_hats, hyrax_config
+):
+    """A partition file gone (a copy cut short) names that partition and the fix; a field or an id
+    column the catalog lacks lists the columns the catalog has (only requested columns are read)."""
+    import shutil
+
+    entry = {"dataset_class": "HyraxHATSDataset", "data_location": str(crts_hats), "fields": ["ra", "nope"]}
+    with pytest.raises(DataError, match=r"nope.*Its fields: .*Its catalog also has .*label"):
+        DataProvider(request_config(hyrax_config, crts=entry), "train")
+    entry = {**entry, "fields": ["ra"], "primary_id_field": "objid"}
+    with pytest.raises(DataError, match=r"primary id field 'objid'. Did you mean 'object_id'\?"):
+        DataProvider(request_config(hyrax_config, crts=entry), "train")
+
+    damaged = tmp_path / "crts"
+    shutil.copytree(crts_hats, damaged)
+    victim = sorted(damaged.rglob("Npix=*.parquet"))[1]
+    victim.unlink()
+    pixel = victim.stem.split("=")[1]
+    entry = {"dataset_class": "HyraxHATSDataset", "data_location": str(damaged), "fields": ["ra"]}
+    with pytest.raises(
+        DataError, match=rf"partition Order: \d+, Pixel: {pixel} cannot be read.*write it again"
+    ):
+        DataProvider(request_config(hyrax_config, crts=entry), "train")
+
+
 def test_a_hats_catalog_joins_fits_cutouts_by_id(tmp_path, real_data, hyrax_config):
     """HSC star cutouts (FITS) as the primary data, their catalog as a HATS catalog joined by object id."""
     import lsdb

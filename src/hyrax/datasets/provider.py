@@ -184,10 +184,10 @@ class DataProvider:
             return list(defaults()) if callable(defaults) else available
         missing = [f for f in requested if f not in available]
         if missing:
-            hints = "".join(did_you_mean(f, available) for f in missing)
+            hints = "".join(did_you_mean(f, _offered(dataset)) for f in missing)
             raise DataError(
                 f"{where} asks for field(s) {', '.join(missing)} that {type(dataset).__name__} does not "
-                f"provide.{hints} Its fields: {', '.join(available) or '(none)'}."
+                f"provide.{hints}{_listing(dataset)}"
             )
         return list(requested)
 
@@ -197,8 +197,9 @@ class DataProvider:
         if self.primary_id_field not in dataset.fields():
             raise DataError(
                 f"{where}: {type(dataset).__name__} has no getter for its primary id field "
-                f"'{self.primary_id_field}'. Add `def get_{self.primary_id_field}(self, idx)` returning a "
-                f"unique string per object, or set primary_id_field to one of: {', '.join(dataset.fields())}."
+                f"'{self.primary_id_field}'.{did_you_mean(self.primary_id_field, _offered(dataset))} Set "
+                f"primary_id_field to a column of unique ids, or add `def get_{self.primary_id_field}(self, "
+                f"idx)` returning a unique string per object.{_listing(dataset)}"
             )
 
     def _check_unique_ids(self) -> None:
@@ -230,7 +231,7 @@ class DataProvider:
         if join_field not in dataset.fields():
             raise DataError(
                 f"{where}: join_field '{join_field}' is not a field of {type(dataset).__name__}."
-                f"{did_you_mean(join_field, dataset.fields())} Its fields: {', '.join(dataset.fields())}."
+                f"{did_you_mean(join_field, _offered(dataset))}{_listing(dataset)}"
             )
         rows = build_join(self.id_batches(), secondary_index(dataset, join_field, where), where, len(self))
         matched = int((rows >= 0).sum())
@@ -616,6 +617,21 @@ class Prefetched:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def _offered(dataset: HyraxDataset) -> list[str]:
+    """The dataset's fields, and the columns of a catalog read in part that a request may ask for."""
+    fields = dataset.fields()
+    return fields + [c for c in getattr(dataset, "source_columns", ()) if c not in fields]
+
+
+def _listing(dataset: HyraxDataset) -> str:
+    fields = dataset.fields()
+    text = f" Its fields: {', '.join(fields) or '(none)'}."
+    unread = [c for c in getattr(dataset, "source_columns", ()) if c not in fields]
+    if unread:
+        text += f" Its catalog also has {', '.join(unread)} (read when a request's fields name them)."
+    return text
 
 
 def _at(values, index):

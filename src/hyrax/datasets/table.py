@@ -65,6 +65,8 @@ class TableDataset(HyraxDataset, register=False):
         self._column_of = {name: name for name in self._schema.names if name not in stored.values()}
         self._column_of |= stored
         self._columns = list(self._column_of)
+        #: Every column of the source when only some were read (a HATS catalog read for a request).
+        self.source_columns = json.loads((self._schema.metadata or {}).get(b"hyrax_source_columns", b"[]"))
         # A struct or nested column is also one field holding a dict of its subfields (``image`` ->
         # {"flux": ..., "band": ...}), as Hugging Face and the published Hyrax give it.
         self._groups: dict[str, list[str]] = {}
@@ -639,7 +641,17 @@ def _write_copy(kind: str, files: list[str], source: str, options: dict, target:
         import lance
         import pyarrow as pa
 
-        batches = _source_batches(kind, files, source, options)
+        failed: list[Exception] = []  # what went wrong reading, not Lance's wrapping of it
+
+        def guarded(batches):
+            try:
+                yield from batches
+            except Exception as error:
+                failed.append(error)
+                raise
+
+        source_info: dict[str, Any] = {}
+        batches = guarded(_source_batches(kind, files, source, options, source_info))
         first = next(batches, None)
         if first is None:
             raise DataError("it holds no rows")
@@ -648,6 +660,7 @@ def _write_copy(kind: str, files: list[str], source: str, options: dict, target:
         metadata = {
             b"hyrax_fields": json.dumps(fields).encode(),
             b"hyrax_shapes": json.dumps(shapes).encode(),
+            b"hyrax_source_columns": json.dumps(source_info.get("columns", [])).encode(),
         }
         schema = first.schema.with_metadata(metadata)
 
@@ -668,12 +681,19 @@ def _write_copy(kind: str, files: list[str], source: str, options: dict, target:
         reader = pa.RecordBatchReader.from_batches(schema, flattened())
         lance.write_dataset(reader, target, max_rows_per_file=4 * 2**20)
     except Exception as error:
-        Path(failure).write_text(f"{type(error).__name__}: {error}")
+        error = failed[0] if failed else error
+        Path(failure).write_text(
+            str(error) if isinstance(error, DataError) else f"{type(error).__name__}: {error}"
+        )
         raise SystemExit(1) from None
 
 
-def _source_batches(kind: str, files: list[str], source: str, options: dict) -> Iterator[Any]:
-    """Record batches of a source, in order, holding at most a file (nested) or a partition (hats)."""
+def _source_batches(
+    kind: str, files: list[str], source: str, options: dict, info: dict | None = None
+) -> Iterator[Any]:
+    """Record batches of a source, in order, holding at most a file (nested) or a partition (hats).
+    ``info["columns"]``: every column of a catalog read in part (hats)."""
+    info = {} if info is None else info
     import pyarrow as pa
 
     rows = 262_144
@@ -697,13 +717,21 @@ def _source_batches(kind: str, files: list[str], source: str, options: dict) -> 
         import lsdb
 
         requested = options.pop(REQUESTED, None)
+        info["columns"] = list(lsdb.open_catalog(source).all_columns)
         if requested:
-            have = set(lsdb.open_catalog(source).all_columns)
-            options["columns"] = [c for c in requested if c in have] or None
+            options["columns"] = [c for c in requested if c in info["columns"]] or None
         catalog = lsdb.open_catalog(source, **options)
+        pixels = catalog.get_healpix_pixels()
         with dask.config.set(scheduler="synchronous"):  # one partition in memory at a time
-            for partition in catalog.to_delayed():
-                frame = partition.compute()
+            for pixel, partition in zip(pixels, catalog.to_delayed(), strict=True):
+                try:
+                    frame = partition.compute()
+                except (OSError, ValueError) as error:  # FileNotFoundError, a damaged Parquet file
+                    raise DataError(
+                        f"its partition {pixel} cannot be read ({type(error).__name__}: {error}); the catalog "
+                        f"is damaged or incomplete: write it again (hats-import or LSDB), or leave that "
+                        f"region out with open_catalog_kwargs search_filter"
+                    ) from None
                 if len(frame):
                     yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(rows)
     elif kind == "hf":

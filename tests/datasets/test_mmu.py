@@ -16,6 +16,17 @@ from tests.conftest import request_config
 datasets = pytest.importorskip("datasets")
 
 
+@pytest.fixture(autouse=True)
+def _shared_copies(monkeypatch, tmp_path_factory):
+    """The random-access copies are made once for this module (as a user's cache is), not per test."""
+    if "dir" not in _CACHE:
+        _CACHE["dir"] = tmp_path_factory.mktemp("xdg_cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_CACHE["dir"]))
+
+
+_CACHE: dict = {}
+
+
 def write_hub_layout(directory, rows: dict, features) -> None:
     """A dataset directory as on the Hub: data/train-*.parquet (two files)."""
     table = datasets.Dataset.from_dict(rows, features=features)

@@ -538,9 +538,9 @@ def _table_names(db) -> list[str]:
     while True:
         page = db.list_tables(page_token=token)
         names += list(page.tables)
+        if not isinstance(page.page_token, str) or not page.page_token or page.page_token == token:
+            return sorted(names)  # the last page (a token that does not move on ends it too)
         token = page.page_token
-        if not token:
-            return sorted(names)
 
 
 def _lancedb_table(uri: str, name: str | None, connect: dict, open_table: dict):

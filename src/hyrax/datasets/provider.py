@@ -496,15 +496,8 @@ class DataProvider:
                             value = self._augment(hooks[field], value, row)
                     else:
                         value = self._get(getter, row, object_id, name, field)
-                    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                    if isinstance(value, np.ndarray | dict):
                         value = self._finite(value, object_id, name, field)
-                    elif isinstance(value, dict):  # a struct's subfields
-                        value = {
-                            child: self._finite(v, object_id, name, f"{field}.{child}")
-                            if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-                            else v
-                            for child, v in value.items()
-                        }
                     elif isinstance(value, np.generic):
                         value = value.item() if value.dtype.kind != "U" else str(value)
                     values[field] = value
@@ -535,8 +528,11 @@ class DataProvider:
         skipped, self.skipped = self.skipped, []
         return skipped
 
-    def _finite(self, value: np.ndarray, object_id: str, name: str, field: str) -> np.ndarray:
-        if np.isfinite(value.sum()):
+    def _finite(self, value: np.ndarray | dict, object_id: str, name: str, field: str) -> np.ndarray | dict:
+        """A float array checked (or mended, per nan_mode) for NaN/inf; a struct's subfields each."""
+        if isinstance(value, dict):
+            return {key: self._finite(v, object_id, name, f"{field}.{key}") for key, v in value.items()}
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or np.isfinite(value.sum()):
             return value
         bad = ~np.isfinite(value)
         if not bad.any():  # the sum overflowed; every value is finite
@@ -628,7 +624,7 @@ def _offered(dataset: HyraxDataset) -> list[str]:
 def _listing(dataset: HyraxDataset) -> str:
     fields = dataset.fields()
     text = f" Its fields: {', '.join(fields) or '(none)'}."
-    unread = [c for c in getattr(dataset, "source_columns", ()) if c not in fields]
+    unread = _offered(dataset)[len(fields) :]
     if unread:
         text += f" Its catalog also has {', '.join(unread)} (read when a request's fields name them)."
     return text

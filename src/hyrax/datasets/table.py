@@ -721,10 +721,11 @@ def _source_batches(
         import lsdb
 
         requested = options.pop(REQUESTED, None)
-        info["columns"] = list(lsdb.open_catalog(source).all_columns)
-        if requested:
-            options["columns"] = [c for c in requested if c in info["columns"]] or None
+        if requested:  # the catalog's columns are needed first to choose those to read
+            have = set(lsdb.open_catalog(source).all_columns)
+            options["columns"] = [c for c in requested if c in have] or None
         catalog = lsdb.open_catalog(source, **options)
+        info["columns"] = list(catalog.all_columns)  # every column, whichever were chosen
         pixels = catalog.get_healpix_pixels()
         with dask.config.set(scheduler="synchronous"):  # one partition in memory at a time
             for pixel, partition in zip(pixels, catalog.to_delayed(), strict=True):

@@ -11,8 +11,9 @@ from hyrax.testing import ConformanceError, check_dataset
 
 
 @pytest.fixture
-def builtin_locations(tmp_path, cutouts, hyrax_config):
+def builtin_locations(tmp_path, cutouts, hyrax_config, real_data):
     import pickle
+    import shutil
 
     import pandas as pd
 
@@ -73,6 +74,11 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
 
     from tests.stream.test_alert_decoding import _ztf_records
 
+    jpegs = tmp_path / "jpegs"  # a folder of real Galaxy Zoo JPEGs without a catalog: ids from file names
+    jpegs.mkdir()
+    for path in sorted((real_data / "gz_decals_rings" / "jpeg" / "images").glob("*.jpg"))[:3]:
+        shutil.copy(path, jpegs)
+
     pq.write_table(pa.Table.from_pylist(_ztf_records(range(3))), tmp_path / "alerts.parquet")
     return {
         "AlertParquetDataset": tmp_path / "alerts.parquet",
@@ -86,6 +92,7 @@ def builtin_locations(tmp_path, cutouts, hyrax_config):
         "HyraxRandomDataset": None,
         "DecalsRingsDataset": None,
         "FitsImageDataset": base,
+        "ImageFolderDataset": jpegs,
         "HSCDataset": hsc,
         "HyraxCSVDataset": csv_path,
         "HyraxCifarDataset": cifar,

@@ -54,6 +54,7 @@ def test_multiband_stack_order_crop_and_transform(cutouts, hyrax_config):
     rows.to_csv(base / "catalog.csv", index=False)
     hyrax_config.set_config("data_set.filters", ["HSC-I", "HSC-G"])
     hyrax_config.set_config("data_set.crop_to", [6, 6])
+    hyrax_config.set_config("data_set.normalize", "none")  # the raw pixels, to check the order
     dataset = FitsImageDataset(hyrax_config.config, base)
     image = dataset.get_image(1)
     assert image.shape == (2, 6, 6)
@@ -133,6 +134,8 @@ def test_bands_of_different_shapes(cutouts, hyrax_config):
 
 
 def test_nan_pixels_in_a_fits_file_name_the_object(cutouts, hyrax_config):
+    """By default (nan_mode "auto") a NaN pixel is background; with nan_mode = false it stops, naming
+    the object and the settings that mend it."""
     base, rows = cutouts(n=2)
     rows.to_csv(base / "catalog.csv", index=False)
     data = np.ones((8, 8), np.float32)
@@ -141,7 +144,15 @@ def test_nan_pixels_in_a_fits_file_name_the_object(cutouts, hyrax_config):
     config = request_config(
         hyrax_config, data={"dataset_class": "FitsImageDataset", "data_location": str(base)}
     )
-    with pytest.raises(DataError, match=r"Object 1000: field 'data.image' has 1 NaN/inf value"):
+    image = DataProvider(config, "train")[0]["data"]["image"]
+    assert np.isfinite(image).all() and image[0, 2, 3] == 0.0
+    hyrax_config.set_config("data_set.nan_mode", False)
+    config = request_config(
+        hyrax_config, data={"dataset_class": "FitsImageDataset", "data_location": str(base)}
+    )
+    with pytest.raises(
+        DataError, match=r"Object 1000: its image has 1 NaN/inf pixel.*nan_mode.*on_bad_object"
+    ):
         DataProvider(config, "train")[0]
 
 

@@ -38,6 +38,7 @@ def test_directory_scan_drops_incomplete_and_small_objects(cutouts, hyrax_config
 def test_filters_choose_bands_and_order(cutouts, hyrax_config):
     base, _ = cutouts(n=2, filters=FILTERS, hsc_names=True)
     hyrax_config.set_config("data_set.filters", ["HSC-I", "HSC-G"])
+    hyrax_config.set_config("data_set.normalize", "none")  # the raw pixels, to check the order
     dataset = HSCDataset(hyrax_config.config, base)
     image = dataset.get_image(0)
     assert image.shape == (2, 8, 8) and image[0].min() >= 20 and image[1].max() < 1

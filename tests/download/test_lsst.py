@@ -133,6 +133,7 @@ def test_download_fetches_every_cutout_once_with_the_token_and_the_dataset_reads
     assert (again.done, again.skipped) == (0, 54) and len(running.queries) == 54
 
     h.set_config("data_set.filters", ["g", "i"])
+    h.set_config("data_set.normalize", "none")  # the pixels as served, to compare
     dataset = DownloadedLSSTDataset(h.config, tmp_path / "data")
     assert len(dataset) == len(table)
     image = dataset.get_image(4)
@@ -269,6 +270,7 @@ def test_lsst_dataset_cuts_as_objects_are_read(soda, lsst_download, tmp_path, mo
     h.set_config("data_set.filters", ["r", "i"])
     h.set_config("data_set.semi_width_deg", 1.25 / 3600)
     h.set_config("data_set.semi_height_deg", 1.25 / 3600)
+    h.set_config("data_set.normalize", "none")  # the pixels as served, to compare
     dataset = LSSTDataset(h.config, tmp_path / "catalog.parquet")
     assert len(dataset) == len(table) and {"image", "object_id", "ra", "dec", "scene"} <= set(
         dataset.fields()

@@ -32,12 +32,14 @@ _USER_NAMED = {("split",), ("label",), ("balance", "distribution"), ("data_reque
 #: Keys whose value must be one of a fixed set.
 CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("general", "log_level"): ("debug", "info", "warning", "error", "critical"),
-    ("data_set", "nan_mode"): ("zero", "quantile"),
+    ("data_set", "nan_mode"): ("auto", "zero", "quantile"),
+    ("data_set", "normalize"): ("auto", "none", "standardize", "arcsinh", "percentile", "zscale"),
     ("data_set", "on_bad_object"): ("error", "skip"),
     ("download", "type"): ("coadd", "coadd/bg"),
     ("outliers", "method"): ("knn", "isolation_forest"),
     ("visualize", "stretch"): ("asinh", "log", "zscale", "linear"),
     ("visualize", "notebook"): ("live", "static"),
+    ("visualize", "color_scale"): ("auto", "category", "linear", "log", "rank"),
     ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
     ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf", "none"),
 }
@@ -150,7 +152,8 @@ def check(
                 (warnings if in_plugin_table else errors).append(message)
                 continue
             default = default_table[key]
-            problem = type_problem(default, value)
+            # false turns off a key with a choice of strings ("nan_mode = false": stop on NaN)
+            problem = None if value is False and here in CHOICES else type_problem(default, value)
             if problem:
                 errors.append(f"Config key '{join_key(here)}' ({where(here)}) {problem}.")
                 continue

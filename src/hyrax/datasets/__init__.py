@@ -12,6 +12,7 @@ BUILTIN_DATASETS = {
     "HyraxRandomDataset": "hyrax.datasets.random:HyraxRandomDataset",
     "HyraxCSVDataset": "hyrax.datasets.csv:HyraxCSVDataset",
     "FitsImageDataset": "hyrax.datasets.fits:FitsImageDataset",
+    "ImageFolderDataset": "hyrax.datasets.image_folder:ImageFolderDataset",
     "HSCDataset": "hyrax.datasets.hsc:HSCDataset",
     "HyraxCifarDataset": "hyrax.datasets.cifar:HyraxCifarDataset",
     "DecalsRingsDataset": "hyrax.datasets.decals_rings:DecalsRingsDataset",
@@ -37,4 +38,15 @@ def load_builtins() -> None:
 
 load_builtins()
 
-__all__ = ["HyraxDataset", "load_builtins"]
+
+def __getattr__(name: str):
+    """``from hyrax.datasets import FitsImageDataset``: a built-in, imported when asked for."""
+    if name in BUILTIN_DATASETS:
+        import importlib
+
+        module, _, attribute = BUILTIN_DATASETS[name].partition(":")
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'hyrax.datasets' has no attribute {name!r}")
+
+
+__all__ = ["HyraxDataset", "load_builtins", *BUILTIN_DATASETS]

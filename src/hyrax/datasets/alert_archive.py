@@ -5,8 +5,16 @@ on the stream.
 
 Each row decodes as a streamed alert does (:func:`hyrax.stream.alerts.flatten`): ``image`` (the science,
 template and difference stamps stacked), ``object_id``, ``alert_id`` and every scalar, nested ones as
-``<record>.<field>`` (``candidate.magpsf``). ``data_location``: a Parquet file or a directory of them.
-Rows are read a row group at a time (the last one kept), so an archive is never held in memory.
+``<record>.<field>`` (``candidate.magpsf``). ``data_location``: a Parquet file or a directory of them;
+exports of different schemas may sit in one directory: the fields are those every file has, and the image
+the stamps every file has (a warning names what a file lacks). Rows are read a row group at a time (the
+last one kept), so an archive is never held in memory.
+
+Stamps as a broker's users expect them (:class:`AlertImages`, the one image path of
+:mod:`hyrax.datasets.images`): masked pixels (NaN, and float32's maximum 3.4e38 that ZTF writes) are
+background; stamps cut at a CCD edge (63 x 41) are padded about their centre to the archive's stamp size
+(the most common among its first alerts, 63 x 63 for ZTF; ``data_set.crop_to`` chooses); each stamp is
+normalised, by default minus its median, over its noise, then arcsinh.
 """
 
 from __future__ import annotations
@@ -18,7 +26,73 @@ from typing import Any
 import numpy as np
 
 from hyrax.datasets.dataset import HyraxDataset
+from hyrax.datasets.images import ImagePipeline, say_once
 from hyrax.errors import ConfigError, DataError
+
+#: What "auto" means for alert stamps (see hyrax.datasets.images).
+STAMP_DEFAULTS = {"normalize": "arcsinh", "nan_mode": "zero"}
+
+
+class AlertImages:
+    """An alert's ``image``: its stamps (science, template, difference: those in ``kinds``) each cleaned,
+    cut or padded to one size, stacked and normalised per stamp, as :mod:`hyrax.datasets.images` says."""
+
+    def __init__(self, config: Mapping, dataset: str, kinds: tuple[str, ...] | None = None):
+        from hyrax.stream.alerts import STAMP_ORDER
+
+        self.pipeline = ImagePipeline.from_config(config, dataset, STAMP_DEFAULTS)
+        self.kinds = tuple(kinds or STAMP_ORDER)
+        self.dataset = dataset
+
+    def size_from(self, samples: list[dict[str, Any]]) -> None:
+        """Without data_set.crop_to, stamps are cut or padded to the most common stamp size of
+        ``samples`` (the first alerts), squared to its longer side when only one alert is known."""
+        from collections import Counter
+
+        from hyrax.stream.alerts import find_stamp
+
+        if self.pipeline.crop_to is not None:
+            return
+        shapes = Counter(
+            stamp.shape
+            for sample in samples
+            for stamp in (find_stamp(sample, kind) for kind in self.kinds)
+            if stamp is not None
+        )
+        if not shapes:
+            return
+        (height, width), _ = shapes.most_common(1)[0]
+        if len(samples) < 2:
+            height = width = max(height, width)
+        self.pipeline.crop_to = (int(height), int(width))
+        say_once(
+            self.dataset,
+            "stamp size",
+            "%s: stamps are cut or padded to %dx%d (the most common size of the first %d alert(s); set "
+            "data_set.crop_to to choose)",
+            self.dataset,
+            height,
+            width,
+            len(samples),
+        )
+
+    def __call__(self, sample: Mapping[str, Any], label: str) -> np.ndarray:
+        from hyrax.stream.alerts import find_stamp
+
+        stamps = [find_stamp(sample, kind) for kind in self.kinds]
+        missing = [kind for kind, stamp in zip(self.kinds, stamps, strict=True) if stamp is None]
+        if missing:
+            if "image" in sample and not any(s is not None for s in stamps):
+                return np.asarray(sample["image"], dtype=np.float32)  # a JSON message's own image
+            raise DataError(
+                f"{label} has no {' or '.join(missing)} stamp to stack into image (it has "
+                f"{', '.join(k for k in sample if 'cutout' in k.lower() and isinstance(sample[k], np.ndarray)) or 'none'}). "
+                f'Set data_set.on_bad_object = "skip" to leave such alerts out.'
+            )
+        if self.pipeline.crop_to is None:
+            self.size_from([sample])
+        cleaned = [self.pipeline.clean(stamp, label) for stamp in stamps]
+        return self.pipeline.finish(np.stack(cleaned), label)
 
 
 class AlertParquetDataset(HyraxDataset):
@@ -44,7 +118,57 @@ class AlertParquetDataset(HyraxDataset):
         self._cached: tuple[int, list[dict]] | None = None
         self._sample: tuple[int, dict[str, Any]] | None = None
         super().__init__(config, location)
-        self._field_names = sorted(self._decoded(0)) if len(self) else []
+        self._field_names, kinds = self._common_fields()
+        self.stamps = AlertImages(config, type(self).__name__, kinds)
+        self.image_pipeline = self.stamps.pipeline
+        first = [self._decoded_or_none(row) for row in range(min(len(self), 64))]
+        self.stamps.size_from([sample for sample in first if sample is not None])
+
+    def _first_rows(self) -> list[tuple[Path, dict[str, Any]]]:
+        """The first readable alert of each file."""
+        found = []
+        for file, start in zip(range(len(self._paths)), self._file_starts(), strict=True):
+            for row in range(start, min(start + 16, len(self))):
+                sample = self._decoded_or_none(row)
+                if sample is not None:
+                    found.append((self._paths[file], sample))
+                    break
+        return found
+
+    def _file_starts(self) -> list[int]:
+        starts, seen = [], set()
+        for group, (file, _) in enumerate(self._groups):
+            if file not in seen:
+                seen.add(file)
+                starts.append(int(self._starts[group]))
+        return starts
+
+    def _common_fields(self) -> tuple[list[str], tuple[str, ...] | None]:
+        """Fields and stamps that every file's alerts have; a warning names what a file lacks."""
+        import logging
+
+        from hyrax.stream.alerts import STAMP_ORDER, find_stamp
+
+        firsts = self._first_rows()
+        if not firsts:
+            return [], None
+        common = set.intersection(*(set(sample) for _, sample in firsts))
+        kinds = tuple(k for k in STAMP_ORDER if all(find_stamp(s, k) is not None for _, s in firsts))
+        every = set.union(*(set(sample) for _, sample in firsts))
+        for path, sample in firsts:
+            lacking = [f"{k} stamps" for k in STAMP_ORDER if find_stamp(sample, k) is None]
+            fields = sorted(every - set(sample))
+            if lacking or fields:
+                shown = ", ".join(fields[:4]) + (f" and {len(fields) - 4} more" if len(fields) > 4 else "")
+                logging.getLogger(__name__).warning(
+                    "AlertParquetDataset: %s lacks %s that other files have: image holds the %s stamps of "
+                    "every alert, and the fields are those every file has",
+                    path.name,
+                    ", ".join([*lacking, *([f"field(s) {shown}"] if fields else [])]),
+                    ", ".join(kinds) or "no",
+                )
+        common.add("image")
+        return sorted(common), kinds or None
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -61,13 +185,20 @@ class AlertParquetDataset(HyraxDataset):
         if self._cached is None or self._cached[0] != group:
             file, number = self._groups[group]
             self._cached = (group, self._files[file].read_row_group(number).to_pylist())
+        record = self._cached[1][idx - self._starts[group]]
         try:
-            sample = flatten(self._cached[1][idx - self._starts[group]])
+            sample = flatten(record)
         except AlertError as error:
             file, _ = self._groups[group]
-            raise DataError(f"Alert {idx} (in {self._paths[file]}): {error}") from None
+            raise DataError(f"{_label(record, idx)} (in {self._paths[file]}): {error}") from None
         self._sample = (idx, sample)
         return sample
+
+    def _decoded_or_none(self, idx: int) -> dict[str, Any] | None:
+        try:
+            return self._decoded(idx)
+        except DataError:
+            return None
 
     def fields(self) -> list[str]:
         return sorted(set(super().fields()) | set(self._field_names))
@@ -78,15 +209,37 @@ class AlertParquetDataset(HyraxDataset):
         return super().getter(field)
 
     def get_image(self, idx: int) -> np.ndarray:
+        """The alert's stamps (3, height, width), as :class:`AlertImages` makes them."""
         sample = self._decoded(idx)
-        if "image" not in sample:
-            raise DataError(
-                f"Alert {idx} has no science, template and difference stamps to stack into image."
-            )
-        return sample["image"]
+        return self.stamps(sample, _label(sample, idx))
 
     def get_object_id(self, idx: int) -> str:
         return str(self._decoded(idx)["object_id"])
 
     def get_alert_id(self, idx: int):
         return self._decoded(idx)["alert_id"]
+
+
+def _label(record: Mapping[str, Any], row: int) -> str:
+    """An alert named as its broker names it: alert (candid) and object id, and the row it is in."""
+    from hyrax.stream.alerts import ALERT_ID_NAMES, ID_NAMES
+
+    def find(names):
+        for name in names:
+            head, _, tail = name.partition(".")
+            value = record.get(name)
+            if value is None and tail and isinstance(record.get(head), Mapping):
+                value = record[head].get(tail)
+            if value is None and isinstance(record.get("candidate"), Mapping):
+                value = record["candidate"].get(name)
+            if value is not None:
+                return value
+        return None
+
+    alert, obj = find(ALERT_ID_NAMES), find(ID_NAMES)
+    parts = [f"Alert {alert}" if alert is not None else f"Alert in row {row}"]
+    if obj is not None:
+        parts.append(f"(object {obj}, row {row})" if alert is not None else f"(object {obj})")
+    elif alert is not None:
+        parts.append(f"(row {row})")
+    return " ".join(parts)

@@ -1,11 +1,14 @@
 """``FitsImageDataset``: a catalog plus one FITS cutout per object per filter.
 
 The catalog (``data_set.filter_catalog``, else ``catalog.{parquet,fits,csv}`` in ``data_location``)
-has an object id column, a filename column (relative to ``data_location``) and, for multi-band data, a
-filter column; rename them with ``data_set.object_id_column_name`` / ``filename_column_name`` /
-``filter_column_name``. Bands are stacked in the order of ``data_set.filters`` (else blue to red for ugrizy names, else by name), images are
-centre-cropped to ``data_set.crop_to`` and passed through ``data_set.transform`` (a numpy function
-such as "arcsinh"). Every other catalog column is a field too (ra, dec, magnitudes...).
+has an object id column (``object_id``), a filename column (``filename``, relative to ``data_location``)
+and, for multi-band data, a filter column (``filter``: one row per object and band); rename them with
+``data_set.object_id_column_name`` / ``filename_column_name`` / ``filter_column_name``. Bands are
+stacked in the order of ``data_set.filters`` (else blue to red for ugrizy names, else by name). Each
+image goes through the one image path (:mod:`hyrax.datasets.images`): sentinels and NaN, crop or pad to
+``data_set.crop_to``, ``data_set.normalize`` (by default, per band: minus the median, over the noise,
+then arcsinh, so cutouts in Jy/beam, nJy or counts train alike), ``data_set.transform``. Every other
+catalog column is a field too (ra, dec, magnitudes...).
 
 The object -> files table is built once, vectorized; reading an object costs the same at any N.
 
@@ -31,6 +34,7 @@ from hyrax.datasets.catalog import find_catalog, read_table, require_columns
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.datasets.fits_reader import read_image
 from hyrax.datasets.ids import StringColumn
+from hyrax.datasets.images import ImagePipeline
 from hyrax.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -65,22 +69,17 @@ def band_order(filters: list[str]) -> list[str]:
     return sorted(filters, key=key)
 
 
-def centre_crop(image: np.ndarray, crop_to: tuple[int, int] | None, object_id: str) -> np.ndarray:
-    if crop_to is None:
-        return image
-    height, width = crop_to
-    if image.shape[-2] < height or image.shape[-1] < width:
-        raise DataError(
-            f"Object {object_id}: image of shape {image.shape[-2:]} is smaller than data_set.crop_to = "
-            f"[{height}, {width}]. Lower crop_to, or leave the object out."
-        )
-    top = (image.shape[-2] - height) // 2
-    left = (image.shape[-1] - width) // 2
-    return image[..., top : top + height, left : left + width]
-
-
 class FitsImageDataset(HyraxDataset):
-    """FITS cutouts listed in a catalog; fields ``image``, ``object_id`` and the catalog's columns."""
+    """FITS cutouts listed in a catalog; fields ``image``, ``object_id`` and the catalog's columns.
+
+    >>> from hyrax import Hyrax
+    >>> h = Hyrax()
+    >>> h.set_config("data_request.train.data", {"dataset_class": "FitsImageDataset",
+    ...     "data_location": "./cutouts", "primary_id_field": "object_id"})  # doctest: +SKIP
+    """
+
+    #: What ``"auto"`` means for this dataset's images (see :mod:`hyrax.datasets.images`).
+    image_defaults = {"normalize": "arcsinh", "nan_mode": "zero"}
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
         if data_location is None:
@@ -175,9 +174,7 @@ class FitsImageDataset(HyraxDataset):
         self.object_ids = np.asarray(object_ids)[complete].astype(str)
         self._file_table = filenames[complete]  # objects x bands, until _freeze
         self.filters = filters
-        crop = get_setting(config, "data_set.crop_to")
-        self.crop_to = tuple(int(v) for v in crop) if crop is not None else None
-        self.transform = numpy_transform(get_setting(config, "data_set.transform"))
+        self.image_pipeline = ImagePipeline.from_config(config, type(self).__name__, self.image_defaults)
         self._hdu_hints = [[None] for _ in filters]
         self._base = str(self.data_location)
         # Joining strings by hand is 10x cheaper than os.path.join in the per-object hot loop; absolute
@@ -213,8 +210,7 @@ class FitsImageDataset(HyraxDataset):
         for band, files in enumerate(self._band_files):
             name = files[idx]
             path = prefix + name if prefix is not None else os.path.join(self._base, name)
-            image = read_image(path, object_id, self._hdu_hints[band])
-            image = centre_crop(image, self.crop_to, object_id)
+            image = self.image_pipeline.clean(read_image(path, object_id, self._hdu_hints[band]), object_id)
             if stacked is None:
                 # One copy per band: FITS big-endian data are converted while filling the output.
                 stacked = np.empty((len(self.filters), *image.shape), dtype=np.float32)
@@ -222,10 +218,10 @@ class FitsImageDataset(HyraxDataset):
                 raise DataError(
                     f"Object {object_id}: its bands have different shapes ({self.filters[0]}: "
                     f"{stacked.shape[1:]}, {self.filters[band]}: {image.shape}). Set data_set.crop_to = "
-                    f"[height, width] no larger than the smallest."
+                    f"[height, width] to cut or pad every band to one size."
                 )
             stacked[band] = image
-        return self.transform(stacked, out=stacked) if self.transform is not None else stacked
+        return self.image_pipeline.finish(stacked, object_id)
 
     def column(self, field: str) -> np.ndarray:
         if field == "object_id":

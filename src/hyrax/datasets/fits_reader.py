@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyrax.datasets.images import file_kind
 from hyrax.errors import DataError
 
 try:
@@ -62,6 +63,18 @@ def read_image(path: str | Path, object_id: str, hdu_hint: list[int | None]) -> 
             raise DataError(
                 f"Object {object_id}: file '{path}' does not exist. Download it again, or remove the object "
                 f"from the catalog."
+            ) from None
+        kind = file_kind(path)
+        if kind not in (None, "a FITS file", "a gzip file"):
+            readers = {"a JPEG image", "a PNG image", "a GIF image", "a TIFF image"}
+            advice = (
+                'read JPEG/PNG cutouts with dataset_class = "ImageFolderDataset"'
+                if kind in readers
+                else "convert it to FITS, or leave the object out of the catalog"
+            )
+            raise DataError(
+                f"Object {object_id}: '{path}' is {kind}, not a FITS file: {advice} (or set "
+                f'data_set.on_bad_object = "skip").'
             ) from None
         raise DataError(
             f"Object {object_id}: cannot read FITS file '{path}' ({type(error).__name__}: "

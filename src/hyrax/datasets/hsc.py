@@ -111,14 +111,14 @@ class HSCDataset(FitsImageDataset):
             dtype=np.int64,
         ).reshape(len(self._file_table), len(self.filters), 2)
         unreadable = (shapes == 0).all(axis=2).any(axis=1)
-        if self.crop_to is None:
+        if self.image_pipeline.crop_to is None:
             readable = shapes[~unreadable].reshape(-1, 2)
             if len(readable) == 0:
                 raise DataError(
                     f"{type(self).__name__}: none of the cutouts in {self.data_location} could be read."
                 )
-            self.crop_to = Counter(map(tuple, readable)).most_common(1)[0][0]
-        height, width = self.crop_to
+            self.image_pipeline.crop_to = Counter(map(tuple, readable)).most_common(1)[0][0]
+        height, width = self.image_pipeline.crop_to
         small = ~unreadable & ((shapes[..., 0] < height) | (shapes[..., 1] < width)).any(axis=1)
         keep = ~(unreadable | small)
         self.dropped.update(

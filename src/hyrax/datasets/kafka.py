@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from torch.utils.data import IterableDataset
 
 from hyrax.config import get_setting
+from hyrax.datasets.alert_archive import AlertImages
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.errors import ConfigError, DataError, HyraxError
 
@@ -85,6 +86,10 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         self._credentials_file = get_setting(config, f"{SECTION}.credentials_file")
         self._options = dict(section.get("consumer_options") or {})
         self.decoder = AlertDecoder(get_setting(config, f"{SECTION}.schema_file"))
+        # Stamps cleaned, cut or padded and normalised as the archives' are (AlertParquetDataset), so a
+        # model trained on an archive sees the same images on the stream.
+        self.stamps = AlertImages(config, type(self).__name__)
+        self.image_pipeline = self.stamps.pipeline
         self._consumer = None
         self._pending: list = []  # messages read by peek, handed out first
         #: (topic, partition, offset, reason) of messages that could not be decoded since the last take
@@ -205,6 +210,9 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
             sample = self.decoder.decode(message.value())
         except AlertError as error:
             raise DataError(str(error)) from None
+        if "image" in sample or any("cutout" in key.lower() for key in sample):
+            label = f"Alert {sample.get('alert_id')} (object {sample.get('object_id')})"
+            sample["image"] = self.stamps(sample, label)
         sample["_position"] = (message.topic(), message.partition(), message.offset())
         sample["_timestamp_ms"] = message.timestamp()[1]
         return sample

@@ -38,8 +38,8 @@ import numpy as np
 from hyrax.config import get_setting
 from hyrax.datasets.catalog import read_table
 from hyrax.datasets.dataset import HyraxDataset
-from hyrax.datasets.fits import centre_crop, numpy_transform
 from hyrax.datasets.hsc import HSCDataset
+from hyrax.datasets.images import ImagePipeline
 from hyrax.errors import ConfigError, DataError, HyraxError
 from hyrax.plugins import did_you_mean
 
@@ -52,6 +52,9 @@ POSITION_NAMES = (("ra", "dec"), ("coord_ra", "coord_dec"))
 class LSSTDataset(HyraxDataset):
     """Rubin cutouts at a catalog's positions, fetched as each object is read; fields ``image`` (bands x
     height x width), ``object_id`` and the catalog's columns."""
+
+    #: What ``"auto"`` means for this dataset's images (see :mod:`hyrax.datasets.images`).
+    image_defaults = {"normalize": "arcsinh", "nan_mode": "zero"}
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
         from hyrax.download.soda import LSST_BANDS
@@ -97,9 +100,7 @@ class LSSTDataset(HyraxDataset):
             self._source = _ButlerCutouts(config, width, height)
         else:
             self._source = _SodaCutouts(config, table, width, height, source, self.filters)
-        crop = get_setting(config, "data_set.crop_to")
-        self.crop_to = tuple(int(v) for v in crop) if crop is not None else None
-        self.transform = numpy_transform(get_setting(config, "data_set.transform"))
+        self.image_pipeline = ImagePipeline.from_config(config, type(self).__name__, self.image_defaults)
         metadata = table.rename(columns={id_column: "object_id"})
         metadata["object_id"] = self.object_ids
         scalar = [c for c in metadata.columns if metadata[c].dtype != object or c == "object_id"]
@@ -117,16 +118,17 @@ class LSSTDataset(HyraxDataset):
         stacked = None
         for band_index, band in enumerate(self.filters):
             image = self._source.cutout(idx, band, float(self.ra[idx]), float(self.dec[idx]), object_id)
-            if self.crop_to is None:  # every object is cut to the first one's size
-                self.crop_to = image.shape[-2:]
+            if self.image_pipeline.crop_to is None:  # every object is cut to the first one's size
+                self.image_pipeline.crop_to = image.shape[-2:]
                 logger.info(
-                    "LSSTDataset: cutouts are %dx%d pixels (set data_set.crop_to to choose)", *self.crop_to
+                    "LSSTDataset: cutouts are %dx%d pixels (set data_set.crop_to to choose)",
+                    *self.image_pipeline.crop_to,
                 )
-            image = centre_crop(image, self.crop_to, object_id)
+            image = self.image_pipeline.clean(image, object_id)
             if stacked is None:
                 stacked = np.empty((len(self.filters), *image.shape), dtype=np.float32)
             stacked[band_index] = image
-        return self.transform(stacked, out=stacked) if self.transform is not None else stacked
+        return self.image_pipeline.finish(stacked, object_id)
 
 
 class DownloadedLSSTDataset(HSCDataset):

@@ -146,7 +146,9 @@ class DataProvider:
         for name, spec in self.request.items():
             if name != self.primary:
                 self.rows[name] = self._align(name, spec)
-        self.nan_mode = get_setting(config, "data_set.nan_mode")
+        # "auto": image datasets mend their images themselves (hyrax.datasets.images); other fields stop.
+        nan_mode = get_setting(config, "data_set.nan_mode")
+        self.nan_mode = None if nan_mode == "auto" else nan_mode
         self.nan_quantile = config["data_set"]["nan_quantile"]
         self.skip_bad = config["data_set"]["on_bad_object"] == "skip"
         self.augment_seed = int(get_setting(config, "data_set.seed") or 0)

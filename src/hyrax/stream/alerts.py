@@ -183,11 +183,10 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and isinstance(value.get("stampData"), bytes | bytearray):
             stamps[key] = _stamp(value["stampData"], key)
     sample.update(stamps)
-    ordered = [_find_stamp(stamps, kind) for kind in STAMP_ORDER]
-    if "image" not in sample and all(s is not None for s in ordered):
-        shapes = {s.shape for s in ordered}
-        if len(shapes) != 1:
-            raise AlertError(f"the alert's stamps have different shapes {sorted(shapes)}")
+    ordered = [find_stamp(stamps, kind) for kind in STAMP_ORDER]
+    # Stamps of different shapes (one cut at a CCD edge) are stacked by the datasets, which cut or pad
+    # them to one size (hyrax.datasets.images).
+    if "image" not in sample and all(s is not None for s in ordered) and len({s.shape for s in ordered}) == 1:
         sample["image"] = np.stack(ordered)
     elif "image" in sample:
         sample["image"] = np.asarray(sample["image"], dtype=np.float32)
@@ -203,9 +202,10 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
     return sample
 
 
-def _find_stamp(stamps: dict[str, np.ndarray], kind: str) -> np.ndarray | None:
-    for key, value in stamps.items():
-        if kind in key.lower():
+def find_stamp(sample: Mapping[str, Any], kind: str) -> np.ndarray | None:
+    """The stamp of ``kind`` ("science", "template", "difference") among a sample's arrays, or None."""
+    for key, value in sample.items():
+        if kind in key.lower() and "cutout" in key.lower() and isinstance(value, np.ndarray) and value.ndim == 2:
             return value
     return None
 

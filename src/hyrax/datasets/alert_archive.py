@@ -185,7 +185,7 @@ class AlertParquetDataset(HyraxDataset):
         if self._cached is None or self._cached[0] != group:
             file, number = self._groups[group]
             self._cached = (group, self._files[file].read_row_group(number).to_pylist())
-        record = self._cached[1][idx - self._starts[group]]
+        record = self._record(idx)
         try:
             sample = flatten(record)
         except AlertError as error:
@@ -193,6 +193,14 @@ class AlertParquetDataset(HyraxDataset):
             raise DataError(f"{_label(record, idx)} (in {self._paths[file]}): {error}") from None
         self._sample = (idx, sample)
         return sample
+
+    def _record(self, idx: int) -> dict[str, Any]:
+        """The alert's record as exported (nothing decoded), its row group read once."""
+        group = int(np.searchsorted(self._starts, idx, side="right") - 1)
+        if self._cached is None or self._cached[0] != group:
+            file, number = self._groups[group]
+            self._cached = (group, self._files[file].read_row_group(number).to_pylist())
+        return self._cached[1][idx - self._starts[group]]
 
     def _decoded_or_none(self, idx: int) -> dict[str, Any] | None:
         try:
@@ -205,8 +213,16 @@ class AlertParquetDataset(HyraxDataset):
 
     def getter(self, field: str):
         if field in self._field_names and not callable(getattr(self, f"get_{field}", None)):
+            if "cutout" in field.lower():  # one stamp alone goes through the image path too
+                return lambda idx: self._stamp(idx, field)
             return lambda idx: self._decoded(idx)[field]
         return super().getter(field)
+
+    def _stamp(self, idx: int, field: str):
+        value = self._decoded(idx)[field]
+        if isinstance(value, np.ndarray) and value.ndim == 2:
+            return self.image_pipeline(value, _label(self._decoded(idx), idx))
+        return value
 
     def get_image(self, idx: int) -> np.ndarray:
         """The alert's stamps (3, height, width), as :class:`AlertImages` makes them."""
@@ -214,14 +230,31 @@ class AlertParquetDataset(HyraxDataset):
         return self.stamps(sample, _label(sample, idx))
 
     def get_object_id(self, idx: int) -> str:
-        return str(self._decoded(idx)["object_id"])
+        """The alert's object id (its alert id when it has none), read without decoding its stamps, so an
+        alert whose stamps cannot be read is still named (and skipped) by its ids."""
+        alert, obj = _ids(self._record(int(idx)))
+        if obj is None and alert is None:
+            return str(self._decoded(idx)["object_id"])
+        return str(obj if obj is not None else alert)
 
     def get_alert_id(self, idx: int):
-        return self._decoded(idx)["alert_id"]
+        alert, _ = _ids(self._record(int(idx)))
+        return alert if alert is not None else self._decoded(idx)["alert_id"]
 
 
 def _label(record: Mapping[str, Any], row: int) -> str:
     """An alert named as its broker names it: alert (candid) and object id, and the row it is in."""
+    alert, obj = _ids(record)
+    parts = [f"Alert {alert}" if alert is not None else f"Alert in row {row}"]
+    if obj is not None:
+        parts.append(f"(object {obj}, row {row})" if alert is not None else f"(object {obj})")
+    elif alert is not None:
+        parts.append(f"(row {row})")
+    return " ".join(parts)
+
+
+def _ids(record: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(alert id, object id) of a record as exported or decoded, each None when it has none."""
     from hyrax.stream.alerts import ALERT_ID_NAMES, ID_NAMES
 
     def find(names):
@@ -236,10 +269,4 @@ def _label(record: Mapping[str, Any], row: int) -> str:
                 return value
         return None
 
-    alert, obj = find(ALERT_ID_NAMES), find(ID_NAMES)
-    parts = [f"Alert {alert}" if alert is not None else f"Alert in row {row}"]
-    if obj is not None:
-        parts.append(f"(object {obj}, row {row})" if alert is not None else f"(object {obj})")
-    elif alert is not None:
-        parts.append(f"(row {row})")
-    return " ".join(parts)
+    return find(ALERT_ID_NAMES), find(ID_NAMES)

@@ -582,7 +582,11 @@ class DataProvider:
     def summary(self) -> str:
         """A few readable lines: size, datasets, fields and the shape of each field."""
         lines = [f"[{self.group}] {len(self)} objects, id field '{self.primary_id_field}'"]
-        first = self[0] if len(self) else None
+        try:
+            first = self[0] if len(self) else None
+        except DataError as error:  # the summary still shows the fields; hyrax prepare's check says more
+            first = None
+            lines.append(f"  (the first object cannot be read: {error})")
         for name, dataset in self.datasets.items():
             role = (
                 "primary"

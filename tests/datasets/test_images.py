@@ -48,10 +48,13 @@ def ztf_export(real_data, tmp_path):
     return folder
 
 
-def test_real_ztf_alert_export_trains_as_it_comes(ztf_export, hyrax_config, caplog):
+def test_real_ztf_alert_export_trains_as_it_comes(ztf_export, hyrax_config, caplog, monkeypatch):
     """Finding 4: NaN pixels, 3.4e38 sentinels and stamps cut at a CCD edge (63 x 41, 45, 53) all become
     finite (3, 63, 63) images with the defaults; the unreadable alert is named by its candid and object."""
+    from hyrax.datasets import images as image_path
     from hyrax.datasets.alert_archive import AlertParquetDataset
+
+    monkeypatch.setattr(image_path, "_said", set())  # what is said once per process, said in this test
 
     caplog.set_level(logging.INFO)
     dataset = AlertParquetDataset(hyrax_config.config, ztf_export)
@@ -192,6 +195,10 @@ def test_prepare_says_everything_that_is_wrong_at_once(ztf_export, hyrax_config,
     assert "not normalised" in problems and 'data_set.normalize = "arcsinh"' in problems
     assert 'on_bad_object = "skip"' in problems and "87704463155000" in problems
     assert "sentinel pixels" in text and "Problems, each with the setting that fixes it" in text
+    assert "occur more than once" not in problems  # an alert archive's id is the alert's (candid)
+    request_config(hyrax_config, data={"primary_id_field": "object_id"})
+    report = PrepareVerb(hyrax_config.config).run()["train"].check_report
+    assert "1 id(s) occur more than once in object_id (e.g. ZTF17aaajnnn)" in report.problems[0]
 
 
 def test_prepare_on_the_command_line_exits_non_zero_on_problems(real_data, write_config):

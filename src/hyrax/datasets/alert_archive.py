@@ -96,7 +96,13 @@ class AlertImages:
 
 
 class AlertParquetDataset(HyraxDataset):
-    """Alerts from Parquet exports; fields ``image``, ``object_id``, ``alert_id`` and the alert's scalars."""
+    """Alerts from Parquet exports; fields ``image``, ``object_id``, ``alert_id`` and the alert's scalars.
+
+    Each alert is one sample, so its id is ``alert_id`` (ZTF's candid): an object (``object_id``) has an
+    alert per detection. ``primary_id_field = "object_id"`` in ``[data_request]`` chooses the object's.
+    """
+
+    default_id_field = "alert_id"
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
         import pyarrow.parquet as pq

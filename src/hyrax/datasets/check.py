@@ -106,6 +106,7 @@ def check_provider(provider, limit: int | None = DEFAULT_LIMIT) -> CheckReport:
         if isinstance(pipeline := getattr(dataset, "image_pipeline", None), ImagePipeline)
     }
     fields: dict[str, FieldStats] = {}
+    ids: Counter = Counter()
     skip_bad, provider.skip_bad = provider.skip_bad, True
     for pipeline, stats in images.values():
         pipeline.stats = stats
@@ -118,6 +119,7 @@ def check_provider(provider, limit: int | None = DEFAULT_LIMIT) -> CheckReport:
                 progress.update(1)
                 if sample is None:
                     continue
+                ids[str(sample["object_id"])] += 1
                 for name, values in sample.items():
                     if isinstance(values, dict):
                         for key, value in values.items():
@@ -129,6 +131,15 @@ def check_provider(provider, limit: int | None = DEFAULT_LIMIT) -> CheckReport:
             pipeline.stats = None
     report = CheckReport(provider.group, len(indices), total, fields, images, unreadable)
     report.problems = _problems(report)
+    repeated = [object_id for object_id, count in ids.items() if count > 1]
+    if repeated:
+        report.problems.insert(
+            0,
+            f"{len(repeated):,} id(s) occur more than once in {provider.primary_id_field} (e.g. "
+            f"{', '.join(repeated[:3])}): results are kept by id, so every object needs its own. Set "
+            f"primary_id_field in [data_request.{provider.group}.{provider.primary}] to a unique field "
+            f"(offered: {', '.join(sorted(provider.datasets[provider.primary].fields())[:12])}).",
+        )
     report.notes = image_notes(report)
     return report
 

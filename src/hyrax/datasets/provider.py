@@ -128,7 +128,6 @@ class DataProvider:
         self.group = group
         self.request = request[group]
         self.primary = primary_dataset(self.request)
-        self.primary_id_field = self.request[self.primary].get("primary_id_field", DEFAULT_ID_FIELD)
         self.datasets: dict[str, HyraxDataset] = {}
         self.fields: dict[str, list[str]] = {}
         self._id_column_cache: Any = None
@@ -139,6 +138,9 @@ class DataProvider:
             dataset = build_dataset(config, spec, where)
             self.datasets[name] = dataset
             self.fields[name] = self._resolve_fields(dataset, spec, where)
+        # A dataset may name its own id (an alert archive: alert_id, as an object has many alerts).
+        default_id = getattr(self.datasets[self.primary], "default_id_field", DEFAULT_ID_FIELD)
+        self.primary_id_field = self.request[self.primary].get("primary_id_field", default_id)
         self._check_primary_ids()
         self._id_getter = self.datasets[self.primary].getter(self.primary_id_field)
         self._check_unique_ids()

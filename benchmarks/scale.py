@@ -252,8 +252,8 @@ def stage_map(work: Path) -> dict:
         seconds, payload = get("view?x0=-1e9&x1=1e9&y0=-1e9&y1=1e9")
         whole = json.loads(payload)
         views = [get("view?x0=-1e9&x1=1e9&y0=-1e9&y1=1e9")[0] for _ in range(3)]
-        xs = np.frombuffer(_b64(whole["arrays"]["x"]), dtype="<f4")
-        ys = np.frombuffer(_b64(whole["arrays"]["y"]), dtype="<f4")
+        xs = np.frombuffer(_b64(whole["arrays"]["map_x"]), dtype="<f4")
+        ys = np.frombuffer(_b64(whole["arrays"]["map_y"]), dtype="<f4")
         cx, cy, sx, sy = float(np.median(xs)), float(np.median(ys)), float(np.std(xs)), float(np.std(ys))
         zoomed = [
             get(f"view?x0={cx - sx / 50}&x1={cx + sx / 50}&y0={cy - sy / 50}&y1={cy + sy / 50}")[0]

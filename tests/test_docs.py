@@ -87,7 +87,7 @@ def test_getting_started_page_shows_the_map(site):
         frame = page.frame_locator("iframe").first
         frame.locator("canvas").first.wait_for(timeout=60_000)
         points = page.frames[-1].evaluate(
-            "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.x.length"
+            "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.map_x.length"
         )
         assert points == 376  # every bundled galaxy is on the map
         page.locator("iframe").first.scroll_into_view_if_needed()

@@ -67,7 +67,7 @@ def _open(browser, url):
     # Ready when Bokeh has built the document and the points are in it (no fixed sleep).
     page.wait_for_function(
         "() => window.Bokeh && Bokeh.documents.length && "
-        "[...Bokeh.documents[0].all_models].some(m => m.name === 'points' && m.data.x && m.data.x.length)",
+        "[...Bokeh.documents[0].all_models].some(m => m.name === 'points' && m.data.map_x && m.data.map_x.length)",
         timeout=30_000,
     )
     return page
@@ -142,19 +142,19 @@ def test_zoom_redraws_the_points_in_view(browser, page_url):
     """Panning or zooming asks the server for the objects in the new viewport (exact when few enough)."""
     page = _open(browser, page_url["served"])
     total = page.evaluate(
-        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.x.length"
+        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.map_x.length"
     )
     page.evaluate("""() => {
         const models = [...Bokeh.documents[0].all_models];
         const plot = models.find(m => m.x_range && m.y_range && m.renderers);
         const data = models.find(m => m.name === 'points').data;
         const [dx, dy] = [(plot.x_range.end - plot.x_range.start) / 6, (plot.y_range.end - plot.y_range.start) / 6];
-        plot.x_range.setv({start: data.x[0] - dx, end: data.x[0] + dx});  // around the first object
-        plot.y_range.setv({start: data.y[0] - dy, end: data.y[0] + dy});
+        plot.x_range.setv({start: data.map_x[0] - dx, end: data.map_x[0] + dx});  // around the first object
+        plot.y_range.setv({start: data.map_y[0] - dy, end: data.map_y[0] + dy});
     }""")
     page.wait_for_function("() => (window._hyrax_views || 0) > 0", timeout=15_000)
     shown = page.evaluate(
-        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.x.length"
+        "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.map_x.length"
     )
     title = page.evaluate(
         "() => [...Bokeh.documents[0].all_models].find(m => m.x_range && m.title).title.text"
@@ -176,19 +176,19 @@ def test_3d_view_turns(browser, tmp_path):
     page = _open(browser, live.start(0))
     try:
         before = page.evaluate(
-            "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px.slice(0, 5))"
+            "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.map_px.slice(0, 5))"
         )
         page.evaluate("""() => {
             const slider = [...Bokeh.documents[0].all_models].find(m => m.title === 'azimuth (degrees)');
             slider.value = 120;
         }""")
         page.wait_for_function(
-            "before => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px[0] !== before",
+            "before => [...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.map_px[0] !== before",
             arg=before[0],
             timeout=10_000,
         )
         after = page.evaluate(
-            "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.px.slice(0, 5))"
+            "() => Array.from([...Bokeh.documents[0].all_models].find(m => m.name === 'points').data.map_px.slice(0, 5))"
         )
         assert not np.allclose(before, after)  # the 3-D view turned
         shot = page.screenshot(path=str(ARTIFACTS / "map_3d.png"))
@@ -196,6 +196,81 @@ def test_3d_view_turns(browser, tmp_path):
     finally:
         page.close()
         live.stop()
+
+
+POINTS = "[...Bokeh.documents[0].all_models].find(m => m.name === 'points')"
+
+
+def test_a_catalog_map_coloured_by_a_text_column_keeps_its_z(browser, tmp_path):
+    """Issue 26, live app: a radio catalog with a redshift ``z`` and a text class ``fr_class``. The points
+    are coloured by class with a legend (also after a zoom, from the server's answers), the table of a
+    selection shows the catalog's z (0.154 for J0000), and a 2-D map has no 3-D panel."""
+    from hyrax.visualize.view import MapView
+    from tests.visualize.conftest import radio_catalog, write_catalog_map
+
+    catalog = radio_catalog(tmp_path / "catalog.csv")
+    entry = {"catalog": {"dataset_class": "HyraxCSVDataset", "data_location": str(catalog)}}
+    config, run = write_catalog_map(tmp_path, np.random.default_rng(4).normal(size=(300, 2)), entry)
+    view = MapView(config, run, "fr_class")
+    page = _open(browser, view.serve(0))
+    try:
+        legend = page.evaluate(
+            "() => [...Bokeh.documents[0].all_models].find(m => m.name === 'colour_legend')"
+            ".items.map(i => i.label.value)"
+        )
+        assert legend == ["FRI", "FRII", "bent", "compact"]
+        assert (
+            page.evaluate("() => [...Bokeh.documents[0].all_models].some(m => m.name === 'map_3d')") is False
+        )
+        page.screenshot(path=str(ARTIFACTS / "map_text_colour.png"))
+        page.evaluate(f"""() => {{
+            const source = {POINTS};
+            const first = source.data.object_id.indexOf('J0000');
+            source.selected.indices = [first, ...[...Array(12).keys()].filter(i => i !== first)];
+        }}""")
+        page.wait_for_selector("img.hyrax-thumb", timeout=10_000)
+        cells = page.locator(".slick-cell").all_inner_texts()
+        assert "0.154" in cells and "FRII" in cells  # the catalog's redshift and class, in the table
+        shot = page.screenshot(path=str(ARTIFACTS / "map_catalog_z.png"))
+        assert _coloured_pixels(shot) > 500
+        page.evaluate("""() => {  // zoom in: the server sends the viewport's points and their classes
+            const models = [...Bokeh.documents[0].all_models];
+            const plot = models.find(m => m.x_range && m.y_range && m.renderers);
+            plot.x_range.setv({start: -1, end: 1});
+            plot.y_range.setv({start: -1, end: 1});
+        }""")
+        page.wait_for_function("() => (window._hyrax_views || 0) > 0", timeout=15_000)
+        zoomed = page.evaluate(f"() => {{ const d = {POINTS}.data; return [d.map_colour, d.fr_class]; }}")
+        assert zoomed[0] == zoomed[1] and 0 < len(zoomed[0]) < 300
+    finally:
+        page.close()
+        view.live.stop()
+
+
+def test_light_curve_thumbnails_in_the_standalone_page(browser, real_data, tmp_path):
+    """Issue 26: the Stripe 82 RR Lyrae's light curves are drawn as curves per band (u g r i z), in the
+    page coloured by their type (ab or c) with a legend."""
+    from hyrax.visualize.view import MapView
+    from tests.visualize.conftest import write_catalog_map
+    from tests.visualize.test_curves import LIGHTCURVE, rrlyrae_parquet
+
+    path = rrlyrae_parquet(real_data, tmp_path / "rrlyrae.parquet")
+    entry = {"curves": {"dataset_class": "NestedPandasDataset", "data_location": str(path)}}
+    settings = {"data_set.lightcurve": LIGHTCURVE}
+    coordinates = np.random.default_rng(5).normal(size=(200, 2))
+    config, run = write_catalog_map(tmp_path, coordinates, entry, settings)
+    view = MapView(config, run, "type")
+    page = _open(browser, view.save(tmp_path / "curves.html").as_uri())
+    try:
+        page.evaluate(f"() => {{ {POINTS}.selected.indices = [...Array(40).keys()]; }}")
+        page.wait_for_selector("img.hyrax-thumb", timeout=10_000)
+        assert _loaded_images(page, "img.hyrax-thumb") == 40
+        shot = page.screenshot(path=str(ARTIFACTS / "map_light_curves.png"))
+        assert _coloured_pixels(shot) > 2000
+        legend = "[...Bokeh.documents[0].all_models].find(m => m.name === 'colour_legend')"
+        assert page.evaluate(f"() => {legend}.items.map(i => i.label.value)") == ["ab", "c"]
+    finally:
+        page.close()
 
 
 HOSTILE = 'x<img src=nope onerror="window.__pwned=1">,"quoted"'

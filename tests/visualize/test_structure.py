@@ -133,7 +133,8 @@ def test_the_3d_projection_in_the_page_is_the_one_in_python(js_page):
 
     xyz = np.random.default_rng(3).normal(size=(50, 3))
     px, py = js_page.evaluate(
-        "([x, y, z]) => { const d = {x, y, z}; project(d, 40, -25); return [Array.from(d.px), Array.from(d.py)]; }",
+        "([x, y, z]) => { const d = {map_x: x, map_y: y, map_z: z}; project(d, 40, -25); "
+        "return [Array.from(d.map_px), Array.from(d.map_py)]; }",
         [xyz[:, 0].tolist(), xyz[:, 1].tolist(), xyz[:, 2].tolist()],
     )
     ex, ey = project(xyz, 40, -25)

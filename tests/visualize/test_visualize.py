@@ -58,7 +58,9 @@ def test_visualize_colour_and_errors(demo, tmp_path):
     results, _, _ = demo
     view = _hyrax_on(results).visualize(color_column="ring")
     frame = view.to_dataframe()
-    assert len(frame) == 376 and {"object_id", "x", "y", "ring", "outlier_score"} <= set(frame.columns)
+    assert len(frame) == 376 and {"object_id", "map_x", "map_y", "ring", "outlier_score"} <= set(
+        frame.columns
+    )
     with pytest.raises(
         ConfigError, match=r"\"rnig\" is not a column of the map. Did you mean 'ring'\?.*Columns:"
     ):
@@ -131,7 +133,7 @@ def test_live_app_answers_the_page(demo):
         kind, body = _get(f"{url}view?x0={x0}&x1={x1}&y0={y0}&y1={y1}")
         shown = json.loads(body)
         assert shown["in_view"] == shown["total"] == shown["drawn"] == 376
-        assert len(_decoded(shown["arrays"]["x"])) == len(shown["points"]["object_id"]) == 376
+        assert len(_decoded(shown["arrays"]["map_x"])) == len(shown["points"]["object_id"]) == 376
         assert shown["density"]["url"] == []  # few enough: every point exactly, no density
         assert {"ring", "outlier_score"} <= set(shown["arrays"])
         first = shown["points"]["object_id"][0]
@@ -148,7 +150,7 @@ def test_live_app_answers_the_page(demo):
         urllib.request.urlopen(request, timeout=10).close()
         selected = view.selected()
         assert selected["object_id"].tolist() == shown["points"]["object_id"][:5]
-        assert {"ring", "outlier_score", "x", "y"} <= set(selected.columns)
+        assert {"ring", "outlier_score", "map_x", "map_y"} <= set(selected.columns)
         with pytest.raises(urllib.error.HTTPError, match="400"):
             _get(f"{url}view?x0=1&x1=0&y0=0&y1=1")
     finally:
@@ -206,12 +208,14 @@ def test_live_map_shows_exact_points_when_zoomed_in(tmp_path):
     live = LiveMap(ConfigManager().config, tmp_path, max_points=1000)
     x0, y0, x1, y1 = live.extent
     whole = live.view(x0, x1, y0, y1)
-    assert whole["in_view"] == 5000 and len(_decoded(whole["arrays"]["x"])) == 1000  # a sample ...
+    assert whole["in_view"] == 5000 and len(_decoded(whole["arrays"]["map_x"])) == 1000  # a sample ...
     assert whole["density"]["url"]  # ... over the density of all
     zoomed = live.view(0.0, 0.5, 0.0, 0.5)
     inside = int(((live.x >= 0) & (live.x <= 0.5) & (live.y >= 0) & (live.y <= 0.5)).sum())
     assert 0 < inside < 1000 and zoomed["drawn"] == zoomed["in_view"] == inside
-    assert np.allclose(np.sort(_decoded(zoomed["arrays"]["x"])), np.sort(live.x[live.inside(0, 0.5, 0, 0.5)]))
+    assert np.allclose(
+        np.sort(_decoded(zoomed["arrays"]["map_x"])), np.sort(live.x[live.inside(0, 0.5, 0, 0.5)])
+    )
     assert zoomed["density"]["url"] == []  # every point in view drawn: no density needed
     png = live.density_png(x0, x1, y0, y1)
     from PIL import Image
@@ -283,7 +287,7 @@ def test_three_component_maps_get_a_turnable_3d_view(tmp_path):
     assert np.allclose(top_y, -(xyz[:, 1] - xyz[:, 1].mean()), atol=1e-5)
     live = LiveMap(ConfigManager().config, tmp_path)
     x0, y0, x1, y1 = live.extent
-    assert "z" in live.view(x0, x1, y0, y1)["arrays"]  # the page re-projects what the server sends
+    assert "map_z" in live.view(x0, x1, y0, y1)["arrays"]  # the page re-projects what the server sends
 
 
 def test_a_map_or_scores_of_changed_results_are_not_shown_as_current(tmp_path, caplog):

@@ -24,6 +24,13 @@ class VisualizeVerb(Verb):
         parser.add_argument(
             "-r", "--results-dir", metavar="RUN_DIR", help="a reduce_dimensions run (default: the latest)"
         )
+        parser.add_argument(
+            "--color-column",
+            metavar="COLUMN",
+            help="colour the points by this metadata column or outlier_score (default: "
+            "visualize.color_column); text by category, skewed numbers on a log or rank scale "
+            "(visualize.color_scale)",
+        )
 
     def run(
         self,
@@ -71,7 +78,7 @@ class VisualizeVerb(Verb):
     def run_cli(self, args: argparse.Namespace) -> int:
         from hyrax.config import get_setting
 
-        view = self.run(args.results_dir)
+        view = self.run(args.results_dir, getattr(args, "color_column", None))
         target = args.html or get_setting(self.config, "visualize.html")
         if target:
             print(f"map of {len(view.data.ids):,} objects written to {view.save(target)}")

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hyrax.visualize.mapdata import DENSITY_BINS, MapData, density_rgba, label_marks
-from hyrax.visualize.source import MapSource
+from hyrax.visualize.mapdata import DENSITY_BINS, MapData, density_rgba, label_marks, map_frame
+from hyrax.visualize.source import OWN, MapSource
 from hyrax.visualize.stretch import png_bytes
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class LiveMap:
         band: int | None = None,
         neighbours: int = 8,
         source: MapSource | None = None,
+        color_scale: str = "auto",
     ):
         self.config, self.reduce_run, self.color = config, Path(reduce_run), color
         self.max_points, self.stretch, self.band, self.k = max_points, stretch, band, neighbours
@@ -64,7 +65,8 @@ class LiveMap:
         self.x, self.y, self.z = self.source.x, self.source.y, self.source.z
         self.extent = self.source.extent()
         self.infer_run = self.source.infer_run
-        self.color_range = self.source.color_range(color)
+        # chosen once over every object, so that colours keep their meaning as the page zooms
+        self.colour = self.source.colour_scale(color, color_scale)
         self._index = None
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -82,18 +84,27 @@ class LiveMap:
         return self.source.inside(x0, x1, y0, y1)
 
     def view(self, x0: float, x1: float, y0: float, y1: float, seed: int = 0) -> dict:
-        """The page's data for a viewport: points (exact when few enough) and, when sampled, a density."""
+        """The page's data for a viewport: points (exact when few enough) and, when sampled, a density.
+        Catalog columns keep their names; the map's own are namespaced (``map_x``...: :data:`OWN`)."""
         rows, in_view = self.source.sample(x0, x1, y0, y1, self.max_points)
-        points: dict[str, list] = {"object_id": self.source.ids(rows).tolist()}
-        arrays = {"x": _binary(self.x[rows], "float32"), "y": _binary(self.y[rows], "float32")}
-        if self.z is not None:
-            arrays["z"] = _binary(self.z[rows], "float32")
-        for name, values in self.source.columns_of(rows).items():
+        points: dict[str, list] = {}
+        arrays = {}
+        columns = self.source.columns_of(rows)
+        if self.colour is not None:
+            columns[OWN["colour"]] = self.colour.encode(columns[self.colour.column])
+        for name, values in columns.items():
             values = np.asarray(values)
             if values.dtype.kind in "biuf":
                 arrays[name] = _binary(values, "float64")
             else:
                 points[name] = [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
+        points["object_id"] = self.source.ids(rows).tolist()
+        arrays[OWN["x"]], arrays[OWN["y"]] = (
+            _binary(self.x[rows], "float32"),
+            _binary(self.y[rows], "float32"),
+        )
+        if self.z is not None:
+            arrays[OWN["z"]] = _binary(self.z[rows], "float32")
         sampled = len(rows) < in_view
         return {
             "points": points,
@@ -123,8 +134,7 @@ class LiveMap:
         data.extent = self.extent
         if len(rows) < self.total:
             data.density_url = self._density_source(x0, x1, y0, y1)
-        if self.color is not None:  # the colour scale of the whole map, not of the sample
-            data.color_range = {self.color: self.color_range}
+        data.colour = self.colour  # the colour scale of the whole map, not of the sample
         data.marks = label_marks(self.source)
         return data
 
@@ -212,14 +222,9 @@ class LiveMap:
     def selected(self):
         """The objects selected in the page as a DataFrame with their coordinates and metadata: every
         object inside a box or lasso (drawn on the map or not), or the tapped ones."""
-        import pandas as pd
-
         with self._lock:
             rows = np.asarray(self._selected, dtype=np.int64)
-        frame = pd.DataFrame({"object_id": self.source.ids(rows), "x": self.x[rows], "y": self.y[rows]})
-        for name, values in self.source.columns_of(rows).items():
-            frame[name] = values
-        return frame
+        return map_frame(self.source.ids(rows), self.source.coordinates(rows), self.source.columns_of(rows))
 
     # -- labels and ranking ----------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from hyrax.errors import ConfigError
 from hyrax.plugins import did_you_mean
-from hyrax.visualize.source import MapSource
+from hyrax.visualize.colours import ColourScale
+from hyrax.visualize.source import OWN, MapSource
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +40,26 @@ class MapData:
     extent: tuple[float, float, float, float] | None = None
     #: Live app only: the density image's source ({url, x, y, w, h}), re-aggregated by the server on zoom.
     density_url: dict | None = None
-    #: Colour scale of each column over every object (default: over the drawn ones).
-    color_range: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    #: How the colour column colours the points, chosen over every object (None: from the drawn ones).
+    colour: ColourScale | None = None
     #: Labelled objects on the map (object_id, x, y, label, colour): marked on the page.
     marks: dict[str, list] = field(default_factory=dict)
 
     def to_dataframe(self):
-        import pandas as pd
+        """The drawn objects: ``object_id``, the map's coordinates (``map_x``, ``map_y``, and ``map_z``
+        for a 3-D map) and every catalog column under its own name."""
+        return map_frame(self.ids, self.coordinates, self.columns)
 
-        frame = pd.DataFrame(
-            {"object_id": self.ids, "x": self.coordinates[:, 0], "y": self.coordinates[:, 1]}
-        )
-        for name, values in self.columns.items():
-            frame[name] = values
-        return frame
+
+def map_frame(ids, coordinates: np.ndarray, columns: Mapping[str, np.ndarray]):
+    """A DataFrame of map objects: ids, the map's own coordinates (namespaced: :data:`OWN`), then
+    the catalog's columns, none of them shadowed."""
+    import pandas as pd
+
+    frame = {"object_id": ids}
+    for axis, name in enumerate(("x", "y", "z")[: coordinates.shape[1]]):
+        frame[OWN[name]] = coordinates[:, axis]
+    return pd.DataFrame({**frame, **columns})
 
 
 def gather(
@@ -68,10 +75,12 @@ def gather(
     with_density: bool = True,
     source: MapSource | None = None,
     color: str | None = None,
+    color_scale: str = "auto",
 ) -> MapData:
     """Coordinates, metadata, outlier scores, thumbnails and neighbours of the objects the standalone
     page draws (``max_points`` 0: every object; ``thumbnails`` False or ``neighbours`` 0: leave those
-    out); past ``max_points``, a sample drawn over a density of every object."""
+    out); past ``max_points``, a sample drawn over a density of every object. ``color``: the column
+    that colours the points, on ``color_scale`` (:mod:`hyrax.visualize.colours`)."""
     source = source or MapSource(config, reduce_run)
     extent = source.extent()
     x0, y0, x1, y1 = extent
@@ -82,8 +91,7 @@ def gather(
     if with_density and len(rows) < source.total:
         data.density, data.extent = source.density(extent, DENSITY_BINS), extent
     data.columns.update(source.columns_of(rows))
-    if color is not None and len(rows) < source.total:  # the colour scale of every object
-        data.color_range = {color: source.color_range(color)}
+    data.colour = source.colour_scale(color, color_scale)  # chosen over every object
     if thumbnails and source.provider() is not None:
         data.thumbnails = _thumbnails(source, rows, ids, max_thumbnails, stretch, band)
     if neighbours > 0 and source.infer_run is not None:
@@ -125,7 +133,7 @@ def density_rgba(counts: np.ndarray) -> np.ndarray:
 def _thumbnails(source: MapSource, rows, ids, limit: int, how: str, band: int | None) -> list[str]:
     from hyrax.visualize.stretch import PLACEHOLDER, png_data_uri
 
-    pictures = []
+    pictures, failed = [], 0
     for position, row in enumerate(rows):
         if position >= limit:
             pictures.append(PLACEHOLDER)
@@ -133,9 +141,19 @@ def _thumbnails(source: MapSource, rows, ids, limit: int, how: str, band: int | 
         try:
             pictures.append(png_data_uri(source.image(int(row), how, band)))
         except Exception as error:  # a broken image is a placeholder tile and a logged reason, never a crash
-            logger.warning("no thumbnail for %s: %s", ids[position], error)
+            failed += 1
+            if failed <= TOLD:
+                logger.warning("no thumbnail for %s: %s", ids[position], error)
             pictures.append(PLACEHOLDER)
+    if failed > TOLD:
+        logger.warning(
+            "no thumbnails for %d more objects (the first %d reasons are above)", failed - TOLD, TOLD
+        )
     return pictures
+
+
+#: Objects whose missing thumbnail is logged with its reason (then one line counts the rest).
+TOLD = 10
 
 
 def _neighbours(infer_run: Path, rows: np.ndarray, k: int) -> np.ndarray | None:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from hyrax.visualize.colours import ColourScale, choose
 from hyrax.visualize.mapdata import VIEW_ANGLES, MapData, check_color, density_rgba, project
+from hyrax.visualize.source import OWN
 
 #: How points look, selected and not, in the 2-D and the 3-D views.
 POINT_STYLE = {
@@ -43,34 +45,39 @@ def script(files: tuple[str, ...], call: str) -> str:
 
 
 def build_layout(
-    data: MapData, color: str | None = None, title: str = "Hyrax latent space", live: bool = False
+    data: MapData,
+    color: str | None = None,
+    title: str = "Hyrax latent space",
+    live: bool = False,
+    color_scale: str = "auto",
 ) -> Any:
     """The Bokeh layout of the map (see the module documentation). ``live``: the page talks to the
-    :mod:`~hyrax.visualize.live` server (re-aggregation on zoom, thumbnails, neighbours, selection)."""
+    :mod:`~hyrax.visualize.live` server (re-aggregation on zoom, thumbnails, neighbours, selection).
+    ``color``: the column that colours the points, on ``data.colour`` (chosen over every object) or,
+    without one, on ``color_scale`` over the drawn objects (:mod:`hyrax.visualize.colours`)."""
     from hyrax.plugins import optional_import
 
     optional_import("bokeh", "visualize", "The latent-space map")
     from bokeh.layouts import column, row
-    from bokeh.models import ColorBar, ColumnDataSource, HoverTool
+    from bokeh.models import ColumnDataSource, HoverTool
 
     color = check_color(data, color)
+    scale = colour_scale(data, color, color_scale)
     columns = page_columns(data)
-    source = ColumnDataSource(points_data(data, columns, live), name="points")
+    source = ColumnDataSource(points_data(data, columns, live, scale), name="points")
     plot = _figure(data, title, live)
     densities = _density_layer(plot, data, live)
-    fill, mapper = _fill(data, color)
-    points = plot.scatter("x", "y", source=source, size=6, fill_color=fill, **POINT_STYLE)
-    if mapper is not None:
-        plot.add_layout(ColorBar(color_mapper=mapper, title=color), "right")
+    fill = _fill(plot, scale)
+    points = plot.scatter(OWN["x"], OWN["y"], source=source, size=6, fill_color=fill, **POINT_STYLE)
     plot.add_tools(
         HoverTool(
             renderers=[points],
-            tooltips='<div><img src="@thumbnail" width="64" height="64"><br>@object_id</div>',
+            tooltips=f'<div><img src="@{OWN["thumbnail"]}" width="64" height="64"><br>@object_id</div>',
         )
     )
     _labelled_marks(plot, data)
     side = _side_panel(source, list(columns), live)
-    turn = _turnable_view(source, fill, title) if "z" in source.data else None
+    turn = _turnable_view(source, fill, title) if data.coordinates.shape[1] >= 3 else None
     if live:
         _follow_viewport(plot, source, densities, title, turn)
         _select_regions(plot, side["inside"])
@@ -91,21 +98,37 @@ def page_columns(data: MapData) -> dict[str, Any]:
     return columns
 
 
-def points_data(data: MapData, columns: dict[str, Any], live: bool) -> dict[str, Any]:
-    """The points' ColumnDataSource data: coordinates (and the 3-D projection), ids, thumbnails, metadata
-    and, on the standalone page, each point's neighbours (the live page asks the vector index)."""
+def colour_scale(data: MapData, color: str | None, how: str = "auto") -> ColourScale | None:
+    """The scale of the colour column: ``data.colour`` when it is that column's, else chosen from the
+    drawn objects."""
+    if color is None:
+        return None
+    if data.colour is not None and data.colour.column == color:
+        return data.colour
+    return choose(color, data.columns[color], how)
+
+
+def points_data(
+    data: MapData, columns: dict[str, Any], live: bool, scale: ColourScale | None = None
+) -> dict[str, Any]:
+    """The points' ColumnDataSource data: the catalog's columns under their own names, then the map's
+    own, namespaced (:data:`~hyrax.visualize.source.OWN`: coordinates and the 3-D projection,
+    thumbnails, the colour value and, on the standalone page, each point's neighbours; the live page asks
+    the vector index), so that no catalog column is shadowed."""
     points = {
-        "x": np.asarray(data.coordinates[:, 0], dtype=np.float32),
-        "y": np.asarray(data.coordinates[:, 1], dtype=np.float32),
-        "object_id": data.ids.astype(str).tolist(),
-        "thumbnail": data.thumbnails or [""] * len(data.ids),
         **columns,
+        "object_id": data.ids.astype(str).tolist(),
+        OWN["x"]: np.asarray(data.coordinates[:, 0], dtype=np.float32),
+        OWN["y"]: np.asarray(data.coordinates[:, 1], dtype=np.float32),
+        OWN["thumbnail"]: data.thumbnails or [""] * len(data.ids),
     }
     if data.coordinates.shape[1] >= 3:  # a turnable projection of the first three components
-        points["z"] = np.asarray(data.coordinates[:, 2], dtype=np.float32)
-        points["px"], points["py"] = project(data.coordinates[:, :3], *VIEW_ANGLES)
+        points[OWN["z"]] = np.asarray(data.coordinates[:, 2], dtype=np.float32)
+        points[OWN["px"]], points[OWN["py"]] = project(data.coordinates[:, :3], *VIEW_ANGLES)
+    if scale is not None:
+        points[OWN["colour"]] = scale.encode(data.columns[scale.column])
     if not live:
-        points["neighbours"] = (
+        points[OWN["neighbours"]] = (
             data.neighbours.tolist() if data.neighbours is not None else [[] for _ in data.ids]
         )
     return points
@@ -148,19 +171,37 @@ def _density_layer(plot, data: MapData, live: bool):
     return None
 
 
-def _fill(data: MapData, color: str | None):
-    """The points' fill (a colour, or a linear Viridis map of the column) and its colour mapper."""
-    if color is None:
-        return "#1f77b4", None
-    from bokeh.transform import linear_cmap
+def _fill(plot, scale: ColourScale | None):
+    """The points' fill: one colour, a categorical palette with a legend, or Viridis on a linear, log or
+    rank scale with a colour bar; the legend's or colour bar's title names the column and the scale."""
+    if scale is None:
+        return "#1f77b4"
+    from bokeh.models import ColorBar, FixedTicker, Legend, LegendItem
+    from bokeh.transform import factor_cmap, linear_cmap, log_cmap
 
-    values = np.asarray(data.columns[color], dtype=float)
-    finite = values[np.isfinite(values)]
-    low, high = data.color_range.get(color) or (
-        (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    )
-    mapper = linear_cmap(color, "Viridis256", low, high)
-    return mapper, mapper["transform"]
+    if scale.kind == "category":  # one legend entry per category, in its order, whatever is drawn
+        items = [
+            LegendItem(label=label, renderers=[_swatch(plot, colour)])
+            for label, colour in zip(scale.categories, scale.colours, strict=True)
+        ]
+        plot.add_layout(Legend(items=items, title=scale.title, name="colour_legend"), "right")
+        return factor_cmap(OWN["colour"], list(scale.colours), list(scale.categories))
+    make = log_cmap if scale.kind == "log" else linear_cmap
+    fill = make(OWN["colour"], "Viridis256", scale.low, scale.high)
+    bar = ColorBar(color_mapper=fill["transform"], title=scale.title, name="colour_bar")
+    if scale.kind == "rank":  # ticks at quantiles, labelled with the column's values there
+        ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
+        values = np.interp(ticks, np.linspace(0, 1, len(scale.quantiles)), scale.quantiles)
+        bar.ticker = FixedTicker(ticks=ticks)
+        bar.major_label_overrides = {t: f"{v:.3g}" for t, v in zip(ticks, values, strict=True)}
+    plot.add_layout(bar, "right")
+    return fill
+
+
+def _swatch(plot, colour: str):
+    """A legend entry's marker: a renderer of one point that is never drawn (NaN), so that the legend
+    shows every category in a fixed order and colour, whichever are in view."""
+    return plot.scatter(x=[np.nan], y=[np.nan], size=9, fill_color=colour, line_color=None)
 
 
 def _side_panel(source, names: list[str], live: bool) -> dict[str, Any]:
@@ -264,7 +305,7 @@ def _turnable_view(source, fill, title: str) -> tuple:
         match_aspect=True,
         name="map_3d",
     )
-    view.scatter("px", "py", source=source, size=5, fill_color=fill, **POINT_STYLE)
+    view.scatter(OWN["px"], OWN["py"], source=source, size=5, fill_color=fill, **POINT_STYLE)
     azimuth = Slider(start=0, end=360, step=5, value=VIEW_ANGLES[0], title="azimuth (degrees)", width=340)
     elevation = Slider(
         start=-90, end=90, step=5, value=VIEW_ANGLES[1], title="elevation (degrees)", width=340

@@ -25,6 +25,10 @@ SOURCE_FILE = "source.toml"
 SCORE = "outlier_score"
 #: Columns of a ranking from labels (h.rank()), shown when the infer run has one.
 RANKED = ("relevance", "combined")
+#: The map's own columns, as the page's data, the live server's answers and the DataFrames name them:
+#: namespaced, so that a catalog's columns (a redshift ``z``, pixel positions ``x`` and ``y``) keep
+#: their names and values beside them. ``object_id`` is the object's id, the same in both.
+OWN = {name: f"map_{name}" for name in ("x", "y", "z", "px", "py", "thumbnail", "neighbours", "colour")}
 #: Rows processed at a time by whole-map passes (bounded temporaries whatever the map's size).
 CHUNK = 1 << 20
 
@@ -131,6 +135,8 @@ class MapSource:
         self._provider = None
         self._aligned: bool | None = None
         self._stale_told: str | None = None
+        self._picture_plan = None
+        self._scales: dict[tuple[str, str], object] = {}  # colour scales chosen (a pass over the map each)
 
     # -- what there is ---------------------------------------------------------------------------------
     def provider(self):
@@ -173,7 +179,8 @@ class MapSource:
     def columns(self) -> list[str]:
         """Names of the metadata columns (and ``outlier_score`` when the run was scored, ``relevance`` and
         ``combined`` when it was ranked from labels)."""
-        found = list(self.metadata(np.zeros(1 if self.total else 0, dtype=np.int64))) if self.total else []
+        metadata = self.metadata(np.zeros(1, dtype=np.int64)) if self.total else {}
+        found = [f"catalog.{k}" if k in OWN.values() else k for k in metadata]  # as columns_of names them
         return found + ([SCORE] if self.has_scores() else []) + (list(RANKED) if self.has_ranking() else [])
 
     def check_color(self, color: str | None) -> str | None:
@@ -263,8 +270,10 @@ class MapSource:
         return read_scores(self.infer_run, np.asarray(rows, dtype=np.int64))
 
     def columns_of(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Every column the map shows for these rows (metadata, then the outlier score)."""
-        found = self.metadata(rows)
+        """Every column the map shows for these rows (metadata, then the outlier score). A catalog
+        column named like one of the map's own (``map_x``...: :data:`OWN`) is shown as
+        ``catalog.<name>``."""
+        found = {f"catalog.{k}" if k in OWN.values() else k: v for k, v in self.metadata(rows).items()}
         scores = self.scores(rows)
         if scores is not None:
             found[SCORE] = scores
@@ -283,7 +292,10 @@ class MapSource:
         dataset_row = int(self.dataset_rows(np.asarray([row]))[0])
         if dataset_row < 0:
             raise LookupError(f"map row {row} is not in the infer group's primary dataset")
-        return thumbnail_rgb(provider.datasets[provider.primary], dataset_row, stretch, band)
+        dataset = provider.datasets[provider.primary]
+        if self._picture_plan is None:  # decided once: thumbnails are read one at a time
+            self._picture_plan = picture_plan(dataset)
+        return thumbnail_rgb(dataset, dataset_row, stretch, band, self._picture_plan)
 
     # -- whole-map passes, a chunk at a time -----------------------------------------------------------
     def inside_mask(self, x0: float, x1: float, y0: float, y1: float, start: int, stop: int) -> np.ndarray:
@@ -352,6 +364,28 @@ class MapSource:
             float(high[1] + pad[1]),
         )
 
+    def colour_scale(self, column: str | None, how: str = "auto"):
+        """How ``column`` colours the map (:func:`hyrax.visualize.colours.choose`, from every object or,
+        past :data:`~hyrax.visualize.colours.SAMPLE` of them, the seeded sample the map draws first; a
+        linear or log scale spans every object's range), or None without a column."""
+        import dataclasses
+
+        from hyrax.visualize.colours import SAMPLE, choose
+
+        if column is None:
+            return None
+        if (column, how) in self._scales:
+            return self._scales[column, how]
+        x0, y0, x1, y1 = self.extent()
+        rows, _ = self.sample(x0, x1, y0, y1, SAMPLE)
+        scale = choose(column, self.columns_of(rows)[column], how)
+        if scale.kind in ("linear", "log") and len(rows) < self.total:
+            low, high = self.color_range(column) or (scale.low, scale.high)
+            low = low if scale.kind == "linear" or low > 0 else scale.low
+            scale = dataclasses.replace(scale, low=low, high=max(high, low))
+        self._scales[column, how] = scale
+        return scale
+
     def color_range(self, column: str | None) -> tuple[float, float] | None:
         """(min, max) of a numeric column over every object (read a chunk at a time), or None."""
         if column is None:
@@ -377,11 +411,28 @@ class MapSource:
         return (float(low), float(high)) if np.isfinite(low) else None
 
 
-def thumbnail_rgb(dataset, row: int, how: str, band: int | None) -> np.ndarray:
-    """Object ``row`` of ``dataset`` as a stretched RGB picture: its ``display(idx)`` when it has one,
-    else its ``image`` field."""
+def picture_plan(dataset) -> tuple[str | None, Mapping | None]:
+    """How a dataset's objects become thumbnails: (the field drawn, None for its ``display(idx)``;
+    its light-curve settings or None). The field is ``image`` when the dataset has one, else its
+    resampled light curve (:mod:`hyrax.visualize.curves`)."""
+    from hyrax.visualize.curves import lightcurve_field, lightcurve_settings
+
+    settings = lightcurve_settings(dataset)
+    if callable(getattr(dataset, "display", None)):
+        return None, settings
+    curves = lightcurve_field(settings)
+    fields = dataset.fields() if callable(getattr(dataset, "fields", None)) else ()
+    return ("image" if "image" in fields or curves not in fields else curves), settings
+
+
+def thumbnail_rgb(dataset, row: int, how: str, band: int | None, plan=None) -> np.ndarray:
+    """Object ``row`` of ``dataset`` as an RGB picture (:func:`picture_plan`): an image stretched, a
+    light curve drawn as curves per band."""
+    from hyrax.visualize.curves import draw_lightcurve, lightcurve_field, looks_like_lightcurve
     from hyrax.visualize.stretch import to_rgb
 
-    display = getattr(dataset, "display", None)
-    image = display(int(row)) if callable(display) else dataset.getter("image")(int(row))
+    field, settings = plan or picture_plan(dataset)
+    image = dataset.display(int(row)) if field is None else dataset.getter(field)(int(row))
+    if (field is not None and field == lightcurve_field(settings)) or looks_like_lightcurve(image):
+        return draw_lightcurve(image, settings)
     return to_rgb(image, how, band)

@@ -29,13 +29,15 @@ class MapView:
             "max_points": int(settings["max_points"]),
             "stretch": settings["stretch"],
             "band": get_setting(config, "visualize.band"),
+            "color_scale": get_setting(config, "visualize.color_scale") or "auto",
         }
         self._max_thumbnails = int(settings["max_thumbnails"])
         self._notebook = get_setting(config, "visualize.notebook") or "live"
         self._data = self._html = self._live = None
         self.source = MapSource(config, self.reduce_run)
-        # A wrong column is an error now, not when the page is drawn.
+        # A wrong column, or a scale that cannot colour it, is an error now, not when the page is drawn.
         self.color = self.source.check_color(color)
+        self.source.colour_scale(self.color, self._options["color_scale"])
 
     @property
     def data(self) -> MapData:

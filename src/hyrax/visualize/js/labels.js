@@ -19,8 +19,8 @@ function pageMarks(source, store) {
     if (!where.has(id) || entry.label === null) continue;
     const i = where.get(id);
     marks.object_id.push(id);
-    marks.x.push(data.x[i]);
-    marks.y.push(data.y[i]);
+    marks.x.push(data.map_x[i]);
+    marks.y.push(data.map_y[i]);
     marks.label.push(entry.label);
     marks.colour.push(MARK_COLOURS[entry.label]);
   }

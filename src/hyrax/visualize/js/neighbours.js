@@ -17,8 +17,8 @@ function showNeighbours(source, near, live) {
   const i = rows[0];
   const title = "<b>Nearest neighbours of " + esc(data.object_id[i]) + "</b><br>";
   if (!live) {
-    const around = [i].concat(data.neighbours[i]);
-    near.text = title + around.map((j) => neighbourTile(data.thumbnail[j], data.object_id[j])).join("");
+    const around = [i].concat(data.map_neighbours[i]);
+    near.text = title + around.map((j) => neighbourTile(data.map_thumbnail[j], data.object_id[j])).join("");
     return;
   }
   near.text = title + "<i>searching the vector index ...</i>";

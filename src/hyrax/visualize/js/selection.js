@@ -13,7 +13,7 @@ function showSelection(source, selected, grid, names, live) {
   }
   const tiles = rows.slice(0, 60).map(
     (i) =>
-      '<img class="hyrax-thumb" title="' + esc(data.object_id[i]) + '" src="' + esc(data.thumbnail[i]) +
+      '<img class="hyrax-thumb" title="' + esc(data.object_id[i]) + '" src="' + esc(data.map_thumbnail[i]) +
       '" width="64" height="64">'
   );
   grid.text = "<b>" + rows.length + " selected</b><br>" + tiles.join("");

@@ -1,5 +1,6 @@
 // Live page: after each pan or zoom (debounced), fetch the viewport's points and density.
-// Numeric columns come as base64 little-endian bytes (see hyrax.visualize.live._binary).
+// Numeric columns come as base64 little-endian bytes (see hyrax.visualize.live._binary). The map's own
+// columns are namespaced (map_x, map_y, map_z, map_colour), the catalog's keep their names.
 function decodeColumns(view) {
   const data = view.points;
   for (const [name, column] of Object.entries(view.arrays)) {
@@ -31,8 +32,8 @@ function followViewport(plot, source, densities, title, angles) {
           return;
         }
         const data = decodeColumns(view);
-        data.thumbnail = data.object_id.map((id) => "thumb?id=" + encodeURIComponent(id));
-        if (data.z) {
+        data.map_thumbnail = data.object_id.map((id) => "thumb?id=" + encodeURIComponent(id));
+        if (data.map_z) {
           project(data, angles[0].value, angles[1].value);
         }
         source.selected.indices = [];

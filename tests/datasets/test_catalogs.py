@@ -306,6 +306,42 @@ def test_training_a_1d_model_for_an_epoch_on_light_curves(rrlyrae, tmp_path):
     assert torch.isfinite(torch.as_tensor(results[np.arange(200)])).all()
 
 
+def test_nested_pandas_light_curves_train_and_infer_with_the_default_num_workers(rrlyrae, tmp_path):
+    """Issue 26, finding 3: the resampled light curve was read inside DataLoader workers (Lance is not
+    fork-safe), so training stopped with "was read in a forked process" unless num_workers = 0."""
+    from hyrax import Hyrax
+
+    path, _ = rrlyrae
+    h = Hyrax(setup_logging=False)
+    assert h.config["data_loader"]["num_workers"] > 0  # the default is left as it is
+    h.set_config("general.results_dir", str(tmp_path / "results"))
+    h.set_config("model.name", "HyraxAutoencoder")
+    h.set_config("data_set.lightcurve", {**LIGHTCURVE, "field": "image"})
+    h.set_config("train.epochs", 1)
+    h.set_config("data_loader.batch_size", 64)
+    for group in ("train", "infer"):
+        entry = {"dataset_class": "NestedPandasDataset", "data_location": str(path), "fields": ["image"]}
+        h.set_config(f"data_request.{group}.curves", entry)
+    model = h.train()
+    assert np.isfinite(model.final_training_metrics["loss"])
+    results = h.infer()
+    assert len(results) == 200 and np.isfinite(results[np.arange(200)]).all()
+
+
+def test_resampled_light_curves_reach_dataloader_workers_from_every_catalog(crts_hats, rrlyrae, hyrax_config):
+    """HATS and nested-pandas catalogs: the resampled field is read in the main process for workers."""
+    from hyrax.datasets.loader import NumpyLoader
+
+    hyrax_config.set_config("data_set.lightcurve", {"column": "lc", "length": 16})
+    for dataset_class, location in (("HyraxHATSDataset", crts_hats), ("NestedPandasDataset", rrlyrae[0])):
+        entry = {"dataset_class": dataset_class, "data_location": str(location), "fields": ["lightcurve"]}
+        provider = DataProvider(request_config(hyrax_config, curves=entry), "train")
+        alone = provider.collate([provider[i] for i in range(40)])["curves"]["lightcurve"]
+        batches = list(NumpyLoader(provider, range(40), batch_size=20, num_workers=2))
+        together = np.concatenate([b["curves"]["lightcurve"] for b in batches])
+        assert together.shape == alone.shape and np.array_equal(together, alone), dataset_class
+
+
 def test_crts_light_curves_through_nested_pandas_with_the_sample_method(tmp_path, real_data, hyrax_config):
     from hyrax.datasets.table import NestedPandasDataset
 
@@ -346,8 +382,8 @@ def test_resampling_settings_are_checked():
     where = "data_set.lightcurve"
     with pytest.raises(ConfigError, match="method must be one of bin, sample"):
         Resampling.from_settings({"method": "spline"}, where, 0)
-    with pytest.raises(ConfigError, match="needs data_set.lightcurve.bands"):
-        Resampling.from_settings({"band": "band"}, where, 0)
+    with pytest.raises(ConfigError, match='span must be false .* "full" .* number of days'):
+        Resampling.from_settings({"span": "peak"}, where, 0)
     with pytest.raises(ConfigError, match="length must be a whole number"):
         Resampling.from_settings({"length": 0}, where, 0)
     settings = Resampling(length=4, method="sample")

@@ -159,15 +159,15 @@ class DataProvider:
             (name, [(field, self._field_getter(name, field)) for field in self.fields[name]], self.rows[name])
             for name in self.datasets
         ]
-        # Fields a batch reads at once: table columns without a getter of the class's own or augmentation.
-        # Fields a batch reads at once (table columns not overridden by a getter of a subclass's own),
+        # Fields a batch reads at once (a table's columns, structs and resampled light curves, not
+        # overridden by a getter of a subclass's own),
         # and their augmentation hooks; tables are read in the main process only (see prefetch).
         self._batch_fields = {
             name: {
                 field: self._augmentation(name, field)
                 for field in self.fields[name]
                 if callable(getattr(dataset, "read_rows", None))
-                and (field in getattr(dataset, "_columns", ()) or field in getattr(dataset, "_groups", ()))
+                and field in getattr(dataset, "table_fields", ())
                 and (
                     getattr(dataset, "_reads_own_getters", False)
                     or not callable(getattr(type(dataset), f"get_{field}", None))

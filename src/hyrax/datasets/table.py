@@ -106,6 +106,12 @@ class TableDataset(HyraxDataset, register=False):
     def __len__(self) -> int:
         return self._length
 
+    @property
+    def table_fields(self) -> set[str]:
+        """The fields read from the table, a batch at a time (columns, structs as dicts, resampled light
+        curves): the data provider reads them in the main process and hands them to DataLoader workers."""
+        return {*self._columns, *self._groups, *self._derived()}
+
     # -- fields ------------------------------------------------------------------------------------
     def fields(self) -> list[str]:
         return sorted(
@@ -188,8 +194,9 @@ class TableDataset(HyraxDataset, register=False):
 
     # -- resampled light curves (hyrax.datasets.lightcurves) -------------------------------------------
     def _use_resampling(self, config: Mapping, name: str) -> None:
-        """Offer ``[data_set.lightcurve]`` (when its ``column`` is set) as a field of fixed shape."""
-        from hyrax.datasets.lightcurves import Resampling
+        """Offer ``[data_set.lightcurve]`` (when its ``column`` is set) as a field of fixed shape; the
+        subfields it leaves unset are found by their common spellings (:func:`lightcurves.detect`)."""
+        from hyrax.datasets.lightcurves import Resampling, detect
 
         settings = get_setting(config, "data_set.lightcurve") or {}
         if not isinstance(settings, Mapping) or not settings.get("column"):
@@ -197,14 +204,24 @@ class TableDataset(HyraxDataset, register=False):
         where = "data_set.lightcurve"
         resampling = Resampling.from_settings(settings, where, get_setting(config, "data_set.seed"))
         nested = sorted({f.split(".", 1)[0] for f in self._columns if "." in f})
-        missing = [s for s in resampling.subfields if f"{resampling.column}.{s}" not in self._columns]
-        if missing:
-            have = [f for f in self._columns if f.startswith(f"{resampling.column}.")]
+        prefix = f"{resampling.column}."
+        have = [f[len(prefix) :] for f in self._columns if f.startswith(prefix)]
+        if not have:
             raise DataError(
-                f"{name}: {where} reads {', '.join(f'{resampling.column}.{m}' for m in missing)}, which "
-                f"{self.data_location} does not have. Nested columns: {', '.join(nested) or '(none)'}; subfields of "
-                f"{resampling.column!r}: {', '.join(have) or '(none)'}. Set {where}.column / time / value / error / "
-                f"band to names that exist."
+                f"{name}: {where}.column = {resampling.column!r} is not a nested column of {self.data_location}. "
+                f"Nested columns: {', '.join(nested) or '(none)'}."
+            )
+
+        def band_values(band: str):  # the bands of the first objects
+            return self.read_rows(np.arange(min(self._length, 1000)), [prefix + band])[prefix + band]
+
+        resampling = detect(resampling, have, where, band_values, who=name)
+        missing = [s for s in resampling.subfields if s not in have]
+        if missing:
+            raise DataError(
+                f"{name}: {where} reads {', '.join(prefix + m for m in missing)}, which {self.data_location} does "
+                f"not have. Subfields of {resampling.column!r}: {', '.join(prefix + h for h in have)}. Set {where}.time / value / "
+                f"error / band to names that exist (or false, to find them by their common spellings)."
             )
         if resampling.field in self._columns:
             raise DataError(
@@ -338,8 +355,8 @@ class NestedPandasDataset(TableDataset):
         self._open(
             _lance_copy(location, cache_dir(config) / "tables", "nested", options, "NestedPandasDataset")
         )
-        self._use_resampling(config, "NestedPandasDataset")
         super().__init__(config, location)
+        self._use_resampling(config, "NestedPandasDataset")
 
 
 class HyraxHATSDataset(TableDataset):

@@ -75,6 +75,7 @@ def stream_hyrax(broker, trained, topic: str, tmp_path, **settings) -> Hyrax:
         "data_set.KafkaStreamDataset.batch_flush_timeout": 0.5,
         "data_set.KafkaStreamDataset.peek_timeout": 30.0,
         "data_loader.batch_size": 32,
+        "data_set.normalize": "none",  # the stamps are the galaxies' 0-1 pixels the model was trained on
         **settings,
     }
     for key, value in values.items():
@@ -118,6 +119,47 @@ def test_every_alert_once_malformed_ones_recorded_and_offsets_committed(broker, 
     assert len(read_results(summary.run_dir)) == 148
 
 
+def test_real_ztf_alerts_on_a_topic_match_the_model_trained_on_their_archive(broker, real_data, tmp_path):
+    """The 17 real ZTF packets (NaN, 3.4e38 sentinels, CCD-edge stamps, one unreadable) on a topic, served
+    with the defaults by a model trained on the same alerts' Parquet export: the stream's stamps go through
+    the archive's image path, so each alert's vector is the one infer gives it from the archive."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.datasets.test_images import ztf_records
+
+    packets = [path.read_bytes() for path in sorted((real_data / "ztf_alerts").glob("*.avro"))]
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for version, records in ztf_records(real_data).items():
+        for number, record in enumerate(records):  # one file an alert: the schema versions differ
+            pq.write_table(pa.Table.from_pylist([record]), archive / f"v{version}_{number}.parquet")
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path / "results"))
+    h.set_config("data_set.on_bad_object", "skip")
+    for key, value in MODEL.items():
+        h.set_config(key, value)
+    h.set_config("train.epochs", 1)
+    for group in ("train", "infer"):
+        h.set_config(
+            f"data_request.{group}.alerts",
+            {"dataset_class": "AlertParquetDataset", "data_location": str(archive)},
+        )
+    model = h.train()
+    h.set_config("infer.model_weights_file", str(model.run_dir))
+    archived = h.infer()
+    by_alert = {
+        str(i): np.asarray(v) for i, v in zip(archived.ids(), archived[np.arange(len(archived))], strict=True)
+    }
+    topic = topic_with(broker, packets, partitions=1)
+    served = stream_hyrax(broker, (model.run_dir, None), topic, tmp_path, **{"data_set.normalize": "auto"})
+    summary = served.infer_stream(idle_timeout=2)
+    table = read_results(summary.run_dir)
+    assert summary.alerts == 16 and summary.skipped == 1 and len(by_alert) == 16, str(summary)
+    for alert_id, vector in zip(table.alert_id.astype(str), table.vector, strict=True):
+        np.testing.assert_allclose(vector, by_alert[alert_id].ravel(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow  # decoding ZTF alerts is also checked without a broker (test_alert_decoding)
 def test_ztf_style_container_alerts_and_producer_duplicates(broker, trained, tmp_path):
     from tests.stream.alerts import expected_image
@@ -149,6 +191,8 @@ def _cli_config(write_config, broker, trained, topic, tmp_path, extra: str = "")
         model_weights_file = "{run_dir}"
         [data_loader]
         batch_size = 16
+        [data_set]
+        normalize = "none"
         [data_set.KafkaStreamDataset]
         bootstrap_servers = "{broker.bootstrap}"
         topics = ["{topic}"]

@@ -15,11 +15,12 @@ from hyrax.models.layers import (
     conv_encoder,
     feature_shape,
     fit_to,
+    image_input,
     image_of,
     image_shape,
     reconstruction_criterion,
 )
-from hyrax.models.model import first_field, hyrax_model
+from hyrax.models.model import hyrax_model
 
 
 @hyrax_model
@@ -53,7 +54,7 @@ class HyraxAutoencoder(LossSteps, nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        return np.asarray(first_field(batch, "image"), dtype=np.float32)
+        return image_input(batch)
 
     def _loss(self, x):
         image = image_of(x)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hyrax.models.layers import LossSteps, image_of, image_shape
+from hyrax.models.layers import LossSteps, image_input, image_of, image_shape
 from hyrax.models.model import ModelContractError, first_field, hyrax_model
 
 
@@ -39,7 +39,7 @@ class HyraxCNN(LossSteps, nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        image = np.asarray(first_field(batch, "image"), dtype=np.float32)
+        image = image_input(batch)
         try:
             raw = first_field(batch, "label")
         except ModelContractError:  # inference data may have no labels

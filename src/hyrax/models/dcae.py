@@ -10,11 +10,12 @@ from hyrax.models.layers import (
     LossSteps,
     feature_shape,
     fit_to,
+    image_input,
     image_of,
     image_shape,
     reconstruction_criterion,
 )
-from hyrax.models.model import first_field, hyrax_model
+from hyrax.models.model import hyrax_model
 
 WIDTHS = (16, 32, 64, 128)
 
@@ -67,4 +68,4 @@ class ImageDCAE(LossSteps, nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        return np.asarray(first_field(batch, "image"), dtype=np.float32)
+        return image_input(batch)

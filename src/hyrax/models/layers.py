@@ -2,11 +2,71 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch import nn
 
 from hyrax.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: Fields already announced as a model's input (said once a process, not every batch).
+_ANNOUNCED: set[str] = set()
+
+
+def image_input(batch: Mapping, field: str = "image") -> np.ndarray:
+    """The built-in image models' input, float32: the batch's ``image`` field; without one, the only
+    numeric array field shaped like images, (batch, channels, height, width) or (batch, height, width),
+    such as a resampled light curve (batch, bands, 4, length), said once in the log. Several such fields
+    are an error listing them.
+
+    >>> curve = {"curves": {"lightcurve": np.zeros((2, 5, 4, 64)), "period": np.zeros(2)}}
+    >>> image_input(curve).shape
+    (2, 5, 4, 64)
+    """
+    from hyrax.models.model import ModelContractError
+
+    for value in batch.values():
+        if isinstance(value, Mapping) and field in value:
+            return np.asarray(value[field], dtype=np.float32)
+    arrays = {
+        f"{name}.{key}": array
+        for name, fields in batch.items()
+        if isinstance(fields, Mapping)
+        for key, array in fields.items()
+        if isinstance(array, np.ndarray) and array.dtype.kind in "iuf" and not key.endswith("_mask")
+    }
+    shaped = {name: a for name, a in arrays.items() if a.ndim == 4} or {
+        name: a for name, a in arrays.items() if a.ndim == 3
+    }
+    listed = ", ".join(f"{name} ({' x '.join(map(str, a.shape[1:]))})" for name, a in arrays.items())
+    if len(shaped) == 1:
+        ((name, array),) = shaped.items()
+        if name not in _ANNOUNCED:
+            _ANNOUNCED.add(name)
+            logger.info(
+                "The model takes the field '%s' (%s) as its %s: the batch has no '%s' field and no other array "
+                "field shaped like one.",
+                name,
+                " x ".join(map(str, array.shape[1:])),
+                field,
+                field,
+            )
+        return np.asarray(array, dtype=np.float32)
+    if shaped:
+        raise ModelContractError(
+            f"The batch has no '{field}' field and several fields could be the model's input: "
+            f"{', '.join(shaped)}. Request only the one it should take in [data_request.<group>.<name>] fields "
+            f'(or name that field "{field}")).'
+        )
+    raise ModelContractError(
+        f"The batch has no '{field}' field, nor an array field shaped like one ((channels,) height x width, or a "
+        f"resampled light curve, bands x 4 x length); its fields: {listed or '(none)'}. Request one in "
+        f"`fields`; a light curve becomes one with [data_set.lightcurve]."
+    )
 
 
 def image_shape(data_sample) -> tuple[int, int, int]:

@@ -8,13 +8,12 @@ together. ``infer`` writes the representation before the projection head.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyrax.models.layers import LossSteps, image_of, image_shape
-from hyrax.models.model import first_field, hyrax_model
+from hyrax.models.layers import LossSteps, image_input, image_of, image_shape
+from hyrax.models.model import hyrax_model
 
 
 def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -78,7 +77,7 @@ class SimCLR(LossSteps, nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        return np.asarray(first_field(batch, "image"), dtype=np.float32)
+        return image_input(batch)
 
     def _loss(self, x):
         image = image_of(x)

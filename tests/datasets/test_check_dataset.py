@@ -8,6 +8,7 @@ import pytest
 from hyrax.datasets import HyraxDataset
 from hyrax.plugins import DATASETS
 from hyrax.testing import ConformanceError, check_dataset
+from tests.conftest import REAL_DATA
 
 
 @pytest.fixture
@@ -85,6 +86,7 @@ def builtin_locations(tmp_path, cutouts, hyrax_config, real_data):
         "DownloadedLSSTDataset": rubin,
         "MultimodalUniverseDataset": tmp_path / "mmu",
         "NestedPandasDataset": tmp_path / "nested.parquet",
+        "LightCurveDataset": REAL_DATA / "s82_rrlyrae" / "per_object",
         "HyraxHATSDataset": tmp_path / "hats",
         "LanceDBDataset": lancedb,
         "ParquetDataset": parquet,

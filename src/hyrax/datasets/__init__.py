@@ -21,6 +21,7 @@ BUILTIN_DATASETS = {
     "LanceDBDataset": "hyrax.datasets.table:LanceDBDataset",
     "ParquetDataset": "hyrax.datasets.table:ParquetDataset",
     "NestedPandasDataset": "hyrax.datasets.table:NestedPandasDataset",
+    "LightCurveDataset": "hyrax.datasets.lightcurve_files:LightCurveDataset",
     "HyraxHATSDataset": "hyrax.datasets.table:HyraxHATSDataset",
     "MultimodalUniverseDataset": "hyrax.datasets.table:MultimodalUniverseDataset",
     "LSSTDataset": "hyrax.datasets.lsst:LSSTDataset",

@@ -7,11 +7,12 @@ images padded or cut, and the objects that cannot be read, by id and reason, ins
 first. Nothing is written.
 
 >>> from hyrax import Hyrax
+>>> from hyrax.datasets.provider import DataProvider
 >>> h = Hyrax()
 >>> h.set_config("data_request.train.data", {"dataset_class": "HyraxRandomDataset"})
->>> report = check_provider(h.prepare(check=False)["train"])
->>> report.problems
-[]
+>>> report = check_provider(DataProvider(h.config, "train"))
+>>> report.read, report.problems
+(100, [])
 """
 
 from __future__ import annotations

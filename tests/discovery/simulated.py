@@ -113,6 +113,7 @@ LIGHTCURVE = {
     "error": "magerr",
     "length": 64,
     "method": "bin",
+    "span": "full",  # equal time bins: the model reads values and mask, the mask's density tells AGN apart
     "normalize": True,
 }
 

@@ -90,8 +90,9 @@ def _run(name: str, args: argparse.Namespace) -> int:
         verb = VERBS.get(name)(copy.deepcopy(manager.config))
         code = verb.run_cli(args)
         return 0 if code is None else int(code)
-    except KeyboardInterrupt:
-        print(f"hyrax {name}: interrupted.", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # a verb that can continue says how (train: --resume RUN_DIR)
+        said = f" {interrupt}" if str(interrupt) else ""
+        print(f"hyrax {name}: interrupted.{said}", file=sys.stderr)
         return 130
     except Exception as error:  # every failure ends in one paragraph and a non-zero exit
         _report(name, error, debug)

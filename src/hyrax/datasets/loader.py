@@ -5,16 +5,80 @@ copy of every byte, slowly); torch tensors travel through shared memory. So, ins
 a worker stacks same-shape arrays with torch's public ``default_collate`` (which writes the batch
 straight into shared memory) and wraps other numeric arrays as tensors without a copy; the main process
 unwraps them without a copy. Callers see numpy, as everywhere else in Hyrax.
+
+An error raised while a worker reads an object reaches the main process as the error it was (its type
+and message), raised there once, with the worker's traceback logged at debug level: not as torch's
+"Caught DataError in DataLoader worker process 1" holding the traceback in its message (which Ignite
+and the command line then printed three times over).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hyrax.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: Ends the first data error of a training or inference run: one command checks every object at once.
+PREPARE_POINTER = "Run `hyrax prepare` (h.prepare()) to check every object at once."
+
+
+def point_to_prepare(error: BaseException) -> BaseException:
+    """Append :data:`PREPARE_POINTER` to a data error's message (once), keeping the error itself (its
+    type and traceback) for a bare ``raise``."""
+    args = getattr(error, "args", ())
+    if args and isinstance(args[0], str) and PREPARE_POINTER not in args[0]:
+        error.args = (f"{args[0].rstrip()} {PREPARE_POINTER}", *args[1:])
+    return error
+
+
+class _WorkerFailure:
+    """An error raised in a DataLoader worker, carried to the main process in place of its batch."""
+
+    def __init__(self, error: BaseException):
+        import pickle
+        import traceback
+
+        self.traceback = "".join(traceback.format_exception(error))
+        try:  # the error itself when it survives the trip (a class of a notebook cell does, under fork)
+            pickle.loads(pickle.dumps(error))
+            self.error = error
+        except Exception:  # an error holding something unpicklable: its type and message
+            self.error = RuntimeError(f"{type(error).__name__}: {error}")
+        self.error.__traceback__ = None  # the frames travel as text; the error is raised anew there
+
+    def raise_here(self):
+        logger.debug("the error below was raised in a DataLoader worker:\n%s", self.traceback.rstrip())
+        raise self.error
+
+
+class _Guarded:
+    """The provider as a DataLoader worker reads it: an error becomes a :class:`_WorkerFailure`."""
+
+    def __init__(self, provider):
+        self.provider = provider
+
+    def __len__(self) -> int:
+        return len(self.provider)
+
+    def __getitem__(self, index):
+        try:
+            return self.provider[index]
+        except Exception as error:
+            return _WorkerFailure(error)
+
+    def __getitems__(self, request):
+        try:
+            return self.provider.__getitems__(request)
+        except Exception as error:
+            return [_WorkerFailure(error)]
 
 
 def _stack_shared(arrays: list[np.ndarray]) -> Any:
@@ -56,8 +120,14 @@ class _Collate:
         self.provider, self.shared = provider, shared
 
     def __call__(self, samples):
-        if self.shared:
-            batch = _wrap(self.provider.collate(samples, stack=_stack_shared))
+        if self.shared:  # in a worker process
+            failed = next((s for s in samples if isinstance(s, _WorkerFailure)), None)
+            if failed is not None:
+                return failed, []
+            try:
+                batch = _wrap(self.provider.collate(samples, stack=_stack_shared))
+            except Exception as error:
+                return _WorkerFailure(error), []
         else:
             batch = self.provider.collate(samples)
         return batch, self.provider.take_skipped()
@@ -195,7 +265,7 @@ class NumpyLoader:
 
             kwargs.setdefault("worker_init_fn", functools.partial(_die_with_parent, os.getpid()))
         self.loader = DataLoader(
-            provider,
+            _Guarded(provider) if num_workers > 0 else provider,
             num_workers=num_workers,
             collate_fn=_Collate(provider, shared=num_workers > 0),
             persistent_workers=False,
@@ -210,11 +280,17 @@ class NumpyLoader:
             # Lance tables (results, LanceDBDataset, ParquetDataset) open themselves again in each worker.
             warnings.filterwarnings("ignore", message="lance is not fork-safe")
             iterator = iter(self.loader)
-        for batch, skipped in iterator:
-            self.skips.add(skipped)
-            if not batch:  # every object of the batch was skipped
-                continue
-            yield _unwrap(batch) if self.num_workers > 0 else batch
+        try:
+            for batch, skipped in iterator:
+                if isinstance(batch, _WorkerFailure):
+                    batch.raise_here()
+                self.skips.add(skipped)
+                if not batch:  # every object of the batch was skipped
+                    continue
+                yield _unwrap(batch) if self.num_workers > 0 else batch
+        except DataError as error:  # the first data error of a stage: say how to see them all
+            point_to_prepare(error)
+            raise
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from hyrax.config import get_setting
-from hyrax.datasets.loader import Skips, loader_from_config
+from hyrax.datasets.loader import Skips, loader_from_config, point_to_prepare
 from hyrax.datasets.provider import DataProvider
 from hyrax.datasets.sampling import EpochSampler, ShardedSampler, training_sampler
 from hyrax.datasets.splits import compute_splits, split_seed
-from hyrax.errors import ConfigError, HyraxError
+from hyrax.errors import ConfigError, DataError, HyraxError, HyraxWarning
 from hyrax.models.model import ModelContractError, check_model_contract, prepared_problem, to_torch
 from hyrax.plugins import MODELS
 from hyrax.training.checkpoints import BEST, copy_as_best, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -53,6 +53,23 @@ class TrainingError(HyraxError, RuntimeError):
     """Training cannot go on (a NaN loss, a train_batch without a loss...); the message says where."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT); the message says what was saved and how to continue."""
+
+
+class BatchSizeWarning(HyraxWarning):
+    """A batch larger than the data it is drawn from: one optimiser step per epoch."""
+
+
+class _EngineLog(logging.LoggerAdapter):
+    """Ignite's engine messages, all at debug level in Hyrax's log. Ignite logs an error it is about to
+    re-raise ("Engine run is terminating due to exception: ..."), which printed a data error twice more
+    before Hyrax reported it, and a bare line for Ctrl-C; the error itself is reported once, by Hyrax."""
+
+    def log(self, level, msg, *args, **kwargs):
+        self.logger.debug(msg, *args, **kwargs)
+
+
 def model_class(config: Mapping):
     """The class ``model.name`` names; unset is an error that lists the models."""
     from hyrax.models import load_builtins
@@ -71,7 +88,11 @@ def first_readable(provider: DataProvider, index: int, tries: int = 1000) -> dic
     """A batch of one object: the one at ``index``, or (when it is skipped as unreadable) the first
     readable one after it."""
     for row in range(int(index), min(len(provider), int(index) + tries)):
-        batch = provider.collate([provider[row]])
+        try:
+            batch = provider.collate([provider[row]])
+        except DataError as error:  # the first data error of the run: say how to see them all
+            point_to_prepare(error)
+            raise
         if batch:
             return batch
     raise TrainingError(
@@ -189,6 +210,10 @@ class Training:
         self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         self.model, sample = build_model(config, self.providers["train"], self.train_indices[0])
         self.model.to(self.device)
+        if distribution.is_main:  # once, at the start: what the loss and the steps are, and why
+            from hyrax.models.model import training_parts
+
+            logger.info("training %s: %s", type(self.model).__name__, training_parts(self.model, config))
         self.start_epoch, self.best_loss = self._initial_weights()
         check_model_contract(self.model, sample)
         if distribution.active:
@@ -246,6 +271,45 @@ class Training:
             sampler = ShardedSampler(sampler, self.distribution.rank, self.distribution.world_size, pad=False)
         return loader_from_config(self.config, self.providers["validate"], sampler, self.skips)
 
+    def _check_batch_size(self, loader) -> None:
+        """Warn when a batch is larger than the train split (one optimiser step an epoch)."""
+        batch_size = int(self.config["data_loader"]["batch_size"])
+        share = len(self.train_indices)
+        if self.distribution.active:
+            share = -(-share // self.distribution.world_size)
+        if batch_size <= share:
+            return
+        smaller = 2 ** max(0, int(math.log2(max(1, share // 10))))
+        per_rank = " per process" if self.distribution.active else ""
+        warnings.warn(
+            f"data_loader.batch_size = {batch_size} is larger than the train split ({share} objects{per_rank}): "
+            f"each epoch is {len(loader)} optimiser step(s), so {self.config['train']['epochs']} epochs train "
+            f"little. Set data_loader.batch_size below {share}, e.g. {smaller} ({-(-share // smaller)} steps per "
+            f"epoch).",
+            BatchSizeWarning,
+            stacklevel=3,
+        )
+
+    def _interrupted(self, epoch: int, epochs: int) -> str:
+        """What an interrupted training saved and the exact command that continues it."""
+        from hyrax.training.resume import continue_command
+
+        try:
+            checkpoint = latest_checkpoint(self.run_dir)
+        except HyraxError:
+            checkpoint = None
+        if checkpoint is None:
+            saved = (
+                "Nothing was saved: no epoch had finished. Start it again (in the same run directory) with:"
+            )
+        else:
+            done = int(checkpoint.stem.rsplit("_", 1)[-1])
+            saved = (
+                f"{'Epoch 1 is' if done == 1 else f'Epochs 1-{done} are'} saved ({checkpoint}; the best so far: {self.run_dir / BEST}); the epoch in "
+                f"progress is lost. Continue from epoch {done + 1} with:"
+            )
+        return f"Training stopped during epoch {epoch} of {epochs}. {saved} {continue_command(self.run_dir)}"
+
     # -- stages ----------------------------------------------------------------------------------
     def _validate(self, loader, epoch: int) -> dict[str, float]:
         import torch
@@ -285,6 +349,8 @@ class Training:
         epochs = int(config["train"]["epochs"])
         patience = get_setting(config, "train.early_stopping_patience")
         train_loader, validate_loader = self._train_loader(), self._validate_loader()
+        if distribution.is_main:
+            self._check_batch_size(train_loader)
         tracker = None
         if distribution.is_main:
             from hyrax.training.tracking import Tracker
@@ -312,6 +378,7 @@ class Training:
             return output
 
         trainer = Engine(step)
+        trainer.logger = _EngineLog(logging.getLogger(f"{__name__}.engine"), {})
 
         @trainer.on(Events.EPOCH_STARTED)
         def _start(engine):
@@ -382,6 +449,9 @@ class Training:
             if self.start_epoch < epochs:
                 trainer.run(train_loader, max_epochs=epochs)
             status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise TrainingInterrupted(self._interrupted(trainer.state.epoch, epochs)) from None
         finally:
             if tracker is not None:
                 tracker.close(status)

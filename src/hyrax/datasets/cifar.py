@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.datasets.dataset import HyraxDataset
+from hyrax.datasets.images import ImagePipeline
 from hyrax.errors import DataError
 
 TRAINING = [f"data_batch_{n}" for n in range(1, 6)]
@@ -61,12 +62,15 @@ class HyraxCifarDataset(HyraxDataset):
             "label_name": np.asarray(label_names)[label_array],
         }
         super().__init__(config, folder, columns)
+        # the one image path (crop_to, transform...); "auto" keeps the published [-1, 1] pixels
+        self.image_pipeline = ImagePipeline.from_config(config, type(self).__name__, {"normalize": "none"})
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get_image(self, idx: int) -> np.ndarray:
-        return self.images[idx].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+        pixels = self.images[idx].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+        return self.image_pipeline(pixels, str(idx))
 
 
 def _unpickle(path: Path) -> dict:

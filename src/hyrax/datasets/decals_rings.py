@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.datasets.dataset import HyraxDataset
+from hyrax.datasets.images import ImagePipeline
 
 BUNDLE = Path(__file__).with_name("data") / "decals_rings_64.npz"
 
@@ -45,12 +46,14 @@ class DecalsRingsDataset(HyraxDataset):
             columns = {name: bundle[name] for name in bundle.files if name != "images"}
         columns["label"] = columns["ring"]
         super().__init__(config, data_location, columns)
+        # the one image path (crop_to, transform...); "auto" keeps the 0-1 pixels
+        self.image_pipeline = ImagePipeline.from_config(config, type(self).__name__, {"normalize": "none"})
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get_image(self, idx: int) -> np.ndarray:
-        return self.images[idx].astype(np.float32) / 255.0
+        return self.image_pipeline(self.images[idx].astype(np.float32) / 255.0, str(idx))
 
     def display(self, idx: int) -> np.ndarray:
         """The galaxy as an RGB image (height, width, 3) uint8, for viewers."""

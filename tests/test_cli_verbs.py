@@ -55,7 +55,7 @@ def test_every_verb_on_the_command_line(config_file, tmp_path):
         (["model"], "hyrax.models.autoencoder.HyraxAutoencoder"),
         (["train"], "weights and checkpoints:"),
         (["infer"], "376 results of shape (8,)"),
-        (["lookup", "-i", "J000411.19+020924.0"], "["),
+        (["lookup", "--id", "J000411.19+020924.0"], "["),
         (["to_onnx"], "ONNX and torch agree"),
         (["engine"], "376 results of shape (8,)"),
         (["reduce_dimensions"], "376 objects mapped to 2-D"),

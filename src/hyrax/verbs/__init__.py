@@ -68,7 +68,7 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
     ),
     "lookup": (
         "hyrax.verbs.lookup:LookupVerb",
-        "Print the result vector of an object id (-i ID) from the latest infer run (or -r RUN_DIR).",
+        "Print the result vector of an object id (--id ID) from the latest infer run (or --input-dir RUN_DIR).",
     ),
     "to_onnx": (
         "hyrax.verbs.to_onnx:ToOnnxVerb",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hyrax.verbs.verb import Verb
+from hyrax.verbs.verb import Verb, deprecated_option
 
 
 class EngineVerb(Verb):
@@ -16,7 +16,16 @@ class EngineVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "-m", "--model-directory", metavar="ONNX_RUN", help="a to_onnx run (default: the latest)"
+            "-i",
+            "--input-dir",
+            "--model-directory",  # the published name, as engine.model_directory
+            dest="model_directory",
+            metavar="ONNX_RUN",
+            help="a to_onnx run (default: the latest)",
+        )
+        # -m is a fitted model file in reduce_dimensions and umap.
+        parser.add_argument(
+            "-m", dest="model_directory", action=deprecated_option("-i/--input-dir"), help=argparse.SUPPRESS
         )
         parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted engine run")
 

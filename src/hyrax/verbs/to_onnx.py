@@ -18,7 +18,12 @@ class ToOnnxVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "-i", "--input-model-directory", metavar="TRAIN_RUN", help="a train run (default: the latest)"
+            "-i",
+            "--input-dir",
+            "--input-model-directory",  # the published name, as onnx.input_model_directory
+            dest="input_model_directory",
+            metavar="TRAIN_RUN",
+            help="a train run (default: the latest)",
         )
 
     def run(self, input_model_directory=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hyrax.verbs.verb import Verb, add_input_dir
+from hyrax.verbs.verb import Verb, add_input_dir, deprecated_option
 
 
 class SaveToDatabaseVerb(Verb):
@@ -53,21 +53,27 @@ class DatabaseConnectionVerb(Verb):
         parser.add_argument(
             "-d",
             "--database-dir",
+            metavar="DIR",
+            help="an index directory (save_to_database -o) or an indexed infer run; default: the latest",
+        )
+        parser.add_argument("-i", "--input-dir", metavar="RUN_DIR", help="an indexed infer run")
+        parser.add_argument(
             "-r",
             "--results-dir",
             dest="database_dir",
-            metavar="DIR",
-            help="an indexed infer run, or an index directory (save_to_database -o); default: the latest",
+            action=deprecated_option("-d/--database-dir (an index) or -i/--input-dir (an infer run)"),
+            help=argparse.SUPPRESS,
         )
 
-    def run(self, database_dir=None, *, results_dir=None):
+    def run(self, database_dir=None, *, results_dir=None, input_dir=None):
         """A DatabaseConnection: get_by_id, search_by_id, search_by_vector, search_by_image.
 
         ``database_dir``: an indexed infer run, or the directory that ``save_to_database(output_dir=...)``
-        wrote (default: the latest infer run, with vector_db.vector_db_dir if set)."""
+        wrote; ``input_dir`` (or ``results_dir``): an indexed infer run (default: the latest infer run, with
+        vector_db.vector_db_dir if set)."""
         from hyrax.vector_db.connection import DatabaseConnection, index_directory_settings
 
-        explicit = database_dir or results_dir
+        explicit = database_dir or input_dir or results_dir
         if explicit is not None:
             settings = index_directory_settings(explicit)
             if settings is not None:  # an index directory: it names its infer run and backend
@@ -76,7 +82,7 @@ class DatabaseConnectionVerb(Verb):
         return DatabaseConnection(self.config, explicit)
 
     def run_cli(self, args: argparse.Namespace) -> int:
-        found = self.run(args.database_dir).search_by_id(args.id, args.k)
+        found = self.run(args.database_dir, input_dir=args.input_dir).search_by_id(args.id, args.k)
         ids, distances = found[str(args.id)], found.distances[str(args.id)]
         for rank, (object_id, distance) in enumerate(zip(ids, distances, strict=True), start=1):
             print(f"{rank:>3}  {object_id}  {distance:.5g}")
@@ -92,16 +98,15 @@ class OutliersVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--top", type=int, default=10, help="how many to list (default 10)")
-        parser.add_argument(
-            "-r", "--results-dir", metavar="RUN_DIR", help="an infer run (default: the latest)"
-        )
+        add_input_dir(parser)
 
-    def run(self, top: int | None = None, results_dir=None):
-        """A DataFrame of objects, most unusual first: rank, object_id, outlier_score and their metadata."""
+    def run(self, top: int | None = None, results_dir=None, *, input_dir=None):
+        """A DataFrame of objects, most unusual first: rank, object_id, outlier_score and their metadata.
+        ``input_dir`` (or ``results_dir``): the infer run (default: the latest)."""
         from hyrax.vector_db.connection import results_run
         from hyrax.vector_db.outliers import ranked
 
-        run = results_run(self.config, results_dir)
+        run = results_run(self.config, input_dir or results_dir)
         score_outliers(self.config, run)
         return _with_metadata(ranked(run, top), run)
 
@@ -109,7 +114,7 @@ class OutliersVerb(Verb):
         import pandas as pd
 
         with pd.option_context("display.width", 160, "display.max_columns", 12):
-            print(self.run(args.top, args.results_dir).to_string(index=False))
+            print(self.run(args.top, input_dir=args.input_dir).to_string(index=False))
         return 0
 
 

@@ -50,14 +50,44 @@ class Verb:
         return RunDir.create(self.config, self.name, name)
 
 
-def add_input_dir(parser: argparse.ArgumentParser) -> None:
-    """``-i/--input-dir RUN_DIR`` (the published name; ``-r/--results-dir`` too): the infer run to use."""
+def deprecated_option(replacement: str) -> type[argparse.Action]:
+    """An argparse action for an old spelling of an option: it stores its value as the new spelling does,
+    with a FutureWarning naming the new one. Give it ``help=argparse.SUPPRESS``: ``--help`` shows only the
+    spelling to use.
+
+    One meaning per flag across verbs: ``-i/--input-dir`` is the run a verb reads, ``--results-dir`` the
+    folder runs are made in (general.results_dir), ``--id`` an object id (docs/migration.md lists the
+    old spellings)."""
+
+    class Deprecated(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            import warnings
+
+            warnings.warn(
+                f"{parser.prog} {option_string} is deprecated: use {replacement} (it works for now).",
+                FutureWarning,
+                stacklevel=2,
+            )
+            setattr(namespace, self.dest, values)
+
+    return Deprecated
+
+
+def add_input_dir(parser: argparse.ArgumentParser, short: bool = True, what: str = "an infer run") -> None:
+    """``-i/--input-dir RUN_DIR`` (the published name): the run this verb reads. The old ``-r/--results-dir``
+    still works, with a warning (``--results-dir`` is the folder runs are made in, as in ``demo``).
+    ``short=False``: no ``-i`` (lookup, where ``-i`` was the object id)."""
     parser.add_argument(
-        "-i",
+        *(("-i",) if short else ()),
         "--input-dir",
+        dest="input_dir",
+        metavar="RUN_DIR",
+        help=f"{what} (default: the latest)",
+    )
+    parser.add_argument(
         "-r",
         "--results-dir",
         dest="input_dir",
-        metavar="RUN_DIR",
-        help="an infer run (default: the latest)",
+        action=deprecated_option("-i/--input-dir" if short else "--input-dir"),
+        help=argparse.SUPPRESS,
     )

@@ -4,6 +4,7 @@ than the train split is a warning."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -182,11 +183,13 @@ dataset_class = "HyraxRandomDataset"
 epochs = 4
 [data_loader]
 batch_size = 10
-num_workers = 0
+num_workers = 2
 """
     )
     command = [sys.executable, "-m", "hyrax", "train", "-c", "config.toml"]
-    process = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(  # its own process group, as a terminal's foreground job
+        command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 240
         while not list(work.glob("results/*-train-*/checkpoint_epoch_1.pt")):  # the first write
@@ -195,7 +198,7 @@ num_workers = 0
             time.sleep(0.02)
         run = next(work.glob("results/*-train-*"))
         assert status(run)["status"] == "running"  # the signal lands after the first write, mid-run
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: to the whole group, DataLoader workers included
         _, err = process.communicate(timeout=120)
     finally:
         process.kill()

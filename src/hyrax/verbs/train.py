@@ -59,7 +59,7 @@ class TrainVerb(Verb):
             model = Training(self.config, path, distribution).run()
         except TrainingInterrupted as stop:
             if run is not None:  # stopped, not failed: it can be continued
-                run.mark_stopped(reason=str(stop))
+                run.mark_stopped(interruption=str(stop))
             raise
         except BaseException as error:
             if run is not None:

@@ -245,3 +245,20 @@ def test_a_struct_field_and_its_subfields_can_be_asked_for(legacysurvey, hyrax_c
     assert list(batch["mmu"]["image"]["band"][0]) == ["g", "r", "z"]
     with pytest.raises(DataError, match="image.flx.*image.flux"):
         DataProvider(request_config(hyrax_config, mmu={**entry, "fields": ["image.flx"]}), "train")
+
+
+def test_images_reach_dataloader_workers_read_in_the_main_process(legacysurvey, hyrax_config):
+    """Issue 26: every table dataset with the default num_workers (Lance is read in the main process)."""
+    from hyrax.datasets.loader import loader_from_config
+
+    directory, _, flux = legacysurvey
+    entry = {
+        "dataset_class": "MultimodalUniverseDataset",
+        "data_location": str(directory),
+        "fields": ["image"],
+    }
+    config = request_config(hyrax_config, mmu=entry)
+    assert config["data_loader"]["num_workers"] > 0
+    hyrax_config.set_config("data_loader.batch_size", 8)
+    batches = list(loader_from_config(hyrax_config.config, DataProvider(hyrax_config.config, "train")))
+    np.testing.assert_array_equal(np.concatenate([b["mmu"]["image"]["flux"] for b in batches]), flux)

@@ -175,7 +175,9 @@ class DataProvider:
             }
             for name, dataset in self.datasets.items()
         }
-        self._ids_from_table = self.primary_id_field in self._batch_fields[self.primary]
+        # A table's ids are read with the batch in the main process, requested as a field or not (a
+        # DataLoader worker must not read the table).
+        self._ids_from_table = self._table_ids(self.datasets[self.primary])
         #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
         self.skipped: list[tuple[str, str, int]] = []
 

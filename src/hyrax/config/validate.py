@@ -34,6 +34,7 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("general", "log_level"): ("debug", "info", "warning", "error", "critical"),
     ("data_set", "nan_mode"): ("auto", "zero", "quantile"),
     ("data_set", "normalize"): ("auto", "none", "standardize", "arcsinh", "percentile", "zscale"),
+    ("data_set", "lightcurve", "normalize"): ("standardize", "median", True),
     ("data_set", "on_bad_object"): ("error", "skip"),
     ("download", "type"): ("coadd", "coadd/bg"),
     ("outliers", "method"): ("knn", "isolation_forest"),
@@ -152,8 +153,9 @@ def check(
                 (warnings if in_plugin_table else errors).append(message)
                 continue
             default = default_table[key]
-            # false turns off a key with a choice of strings ("nan_mode = false": stop on NaN)
-            problem = None if value is False and here in CHOICES else type_problem(default, value)
+            # false turns off a key with a choice of strings ("nan_mode = false": stop on NaN); a choice may
+            # be true too ("[data_set.lightcurve] normalize = true")
+            problem = None if isinstance(value, bool) and here in CHOICES else type_problem(default, value)
             if problem:
                 errors.append(f"Config key '{join_key(here)}' ({where(here)}) {problem}.")
                 continue

@@ -24,8 +24,12 @@ Two methods, chosen by ``method``:
   in a band keeps a random subset of ``length`` (drawn from ``seed`` and the object's row, so the same
   object always gives the same array); fewer are padded at the end.
 
-With ``normalize = true`` each band's values are shifted by their median (magnitudes become offsets
-from the object's typical brightness).
+``normalize`` puts each object on one scale, so that a model's loss weighs every row alike:
+``"standardize"`` (the default in ``[data_set.lightcurve]``): each band's values minus their median, over
+their spread (1.4826 x the median absolute deviation), errors over the same spread, and the time row
+in units of the bins' window (0 to 1 over the object's first to last observation); ``true`` (or
+``"median"``): each band's values minus their median only (magnitudes become offsets from the object's
+typical brightness); ``false``: as observed (time in days).
 
 >>> times, values = np.array([0.0, 1.0, 2.0, 10.0]), np.array([15.0, 15.5, 16.0, 15.0])
 >>> grid = resample(times, values, None, None, Resampling(length=5, span="full"), row=0)
@@ -122,7 +126,7 @@ class Resampling:
     length: int = 64
     method: str = "bin"
     span: float | str | None = None
-    normalize: bool = False
+    normalize: bool | str = False
     seed: int = 0
     field: str = "lightcurve"
 
@@ -142,10 +146,15 @@ class Resampling:
             length=value("length", 64),
             method=str(value("method", "bin")),
             span=value("span"),
-            normalize=bool(value("normalize", False)),
+            normalize=value("normalize", False) or False,
             seed=int(seed or 0),
             field=str(value("field", "lightcurve")),
         )
+        if made.normalize not in (False, True, "median", "standardize"):
+            raise ConfigError(
+                f'{where}.normalize must be "standardize", true (or "median": values minus their median) or '
+                f"false; got {made.normalize!r}."
+            )
         if made.method not in METHODS:
             raise ConfigError(f"{where}.method must be one of {', '.join(METHODS)}; got {made.method!r}.")
         if isinstance(made.length, bool) or not isinstance(made.length, int) or made.length < 1:
@@ -250,13 +259,21 @@ def resample(
             continue
         t, v, e = times[chosen] - start, values[chosen], errors[chosen]
         if settings.normalize:
-            v = v - np.median(v)
+            centre = np.median(v)
+            v = v - centre
+            if settings.normalize == "standardize":
+                spread = 1.4826 * float(np.median(np.abs(v)))
+                spread = spread if spread > 0 else (float(v.std()) or 1.0)
+                v, e = v / spread, e / spread
         if settings.method == "sample":
             out[b] = _sampled(t, v, e, settings, row, b)
         elif settings.span is None:
             out[b] = _counted(t, v, e, settings.length)
         else:
             out[b] = _binned(t, v, e, settings, times[keep].max() - start)
+    if settings.normalize == "standardize":  # time in units of the window the bins cover
+        window = float(settings.span) if isinstance(settings.span, int | float) else times[keep].max() - start
+        out[:, 0] /= window if window > 0 else 1.0
     return out
 
 

@@ -168,6 +168,7 @@ def _seeds(count):
     return list(range(count))
 
 
+@pytest.mark.slow  # infer killed and resumed: tests/results/test_inference.py waits for the first rows
 @pytest.mark.parametrize("seed", _seeds(1))
 def test_infer_killed_at_random_then_resumed(setup, seed):
     base, env, weights, reference = setup

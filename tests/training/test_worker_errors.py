@@ -102,6 +102,7 @@ def test_in_a_notebook_the_error_is_the_dataset_s_own_and_nothing_else_is_printe
     assert "NaN/inf" not in capsys.readouterr().err and logged_again(caplog) == []
 
 
+@pytest.mark.slow  # the one-paragraph error is checked by the two tests above; this one by -m slow
 def test_debug_level_logs_the_worker_s_traceback(tmp_path, capsys, cli_logging):
     from hyrax.cli import main
 

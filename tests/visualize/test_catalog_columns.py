@@ -150,7 +150,7 @@ def test_color_column_on_the_command_line(radio_map, tmp_path, capsys):
     config = tmp_path / "config.toml"
     config.write_text(f'[general]\nresults_dir = "{tmp_path / "results"}"\n')
     page = tmp_path / "map.html"
-    argv = ["visualize", "-c", str(config), "-r", str(run), "--html", str(page)]
+    argv = ["visualize", "-c", str(config), "-i", str(run), "--html", str(page)]
     assert main([*argv, "--color-column", "fr_class"]) == 0
     assert "fr_class (categories)" in page.read_text()
     assert "map of 300 objects written to" in capsys.readouterr().out

@@ -35,7 +35,8 @@ def point_to_prepare(error: BaseException) -> BaseException:
     type and traceback) for a bare ``raise``."""
     args = getattr(error, "args", ())
     if args and isinstance(args[0], str) and PREPARE_POINTER not in args[0]:
-        error.args = (f"{args[0].rstrip()} {PREPARE_POINTER}", *args[1:])
+        text = args[0].rstrip()
+        error.args = (f"{text}{' ' if text.endswith('.') else '. '}{PREPARE_POINTER}", *args[1:])
     return error
 
 

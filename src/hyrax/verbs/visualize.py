@@ -8,7 +8,7 @@ import argparse
 import socket
 import time
 
-from hyrax.verbs.verb import Verb
+from hyrax.verbs.verb import Verb, add_input_dir
 
 
 class VisualizeVerb(Verb):
@@ -21,9 +21,7 @@ class VisualizeVerb(Verb):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--html", metavar="FILE", help="write a standalone page instead of serving")
         parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default visualize.port; 0: any)")
-        parser.add_argument(
-            "-r", "--results-dir", metavar="RUN_DIR", help="a reduce_dimensions run (default: the latest)"
-        )
+        add_input_dir(parser, what="a reduce_dimensions run")
         parser.add_argument(
             "--color-column",
             metavar="COLUMN",
@@ -78,7 +76,7 @@ class VisualizeVerb(Verb):
     def run_cli(self, args: argparse.Namespace) -> int:
         from hyrax.config import get_setting
 
-        view = self.run(args.results_dir, getattr(args, "color_column", None))
+        view = self.run(args.input_dir, getattr(args, "color_column", None))
         target = args.html or get_setting(self.config, "visualize.html")
         if target:
             print(f"map of {len(view.data.ids):,} objects written to {view.save(target)}")

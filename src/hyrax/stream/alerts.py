@@ -205,7 +205,12 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
 def find_stamp(sample: Mapping[str, Any], kind: str) -> np.ndarray | None:
     """The stamp of ``kind`` ("science", "template", "difference") among a sample's arrays, or None."""
     for key, value in sample.items():
-        if kind in key.lower() and "cutout" in key.lower() and isinstance(value, np.ndarray) and value.ndim == 2:
+        if (
+            kind in key.lower()
+            and "cutout" in key.lower()
+            and isinstance(value, np.ndarray)
+            and value.ndim == 2
+        ):
             return value
     return None
 

@@ -77,3 +77,16 @@ def test_broker_parquet_export_of_real_ztf_alerts(h, ztf_export):  # noqa: F811
     h.set_config("data_set.on_bad_object", "skip")
     vectors = first_contact(h, {"dataset_class": "AlertParquetDataset", "data_location": str(ztf_export)})
     assert len(vectors) == 16
+
+
+def test_per_object_csv_light_curves(h, real_data):
+    """Finding 5: one CSV per star (time, mag, magerr, band), read as it is; the built-in autoencoder takes
+    the resampled light curve, and the map draws its thumbnails as curves."""
+    vectors = first_contact(
+        h,
+        {
+            "dataset_class": "LightCurveDataset",
+            "data_location": str(real_data / "s82_rrlyrae" / "per_object"),
+        },
+    )
+    assert len(vectors) == 40

@@ -262,3 +262,24 @@ def test_images_reach_dataloader_workers_read_in_the_main_process(legacysurvey, 
     hyrax_config.set_config("data_loader.batch_size", 8)
     batches = list(loader_from_config(hyrax_config.config, DataProvider(hyrax_config.config, "train")))
     np.testing.assert_array_equal(np.concatenate([b["mmu"]["image"]["flux"] for b in batches]), flux)
+
+
+def test_images_take_the_one_image_path(legacysurvey, hyrax_config):
+    """Issue 26: the image keys every image dataset reads apply to a Multimodal Universe image's flux, in
+    the field and in the image dict alike; its default keeps the flux as published."""
+    directory, _, flux = legacysurvey
+    hyrax_config.set_config("data_set.normalize", "standardize")
+    hyrax_config.set_config("data_set.crop_to", [32, 32])
+    entry = {
+        "dataset_class": "MultimodalUniverseDataset",
+        "data_location": str(directory),
+        "fields": ["image", "image.flux"],
+    }
+    provider = DataProvider(request_config(hyrax_config, mmu=entry), "train")
+    sample = provider[3]["mmu"]
+    assert sample["image.flux"].shape == (3, 32, 32)
+    np.testing.assert_array_equal(sample["image"]["flux"], sample["image.flux"])
+    assert abs(float(np.median(sample["image.flux"][0]))) < 1e-6  # minus the median: each band centred
+    raw = flux[3, 0, 16:48, 16:48]  # cut about the centre, then normalised over what is kept
+    noise = 1.4826 * np.median(np.abs(raw - np.median(raw)))
+    np.testing.assert_allclose(sample["image.flux"][0], (raw - np.median(raw)) / noise, atol=1e-4)

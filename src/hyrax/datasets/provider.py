@@ -178,6 +178,11 @@ class DataProvider:
         # A table's ids are read with the batch in the main process, requested as a field or not (a
         # DataLoader worker must not read the table).
         self._ids_from_table = self._table_ids(self.datasets[self.primary])
+        # Image fields a table dataset reads a batch at a time (a Multimodal Universe image's flux) take the
+        # one image path here, per object, as the image datasets' getters do (hyrax.datasets.images).
+        self._image_fields = {
+            name: dict(getattr(dataset, "image_fields", None) or {}) for name, dataset in self.datasets.items()
+        }
         #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
         self.skipped: list[tuple[str, str, int]] = []
 
@@ -502,6 +507,8 @@ class DataProvider:
                             value = self._augment(hooks[field], value, row)
                     else:
                         value = self._get(getter, row, object_id, name, field)
+                    if field in self._image_fields[name]:
+                        value = self._image(name, field, value, object_id)
                     if isinstance(value, np.ndarray | dict):
                         value = self._finite(value, object_id, name, field)
                     elif isinstance(value, np.generic):
@@ -515,6 +522,15 @@ class DataProvider:
             self.skipped.append((object_id, str(error), index))
             return None
         return sample
+
+    def _image(self, name: str, field: str, value: Any, object_id: str) -> Any:
+        """``value`` through its dataset's image pipeline (a dict field: its image child)."""
+        pipeline, child = self.datasets[name].image_pipeline, self._image_fields[name][field]
+        if child is None:
+            return pipeline(value, object_id) if isinstance(value, np.ndarray) else value
+        if isinstance(value, dict) and isinstance(value.get(child), np.ndarray):
+            return {**value, child: pipeline(value[child], object_id)}
+        return value
 
     def _get(self, getter, row: int, object_id: str, name: str, field: str):
         """A getter's value; any error it raises names the object and field (and is skippable)."""

@@ -453,6 +453,16 @@ class MultimodalUniverseDataset(TableDataset):
         )
         super().__init__(config, str(data_location) if remote else location)
         self._use_resampling(config, "MultimodalUniverseDataset")
+        if "image.flux" in self.fields():  # an imaging set (legacysurvey, hsc...): its flux is the image
+            from hyrax.datasets.images import ImagePipeline
+
+            self.image_pipeline = ImagePipeline.from_config(config, type(self).__name__, self.image_defaults)
+            self.image_fields = {"image.flux": None, "image": "flux"}
+
+    #: What ``"auto"`` means for an imaging set's ``image.flux`` (see :mod:`hyrax.datasets.images`): the
+    #: flux as published (set ``data_set.normalize``), NaN pixels background. Taken per object by the data
+    #: provider (the image field of a batch, or the ``flux`` of the ``image`` dict).
+    image_defaults = {"normalize": "none", "nan_mode": "zero"}
 
 
 def _requested_columns(config: Mapping, dataset_class: str, location: Path) -> list[str] | None:

@@ -181,7 +181,8 @@ class DataProvider:
         # Image fields a table dataset reads a batch at a time (a Multimodal Universe image's flux) take the
         # one image path here, per object, as the image datasets' getters do (hyrax.datasets.images).
         self._image_fields = {
-            name: dict(getattr(dataset, "image_fields", None) or {}) for name, dataset in self.datasets.items()
+            name: dict(getattr(dataset, "image_fields", None) or {})
+            for name, dataset in self.datasets.items()
         }
         #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
         self.skipped: list[tuple[str, str, int]] = []

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hyrax.models import hyrax_model
-from hyrax.models.model import CriterionWarning
+from hyrax.models.parts import CriterionWarning
 from tests.training.test_training import make_hyrax
 
 
@@ -126,7 +126,7 @@ def test_a_classifier_on_the_default_criterion_is_not_warned(tmp_path, statement
 
 
 def test_soft_labels_are_not_a_reconstruction():
-    from hyrax.models.model import _looks_like_reconstruction
+    from hyrax.models.parts import _looks_like_reconstruction
 
     logits = torch.randn(4, 3)
     assert not _looks_like_reconstruction(logits, torch.softmax(torch.randn(4, 3), 1))

@@ -155,6 +155,14 @@ class DataProvider:
         self.skip_bad = config["data_set"]["on_bad_object"] == "skip"
         self.augment_seed = int(get_setting(config, "data_set.seed") or 0)
         self.epoch = 0
+        self._plan_reads()
+        #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
+        self.skipped: list[tuple[str, str, int]] = []
+
+    # -- construction helpers ----------------------------------------------------------------------
+    def _plan_reads(self) -> None:
+        """How each field of each dataset is read: by its getter per object, or a batch at a time (tables,
+        in the main process), and which of them take the image path here."""
         self._plan = [
             (name, [(field, self._field_getter(name, field)) for field in self.fields[name]], self.rows[name])
             for name in self.datasets
@@ -184,10 +192,7 @@ class DataProvider:
             name: dict(getattr(dataset, "image_fields", None) or {})
             for name, dataset in self.datasets.items()
         }
-        #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
-        self.skipped: list[tuple[str, str, int]] = []
 
-    # -- construction helpers ----------------------------------------------------------------------
     def _resolve_fields(self, dataset: HyraxDataset, spec: Mapping, where: str) -> list[str]:
         available = dataset.fields()
         requested = get_setting(spec, "fields") if "fields" in spec else None

@@ -176,7 +176,7 @@ class Training:
         import torch
 
         self.config, self.run_dir, self.distribution = config, Path(run_dir), distribution
-        from hyrax.models.model import unused_class_settings
+        from hyrax.models.parts import unused_class_settings
 
         for message in unused_class_settings(config) if distribution.is_main else []:
             warnings.warn(message, UserWarning, stacklevel=3)
@@ -211,7 +211,7 @@ class Training:
         self.model, sample = build_model(config, self.providers["train"], self.train_indices[0])
         self.model.to(self.device)
         if distribution.is_main:  # once, at the start: what the loss and the steps are, and why
-            from hyrax.models.model import training_parts
+            from hyrax.models.parts import training_parts
 
             logger.info("training %s: %s", type(self.model).__name__, training_parts(self.model, config))
         self.start_epoch, self.best_loss = self._initial_weights()

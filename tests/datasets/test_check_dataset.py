@@ -112,6 +112,24 @@ def test_every_builtin_dataset_conforms(builtin_locations):
         assert any("unique" in line for line in report), name
 
 
+def test_every_builtin_dataset_is_read_by_dataloader_workers(builtin_locations, hyrax_config):
+    """Issue 26: every built-in map-style dataset gives its every object through the DataLoader with the
+    default num_workers (tables are read in the main process: Lance is not fork-safe)."""
+    from hyrax.datasets.loader import loader_from_config
+    from hyrax.datasets.provider import DataProvider
+
+    assert hyrax_config.config["data_loader"]["num_workers"] >= 2
+    hyrax_config.set_config("data_loader.batch_size", 2)
+    for name, location in builtin_locations.items():
+        entry = {"dataset_class": name, **({"data_location": str(location)} if location else {})}
+        hyrax_config.set_config("data_request", {"train": {"data": entry}})
+        provider = DataProvider(hyrax_config.config, "train")
+        ids = [i for batch in loader_from_config(hyrax_config.config, provider) for i in batch["object_id"]]
+        assert sorted(map(str, ids)) == sorted(str(provider.ids_at([i])[0]) for i in range(len(provider))), (
+            name
+        )
+
+
 def test_the_stream_dataset_conforms_on_a_real_broker(hyrax_config):
     from hyrax.datasets.kafka import KafkaStreamDataset
     from tests.stream.alerts import rubin_packet

@@ -327,6 +327,8 @@ class ResultDataset(HyraxDataset):
 
     #: Its fields as table columns: a data provider reads a batch of them at once, in the main process.
     _columns = ("object_id", "data")
+    #: Fields the data provider reads a batch at a time, in the main process (Lance is not fork-safe).
+    table_fields = frozenset(_columns)
     _reads_own_getters = True
 
     def read_rows(self, rows, fields) -> dict[str, np.ndarray]:

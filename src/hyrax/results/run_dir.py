@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hyrax.errors import ResultsError, RunBusyError
+from hyrax.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ class RunDir:
         """Mark the run complete, recording ``summary`` (e.g. results=..., skipped=...) in its status; the
         writer's lock is released."""
         try:
+            fault_point("run.before_complete")
             self._write_status(
                 {**self.status, **summary, "status": "complete", "finished": _now().isoformat()}
             )

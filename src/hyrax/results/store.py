@@ -29,6 +29,7 @@ import numpy as np
 
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.errors import DataError, ResultsError, ResultsWriteError
+from hyrax.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -259,14 +260,22 @@ class ResultWriter:
         import lance
 
         table = arrow_table(np.concatenate(self._ids), np.concatenate(self._data), self.schema)
-        mode = "append" if self.path.exists() else "create"
+        mode = "append" if _has_versions(self.path) else "create"
         try:
-            lance.write_dataset(table, str(self.path), schema=self.schema, mode=mode)
+            # Written, then committed: what lance.write_dataset does, in two steps so that the fault
+            # point between them is where a kill lands (data files no version lists, which readers
+            # never see and a resume ignores).
+            written = lance.fragment.write_fragments(
+                table, str(self.path), schema=self.schema, mode=mode, return_transaction=True
+            )
+            fault_point("results.fragment_written")
+            lance.LanceDataset.commit(str(self.path), written)
         except OSError as error:
             raise ResultsWriteError(
                 f"Writing results to {self.path} failed ({error}). The table still holds the {self.committed} rows "
                 f"committed before; free disk space and resume the run."
             ) from error
+        fault_point("results.committed")
         self._last_flush = time.monotonic()
         self.committed += self._buffered
         self._ids, self._data, self._buffered = [], [], 0

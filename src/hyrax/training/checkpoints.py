@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hyrax.errors import HyraxError
+from hyrax.faults import fault_point
 
 _EPOCH = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
 BEST = "best_checkpoint.pt"
@@ -67,6 +68,7 @@ def _save_atomic(state: dict, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         torch.save(state, temporary)
+        fault_point("checkpoint.temporary_written")
         temporary.replace(path)
     except (OSError, RuntimeError) as error:  # torch reports a short write as a RuntimeError
         temporary.unlink(missing_ok=True)

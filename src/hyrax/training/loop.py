@@ -24,6 +24,7 @@ from hyrax.datasets.provider import DataProvider
 from hyrax.datasets.sampling import EpochSampler, ShardedSampler, training_sampler
 from hyrax.datasets.splits import compute_splits, split_seed
 from hyrax.errors import ConfigError, DataError, HyraxError, HyraxWarning
+from hyrax.faults import fault_point
 from hyrax.models.model import ModelContractError, check_model_contract, prepared_problem, to_torch
 from hyrax.plugins import MODELS
 from hyrax.training.checkpoints import BEST, copy_as_best, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -417,6 +418,7 @@ class Training:
                 path = save_checkpoint(self.run_dir, model, epoch, history["best"], seed=self.seed)
                 if improved:
                     copy_as_best(path)
+                fault_point("train.epoch_checkpointed")
                 if callable(getattr(model, "log_epoch_metrics", None)):
                     extra = model.log_epoch_metrics() or {}
                     train_metrics = {

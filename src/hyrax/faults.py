@@ -1,0 +1,65 @@
+"""Fault points: named places inside Hyrax's writers where a test can make the process kill itself.
+
+A writer calls ``fault_point("<name>")`` at a moment where a crash is dangerous (data written but not
+committed, committed but the run's status not yet written, ...). Nothing happens unless the environment
+variable ``HYRAX_FAULT`` names that point when Hyrax is imported::
+
+    HYRAX_FAULT="results.fragment_written"      # killed at the first arrival
+    HYRAX_FAULT="results.fragment_written:3"    # killed at the third arrival
+
+At the chosen arrival the process sends itself SIGKILL: no ``finally``, no ``atexit``, no buffer
+flushed, as when the machine loses power or the kernel's OOM killer strikes. The variable is read once,
+at import; an unset variable costs one string comparison per call.
+
+The points (``<writer>.<moment>``):
+
+``results.fragment_written``
+    The results table (``results/store.py``): a chunk's data files are written, its Lance commit is not.
+``results.committed``
+    The results table: a chunk was just committed (the table has a new version); the next is not.
+``run.before_complete``
+    Any verb's run directory (``results/run_dir.py``): the run's work is all written, its status still
+    says ``running``.
+``checkpoint.temporary_written``
+    A training checkpoint (``training/checkpoints.py``): the temporary file is written, not yet renamed.
+``train.epoch_checkpointed``
+    Training (``training/loop.py``): an epoch's checkpoint (and best checkpoint) are saved, the next
+    epoch has not started.
+
+>>> fault_point("results.committed")  # HYRAX_FAULT unset: nothing happens
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+#: The environment variable that names the point (and, after a colon, the arrival) to die at.
+VARIABLE = "HYRAX_FAULT"
+
+
+def _parse(spec: str) -> tuple[str | None, int]:
+    name, _, nth = spec.strip().partition(":")
+    if not name:
+        return None, 0
+    try:
+        arrival = int(nth) if nth else 1
+    except ValueError:
+        raise ValueError(f"{VARIABLE}={spec!r}: expected <point>[:<n>], n a whole number.") from None
+    if arrival < 1:
+        raise ValueError(f"{VARIABLE}={spec!r}: the arrival n counts from 1.")
+    return name, arrival
+
+
+_TARGET, _ARRIVAL = _parse(os.environ.get(VARIABLE, ""))
+_arrivals = 0
+
+
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL if ``HYRAX_FAULT`` names ``name`` and this is its chosen arrival."""
+    if name != _TARGET:
+        return
+    global _arrivals
+    _arrivals += 1
+    if _arrivals >= _ARRIVAL:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -15,9 +15,17 @@ The rule, for each object x with latent vector v:
   sample of at most 100,000 scores.
 * **combined** = r x ((1 - w) + w a), w = ``rank.anomaly_weight`` (1: Astronomaly's product; 0: relevance
   alone; 0.5 by default: the unusual breaks ties among the relevant, at most a factor of two).
-* **suggested** next to label: the unlabelled objects of highest (r + ``rank.explore`` x u) x ((1 - w) + w
-  a): promising, and where a label teaches the most (uncertainty sampling). Before any label this is the
-  outlier ranking.
+* **acquisition** (r + ``rank.explore`` x u) x ((1 - w) + w a): promising, and where a label teaches the
+  most (uncertainty sampling). Before any label its order is the outlier ranking's.
+* **coverage**: a farthest-first traversal (greedy k-centre) of the typical objects (outlier quantile at
+  most 0.5) of a seeded sample of at most 20,000, starting from the labelled objects (before any label,
+  from the sample's mean): the first ``COVER_PICKS`` picked get 1, then less in the order picked; the
+  rest 0. These are the kinds of object no label speaks for yet.
+* **suggested** next to label: ``rank.cover`` of them (rounded) by coverage, the rest by acquisition,
+  labelled objects left out. Why both: a rare class that is not unusual (a tight group of ordinary
+  scores) is never reached by the outlier-led acquisition alone, and without one "interesting" label
+  the relevance is the prior everywhere and cannot learn; the coverage picks show the scientist one of
+  each kind of object, so a first interesting label can be given to what was shown.
 
 Every object is scored a batch at a time and the results written to ``<infer run>/lance_db/ranking.lance``
 (object_id, relevance, uncertainty, combined, acquisition; results row order) with what made them
@@ -43,9 +51,11 @@ from hyrax.results.store import SCAN, ResultDataset, _has_versions, replace_tabl
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("relevance", "uncertainty", "combined", "acquisition")
+COLUMNS = ("relevance", "uncertainty", "combined", "acquisition", "coverage")
 SCORE_SAMPLE = 100_000
 SCALE_SAMPLE = 2_000
+COVER_SAMPLE = 20_000
+COVER_PICKS = 256
 READ_ROWS = 262_144
 
 
@@ -56,6 +66,7 @@ class RankSettings:
     k: int = 10
     anomaly_weight: float = 0.5
     explore: float = 0.3
+    cover: float = 0.3
     length_scale: float | None = None
     seed: int = 0
 
@@ -67,6 +78,7 @@ class RankSettings:
             k=int(section["k"]),
             anomaly_weight=float(section["anomaly_weight"]),
             explore=float(section["explore"]),
+            cover=float(section["cover"]),
             length_scale=None if scale is False else float(scale),
             seed=int(config["data_set"]["seed"] or 0),
         )
@@ -80,6 +92,8 @@ class RankSettings:
             raise ConfigError(f"rank.anomaly_weight must be between 0 and 1; got {self.anomaly_weight}.")
         if self.explore < 0:
             raise ConfigError(f"rank.explore must be >= 0; got {self.explore}.")
+        if not 0 <= self.cover <= 1:
+            raise ConfigError(f"rank.cover must be between 0 and 1; got {self.cover}.")
         if self.length_scale is not None and not self.length_scale > 0:
             raise ConfigError(
                 f"rank.length_scale must be > 0 or false (chosen from the data); got {self.length_scale}."
@@ -124,7 +138,8 @@ def update_ranking(run: Path, book: LabelBook, settings: RankSettings) -> dict[s
         model = Relevance.fit(results, book, settings)
         made |= model.describe()
         quantiles = _score_quantiles(run, settings.seed)
-        _write(run, results, model, quantiles, settings, made)
+        cover = coverage_rows(run, results, model, quantiles, settings.seed)
+        _write(run, results, model, quantiles, cover, settings, made)
         return made
 
 
@@ -243,10 +258,44 @@ def _score_quantiles(run: Path, seed: int) -> np.ndarray:
     return sample[np.isfinite(sample)] if np.isfinite(sample).any() else np.zeros(1, np.float32)
 
 
+def coverage_rows(run: Path, results: ResultDataset, model: Relevance, quantiles, seed: int) -> np.ndarray:
+    """Rows of up to COVER_PICKS typical unlabelled objects in the order a farthest-first traversal of a
+    seeded sample picks them, starting from the labelled objects (the sample's mean when none).
+
+    Typical: an outlier quantile of at most 0.5 (the outliers are what the acquisition shows first).
+    Each pick is the sampled object farthest from every label and every earlier pick: a spread of the
+    kinds of object no label speaks for yet."""
+    from hyrax.compute import sample_rows
+    from hyrax.vector_db.outliers import _scores_table
+
+    rows = sample_rows(len(results), COVER_SAMPLE, np.random.default_rng(seed + 1))
+    rows = rows[~np.isin(rows, model.rows)]
+    outlier = _scores_table(run).take(rows, columns=["outlier_score"]).column(0).to_numpy()
+    rows = rows[np.searchsorted(quantiles, outlier, side="right") <= 0.5 * len(quantiles)]
+    if not len(rows):
+        return np.empty(0, np.int64)
+    vectors = results.take(rows)[1].reshape(len(rows), -1).astype(np.float32)
+    if len(model.labels):
+        import faiss
+
+        index = faiss.IndexFlatL2(model.vectors.shape[1])
+        index.add(model.vectors)
+        nearest = np.sqrt(np.maximum(index.search(vectors, 1)[0][:, 0], 0))
+    else:
+        nearest = np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)
+    picks = []
+    for _ in range(min(COVER_PICKS, len(rows))):
+        pick = int(np.argmax(nearest))
+        picks.append(pick)
+        nearest = np.minimum(nearest, np.linalg.norm(vectors - vectors[pick], axis=1))
+        nearest[pick] = -1.0
+    return rows[np.asarray(picks, np.int64)]
+
+
 # ------------------------------------------------------------------------------------- writing
 
 
-def _write(run, results, model, quantiles, settings, made) -> None:
+def _write(run, results, model, quantiles, cover, settings, made) -> None:
     """Stream every object's scores into the ranking table in one Lance commit."""
 
     import pyarrow as pa
@@ -261,6 +310,8 @@ def _write(run, results, model, quantiles, settings, made) -> None:
     )
     scores = _scores_table(run)
     weight = settings.anomaly_weight
+    by_row = np.argsort(cover)  # the coverage picks by row: 1 for the first picked, down to 1 / picks
+    cover_rows, cover_values = cover[by_row], (1 - by_row / max(len(cover), 1)).astype(np.float32)
 
     def batches():
         start = 0
@@ -273,11 +324,15 @@ def _write(run, results, model, quantiles, settings, made) -> None:
                 )
                 factor = (1 - weight) + weight * anomaly.astype(np.float32)
                 relevance, uncertainty = model.predict(vectors, start)
+                coverage = np.zeros(len(ids), np.float32)
+                low, high = np.searchsorted(cover_rows, [start, start + len(ids)])
+                coverage[cover_rows[low:high] - start] = cover_values[low:high]
                 arrays = [
                     relevance,
                     uncertainty,
                     relevance * factor,
                     (relevance + settings.explore * uncertainty) * factor,
+                    coverage,
                 ]
                 yield pa.RecordBatch.from_arrays(
                     [arrow_strings(ids)] + [pa.array(np.asarray(a, np.float32)) for a in arrays],

@@ -160,8 +160,10 @@ class SuggestVerb(Verb):
         add_input_dir(parser)
 
     def run(self, n: int = 10, input_dir=None):
-        """The ``n`` unlabelled objects of highest acquisition ((relevance + explore x uncertainty) x
-        outlier factor), as a DataFrame: object_id, acquisition, then as :meth:`RankVerb.run`'s."""
+        """``n`` unlabelled objects to label next, as a DataFrame: object_id, acquisition, suggested_for,
+        then as :meth:`RankVerb.run`'s. ``rank.cover`` of them are typical objects far from every label
+        (``suggested_for`` "coverage": one of each kind the labels do not cover yet), the rest those of
+        highest acquisition ((relevance + explore x uncertainty) x outlier factor: "acquisition")."""
         run, latest = ranked_run(self.config, input_dir)
         return suggested_frame(run, latest, n)
 
@@ -194,15 +196,24 @@ def ranked_frame(run, latest, top: int):
 
 
 def suggested_frame(run, latest, n: int):
-    """The ``n`` suggestions of a ranked run (see :meth:`SuggestVerb.run`): labelled objects left out."""
-    from hyrax.discovery.rank import top_rows
+    """The ``n`` suggestions of a ranked run (see :meth:`SuggestVerb.run`): labelled objects left out;
+    ``rank.cover`` of them (as the ranking was made) by coverage, the rest by acquisition."""
+    from hyrax.discovery.rank import ranking_metadata, read_ranking, top_rows
     from hyrax.results.store import ResultDataset
 
     labelled = latest["object_id"].to_numpy(str)
     rows = ResultDataset(data_location=run).rows_of(labelled) if len(labelled) else np.empty(0, np.int64)
-    found, values = top_rows(run, "acquisition", int(n), exclude=np.unique(rows[rows >= 0]))
-    frame = _frame(run, found, latest)
-    frame.insert(1, "acquisition", values)
+    exclude = np.unique(rows[rows >= 0])
+    covering = round(int(n) * float((ranking_metadata(run) or {}).get("setting_cover", 0)))
+    spread = np.empty(0, np.int64)
+    if covering:
+        spread, values = top_rows(run, "coverage", covering, exclude=exclude)
+        spread = spread[values > 0]
+    found, _ = top_rows(run, "acquisition", int(n) - len(spread), exclude=np.union1d(exclude, spread))
+    chosen = np.concatenate([found, spread]).astype(np.int64)
+    frame = _frame(run, chosen, latest)
+    frame.insert(1, "acquisition", read_ranking(run, chosen)["acquisition"])
+    frame.insert(2, "suggested_for", ["acquisition"] * len(found) + ["coverage"] * len(spread))
     return frame
 
 

@@ -265,17 +265,44 @@ def _racing(env, *commands) -> list[subprocess.CompletedProcess]:
     return done
 
 
+def _stopped(process: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until ``process`` has stopped itself (HYRAX_FAULT=<point>:<n>:stop), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited {process.returncode} before its fault point"
+        state = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.05)
+    pytest.fail(f"pid {process.pid} never reached its fault point")
+
+
 @pytest.mark.slow  # the default suite stays under ten minutes on 2 cores
 def test_two_save_to_database_racing(setup):
-    """Two saves into one index at once: one writes, the other is refused naming it (or, started after
-    the first ended, finds nothing to add); the index ends whole and right."""
+    """A second save into an index while the first is writing it (the first halted by SIGSTOP after its
+    first batch, holding its lock): exactly one writes, the other is refused naming the first's pid; the
+    index ends whole and right."""
     base, env, weights, reference = setup
     config = _config(base, weights, "index-race", backend="qdrant")
     assert _hyrax(env, "infer", "-c", config).returncode == 0
-    first, second = _racing(env, ["save_to_database", "-c", config], ["save_to_database", "-c", config])
-    assert 0 in (first.returncode, second.returncode), first.stderr[-2000:] + second.stderr[-2000:]
-    for loser in (p for p in (first, second) if p.returncode != 0):
-        assert "is being written by pid" in loser.stderr, loser.stderr[-2000:]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hyrax", "save_to_database", "-c", str(config)],
+        env={**env, "HYRAX_FAULT": "vector_db.batch_inserted:1:stop"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _stopped(first)
+        second = _hyrax(env, "save_to_database", "-c", config)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert "400 objects" in out
+    assert second.returncode != 0, "both writers succeeded: the one-writer lock let the second in"
+    assert f"is being written by pid {first.pid}" in second.stderr, second.stderr[-2000:]
+    assert "Wait for it to finish" in second.stderr
     _search_right(env, config, reference)
     again = _hyrax(env, "save_to_database", "-c", config)
     assert again.returncode == 0 and "400 objects" in again.stdout

@@ -156,7 +156,7 @@ def _table_state(run: Path) -> dict:
 
 def _expected_infer_state(point: str) -> dict:
     """Where a kill at POINT must have landed (commit_seconds = 0: one commit per batch of 16)."""
-    name, arrival = _parse(point)
+    name, arrival, _ = _parse(point)
     if name == "results.fragment_written":  # the n-th batch's file written, n - 1 commits
         return {"version": arrival - 1, "rows": BATCH * (arrival - 1), "uncommitted_files": 1}
     if name == "results.committed":  # n commits, nothing more
@@ -238,7 +238,7 @@ def _checkpoints(run: Path) -> dict:
 
 
 def _expected_train_state(point: str) -> dict:
-    name, arrival = _parse(point)
+    name, arrival, _ = _parse(point)
     if name == "checkpoint.temporary_written":  # epoch n's checkpoint half-saved: epoch n - 1's stands
         previous = [arrival - 1] if arrival > 1 else []
         return {"epochs": previous, "temporary": [f".checkpoint_epoch_{arrival}.pt.tmp"]}
@@ -301,13 +301,16 @@ def test_train_killed_before_its_status_resumes_to_the_same_weights(setup, seed)
 
 
 def test_fault_variable_is_read_as_point_and_arrival():
-    assert _parse("") == (None, 0)
-    assert _parse("results.committed") == ("results.committed", 1)
-    assert _parse("results.committed:3") == ("results.committed", 3)
+    assert _parse("") == (None, 0, signal.SIGKILL)
+    assert _parse("results.committed") == ("results.committed", 1, signal.SIGKILL)
+    assert _parse("results.committed:3") == ("results.committed", 3, signal.SIGKILL)
+    assert _parse("results.committed:2:stop") == ("results.committed", 2, signal.SIGSTOP)
     with pytest.raises(ValueError, match="counts from 1"):
         _parse("results.committed:0")
     with pytest.raises(ValueError, match="<point>"):
         _parse("results.committed:x")
+    with pytest.raises(ValueError, match="only be 'stop'"):
+        _parse("results.committed:1:pause")
 
 
 def test_fault_point_does_nothing_unless_named():

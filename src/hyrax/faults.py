@@ -8,8 +8,10 @@ variable ``HYRAX_FAULT`` names that point when Hyrax is imported::
     HYRAX_FAULT="results.fragment_written:3"    # killed at the third arrival
 
 At the chosen arrival the process sends itself SIGKILL: no ``finally``, no ``atexit``, no buffer
-flushed, as when the machine loses power or the kernel's OOM killer strikes. The variable is read once,
-at import; an unset variable costs one string comparison per call.
+flushed, as when the machine loses power or the kernel's OOM killer strikes. ``<point>:<n>:stop`` sends
+SIGSTOP instead: the process halts there, holding whatever it holds (its locks), until a SIGCONT, so that a
+test can start a second writer at a known moment of the first. The variable is read once, at import; an
+unset variable costs one string comparison per call.
 
 The points (``<writer>.<moment>``):
 
@@ -25,6 +27,9 @@ The points (``<writer>.<moment>``):
 ``train.epoch_checkpointed``
     Training (``training/loop.py``): an epoch's checkpoint (and best checkpoint) are saved, the next
     epoch has not started.
+``vector_db.batch_inserted``
+    save_to_database (``vector_db/connection.py``): a batch of vectors is in the index, the index is not
+    marked complete (one arrival per batch of ``batch_size``).
 
 >>> fault_point("results.committed")  # HYRAX_FAULT unset: nothing happens
 """
@@ -38,28 +43,32 @@ import signal
 VARIABLE = "HYRAX_FAULT"
 
 
-def _parse(spec: str) -> tuple[str | None, int]:
-    name, _, nth = spec.strip().partition(":")
+def _parse(spec: str) -> tuple[str | None, int, signal.Signals]:
+    """``"<point>[:<n>[:stop]]"`` -> (point, n, the signal to send)."""
+    name, _, rest = spec.strip().partition(":")
+    nth, _, action = rest.partition(":")
     if not name:
-        return None, 0
+        return None, 0, signal.SIGKILL
     try:
         arrival = int(nth) if nth else 1
     except ValueError:
-        raise ValueError(f"{VARIABLE}={spec!r}: expected <point>[:<n>], n a whole number.") from None
+        raise ValueError(f"{VARIABLE}={spec!r}: expected <point>[:<n>[:stop]], n a whole number.") from None
     if arrival < 1:
         raise ValueError(f"{VARIABLE}={spec!r}: the arrival n counts from 1.")
-    return name, arrival
+    if action not in ("", "stop"):
+        raise ValueError(f"{VARIABLE}={spec!r}: the action after the arrival can only be 'stop'.")
+    return name, arrival, signal.SIGSTOP if action else signal.SIGKILL
 
 
-_TARGET, _ARRIVAL = _parse(os.environ.get(VARIABLE, ""))
+_TARGET, _ARRIVAL, _SIGNAL = _parse(os.environ.get(VARIABLE, ""))
 _arrivals = 0
 
 
 def fault_point(name: str) -> None:
-    """Kill this process with SIGKILL if ``HYRAX_FAULT`` names ``name`` and this is its chosen arrival."""
+    """Kill (or stop) this process if ``HYRAX_FAULT`` names ``name`` and this is its chosen arrival."""
     if name != _TARGET:
         return
     global _arrivals
     _arrivals += 1
-    if _arrivals >= _ARRIVAL:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _arrivals == _ARRIVAL or (_arrivals > _ARRIVAL and _SIGNAL == signal.SIGKILL):
+        os.kill(os.getpid(), _SIGNAL)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from hyrax.config import get_setting
+from hyrax.faults import fault_point
 from hyrax.results.run_dir import resolve_run
 from hyrax.results.store import ResultDataset, results_record
 from hyrax.vector_db import VECTOR_DBS
@@ -102,6 +103,7 @@ def _save(config: Mapping, run: Path, index, batch_size: int) -> tuple[Any, str]
     with Progress(f"save_to_database ({index.backend})", total=len(results)) as progress:
         for ids, vectors in results.iter_batches(batch_size):
             index.insert(ids, vectors.reshape(len(vectors), -1))
+            fault_point("vector_db.batch_inserted")
             progress.update(len(ids))
     index.mark_complete(len(results))
     return index, f"{index.count()} vectors in {index.backend}"

@@ -91,6 +91,11 @@ num_workers = 0
 dataset_class = "faultvectors.Vectors"
 [data_request.train.data]
 dataset_class = "faultvectors.Vectors"
+[reduce_dimensions]
+name = "pca"
+batch_size = 16
+[outliers]
+k = 5
 """
 
 N, BATCH, EPOCHS = 200, 16, 4
@@ -295,6 +300,133 @@ def test_train_killed_at_each_point_resumes_to_the_same_weights(setup, point):
 def test_train_killed_before_its_status_resumes_to_the_same_weights(setup, seed):
     landed = check_train_killed_at(setup, "run.before_complete", f"train-end-{seed}", seed=seed)
     print(f"train run.before_complete seed {seed}: {landed}")
+
+
+# -- reduce_dimensions, outliers, labels: no resume; run again ----------------------------------------
+
+
+def _infer(setup, name: str) -> tuple[Path, Path]:
+    """(config, the complete infer run) in a fresh results folder."""
+    base, env, weights, _ = setup
+    config = _config(base, weights, name)
+    done = run_hyrax("infer", "-c", config, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return config, find_latest_run(base / name / "results", "infer")
+
+
+@pytest.fixture(scope="module")
+def reference_map(setup):
+    _, env, _, _ = setup
+    config, infer = _infer(setup, "reduce-reference")
+    done = run_hyrax("reduce_dimensions", "-c", config, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return ResultDataset(data_location=find_latest_run(infer.parent, "reduce_dimensions"))[np.arange(N)]
+
+
+REDUCE_POINTS = ["results.fragment_written:1", "results.committed:1", "run.before_complete"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", REDUCE_POINTS)
+def test_reduce_dimensions_killed_at_each_point_then_run_again(setup, reference_map, point):
+    """The killed map is left unfinished (refused as such); a new run makes the same map."""
+    _, env, _, _ = setup
+    config, infer = _infer(setup, f"reduce-{point.replace(':', '-')}")
+    _killed_at(env, point, "reduce_dimensions", "-c", config)
+    killed = _only_run(infer.parent, "reduce_dimensions")
+    landed = _table_state(killed)
+    name, _, _ = _parse(point)
+    expected = {
+        "results.fragment_written": {"version": 0, "rows": 0, "uncommitted_files": 1},
+        "results.committed": {"version": 1, "rows": N, "uncommitted_files": 0},
+    }.get(name, {"rows": N})
+    assert {key: landed[key] for key in expected} == expected, landed
+    with pytest.raises(Exception, match="not a complete one"):
+        ResultDataset(data_location=killed)
+    done = run_hyrax("reduce_dimensions", "-c", config, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = find_latest_run(infer.parent, "reduce_dimensions")
+    assert again != killed
+    remade = ResultDataset(data_location=again)
+    assert remade.ids().tolist() == IDS
+    np.testing.assert_allclose(remade[np.arange(N)], reference_map, atol=1e-5)
+    print(f"reduce_dimensions {point}: {landed}")
+
+
+def _scores(infer: Path) -> np.ndarray:
+    from hyrax.vector_db.outliers import read_scores
+
+    return read_scores(infer, np.arange(N))
+
+
+@pytest.fixture(scope="module")
+def reference_scores(setup):
+    _, env, _, _ = setup
+    config, infer = _infer(setup, "outliers-reference")
+    done = run_hyrax("outliers", "-c", config, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return _scores(infer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["derived_table.written:1", "derived_table.committed:1"])
+def test_outliers_killed_at_each_point_then_run_again(setup, reference_scores, point):
+    """Killed mid score write, the scores are none (not some); killed after the commit, all and right."""
+    from hyrax.vector_db.outliers import scores_path
+
+    _, env, _, _ = setup
+    config, infer = _infer(setup, f"outliers-{point.replace(':', '-')}")
+    _killed_at(env, point, "outliers", "-c", config)
+    path = scores_path(infer)
+    written = len(list((path / "data").glob("*.lance"))) if (path / "data").is_dir() else 0
+    landed = {"data_files": written, "committed": _table_state_at(path)}
+    assert written, "struck before the first write"
+    scores = _scores(infer)
+    if point.startswith("derived_table.written"):
+        assert landed["committed"] == 0 and np.isnan(scores).all(), landed
+    else:
+        assert landed["committed"] == 1, landed
+        np.testing.assert_array_equal(scores, reference_scores)
+    done = run_hyrax("outliers", "-c", config, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_array_equal(_scores(infer), reference_scores)
+    print(f"outliers {point}: {landed}")
+
+
+def _table_state_at(path: Path) -> int:
+    """The Lance version of the table at PATH (0: none committed)."""
+    import lance
+
+    versions = path / "_versions"
+    return lance.dataset(str(path)).version if versions.is_dir() and any(versions.iterdir()) else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arrival", [1, 2, 3])
+def test_label_killed_between_its_write_and_commit_then_run_again(setup, arrival):
+    """Label calls killed at the n-th label write: the book holds the n - 1 before, whole; the call run
+    again adds its labels once."""
+    from hyrax.discovery.labels import LabelBook
+
+    base, env, weights, _ = setup
+    config = _config(base, weights, f"label-{arrival}")
+    book = base / f"label-{arrival}" / "results" / "labels.lance"
+    calls = [[f"v{i:04d}", f"v{i + 100:04d}"] for i in range(arrival)]
+    for ids in calls[:-1]:
+        done = run_hyrax("label", *ids, "--allow-unknown", "-c", config, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    _killed_at(env, "labels.fragment_written", "label", *calls[-1], "--allow-unknown", "-c", config)
+    files = len(list((book / "data").glob("*.lance")))
+    landed = {"version": _table_state_at(book), "data_files": files}
+    assert landed == {"version": arrival - 1, "data_files": arrival}, landed
+    done = run_hyrax("label", *calls[-1], "--allow-unknown", "-c", config, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import lance
+
+    table = lance.dataset(str(book)).to_table().to_pydict()
+    assert sorted(table["object_id"]) == sorted(i for ids in calls for i in ids)  # each labelled once
+    assert LabelBook(book).exists()
+    print(f"label arrival {arrival}: {landed}")
 
 
 # -- the mechanism ------------------------------------------------------------------------------------

@@ -27,6 +27,13 @@ The points (``<writer>.<moment>``):
 ``train.epoch_checkpointed``
     Training (``training/loop.py``): an epoch's checkpoint (and best checkpoint) are saved, the next
     epoch has not started.
+``derived_table.written``
+    A table derived from a run's results and replaced whole (outlier scores, the ranking:
+    ``results/store.py`` ``replace_table``): its data files are written, its commit is not.
+``derived_table.committed``
+    The derived table's new version is committed; the older versions' files are not yet removed.
+``labels.fragment_written``
+    The label book (``discovery/labels.py``): a label write's data file is written, not committed.
 ``vector_db.batch_inserted``
     save_to_database (``vector_db/connection.py``): a batch of vectors is in the index, the index is not
     marked complete (one arrival per batch of ``batch_size``).

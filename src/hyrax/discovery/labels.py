@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.errors import ConfigError, DataError, ResultsWriteError
+from hyrax.faults import fault_point
 
 LABELS = "labels.lance"
 #: Columns of a labels CSV (the map's export): object_id, then label and/or tag.
@@ -121,7 +122,13 @@ class LabelBook:
                     import shutil
 
                     shutil.rmtree(self.path)
-                lance.write_dataset(table, str(self.path), schema=_schema(), mode=mode)
+                # Written, then committed (what lance.write_dataset does in one call), so that the fault
+                # point between them is where a kill lands.
+                written = lance.fragment.write_fragments(
+                    table, str(self.path), schema=_schema(), mode=mode, return_transaction=True
+                )
+                fault_point("labels.fragment_written")
+                lance.LanceDataset.commit(str(self.path), written)
             except OSError as error:
                 raise ResultsWriteError(f"Writing labels to {self.path} failed: {error}.") from error
         return count

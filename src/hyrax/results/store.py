@@ -158,12 +158,18 @@ def replace_table(path: Path, schema, batches, what: str) -> None:
     if path.exists() and not _has_versions(path):
         shutil.rmtree(path)  # files of a first write that never committed
     try:
-        lance.write_dataset(
+        # Written, then committed (what lance.write_dataset does in one call), so that the fault point
+        # between them is where a kill lands.
+        written = lance.fragment.write_fragments(
             pa.RecordBatchReader.from_batches(schema, batches),
             str(path),
             schema=schema,
             mode="overwrite" if path.exists() else "create",
+            return_transaction=True,
         )
+        fault_point("derived_table.written")
+        lance.LanceDataset.commit(str(path), written)
+        fault_point("derived_table.committed")
         lance.dataset(str(path)).cleanup_old_versions(
             older_than=datetime.timedelta(0), delete_unverified=True
         )

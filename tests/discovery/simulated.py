@@ -1,6 +1,6 @@
 """A simulated scientist for the discovery loop (tests/discovery and benchmarks/discovery.py): real data
-in which the interesting objects are rare, and a user who labels what Hyrax suggests, saying
-"interesting" only for the true class.
+in which the interesting objects are rare, and a user who labels only what Hyrax suggests (nothing it
+was not shown), saying "interesting" only for the true class.
 
 * galaxies: the bundled DECaLS galaxies with the ring galaxies thinned (seeded) to 5% of the objects;
   HyraxAutoencoder's latent vectors.
@@ -70,29 +70,46 @@ def galaxy_hyrax(results: Path, epochs: int = 10, seed: int = 7, model: str = "H
 
 
 def simulate(h, truth: dict, rounds: int = 5, per_round: int = 10, top: int = 50) -> list[dict]:
-    """The user labels ``per_round`` suggested objects a round (1 for the interesting class, else 0), then
-    re-ranks. One row per round (round 0: before any label): interesting in the top, labelled so far."""
-    rows = []
+    """The user labels the ``per_round`` objects h.suggest() shows a round (1 for the interesting class,
+    else 0), and nothing else, then re-ranks. One row per round (round 0: before any label): "found",
+    interesting objects in the top (labelled ones included); "new", those of them the user has not
+    labelled; "labelled" and "labelled_interesting" so far; "labelled_ids"."""
+    rows, labelled = [], set()
     for number in range(rounds + 1):
         if number:
             suggested = h.suggest(n=per_round)["object_id"].tolist()
-            yes = [i for i in suggested if truth[i]]
-            no = [i for i in suggested if not truth[i]]
-            if yes:
-                h.label(yes, 1)
-            if no:
-                h.label(no, 0)
+            labelled.update(suggested)
+            for value in (True, False):
+                said = [i for i in suggested if truth[i] == value]
+                if said:
+                    h.label(said, int(value))
         ranked = h.rank(top=top)["object_id"].tolist()
-        rows.append({"round": number, "found": sum(truth[i] for i in ranked), "labelled": number * per_round})
+        rows.append(
+            {
+                "round": number,
+                **counted(ranked, truth, labelled),
+                "labelled": len(labelled),
+                "labelled_interesting": int(sum(truth[i] for i in labelled)),
+                "labelled_ids": sorted(labelled),
+            }
+        )
     return rows
+
+
+def counted(ids, truth: dict, labelled) -> dict:
+    """Interesting objects among ``ids``: "found" (all) and "new" (those not in ``labelled``)."""
+    return {
+        "found": int(sum(truth[i] for i in ids)),
+        "new": int(sum(truth[i] for i in ids if i not in labelled)),
+    }
 
 
 def baselines(h, truth: dict, top: int = 50, seed: int = 0) -> dict:
     """Interesting objects in the top of the outlier ranking alone, of a seeded random order, and the
-    base rate's expectation."""
+    base rate's expectation; "outlier_ids" and "random_ids" to count them as :func:`counted` does."""
     outliers = h.outliers(top=top)["object_id"].tolist()
     ids = np.array(sorted(truth))
-    drawn = np.random.default_rng(seed).choice(ids, top, replace=False)
+    drawn = np.random.default_rng(seed).choice(ids, top, replace=False).tolist()
     share = float(np.mean([truth[i] for i in ids]))
     return {
         "outliers": sum(truth[i] for i in outliers),
@@ -101,6 +118,8 @@ def baselines(h, truth: dict, top: int = 50, seed: int = 0) -> dict:
         "share": share,
         "objects": len(ids),
         "interesting": int(sum(truth.values())),
+        "outlier_ids": outliers,
+        "random_ids": drawn,
     }
 
 

@@ -296,3 +296,74 @@ def test_a_missing_topic_or_broker_is_a_clear_error_and_a_failed_exit(
     with pytest.raises(BrokerError, match="Cannot reach the Kafka broker at 127.0.0.1:"):
         h.infer_stream(idle_timeout=1)
     assert time.monotonic() - started < 60
+
+
+# -- fault points (hyrax.faults): killed at a known moment between the write and the commit ------------
+
+
+def _committed(broker, topic: str, partitions: int = 2) -> int:
+    """Messages the group has acknowledged on TOPIC (the sum of its committed offsets; none: 0)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"group-{topic}"})
+    try:
+        offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+    finally:
+        consumer.close()
+    return sum(max(o.offset, 0) for o in offsets)
+
+
+def _landed(run) -> dict:
+    """The results table the killed run left: its versions (one a batch) and rows, and the rows of each
+    version (what the n-th batch's commit held)."""
+    table = lance.dataset(str(run / RESULTS))
+    return {
+        "version": table.version,
+        "rows": table.count_rows(),
+        "rows_at": {
+            v["version"]: table.checkout_version(v["version"]).count_rows() for v in table.versions()
+        },
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point",
+    [f"{name}:{n}" for name in ("stream.batch_written", "stream.offsets_committed") for n in (1, 3)],
+)
+def test_infer_stream_killed_at_each_point_resumes_every_alert_once(
+    broker, trained, tmp_path, write_config, point
+):
+    """Killed after a batch's rows are written and before its offsets are committed (the resume is handed
+    that batch again and must not write it twice), or after the n-th commit (the resume starts after it)."""
+    import re
+
+    from hyrax.faults import _parse
+    from tests.conftest import run_hyrax
+    from tests.test_fault_points import _killed_at
+
+    numbers = list(range(200))
+    topic = topic_with(broker, [rubin_packet(n) for n in numbers])
+    config = _cli_config(write_config, broker, trained, topic, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "HYRAX_FAULT"}
+    _killed_at(env, point, "infer_stream", "-c", config, "--idle-timeout", "5")
+    run = _run_dir(tmp_path / "results")
+    landed = {**_landed(run), "committed": _committed(broker, topic)}
+    name, arrival, _ = _parse(point)
+    rows_at = landed["rows_at"]
+    if name == "stream.batch_written":  # n batches written; at most the n - 1 before them committed
+        assert landed["version"] == arrival and landed["rows"] == rows_at[arrival], landed
+        assert landed["committed"] <= rows_at.get(arrival - 1, 0) < landed["rows"], landed
+    else:  # the n-th batch's offsets committed: exactly the rows of the first n batches (the writer may lead)
+        assert landed["version"] >= arrival and landed["committed"] == rows_at[arrival] > 0, landed
+    done = run_hyrax(
+        "infer_stream", "-c", config, "--resume", run, "--idle-timeout", "2", env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = re.search(r"([\d,]+) alerts inferred .*?([\d,]+) already there", done.stdout)
+    assert counts, done.stdout[-2000:]
+    inferred, already = (int(c.replace(",", "")) for c in counts.groups())
+    # handed again from the committed offsets: what was written after them is recognised, the rest inferred
+    assert (inferred, already) == (200 - landed["rows"], landed["rows"] - landed["committed"]), landed
+    check_exactly_once(run, numbers, trained[1])
+    print(f"infer_stream {point}: {landed}")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from hyrax.errors import ResultsError
+from hyrax.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -353,6 +354,7 @@ class StreamServer:
                 return
             if callable(commit):
                 commit(positions)
+                fault_point("stream.offsets_committed")
 
     def _infer(self, source: queue.Queue, target: queue.Queue, failure: list) -> None:
         try:
@@ -386,6 +388,7 @@ class StreamServer:
                         else "(other reasons)"
                     )
                     summary.reasons[key] = summary.reasons.get(key, 0) + 1
+                fault_point("stream.batch_written")  # durable, its offsets not yet handed to the commit
                 durable.put(item.positions)
         except BaseException as error:  # noqa: BLE001
             failure.append(error)

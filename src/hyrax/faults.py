@@ -37,6 +37,18 @@ The points (``<writer>.<moment>``):
 ``vector_db.batch_inserted``
     save_to_database (``vector_db/connection.py``): a batch of vectors is in the index, the index is not
     marked complete (one arrival per batch of ``batch_size``).
+``stream.batch_written``
+    infer_stream (``stream/serve.py``): a batch's results (and skipped messages) are committed to the run's
+    Lance tables, its Kafka offsets are not yet committed (one arrival per batch written).
+``stream.offsets_committed``
+    infer_stream: the offsets of a written batch were just committed to the broker; the next batch's are
+    not (one arrival per batch committed).
+``manifest.merge_written``
+    The download manifest (``download/manifest.py`` ``consolidate``, at a download's start and end): the
+    merged manifest is written under its temporary name, not yet renamed over ``manifest.parquet``.
+``manifest.merged``
+    The download manifest: the merged manifest is renamed into place, the part files it holds are not
+    yet removed (the next merge must not count them twice).
 
 >>> fault_point("results.committed")  # HYRAX_FAULT unset: nothing happens
 """

@@ -131,3 +131,72 @@ def locks_alive(data_dir) -> bool:
     from hyrax import locks
 
     return locks.alive(data_dir / manifest.LOCK_NAME)
+
+
+# -- fault points (hyrax.faults): killed inside the manifest merge -------------------------------------
+
+
+def _manifest_state(data) -> dict:
+    """What a killed merge left: the manifest's done rows and the runs it says it merged, the part files
+    (and their runs) still there, and merged manifests never renamed into place."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    path, parts = manifest.manifest_path(data), data / manifest.PARTS_DIR
+    metadata = (pq.read_schema(path).metadata or {}) if path.is_file() else {}
+    rows = manifest.read_manifest(data)
+    return {
+        "done": int((rows.status == "done").sum()),
+        "duplicates": int(rows.duplicated(["object_id", "filter"]).sum()),
+        "merged_runs": set(json.loads(metadata.get(b"hyrax_merged_parts", b"[]"))),
+        "parts": len(list(parts.glob("*.parquet"))),
+        "part_runs": {p.name.split("-")[0] for p in parts.glob("*.parquet")},
+        "unrenamed": len(list(parts.glob(f".{manifest.MANIFEST_NAME}.*.tmp"))),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point, at_start",
+    [
+        ("manifest.merge_written", False),
+        ("manifest.merged", False),
+        ("manifest.merge_written", True),
+        ("manifest.merged", True),
+    ],
+    ids=["end-written", "end-merged", "start-written", "start-merged"],
+)
+def test_download_killed_inside_the_manifest_merge_resumes_every_cutout_once(
+    service, catalog, write_config, tmp_path, hyrax_download, point, at_start
+):
+    """Killed in the merge that ends a download (arrival 1 of a fresh one), or in the merge that starts
+    one after a kill -9 left parts: the merge is whole or not there, and the resume counts each part once."""
+    from tests.test_fault_points import _killed_at
+
+    running = service(Faults(member_delay=0.03 if at_start else 0.0))
+    path, table = catalog(30)
+    data = tmp_path / "data"
+    config_file = download_config(write_config, tmp_path, running.url, path)
+    if at_start:  # a download killed mid-run: its parts are not merged yet
+        kill_after(start_download(config_file, tmp_path), data, 16)
+        before = _manifest_state(data)
+        assert before["done"] == 0 and before["parts"] > 0, before
+    env = {k: v for k, v in os.environ.items() if k != "HYRAX_FAULT"}
+    _killed_at(env, point, "download", "-c", config_file)
+    landed = _manifest_state(data)
+    assert landed["duplicates"] == 0 and landed["parts"] > 0, landed
+    if point == "manifest.merge_written":  # written, never renamed: no manifest yet, the parts all kept
+        assert landed["unrenamed"] == 1 and landed["done"] == 0 and not landed["merged_runs"], landed
+    else:  # renamed into place: it holds the parts' rows and names their runs, the parts not yet removed
+        assert landed["unrenamed"] == 0 and landed["merged_runs"] == landed["part_runs"], landed
+        assert landed["done"] == (before["parts"] * 4 if at_start else 60), landed
+    if not at_start:
+        assert landed["parts"] == 15, landed  # the whole download: 60 cutouts, 4 a request
+    running.faults.member_delay = 0.0
+    summary = hyrax_download(running, path, chunk_size=4).download()
+    # what the parts hold (merged or not) counts once as there, the rest is fetched: nothing twice
+    assert summary.ok and summary.skipped == landed["parts"] * 4 == 60 - summary.done, str(summary)
+    check_cutouts(data, table)  # every cutout once, its file whole
+    assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
+    print(f"download {point} ({'start' if at_start else 'end'}): {landed}")

@@ -40,6 +40,7 @@ import numpy as np
 
 from hyrax.datasets.hsc import MANIFEST_NAME
 from hyrax.errors import DataError, ResultsWriteError
+from hyrax.faults import fault_point
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -194,6 +195,7 @@ def consolidate(data_dir: Path, drop: np.ndarray | None = None) -> None:
     parts = [p for p in parts if p not in stale]
     if parts or drop is not None:
         _rewrite(path, parts, drop, merged)
+        fault_point("manifest.merged")  # the parts are in the manifest, and still on disk
     for part in stale + parts:
         part.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty (a part still being written) or already gone
@@ -240,6 +242,7 @@ def _rewrite(path: Path, parts: list[Path], drop: np.ndarray | None, merged: set
             for part in parts:
                 add(pq.read_table(part))
             flush()
+        fault_point("manifest.merge_written")
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)

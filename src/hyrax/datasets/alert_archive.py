@@ -131,23 +131,20 @@ class AlertParquetDataset(HyraxDataset):
         self.stamps.size_from([sample for sample in first if sample is not None])
 
     def _first_rows(self) -> list[tuple[Path, dict[str, Any]]]:
-        """The first readable alert of each file."""
-        found = []
-        for file, start in zip(range(len(self._paths)), self._file_starts(), strict=True):
-            for row in range(start, min(start + 16, len(self))):
-                sample = self._decoded_or_none(row)
-                if sample is not None:
-                    found.append((self._paths[file], sample))
-                    break
-        return found
+        """The first readable alert of each file, from its first 16 rows alone (not its row groups whole:
+        a folder of a broker's nightly exports is read for its schemas, not its alerts)."""
+        from hyrax.stream.alerts import AlertError, flatten
 
-    def _file_starts(self) -> list[int]:
-        starts, seen = [], set()
-        for group, (file, _) in enumerate(self._groups):
-            if file not in seen:
-                seen.add(file)
-                starts.append(int(self._starts[group]))
-        return starts
+        found = []
+        for path, handle in zip(self._paths, self._files, strict=True):
+            batch = next(handle.iter_batches(batch_size=16), None)
+            for record in batch.to_pylist() if batch is not None else []:
+                try:
+                    found.append((path, flatten(record)))
+                    break
+                except AlertError:
+                    continue
+        return found
 
     def _common_fields(self) -> tuple[list[str], tuple[str, ...] | None]:
         """Fields and stamps that every file's alerts have; a warning names what a file lacks."""

@@ -40,19 +40,6 @@ from hyrax.errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def numpy_transform(name: str | None):
-    """``data_set.transform`` -> a numpy function, or None. An unknown name is an error."""
-    if name is None:
-        return None
-    function = getattr(np, name, None)
-    if not isinstance(function, np.ufunc):
-        raise DataError(
-            f'data_set.transform = "{name}" is not a numpy function of one array; use e.g. "tanh", '
-            f'"arcsinh", "log1p" or "sqrt", or false for none.'
-        )
-    return function
-
-
 _WAVELENGTH_ORDER = "UGRIZY"
 
 

@@ -85,6 +85,19 @@ def _setting(config: Mapping, key: str, default: Any = None) -> Any:
     return None if value is False else value
 
 
+def numpy_transform(name: str | None):
+    """``data_set.transform`` -> a numpy function, or None. An unknown name is an error."""
+    if name is None:
+        return None
+    function = getattr(np, name, None)
+    if not isinstance(function, np.ufunc):
+        raise DataError(
+            f'data_set.transform = "{name}" is not a numpy function of one array; use e.g. "tanh", '
+            f'"arcsinh", "log1p" or "sqrt", or false for none.'
+        )
+    return function
+
+
 @dataclass
 class ImagePipeline:
     """The per-object image path of one dataset (see the module's docstring for each step)."""
@@ -125,8 +138,6 @@ class ImagePipeline:
             crop = defaults["crop_to"]
         sentinel_above = _setting(config, "sentinel_above", 1e30)
         low, high = _setting(config, "normalize_percentiles", [1.0, 99.0])
-        from hyrax.datasets.fits import numpy_transform
-
         pipeline = cls(
             dataset=dataset,
             crop_to=tuple(int(v) for v in crop) if crop is not None else None,

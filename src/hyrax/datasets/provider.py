@@ -116,6 +116,10 @@ class DataProvider:
         group: the data_request group ("train", "infer"...).
     """
 
+    #: What ``hyrax prepare`` found reading this group's objects (a ``hyrax.datasets.check.CheckReport``),
+    #: None when it did not check them.
+    check_report: Any = None
+
     def __init__(self, config: Mapping, group: str):
         request = config.get("data_request", {})
         if group not in request:

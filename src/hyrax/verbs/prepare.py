@@ -25,7 +25,6 @@ class PrepareVerb(Verb):
         providers = providers_for(self.config, [group] if group else None)
         for provider in providers.values():
             print(provider.summary())
-            provider.check_report = None
             if check is not False and _sized(provider):
                 limit = DEFAULT_LIMIT if check is True else check
                 provider.check_report = check_provider(provider, limit)

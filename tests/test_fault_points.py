@@ -28,6 +28,7 @@ from hyrax.models.loopback import HyraxLoopback
 from hyrax.results.run_dir import find_latest_run, runs_of
 from hyrax.results.store import ResultDataset, table_path
 from tests.conftest import run_hyrax
+from tests.fault_table import record_landing
 
 DATA = """
 import numpy as np
@@ -188,6 +189,7 @@ def check_infer_killed_at(setup, point: str, name: str) -> dict:
     resumed = ResultDataset(data_location=run)
     assert resumed.ids().tolist() == IDS  # every id once, in order
     np.testing.assert_array_equal(resumed[np.arange(N)], reference)
+    record_landing("infer", point, landed, "resumed: every id once, equal to an uninterrupted run")
     return landed
 
 
@@ -274,6 +276,7 @@ def check_train_killed_at(setup, point: str, name: str, seed: int = 1) -> dict:
     for key, value in reference.items():
         assert torch.equal(final[key], value), key
     assert not list(run.glob(".*.tmp"))  # no half-written checkpoint left behind
+    record_landing("train", point, landed, "resumed: weights equal to an uninterrupted run's")
     return landed
 
 
@@ -350,6 +353,7 @@ def test_reduce_dimensions_killed_at_each_point_then_run_again(setup, reference_
     remade = ResultDataset(data_location=again)
     assert remade.ids().tolist() == IDS
     np.testing.assert_allclose(remade[np.arange(N)], reference_map, atol=1e-5)
+    record_landing("reduce_dimensions", point, landed, "killed map refused; run again: the same map")
     print(f"reduce_dimensions {point}: {landed}")
 
 
@@ -390,6 +394,7 @@ def test_outliers_killed_at_each_point_then_run_again(setup, reference_scores, p
     done = run_hyrax("outliers", "-c", config, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_array_equal(_scores(infer), reference_scores)
+    record_landing("outliers", point, landed, "scores none or all and right; run again: equal")
     print(f"outliers {point}: {landed}")
 
 
@@ -426,6 +431,7 @@ def test_label_killed_between_its_write_and_commit_then_run_again(setup, arrival
     table = lance.dataset(str(book)).to_table().to_pydict()
     assert sorted(table["object_id"]) == sorted(i for ids in calls for i in ids)  # each labelled once
     assert LabelBook(book).exists()
+    record_landing("label", f"labels.fragment_written:{arrival}", landed, "run again: each label once")
     print(f"label arrival {arrival}: {landed}")
 
 

@@ -26,6 +26,7 @@ BUILTIN_DATASETS = {
     "MultimodalUniverseDataset": "hyrax.datasets.table:MultimodalUniverseDataset",
     "LSSTDataset": "hyrax.datasets.lsst:LSSTDataset",
     "DownloadedLSSTDataset": "hyrax.datasets.lsst:DownloadedLSSTDataset",
+    "RangeReadLSSTDataset": "hyrax.datasets.lsst_range:RangeReadLSSTDataset",
     "KafkaStreamDataset": "hyrax.datasets.kafka:KafkaStreamDataset",
 }
 

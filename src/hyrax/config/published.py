@@ -66,7 +66,6 @@ NO_EFFECT: dict[str, tuple[Any, str]] = {
     "visualize.cmap": ("viridis", "delete the key"),
     "visualize.torch_tensor_bands": ([3], "set visualize.band"),
     "visualize.rasterize_plot": (False, "the map draws density images for large runs by itself"),
-    "infer_stream.save_model_output": (False, "infer_stream always writes its results in its run directory"),
     "visualize_v2.buffer_factor": (0.2, "visualize_v2 is this Hyrax's visualize; delete the key"),
     "visualize_v2.cmap": ("Viridis", "visualize_v2 is this Hyrax's visualize; delete the key"),
     "visualize_v2.max_table_rows": (1000, "visualize_v2 is this Hyrax's visualize; delete the key"),

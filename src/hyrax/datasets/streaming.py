@@ -48,9 +48,10 @@ class StreamProvider:
 
         requests = config.get("data_request", {})
         request = requests.get(group)
+        verb = "train_stream" if group == "train_stream" else "infer_stream"
         if not request:
             raise ConfigError(
-                f"infer_stream reads [data_request.{group}]: give it one stream dataset, for example\n"
+                f"{verb} reads [data_request.{group}]: give it one stream dataset, for example\n"
                 f'[data_request.{group}.alerts]\ndataset_class = "KafkaStreamDataset"\nfields = ["image"]'
             )
         if len(request) != 1:
@@ -63,8 +64,8 @@ class StreamProvider:
         if not (isinstance(cls, type) and issubclass(cls, IterableDataset)):
             raise ConfigError(
                 f"[data_request.{group}.{self.name}] dataset_class = {spec['dataset_class']!r} is not a stream (a "
-                f"torch IterableDataset); infer_stream reads KafkaStreamDataset or your own IterableDataset. Use "
-                f"`hyrax infer` for catalogs."
+                f"torch IterableDataset); {verb} reads KafkaStreamDataset or your own IterableDataset. Use "
+                f"`hyrax {verb.split('_')[0]}` for catalogs."
             )
         self.group = group
         self.dataset = cls(

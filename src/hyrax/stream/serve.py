@@ -127,8 +127,11 @@ class StreamStore:
 
     def new(self, positions: list[tuple[str, int, int]], alert_ids: list[str]) -> np.ndarray:
         """Which of these messages this run has not written (a message of two copies in one batch: once)."""
-        fresh = np.array(
-            [offset > self.high_water.get((topic, partition), -1) for topic, partition, offset in positions],
+        fresh = np.array(  # a sample with no position (offset -1: a stream other than Kafka) goes by its id
+            [
+                offset < 0 or offset > self.high_water.get((topic, partition), -1)
+                for topic, partition, offset in positions
+            ],
             dtype=bool,
         )
         hashes = alert_hashes(alert_ids)
@@ -208,7 +211,15 @@ class _Item:
 class StreamServer:
     """One session of infer_stream over an open run directory; :meth:`run` until stopped."""
 
-    def __init__(self, config: Mapping, run_dir: Path, weights: Path, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        config: Mapping,
+        run_dir: Path,
+        weights: Path,
+        stop: threading.Event | None = None,
+        sample_batch: Mapping | None = None,
+    ):
+        """``sample_batch``: a batch that sizes the model, for a session fed by hand (no stream configured)."""
         import torch
 
         from hyrax.datasets.streaming import StreamProvider
@@ -217,16 +228,17 @@ class StreamServer:
         from hyrax.training.loop import model_class
 
         group = "infer_stream" if "infer_stream" in config.get("data_request", {}) else "infer"
-        self.provider = StreamProvider(config, group)
+        by_hand = sample_batch is not None and group not in config.get("data_request", {})
+        self.provider = None if by_hand else StreamProvider(config, group)
         self.stop = stop or threading.Event()
         self.store = StreamStore(run_dir)
         self.run_dir = run_dir
         cls = model_class(config)
         prepare = load_prepare_inputs(weights.parent) or cls.prepare_inputs
         try:
-            first = self._first_batch()
+            first = dict(sample_batch) if by_hand else first_batch(self.provider, run_dir)
         except BaseException:
-            close = getattr(self.provider.dataset, "close", None)
+            close = getattr(getattr(self.provider, "dataset", None), "close", None)
             if callable(close):
                 close()
             raise
@@ -237,32 +249,6 @@ class StreamServer:
         model.to(device)
         self.runner = TorchRunner(model, prepare, device)
         self.stats_interval = 10.0
-
-    def _first_batch(self) -> dict[str, Any]:
-        """The batch that sizes the model: the run's first alert, kept in the run directory, so that a
-        resumed run with nothing new to read builds the same model at once."""
-        from hyrax.results.run_dir import write_npz_atomic
-
-        path = self.run_dir / SAMPLE
-        if path.exists():
-            with np.load(path, allow_pickle=False) as saved:
-                batch: dict[str, Any] = {}
-                for key in saved.files:
-                    *outer, name = key.split("/")
-                    (batch.setdefault(outer[0], {}) if outer else batch)[name] = saved[key]
-                return batch
-        logger.info("infer_stream: waiting for the first alert on %s to size the model", self._where())
-        batch = self.provider.first_batch()
-        flat = {"object_id": np.asarray(batch["object_id"], dtype=str)}
-        for name, fields in batch.items():
-            if isinstance(fields, dict):
-                flat.update({f"{name}/{field}": np.asarray(value) for field, value in fields.items()})
-        write_npz_atomic(path, **flat)
-        return batch
-
-    def _where(self) -> str:
-        dataset = self.provider.dataset
-        return f"{', '.join(getattr(dataset, 'topics', []))} at {getattr(dataset, 'bootstrap_servers', '?')}"
 
     def run(self, max_alerts: int | None = None, idle_timeout: float | None = None) -> StreamSummary:
         summary = StreamSummary(run_dir=self.run_dir)
@@ -293,15 +279,8 @@ class StreamServer:
                 now = time.monotonic()
                 if len(stream) or stream.skipped:
                     last_alert = now
-                    keep = (
-                        self.store.new(stream.positions, stream.alert_ids)
-                        if len(stream)
-                        else np.zeros(0, bool)
-                    )
-                    summary.duplicates += int((~keep).sum())
-                    positions = list(stream.positions) + [s[:3] for s in stream.skipped]
-                    to_infer.put(_Item(stream, keep, positions, skipped=list(stream.skipped)))
-                    summary.alerts += int(keep.sum())
+                    item = self.admit(stream, summary)
+                    to_infer.put(item)
                     if max_alerts is not None and summary.alerts >= max_alerts:
                         summary.stopped_by = f"max_alerts = {max_alerts}"
                         self.stop.set()
@@ -356,12 +335,36 @@ class StreamServer:
                 commit(positions)
                 fault_point("stream.offsets_committed")
 
+    # -- one batch's way: admitted (what this run has not written), inferred, written --------------------
+    def admit(self, stream, summary: StreamSummary) -> _Item:
+        """A batch on its way, with the messages this run already wrote marked (not to be written again)."""
+        keep = self.store.new(stream.positions, stream.alert_ids) if len(stream) else np.zeros(0, bool)
+        summary.duplicates += int((~keep).sum())
+        summary.alerts += int(keep.sum())
+        positions = list(stream.positions) + [s[:3] for s in stream.skipped]
+        return _Item(stream, keep, positions, skipped=list(stream.skipped))
+
+    def infer(self, item: _Item) -> None:
+        if item.keep.any():
+            item.outputs = np.asarray(self.runner(_select(item.stream.batch, item.keep)))
+
+    def write(self, item: _Item, summary: StreamSummary) -> None:
+        """Append the item's rows and skips (durable when this returns)."""
+        rows = None
+        if item.outputs is not None:
+            rows, bad = _rows(item)
+            item.skipped.extend(bad)
+        self.store.append(rows, item.skipped)
+        summary.skipped += len(item.skipped)
+        for *_, reason in item.skipped:
+            key = reason if len(summary.reasons) < 20 or reason in summary.reasons else "(other reasons)"
+            summary.reasons[key] = summary.reasons.get(key, 0) + 1
+        fault_point("stream.batch_written")  # durable, its offsets not yet handed to the commit
+
     def _infer(self, source: queue.Queue, target: queue.Queue, failure: list) -> None:
         try:
             while (item := source.get()) is not None:
-                if item.keep.any():
-                    batch = _select(item.stream.batch, item.keep)
-                    item.outputs = np.asarray(self.runner(batch))
+                self.infer(item)
                 target.put(item)
         except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
             failure.append(error)
@@ -375,25 +378,38 @@ class StreamServer:
     ) -> None:
         try:
             while (item := source.get()) is not None:
-                rows = None
-                if item.outputs is not None:
-                    rows, bad = _rows(item)
-                    item.skipped.extend(bad)
-                self.store.append(rows, item.skipped)
-                summary.skipped += len(item.skipped)
-                for *_, reason in item.skipped:
-                    key = (
-                        reason
-                        if len(summary.reasons) < 20 or reason in summary.reasons
-                        else "(other reasons)"
-                    )
-                    summary.reasons[key] = summary.reasons.get(key, 0) + 1
-                fault_point("stream.batch_written")  # durable, its offsets not yet handed to the commit
+                self.write(item, summary)
                 durable.put(item.positions)
         except BaseException as error:  # noqa: BLE001
             failure.append(error)
             self.stop.set()
             _drain(source)
+
+
+def first_batch(provider, run_dir: Path) -> dict[str, Any]:
+    """The batch that sizes the model: the run's first sample, kept in the run directory, so that a
+    resumed run with nothing new to read builds the same model at once."""
+    from hyrax.results.run_dir import write_npz_atomic
+
+    path = Path(run_dir) / SAMPLE
+    if path.exists():
+        with np.load(path, allow_pickle=False) as saved:
+            batch: dict[str, Any] = {}
+            for key in saved.files:
+                *outer, name = key.split("/")
+                (batch.setdefault(outer[0], {}) if outer else batch)[name] = saved[key]
+            return batch
+    dataset = provider.dataset
+    topics = getattr(dataset, "topics", None)
+    where = f"{', '.join(topics)} at {dataset.bootstrap_servers}" if topics else type(dataset).__name__
+    logger.info("%s: waiting for the first sample of %s to size the model", provider.group, where)
+    batch = provider.first_batch()
+    flat = {"object_id": np.asarray(batch["object_id"], dtype=str)}
+    for name, fields in batch.items():
+        if isinstance(fields, dict):
+            flat.update({f"{name}/{field}": np.asarray(value) for field, value in fields.items()})
+    write_npz_atomic(path, **flat)
+    return batch
 
 
 def _drain(source: queue.Queue) -> None:

@@ -16,6 +16,7 @@ from hyrax.faults import fault_point
 
 _EPOCH = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
 BEST = "best_checkpoint.pt"
+STREAM = "stream_checkpoint.pt"
 
 
 class CheckpointError(HyraxError, ValueError):
@@ -32,17 +33,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``checkpoint_epoch_<epoch>.pt`` atomically (and, unless ``keep_previous``, remove the
     older ones). ``seed``: the run's seed (splits, shuffles, initialisation), which a resume reuses."""
-    state = {
-        "model_class": type(model).__name__,
-        "epoch": epoch,
-        "seed": seed,
-        "best_loss": best_loss,
-        "model": model.state_dict(),
-        "optimizer": _inner(getattr(model, "optimizer", None)).state_dict()
-        if getattr(model, "optimizer", None)
-        else None,
-        "scheduler": model.scheduler.state_dict() if getattr(model, "scheduler", None) else None,
-    }
+    state = _state(model, epoch=epoch, seed=seed, best_loss=best_loss)
     path = directory / f"checkpoint_epoch_{epoch}.pt"
     _save_atomic(state, path)
     if not keep_previous:
@@ -50,6 +41,26 @@ def save_checkpoint(
             if old != path:
                 old.unlink(missing_ok=True)
     return path
+
+
+def save_stream_checkpoint(directory: Path, model, batches: int, samples: int) -> Path:
+    """Write ``stream_checkpoint.pt`` atomically: a streamed training (train_stream) after ``batches``
+    batches of ``samples`` objects. ``load_checkpoint`` reads it back (``batches`` among its entries)."""
+    path = Path(directory) / STREAM
+    _save_atomic(_state(model, epoch=0, seed=None, best_loss=None, batches=batches, samples=samples), path)
+    return path
+
+
+def _state(model, **entries: Any) -> dict[str, Any]:
+    return {
+        "model_class": type(model).__name__,
+        **entries,
+        "model": model.state_dict(),
+        "optimizer": _inner(getattr(model, "optimizer", None)).state_dict()
+        if getattr(model, "optimizer", None)
+        else None,
+        "scheduler": model.scheduler.state_dict() if getattr(model, "scheduler", None) else None,
+    }
 
 
 def copy_as_best(path: Path) -> Path:
@@ -164,7 +175,12 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
         _inner(model.optimizer).load_state_dict(state["optimizer"])
     if state.get("scheduler") and getattr(model, "scheduler", None) is not None:
         model.scheduler.load_state_dict(state["scheduler"])
-    return {"epoch": int(state["epoch"]), "best_loss": state.get("best_loss")}
+    return {
+        "epoch": int(state["epoch"]),
+        "best_loss": state.get("best_loss"),
+        "batches": int(state.get("batches") or 0),
+        "samples": int(state.get("samples") or 0),
+    }
 
 
 def check_resumable(config) -> None:

@@ -68,7 +68,8 @@ def weights_location(config: Mapping, key: str = "infer.model_weights_file") -> 
     snapshot = run / "runtime_config.toml"
     if snapshot.is_file():
         with open(snapshot, "rb") as handle:
-            filename = tomllib.load(handle).get("train", {}).get("weights_filename", filename)
+            section = "train_stream" if "-train_stream-" in run.name else "train"  # a streamed training's
+            filename = tomllib.load(handle).get(section, {}).get("weights_filename", filename)
     path = run / filename
     if not path.is_file():
         raise ResultsError(f"No weights file '{filename}' in {run}; is it a complete train run?")

@@ -33,8 +33,9 @@ def _flat(prefix: str, table: Mapping) -> dict[str, Any]:
     return flat
 
 
-def tracked_params(config: Mapping, model_name: str) -> dict[str, Any]:
-    """The parameters a run is compared by: model settings, optimizer/criterion/scheduler, epochs, batch."""
+def tracked_params(config: Mapping, model_name: str, section: str = "train") -> dict[str, Any]:
+    """The parameters a run is compared by: model settings, optimizer/criterion/scheduler, epochs (a
+    stream's ``[train_stream]`` settings instead), batch."""
     params: dict[str, Any] = {"model.name": model_name}
     params.update(_flat(f"model.{model_name}", config["model"].get(model_name, {}) or {}))
     for section in ("optimizer", "criterion", "scheduler"):
@@ -42,7 +43,10 @@ def tracked_params(config: Mapping, model_name: str) -> dict[str, Any]:
         params[f"{section}.name"] = name
         if name and isinstance(config.get(name), Mapping):
             params.update(_flat(name, config[name]))
-    params["train.epochs"] = config["train"]["epochs"]
+    if section == "train":
+        params["train.epochs"] = config["train"]["epochs"]
+    else:
+        params.update(_flat(section, config[section]))
     params["data_loader.batch_size"] = config["data_loader"]["batch_size"]
     return params
 
@@ -63,7 +67,9 @@ def _end_orphans(client, experiment_id: str, results_dir: Path) -> None:
 class Tracker:
     """Records one training run to MLflow and TensorBoard."""
 
-    def __init__(self, config: Mapping, run_dir: Path, model_name: str):
+    def __init__(self, config: Mapping, run_dir: Path, model_name: str, section: str = "train"):
+        """``section``: the table holding ``experiment_name`` and ``run_name`` (``train_stream`` for a stream)."""
+        self.section = section
         self.mlflow = None
         self.run_id = None
         self.tensorboard = None
@@ -85,16 +91,17 @@ class Tracker:
 
             store = Path(config["general"]["results_dir"]).expanduser().resolve() / "mlflow"
             client = MlflowClient(tracking_uri=store.as_uri())
-            name = config["train"]["experiment_name"]
+            name = config[self.section]["experiment_name"]
             experiment = client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
             _end_orphans(client, experiment_id, run_dir.parent)
-            run_name = get_setting(config, "train.run_name") or run_dir.name
+            run_name = get_setting(config, f"{self.section}.run_name") or run_dir.name
             run = client.create_run(experiment_id, run_name=run_name)
             self.mlflow, self.run_id = client, run.info.run_id
             from mlflow.entities import Param
 
-            params = [Param(k, str(v)[:6000]) for k, v in tracked_params(config, model_name).items()]
+            tracked = tracked_params(config, model_name, self.section)
+            params = [Param(k, str(v)[:6000]) for k, v in tracked.items()]
             client.log_batch(self.run_id, params=params)
             logger.info("MLflow run %s in %s", run_name, store)
         except Exception as error:  # any tracking failure must not stop training
@@ -130,6 +137,33 @@ class Tracker:
             except Exception as error:  # any tracking failure must not stop training
                 self._warn("TensorBoard logging", error)
 
+    def log_steps(self, steps: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Metrics of many steps (a stream's batches) in one MLflow call per 1000 values."""
+        if not steps:
+            return
+        if self.mlflow is not None:
+            try:
+                import time
+
+                from mlflow.entities import Metric
+
+                now = int(time.time() * 1000)
+                metrics = [
+                    Metric(k, float(v), now, step) for step, values in steps for k, v in values.items()
+                ]
+                for start in range(0, len(metrics), 1000):
+                    self.mlflow.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+            except Exception as error:  # any tracking failure must not stop training
+                self._warn("MLflow logging", error)
+        if self.tensorboard is not None:
+            try:
+                for step, values in steps:
+                    for key, value in values.items():
+                        self.tensorboard.add_scalar(key, float(value), step)
+                self.tensorboard.flush()
+            except Exception as error:  # any tracking failure must not stop training
+                self._warn("TensorBoard logging", error)
+
     def close(self, status: str = "FINISHED") -> None:
         if self.mlflow is not None:
             try:
@@ -138,3 +172,73 @@ class Tracker:
                 self._warn("MLflow close", error)
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class IndexingLog:
+    """TensorBoard scalars of a ``save_to_database``, under the published Hyrax's tags: per batch
+    ``vector_db/batch_insertion_time``, ``vector_db/vectors_per_batch`` and
+    ``vector_db/insertion_rate_vectors_per_second`` (step: the batch, from 1); at the end
+    ``vector_db/total_insertion_time``, ``vector_db/total_batches`` and
+    ``vector_db/average_batch_insertion_time`` (step 1). Written to ``<index directory>/tensorboard``; a
+    failure is a :class:`TrackingWarning`, never a failed save.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder, IndexingLog(Path(folder)) as log:
+    ...     log.batch(0.5, 100)
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory) / "tensorboard"
+        self.writer = None
+        self.batches, self.seconds = 0, 0.0
+
+    def __enter__(self) -> IndexingLog:
+        try:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(logdir=str(self.directory))
+        except Exception as error:  # tracking never stops a save
+            self._warn("set-up", error)
+        return self
+
+    def _warn(self, what: str, error: Exception) -> None:
+        warnings.warn(
+            f"TensorBoard {what} for save_to_database failed: {error}", TrackingWarning, stacklevel=3
+        )
+        self.writer = None
+
+    def _scalars(self, step: int, values: Mapping[str, float]) -> None:
+        if self.writer is None:
+            return
+        try:
+            for key, value in values.items():
+                self.writer.add_scalar(f"vector_db/{key}", float(value), step)
+        except Exception as error:  # tracking never stops a save
+            self._warn("logging", error)
+
+    def batch(self, seconds: float, vectors: int) -> None:
+        """One insertion of ``vectors`` vectors that took ``seconds``."""
+        self.batches += 1
+        self.seconds += seconds
+        rate = vectors / seconds if seconds > 0 else 0.0
+        self._scalars(
+            self.batches,
+            {
+                "batch_insertion_time": seconds,
+                "vectors_per_batch": vectors,
+                "insertion_rate_vectors_per_second": rate,
+            },
+        )
+
+    def __exit__(self, *exc) -> None:
+        average = self.seconds / self.batches if self.batches else 0.0
+        self._scalars(
+            1,
+            {
+                "total_insertion_time": self.seconds,
+                "total_batches": self.batches,
+                "average_batch_insertion_time": average,
+            },
+        )
+        if self.writer is not None:
+            self.writer.close()

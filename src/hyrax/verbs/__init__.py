@@ -32,7 +32,11 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
     ),
     "infer_stream": (
         "hyrax.verbs.infer_stream:InferStreamVerb",
-        "Run the trained model on a Kafka alert stream, each alert's result written once (resumable).",
+        "Run the trained model on a stream (Kafka alerts or any stream dataset), each result written once (resumable).",
+    ),
+    "train_stream": (
+        "hyrax.verbs.train_stream:TrainStreamVerb",
+        "Train the model on a stream ([data_request.train_stream]), no epochs; weights saved as it goes (resumable).",
     ),
     "label": (
         "hyrax.verbs.discovery:LabelVerb",

@@ -7,12 +7,15 @@ import signal
 import threading
 from pathlib import Path
 
+from hyrax.stream.session import InferStreamSession
 from hyrax.verbs.verb import Verb
+
+__all__ = ["InferStreamSession", "InferStreamVerb"]
 
 
 class InferStreamVerb(Verb):
     name = "infer_stream"
-    summary = "Run the trained model on a Kafka alert stream, each alert's result written once (resumable)."
+    summary = "Run the trained model on a stream (Kafka alerts or any stream dataset), each result written once (resumable)."
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -30,10 +33,21 @@ class InferStreamVerb(Verb):
         max_alerts: int | None = None,
         idle_timeout: float | None = None,
         stop: threading.Event | None = None,
+        sample_batch: dict | None = None,
     ):
-        """Consume, infer and append until stopped (``stop`` set, SIGTERM from the CLI, Ctrl-C, ``max_alerts``
-        or ``idle_timeout``); return a :class:`~hyrax.stream.serve.StreamSummary` (``.to_pandas()``: the
-        results so far). ``resume``: the run directory of an earlier session to continue, with its config."""
+        """With a way to stop (``max_alerts``, ``idle_timeout`` or a ``stop`` event; the command line's SIGTERM
+        and Ctrl-C): consume, infer and append until then, and return a
+        :class:`~hyrax.stream.serve.StreamSummary` (``.to_pandas()``: the results so far).
+
+        Without one: an :class:`~hyrax.stream.session.InferStreamSession` to drive from your loop::
+
+            with h.infer_stream() as session:
+                for batch, results in session:
+                    ...
+
+        (``sample_batch``: a batch that sizes the model for a session fed with ``session.process(batch)``,
+        when no stream is configured.) ``resume``: the run directory of an earlier session to continue, with
+        its config."""
         from hyrax.config import ConfigManager
         from hyrax.stream.serve import StreamServer
         from hyrax.training.inference import weights_location
@@ -50,6 +64,12 @@ class InferStreamVerb(Verb):
             weights = weights_location(config, "infer_stream.model_weights_file")
             run = self.create_run_dir()
             _pin_weights(run.path, weights)
+        if max_alerts is None and idle_timeout is None and stop is None:
+            try:
+                return InferStreamSession(config, run, weights, sample_batch)
+            except BaseException as error:
+                run.mark_failed(f"{type(error).__name__}: {error}")
+                raise
         try:
             server = StreamServer(config, run.path, weights, stop)
             summary = server.run(max_alerts, idle_timeout)

@@ -71,6 +71,18 @@ def builtin_locations(tmp_path, cutouts, hyrax_config, real_data):
             image = np.full((8, 8), number, np.float32)
             hdus = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image, name="IMAGE")])
             hdus.writeto(rubin / f"{9000 + number}_soda_150.{number:05d}_2.00000_{band}.fits")
+    ranged = tmp_path / "range_read"  # Rubin-like coadds read as byte ranges (local paths here)
+    ranged.mkdir()
+    wcs = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 20.5}
+    wcs.update({"CRPIX2": 20.5, "CDELT1": -0.001, "CDELT2": 0.001})
+    image = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image, fits.Header(wcs), name="IMAGE")]).writeto(
+        ranged / "coadd.fits"
+    )
+    pd.DataFrame(
+        {"object_id": ["r1", "r2", "r3"], "ra": [150.0, 150.003, 149.997], "dec": [2.0, 2.002, 1.998]}
+        | {f"url_{band}": [str(ranged / "coadd.fits")] * 3 for band in "ugrizy"}
+    ).to_parquet(ranged / "objects.parquet")
     import pyarrow.parquet as pq
 
     from tests.stream.test_alert_decoding import _ztf_records
@@ -84,6 +96,7 @@ def builtin_locations(tmp_path, cutouts, hyrax_config, real_data):
     return {
         "AlertParquetDataset": tmp_path / "alerts.parquet",
         "DownloadedLSSTDataset": rubin,
+        "RangeReadLSSTDataset": ranged / "objects.parquet",
         "MultimodalUniverseDataset": tmp_path / "mmu",
         "NestedPandasDataset": tmp_path / "nested.parquet",
         "LightCurveDataset": REAL_DATA / "s82_rrlyrae" / "per_object",

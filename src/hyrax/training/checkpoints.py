@@ -1,4 +1,5 @@
-"""Training checkpoints: ``checkpoint_epoch_<N>.pt`` (the latest epoch) and ``best_checkpoint.pt``.
+"""Training checkpoints: ``checkpoint_epoch_<N>.pt`` (the latest epoch) and ``best_checkpoint.pt``; a streamed
+training's ``stream_checkpoint.pt`` (train_stream: the batches trained instead of the epoch).
 
 A checkpoint holds the model, optimizer and scheduler states, the epoch, the best validation loss so
 far and the model's class, so that ``train.resume`` continues exactly where a run stopped. Files are

@@ -113,6 +113,26 @@ def test_partitioned_recall_with_automatic_settings(tmp_path, monkeypatch):
     assert abs(float(metadata["estimated_recall"]) - recall()) < 0.03
 
 
+def test_high_intrinsic_dimension_is_searched_in_a_graph_to_the_same_recall(tmp_path, monkeypatch):
+    # Isotropic 64-d clusters: a k-means partition cuts every neighbourhood, so the lists would need most of
+    # the table; the scorer must see that on its sample and search a graph instead, to the same target.
+    monkeypatch.setattr(kth_neighbour, "EXACT_LIMIT", 0)
+    monkeypatch.setattr(kth_neighbour, "OBJECTS_PER_LIST", 50)  # 200 lists: the 200,000-object shape, small
+    rng = np.random.default_rng(5)
+    centres = 3 * rng.standard_normal((2, 64))
+    vectors = (centres[rng.integers(2, size=10_000)] + rng.standard_normal((10_000, 64))).astype(np.float32)
+    run = write_run(tmp_path / "run", vectors)
+    score_run(run, k=10)
+    metadata = scores_metadata(run)
+    assert metadata["search"] == "graph", metadata
+    scores, exact = read_scores(run, np.arange(len(vectors))), exact_kth(vectors, 10)
+    assert np.all(scores >= exact * (1 - 1e-4))
+    recall = np.mean(np.abs(scores - exact) <= 0.01 * exact)
+    assert recall >= 0.9 and float(metadata["estimated_recall"]) >= kth_neighbour.TARGET_RECALL, metadata
+    assert abs(float(metadata["estimated_recall"]) - recall) < 0.03
+    assert outliers._describe(metadata).startswith("knn, k=10, graph (HNSW, 32 links), effort ")
+
+
 def test_same_settings_reuse_other_settings_or_results_recompute(tmp_path):
     vectors = clustered(500)
     run = write_run(tmp_path / "run", vectors)

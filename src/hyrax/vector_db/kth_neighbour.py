@@ -6,6 +6,17 @@ written grouped by list into a temporary file, and each object is compared exact
 of the ``nprobe`` lists whose centroids are nearest to it. ``nprobe`` is chosen on a sample, whose exact
 neighbours are found on the way, as the smallest that scores :data:`TARGET_RECALL` of the sample within
 1% of its exact score. Memory: ~12 bytes an object plus bounded buffers.
+
+That works while an object's neighbours lie in a few lists: on data of low intrinsic dimension (latent
+vectors near a manifold). In high intrinsic dimension (say 64-d isotropic clusters) a partition cuts
+every neighbourhood: the share of the data an object must be compared with stays about constant (~3% at
+200,000 and at 1M objects for 64-d Gaussian clusters), so the cost grows as N^2. When the sample shows
+that the lists would need more than :data:`GRAPH_ABOVE_PROBES` probes (or cannot reach the target at
+all), the search is made in a graph instead (:func:`graph_scores`: faiss HNSW over the vectors, whose
+cost grows about as N log N), its effort chosen on the same sample and to the same target. The graph
+holds the vectors in memory: ~4 x dimension + 8 x :data:`GRAPH_LINKS` + ~40 bytes an object (~550 at
+64-d), so it is used only where the memory allows. ``outliers.nlist`` or ``outliers.nprobe`` set by
+hand always keep the lists.
 """
 
 from __future__ import annotations
@@ -36,6 +47,16 @@ OBJECTS_PER_LIST = 1_000
 TARGET_RECALL = 0.95
 PROBES = (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64)
 CALIBRATION_SAMPLE = 1_000
+#: The lists give way to a graph when the sample needs more than this many probes (~32,000 objects
+#: compared per object: about what a graph search and insertion cost at M = 32).
+GRAPH_ABOVE_PROBES = 32
+#: The graph: faiss HNSW with this many links per object, built with this effort; the search effort is
+#: the smallest of GRAPH_EFFORTS that scores TARGET_RECALL of the sample within 1%.
+GRAPH_LINKS = 32
+GRAPH_BUILD_EFFORT = 40
+GRAPH_EFFORTS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+#: ... and only when it needs at most this share of the machine's memory.
+GRAPH_MEMORY_SHARE = 0.5
 #: k-means is trained on this many objects per list (faiss asks for at least 39).
 TRAIN_PER_LIST = 40
 #: Bytes of vectors read or searched at once; the cache of lists read back from the temporary file.
@@ -53,9 +74,34 @@ def knn_scores(
     row_bytes = 4 * max(1, int(np.prod(results.shape or (1,))))
     if nlist is None and nprobe is None and count <= EXACT_LIMIT and count * row_bytes <= EXACT_BYTES:
         return _exact_scores(results, k), {"search": "exact", "nlist": "1", "nprobe": "1"}
+    automatic = nlist is None and nprobe is None
     nlist = int(min(nlist or max(1, round(count / OBJECTS_PER_LIST)), count))
     with PartitionedSearch(results, k, nlist, seed, directory) as search:
         chosen, recall = search.choose_nprobe(nprobe)
+        if automatic and (chosen > GRAPH_ABOVE_PROBES or recall < TARGET_RECALL):
+            fits, need = _graph_fits(count, search.dimension)
+            if fits:
+                logger.info(
+                    "outlier scores: %d of %d lists would score %.1f%% of a sample within 1%% (high intrinsic "
+                    "dimension): searching a graph instead (%.1f GB in memory)",
+                    chosen, nlist, 100 * recall, need / 1e9,
+                )  # fmt: skip
+                search.labels = None  # 4 B an object the graph does not need
+                return graph_scores(
+                    results, k, search.sample, search.sample_rows, search.sample_distances[:, k]
+                )
+            logger.warning(
+                "outlier scores: the lists reach %.1f%% of a sample within 1%% of exact at nprobe %d; a graph "
+                "search would need %.1f GB of memory, more than %.0f%% of this machine's: keeping the lists",
+                100 * recall, chosen, need / 1e9, 100 * GRAPH_MEMORY_SHARE,
+            )  # fmt: skip
+        if automatic and recall < TARGET_RECALL:
+            logger.warning(
+                "outlier scores: %d lists of %d give a sample only %.1f%% of scores within 1%% of exact; "
+                "set outliers.nprobe higher (slower) if that is not enough",
+                chosen, nlist, 100 * recall,
+            )  # fmt: skip
+        search.group()
         scores = search.scores(chosen)
     how = {
         "search": "partitioned",
@@ -64,6 +110,71 @@ def knn_scores(
         "estimated_recall": f"{recall:.3f}",
     }
     return scores, how
+
+
+def _graph_fits(count: int, dimension: int) -> tuple[bool, int]:
+    need = count * (4 * dimension + 8 * GRAPH_LINKS + 40)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return need <= GRAPH_MEMORY_SHARE * total, need
+
+
+def graph_scores(
+    results: ResultDataset, k: int, sample: np.ndarray, sample_rows: np.ndarray, exact: np.ndarray
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Every object's k-th-neighbour distance by a search in a faiss HNSW graph of all the vectors.
+    ``sample``: the vectors of the table's rows ``sample_rows``, ``exact``: their exact k-th squared
+    distances (self included, at 0), from which the search effort is chosen."""
+    import faiss
+
+    count, dimension = len(results), sample.shape[1]
+    graph = faiss.IndexHNSWFlat(dimension, GRAPH_LINKS)
+    graph.hnsw.efConstruction = GRAPH_BUILD_EFFORT
+    with Progress("outlier scores 3/4: graph", count) as progress:
+        for _, _, vectors in _batches(results, check=False):
+            graph.add(vectors)
+            progress.update(len(vectors))
+    within = exact * 1.01**2 + 1e-12
+    for effort in GRAPH_EFFORTS:
+        graph.hnsw.efSearch = effort
+        distances, labels = graph.search(sample, k + 1)
+        recall = float((_kth(distances, labels, sample_rows, k) <= within).mean())
+        if recall >= TARGET_RECALL:
+            break
+    else:
+        logger.warning(
+            "outlier scores: the graph search scores only %.1f%% of a sample within 1%% of exact at its "
+            "highest effort (%d)", 100 * recall, effort,
+        )  # fmt: skip
+    scores = np.empty(count, dtype=np.float32)
+    with Progress("outlier scores 4/4: neighbours (graph)", count) as progress:
+        for start, _, vectors in _batches(results, check=False):
+            distances, labels = graph.search(vectors, k + 1)
+            rows = np.arange(start, start + len(vectors))
+            scores[start : start + len(vectors)] = np.sqrt(np.maximum(_kth(distances, labels, rows, k), 0))
+            progress.update(len(vectors))
+    how = {
+        "search": "graph",
+        "links": str(GRAPH_LINKS),
+        "effort": str(effort),
+        "estimated_recall": f"{recall:.3f}",
+    }
+    return scores, how
+
+
+def _kth(distances: np.ndarray, labels: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest squared distance of each query (the object of row ``rows``) counting itself at
+    0. An approximate search may not return the query itself: then its k-th other neighbour found."""
+    if k == 0:
+        return np.zeros(len(distances), dtype=np.float32)
+    itself = (labels == rows[:, None]).any(axis=1)
+    return np.where(itself, distances[:, k], distances[:, k - 1])
+
+
+def _with_home(probes: np.ndarray, homes: np.ndarray) -> np.ndarray:
+    """``probes`` (lists per row) with each row's own list ``homes`` in place of its last when absent."""
+    missing = ~(probes == homes[:, None]).any(axis=1)
+    probes[missing, -1] = homes[missing]
+    return probes
 
 
 def _flat(vectors: np.ndarray) -> np.ndarray:
@@ -129,10 +240,10 @@ class PartitionedSearch:
 
     0. A first pass reads a seeded sample and checks that every vector is finite; k-means (faiss) on it
        gives ``nlist`` centroids.
-    1. Pass 1 streams the table and keeps each object's list (int32).
-    2. Pass 2 writes the vectors grouped by list into a temporary file in ``directory`` (``os.pwrite``;
-       a memory map would count its pages in the process's memory) and finds the exact neighbours of a
+    1. Pass 1 streams the table, keeps each object's list (int32) and finds the exact neighbours of a
        sample (for :meth:`choose_nprobe`) over every vector.
+    2. :meth:`group` (pass 2) writes the vectors grouped by list into a temporary file in ``directory``
+       (``os.pwrite``; a memory map would count its pages in the process's memory).
     3. :meth:`scores` takes the lists a block of neighbouring lists at a time, finds for each object the
        ``nprobe`` centroids nearest to it, and searches the lists they name (read back with
        ``os.pread``, through a bounded cache) exactly with faiss.
@@ -177,12 +288,16 @@ class PartitionedSearch:
         self.centroids = self._train()
         self.quantizer = faiss.IndexFlatL2(self.dimension)
         self.quantizer.add(self.centroids)
-        labels = self._assign()
-        self._layout(labels)
+        self.labels = self._assign()
+        self._layout(self.labels)
+
+    def group(self) -> None:
+        """Pass 2 (once the lists are chosen over a graph): the vectors grouped by list into the file."""
         path = self.directory / f".outliers-{os.getpid()}.vectors"
         self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         os.unlink(path)
-        self._group(labels)
+        self._group(self.labels)
+        del self.labels
 
     def _train(self) -> np.ndarray:
         """k-means on a sample (read in a first pass that checks every vector); a smaller sample kept
@@ -195,6 +310,7 @@ class PartitionedSearch:
         )
         chosen = np.random.default_rng(self.seed + 1).permutation(len(rows))
         self.sample = np.ascontiguousarray(sample[np.sort(chosen[:CALIBRATION_SAMPLE])])
+        self.sample_rows = rows[np.sort(chosen[:CALIBRATION_SAMPLE])]
         rest = chosen[CALIBRATION_SAMPLE:]
         sample = sample[np.sort(rest)] if len(rest) >= training else sample  # small tables: all of it
         kmeans = faiss.Kmeans(
@@ -206,11 +322,19 @@ class PartitionedSearch:
         return np.ascontiguousarray(kmeans.centroids)
 
     def _assign(self) -> np.ndarray:
-        """Pass 1: each object's list."""
+        """Pass 1: each object's list, and the sample's exact neighbours (with their lists)."""
+        import faiss
+
+        keep = min(self.count, 4 * (self.k + 1))
+        self.sample_distances = np.full((len(self.sample), keep), np.inf, dtype=np.float32)
+        self.sample_lists = np.zeros((len(self.sample), keep), dtype=np.int32)
         labels = np.empty(self.count, dtype=np.int32)
         with Progress("outlier scores 2/4: lists", self.count) as progress:
             for start, _, vectors in _batches(self.results, check=False):
-                labels[start : start + len(vectors)] = self.quantizer.search(vectors, 1)[1][:, 0]
+                batch_labels = self.quantizer.search(vectors, 1)[1][:, 0]
+                labels[start : start + len(vectors)] = batch_labels
+                distances, found = faiss.knn(self.sample, vectors, min(keep, len(vectors)))
+                self._merge_sample(distances, batch_labels[found])
                 progress.update(len(vectors))
         return labels
 
@@ -248,12 +372,7 @@ class PartitionedSearch:
         self.start[self.nlist] = self.count
 
     def _group(self, labels: np.ndarray) -> None:
-        """Pass 2: vectors grouped by list into the file, and the sample's exact neighbours."""
-        import faiss
-
-        keep = min(self.count, 4 * (self.k + 1))
-        self.sample_distances = np.full((len(self.sample), keep), np.inf, dtype=np.float32)
-        self.sample_lists = np.zeros((len(self.sample), keep), dtype=np.int32)
+        """Pass 2: vectors grouped by list into the file."""
         cursor = self.start[: self.nlist].copy()
         # Each file row's results row, to put the scores back in row order.
         self.rows = np.empty(self.count, dtype=np.int32 if self.count < 2**31 else np.int64)
@@ -269,8 +388,6 @@ class PartitionedSearch:
                     os.pwrite(self.descriptor, grouped[offset : offset + size], where * self.row_bytes)
                     self.rows[where : where + size] = start + order[offset : offset + size]
                     cursor[member] += size
-                distances, found = faiss.knn(self.sample, vectors, min(keep, len(vectors)))
-                self._merge_sample(distances, batch_labels[found])
                 progress.update(len(vectors))
 
     def _merge_sample(self, distances: np.ndarray, lists: np.ndarray) -> None:
@@ -283,14 +400,14 @@ class PartitionedSearch:
     def _probes(self, vectors: np.ndarray, home: int, nprobe: int) -> np.ndarray:
         """The ``nprobe`` lists nearest to each vector of list ``home`` (always ``home`` itself), looked
         for among the lists nearest to ``home``'s centroid."""
+        return _with_home(self._nearest_lists(vectors, home, nprobe), np.full(len(vectors), home))
+
+    def _nearest_lists(self, vectors: np.ndarray, home: int, count: int) -> np.ndarray:
         import faiss
 
-        width = min(self.nlist, max(64, 4 * nprobe))
+        width = min(self.nlist, max(64, 4 * count))
         nearby = self.neighbours[home, :width] if width <= self.neighbours.shape[1] else np.arange(self.nlist)
-        probes = nearby[faiss.knn(vectors, self.centroids[nearby], nprobe)[1]]
-        missing = ~(probes == home).any(axis=1)
-        probes[missing, -1] = home
-        return probes
+        return nearby[faiss.knn(vectors, self.centroids[nearby], count)[1]]
 
     def choose_nprobe(self, nprobe: int | None) -> tuple[int, float]:
         """``nprobe`` (given, or the smallest of :data:`PROBES` that scores :data:`TARGET_RECALL` of the
@@ -299,22 +416,20 @@ class PartitionedSearch:
         sample_labels = self.quantizer.search(self.sample, 1)[1][:, 0]
         within = self.sample_distances <= exact[:, None] * 1.01**2 + 1e-12  # squared distances
         candidates = [min(nprobe, self.nlist)] if nprobe else sorted({min(p, self.nlist) for p in PROBES})
+        # The lists nearest each sample vector, found once for the most probes tried: every candidate
+        # takes a prefix. (One small search per list and per candidate cost ~10 ms each on a loaded
+        # machine, in faiss's threads: 25 s of 40 for 10,000 objects.)
+        nearest = np.empty((len(self.sample), candidates[-1]), dtype=np.int64)
+        for home in np.unique(sample_labels):
+            members = np.flatnonzero(sample_labels == home)
+            nearest[members] = self._nearest_lists(self.sample[members], int(home), candidates[-1])
         recall = 0.0
         for chosen in candidates:
-            probes = np.empty((len(self.sample), chosen), dtype=np.int64)
-            for home in np.unique(sample_labels):
-                members = np.flatnonzero(sample_labels == home)
-                probes[members] = self._probes(self.sample[members], int(home), chosen)
+            probes = _with_home(nearest[:, :chosen].copy(), sample_labels)
             searched = (self.sample_lists[:, :, None] == probes[:, None, :]).any(axis=2)
             recall = float(((within & searched).sum(axis=1) >= self.k + 1).mean())
             if recall >= TARGET_RECALL:
                 break
-        if not nprobe and recall < TARGET_RECALL:
-            logger.warning(
-                "outlier scores: %d lists of %d give a sample only %.1f%% of scores within 1%% of exact; "
-                "set outliers.nprobe higher (slower) if that is not enough",
-                chosen, self.nlist, 100 * recall,
-            )  # fmt: skip
         return chosen, recall
 
     def _read(self, member: int, block: tuple[int, np.ndarray] | None = None) -> np.ndarray:

@@ -8,7 +8,8 @@ settings on the same results reuses the table; other settings, or changed result
 
 The k-th-neighbour distances are found by :mod:`hyrax.vector_db.kth_neighbour` (exactly in memory for
 small tables; for large ones, exact search within the lists of a k-means partition nearest each object,
-with the vectors on disk).
+with the vectors on disk, or, where the data's intrinsic dimension is too high for lists, a search in an
+HNSW graph held in memory).
 
 >>> import tempfile, numpy as np
 >>> from hyrax.results.store import ResultWriter
@@ -126,6 +127,9 @@ def _describe(metadata: Mapping[str, str]) -> str:
     if metadata.get("search") == "partitioned":
         text += f", nlist={metadata.get('nlist')}, nprobe={metadata.get('nprobe')}"
         text += f", estimated recall {metadata.get('estimated_recall')}"
+    elif metadata.get("search") == "graph":
+        text = f"knn, k={metadata.get('k')}, graph (HNSW, {metadata.get('links')} links)"
+        text += f", effort {metadata.get('effort')}, estimated recall {metadata.get('estimated_recall')}"
     return text
 
 

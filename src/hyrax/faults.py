@@ -13,12 +13,21 @@ SIGSTOP instead: the process halts there, holding whatever it holds (its locks),
 test can start a second writer at a known moment of the first. The variable is read once, at import; an
 unset variable costs one string comparison per call.
 
+Under torchrun every process inherits the same environment; ``HYRAX_FAULT_RANK=<r>`` arms the point in
+the process whose ``RANK`` is ``r`` alone (the others run on, and torchrun then stops them)::
+
+    HYRAX_FAULT="results.committed:2" HYRAX_FAULT_RANK=1 torchrun --nproc_per_node=2 -m hyrax infer
+
 The points (``<writer>.<moment>``):
 
 ``results.fragment_written``
     The results table (``results/store.py``): a chunk's data files are written, its Lance commit is not.
+    Under torchrun (``training/distributed_inference.py``): a process's chunk is written as data files,
+    its manifest does not list them yet.
 ``results.committed``
-    The results table: a chunk was just committed (the table has a new version); the next is not.
+    The results table: a chunk was just committed (the table has a new version); the next is not. Under
+    torchrun: the process's manifest lists the chunk; the table is published only when every process is
+    done.
 ``run.before_complete``
     Any verb's run directory (``results/run_dir.py``): the run's work is all written, its status still
     says ``running``.
@@ -36,7 +45,13 @@ The points (``<writer>.<moment>``):
     The label book (``discovery/labels.py``): a label write's data file is written, not committed.
 ``vector_db.batch_inserted``
     save_to_database (``vector_db/connection.py``): a batch of vectors is in the index, the index is not
-    marked complete (one arrival per batch of ``batch_size``).
+    marked complete (one arrival per batch of ``batch_size``; chromadb and qdrant: the lance backend
+    indexes the results table in place and inserts nothing). At the last arrival every vector is in
+    and the index still says unfinished: save_to_database has no run directory, so this is its moment
+    before complete.
+``vector_db.index_segment_written``
+    save_to_database, lance backend above ``index_threshold`` (``vector_db/lance_index.py``): an IVF-PQ
+    index segment's files are written, not committed (one arrival per segment).
 ``stream.batch_written``
     infer_stream (``stream/serve.py``): a batch's results (and skipped messages) are committed to the run's
     Lance tables, its Kafka offsets are not yet committed (one arrival per batch written).
@@ -60,6 +75,8 @@ import signal
 
 #: The environment variable that names the point (and, after a colon, the arrival) to die at.
 VARIABLE = "HYRAX_FAULT"
+#: When set, only the process whose ``RANK`` (torchrun's) equals it is armed.
+RANK_VARIABLE = "HYRAX_FAULT_RANK"
 
 
 def _parse(spec: str) -> tuple[str | None, int, signal.Signals]:
@@ -79,7 +96,12 @@ def _parse(spec: str) -> tuple[str | None, int, signal.Signals]:
     return name, arrival, signal.SIGSTOP if action else signal.SIGKILL
 
 
-_TARGET, _ARRIVAL, _SIGNAL = _parse(os.environ.get(VARIABLE, ""))
+def _armed_here() -> bool:
+    rank = os.environ.get(RANK_VARIABLE, "").strip()
+    return not rank or rank == os.environ.get("RANK", "0").strip()
+
+
+_TARGET, _ARRIVAL, _SIGNAL = _parse(os.environ.get(VARIABLE, "") if _armed_here() else "")
 _arrivals = 0
 
 

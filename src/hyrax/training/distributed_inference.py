@@ -25,6 +25,7 @@ import numpy as np
 from hyrax.datasets.loader import Skips, loader_from_config
 from hyrax.datasets.provider import DataProvider
 from hyrax.errors import ResultsError
+from hyrax.faults import fault_point
 from hyrax.progress import Progress
 from hyrax.results.store import CHUNK_BYTES, CHUNK_ROWS, table_path
 from hyrax.training.distributed import broadcast_object
@@ -139,7 +140,8 @@ class PartWriter:
         from hyrax.results.run_dir import write_text_atomic
         from hyrax.results.store import arrow_table
 
-        if self._buffered:
+        wrote = bool(self._buffered)
+        if wrote:
             from lance.fragment import write_fragments
 
             ids = np.concatenate(self._ids)
@@ -151,12 +153,15 @@ class PartWriter:
                     f"Writing results to {self.table} failed ({error}). The {self.state['rows']} rows this "
                     f"process committed before are kept; free disk space and resume the run."
                 ) from error
+            fault_point("results.fragment_written")  # data files no manifest lists: orphans
             self.state["fragments"] += [fragment.to_json() for fragment in fragments]
             self.state["rows"] += len(ids)
             self.state["last_object_id"] = str(ids[-1])
             self._ids, self._data, self._buffered = [], [], 0
         self.state.update(skipped=int(skipped), pid=os.getpid())
         write_text_atomic(self.manifest, json.dumps(self.state))
+        if wrote:
+            fault_point("results.committed")
         self._last_flush = time.monotonic()
 
     def finish(self, skipped: int) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyrax.faults import fault_point
 from hyrax.results.store import ResultDataset, arrow_table, table_path
 from hyrax.vector_db.base import VectorIndex
 
@@ -112,6 +113,7 @@ class LanceIndex(VectorIndex):
                     replace=True,  # an index built before is replaced when the new one is committed
                 )
                 segments.append(segment)
+                fault_point("vector_db.index_segment_written")  # its files written, not committed
                 progress.update(rows)
         dataset = self._dataset()
         for index in dataset.describe_indices():

@@ -249,6 +249,8 @@ def check_model(
         config = manager.config
     config = copy.deepcopy(config)
     config["model"]["name"] = name
+    if callable(getattr(model_class, "configure_inputs", None)):  # prepare_inputs reads these settings
+        model_class.configure_inputs(config)
     provider = DataProvider(config, "train")
     batch = provider.collate([provider[i] for i in range(min(4, len(provider)))])
     passed: list[str] = []

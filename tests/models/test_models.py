@@ -13,7 +13,8 @@ from hyrax.plugins import MODELS
 from hyrax.testing import ConformanceError, check_model
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
+# HyraxTs2Vec takes light curves, not the random images: checked on light curves in test_ts2vec.py.
+@pytest.mark.parametrize("name", sorted(set(BUILTIN_MODELS) - {"HyraxTs2Vec"}))
 def test_every_builtin_model_conforms(name):
     report = check_model(MODELS.get(name))
     assert any("save/load" in line for line in report)

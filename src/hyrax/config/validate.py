@@ -43,7 +43,13 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("visualize", "color_scale"): ("auto", "category", "linear", "log", "rank"),
     ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
     ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf", "none"),
+    ("model", "HyraxTs2Vec", "mask_mode"): ("binomial", "continuous", "all_true", "all_false", "mask_last"),
+    ("model", "HyraxTs2Vec", "encoding_window"): ("full_series", "multiscale"),
+    ("model", "HyraxTs2Vec", "normalize"): ("median_mad", "zscore"),
 }
+
+#: Keys that may be false (none) besides a value of their default's type, any value of it.
+MAY_BE_FALSE: frozenset[tuple[str, ...]] = frozenset({("model", "HyraxTs2Vec", "band_field")})
 
 Path = tuple[str, ...]
 
@@ -155,7 +161,8 @@ def check(
             default = default_table[key]
             # false turns off a key with a choice of strings ("nan_mode = false": stop on NaN); a choice may
             # be true too ("[data_set.lightcurve] normalize = true")
-            problem = None if isinstance(value, bool) and here in CHOICES else type_problem(default, value)
+            off = (isinstance(value, bool) and here in CHOICES) or (value is False and here in MAY_BE_FALSE)
+            problem = None if off else type_problem(default, value)
             if problem:
                 errors.append(f"Config key '{join_key(here)}' ({where(here)}) {problem}.")
                 continue

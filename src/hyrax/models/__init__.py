@@ -11,6 +11,7 @@ BUILTIN_MODELS = {
     "HyraxCNN": "hyrax.models.cnn:HyraxCNN",
     "ImageDCAE": "hyrax.models.dcae:ImageDCAE",
     "SimCLR": "hyrax.models.simclr:SimCLR",
+    "HyraxTs2Vec": "hyrax.models.ts2vec:HyraxTs2Vec",
     "HSCAutoencoder": "hyrax.models.hsc:HSCAutoencoder",
     "HSCDCAE": "hyrax.models.hsc:HSCDCAE",
 }

@@ -82,7 +82,11 @@ def model_class(config: Mapping):
             f'model.name is not set: say which model to use, e.g. model.name = "HyraxAutoencoder". Models: '
             f"{', '.join(MODELS.names())} (or the import path of your own @hyrax_model class)."
         )
-    return MODELS.get(name)
+    cls = MODELS.get(name)
+    configure = getattr(cls, "configure_inputs", None)
+    if callable(configure):  # a model whose prepare_inputs reads settings (HyraxTs2Vec): this run's
+        configure(config)
+    return cls
 
 
 def first_readable(provider: DataProvider, index: int, tries: int = 1000) -> dict:

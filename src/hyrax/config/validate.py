@@ -36,6 +36,7 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("data_set", "normalize"): ("auto", "none", "standardize", "arcsinh", "percentile", "zscale"),
     ("data_set", "lightcurve", "normalize"): ("standardize", "median", True),
     ("data_set", "on_bad_object"): ("error", "skip"),
+    ("data_set", "LSDBStreamDataset", "stream_type"): ("catalog", "infinite"),
     ("download", "type"): ("coadd", "coadd/bg"),
     ("outliers", "method"): ("knn", "isolation_forest"),
     ("visualize", "stretch"): ("asinh", "log", "zscale", "linear"),

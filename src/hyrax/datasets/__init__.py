@@ -28,6 +28,7 @@ BUILTIN_DATASETS = {
     "DownloadedLSSTDataset": "hyrax.datasets.lsst:DownloadedLSSTDataset",
     "RangeReadLSSTDataset": "hyrax.datasets.lsst_range:RangeReadLSSTDataset",
     "KafkaStreamDataset": "hyrax.datasets.kafka:KafkaStreamDataset",
+    "LSDBStreamDataset": "hyrax.datasets.lsdb_stream:LSDBStreamDataset",
 }
 
 

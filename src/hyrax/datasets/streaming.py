@@ -73,14 +73,18 @@ class StreamProvider:
             spec.get("data_location"),
         )
         self.fields = list(spec.get("fields") or []) or None
+        self.id_field = str(spec.get("primary_id_field") or "object_id")
         self.batch_size = int(config["data_loader"]["batch_size"])
         self.flush_timeout = float(getattr(self.dataset, "batch_flush_timeout", 5.0))
         self.poll_timeout = float(getattr(self.dataset, "poll_timeout", 1.0))
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         """The samples as one batch in the provider's form."""
-        object_ids = [str(s["object_id"]) for s in samples]
-        names = self.fields or sorted(k for k in samples[0] if not k.startswith("_") and k != "object_id")
+        key = self.id_field if self.id_field in samples[0] else "object_id"
+        object_ids = [str(s[key]) for s in samples]
+        names = self.fields or sorted(
+            k for k in samples[0] if not k.startswith("_") and k not in ("object_id", key)
+        )
         fields: dict[str, Any] = {}
         for name in names:
             custom = getattr(self.dataset, f"collate_{name}", None)
@@ -95,6 +99,8 @@ class StreamProvider:
 
     def first_batch(self) -> dict[str, Any]:
         """A batch of the first sample (kept in the stream), to size the model."""
+        if callable(getattr(self.dataset, "frame_batches", None)):  # a table stream (LSDBStreamDataset)
+            return self._frame_batch(self.dataset.peek_frame(1)).batch
         peek = getattr(self.dataset, "peek", None)
         sample = peek() if callable(peek) else next(iter(self.dataset))
         self._check(sample)
@@ -113,6 +119,9 @@ class StreamProvider:
         """Batches until ``stop`` is set; a partial batch after ``batch_flush_timeout`` seconds; an empty
         one (no samples) after each quiet ``poll_timeout``, so the caller can look around."""
         dataset = self.dataset
+        if callable(getattr(dataset, "frame_batches", None)):
+            yield from self._frame_batches(stop)
+            return
         polling = callable(getattr(dataset, "poll", None)) and callable(getattr(dataset, "decode", None))
         source = None if polling else iter(dataset)
         samples: list[dict[str, Any]] = []
@@ -160,4 +169,31 @@ class StreamProvider:
             [str(s.get("alert_id", s["object_id"])) for s in samples],
             [int(s.get("_timestamp_ms", -1)) for s in samples],
             list(skipped),
+        )
+
+    def _frame_batches(self, stop: threading.Event) -> Iterator[StreamBatch]:
+        """A table stream's batches (DataFrames of ``batch_size`` rows, made by the dataset), columns
+        to arrays without a Python object per row; until the stream ends or ``stop`` is set."""
+        frames = self.dataset.frame_batches()
+        try:
+            for frame in frames:
+                yield self._frame_batch(frame)
+                if stop.is_set():
+                    break
+        finally:
+            frames.close()  # rows read and not handed out stay with the dataset
+        stop.set()
+
+    def _frame_batch(self, frame) -> StreamBatch:
+        if self.id_field not in frame.columns:
+            raise ConfigError(
+                f"[data_request.{self.group}.{self.name}] primary_id_field = {self.id_field!r} is not a column of the "
+                f"stream; its columns: {', '.join(map(str, frame.columns))}."
+            )
+        ids = frame[self.id_field].to_numpy().astype(str)
+        names = self.fields or [n for n in self.dataset.fields() if n != self.id_field]
+        columns = self.dataset.columns_of(frame, names)
+        count = len(ids)
+        return StreamBatch(
+            {"object_id": ids, self.name: columns}, [("", 0, -1)] * count, list(ids), [-1] * count
         )

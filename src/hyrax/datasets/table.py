@@ -37,7 +37,8 @@ import numpy as np
 from hyrax.config import get_setting
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.datasets.ids import StringColumn
-from hyrax.errors import DataError
+from hyrax.datasets.sky_region import region_of
+from hyrax.errors import ConfigError, DataError
 from hyrax.plugins import did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -328,7 +329,7 @@ class ParquetDataset(TableDataset):
             raise DataError(f"ParquetDataset: '{location}' does not exist.")
         from hyrax.datasets.joins import cache_dir
 
-        self._open(_lance_copy(location, cache_dir(config) / "tables"))
+        self._open(_lance_copy(location, cache_dir(config) / "tables", limit=_limit(config)))
         super().__init__(config, location)
 
 
@@ -353,7 +354,14 @@ class NestedPandasDataset(TableDataset):
         _require("nested_pandas", "NestedPandasDataset")
         options = dict(get_setting(config, "data_set.NestedPandasDataset.read_kwargs") or {})
         self._open(
-            _lance_copy(location, cache_dir(config) / "tables", "nested", options, "NestedPandasDataset")
+            _lance_copy(
+                location,
+                cache_dir(config) / "tables",
+                "nested",
+                options,
+                "NestedPandasDataset",
+                _limit(config),
+            )
         )
         super().__init__(config, location)
         self._use_resampling(config, "NestedPandasDataset")
@@ -391,11 +399,24 @@ class HyraxHATSDataset(TableDataset):
 
         _require("lsdb", "HyraxHATSDataset")
         options = dict(get_setting(config, "data_set.HyraxHATSDataset.open_catalog_kwargs") or {})
+        region = region_of(
+            get_setting(config, "data_set.HyraxHATSDataset") or {}, "data_set.HyraxHATSDataset"
+        )
+        if region and "search_filter" in options:
+            raise ConfigError(
+                f"data_set.HyraxHATSDataset sets {next(iter(region))} and open_catalog_kwargs.search_filter: keep one."
+            )
+        if region:  # only the partitions (and rows) in the region are copied
+            options[REGION] = region
         if "columns" not in options:
             requested = _requested_columns(config, type(self).__name__, location)
             if requested:  # those the catalog has are read (a missing field is named by the provider)
                 options[REQUESTED] = requested
-        self._open(_lance_copy(location, cache_dir(config) / "tables", "hats", options, "HyraxHATSDataset"))
+        self._open(
+            _lance_copy(
+                location, cache_dir(config) / "tables", "hats", options, "HyraxHATSDataset", _limit(config)
+            )
+        )
         super().__init__(config, location)
         self._use_resampling(config, "HyraxHATSDataset")
 
@@ -416,6 +437,17 @@ def _require(module: str, dataset: str) -> None:
 
 #: The columns [data_request] asks of a HATS catalog (an option of the copy, not of lsdb.open_catalog).
 REQUESTED = "hyrax_requested_columns"
+#: The sky region a HATS catalog is copied in (``{"cone": [...]}`` or ``{"box": [...]}``; see sky_region.py).
+REGION = "hyrax_region"
+
+#: The copies this process uses, each held (shared flock) so that no eviction removes it meanwhile.
+_HELD: dict[Path, Any] = {}
+
+
+def _limit(config: Mapping) -> int:
+    from hyrax.datasets.table_cache import limit_bytes
+
+    return limit_bytes(config)
 
 
 class MultimodalUniverseDataset(TableDataset):
@@ -449,7 +481,14 @@ class MultimodalUniverseDataset(TableDataset):
             options["max_samples"] = int(settings["max_samples"])
         source = Path(str(data_location)) if remote else location
         self._open(
-            _lance_copy(source, cache_dir(config) / "tables", "hf", options, "MultimodalUniverseDataset")
+            _lance_copy(
+                source,
+                cache_dir(config) / "tables",
+                "hf",
+                options,
+                "MultimodalUniverseDataset",
+                _limit(config),
+            )
         )
         super().__init__(config, str(data_location) if remote else location)
         self._use_resampling(config, "MultimodalUniverseDataset")
@@ -606,6 +645,7 @@ def _lance_copy(
     kind: str = "parquet",
     options: Mapping | None = None,
     who: str = "ParquetDataset",
+    limit: int | None = None,
 ) -> Path:
     """A Lance copy of a source table, made once (streamed) and found again by the source's files
     (path, size, modification time), its kind and the options it was read with.
@@ -616,7 +656,13 @@ def _lance_copy(
 
     The copy is written by a separate process: a Lance, Arrow or Dask writer leaves thread pools
     behind that DataLoader workers forked later must not inherit, and its buffers do not count against
-    this process's memory."""
+    this process's memory.
+
+    ``limit``: the most bytes all copies under ``cache`` may take (``data_set.table_cache_gb``): the copy
+    stops with an error naming the key when it alone would pass it (besides the copies in use), and the
+    least recently used others are removed to make room once it is made."""
+    from hyrax.datasets import table_cache
+
     remote = str(source).startswith("hf:/")
     files = [] if remote else sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
     if not files and not remote:
@@ -629,6 +675,7 @@ def _lance_copy(
     key = hashlib.blake2b(json.dumps(stamp, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
     target = cache / f"{Path(str(source)).stem}-{key}.lance"
     if (target / "_versions").is_dir():
+        _HELD.setdefault(target, table_cache.use(target))
         return target
     import shutil
     import subprocess
@@ -639,8 +686,18 @@ def _lance_copy(
     failure = partial.with_name(partial.name + ".error")
     shutil.rmtree(partial, ignore_errors=True)
     logger.info("%s: making a random-access copy of %s in %s (once)", who, source, target)
+    in_use = table_cache.in_use_bytes(cache) if limit else 0
     arguments = json.dumps(
-        [kind, [str(f) for f in files], str(source), dict(options or {}), str(partial), str(failure)],
+        [
+            kind,
+            [str(f) for f in files],
+            str(source),
+            dict(options or {}),
+            str(partial),
+            str(failure),
+            limit,
+            in_use,
+        ],
         default=str,
     )
     code = "import json, sys; from hyrax.datasets.table import _write_copy; _write_copy(*json.loads(sys.argv[1]))"
@@ -658,12 +715,30 @@ def _lance_copy(
         os.replace(partial, target)
     except OSError:  # another process made it meanwhile
         shutil.rmtree(partial, ignore_errors=True)
+    _HELD.setdefault(target, table_cache.use(target))
+    if limit:
+        table_cache.evict(cache, limit, keep=target)
     return target
 
 
-def _write_copy(kind: str, files: list[str], source: str, options: dict, target: str, failure: str) -> None:
+def _write_copy(
+    kind: str,
+    files: list[str],
+    source: str,
+    options: dict,
+    target: str,
+    failure: str,
+    limit: int | None = None,
+    in_use: int = 0,
+) -> None:
     """In the copying process: stream the source into a Lance table, nested columns flattened (an
-    error goes to ``failure``)."""
+    error goes to ``failure``); stopped past ``limit`` bytes less the ``in_use`` bytes of other copies."""
+    from hyrax.datasets.table_cache import size_of, too_big
+
+    def check_size() -> None:
+        if limit and size_of(Path(target)) > limit - in_use:
+            raise DataError(too_big(limit, size_of(Path(target)), in_use))
+
     try:
         import lance
         import pyarrow as pa
@@ -694,6 +769,7 @@ def _write_copy(kind: str, files: list[str], source: str, options: dict, target:
         def flattened():
             yield first.replace_schema_metadata(metadata)
             for batch in batches:
+                check_size()  # what Lance has written so far
                 batch = _flatten_nested(batch)[0]
                 if shapes:
                     batch = _fixed_shapes(batch)[0]
@@ -707,6 +783,7 @@ def _write_copy(kind: str, files: list[str], source: str, options: dict, target:
 
         reader = pa.RecordBatchReader.from_batches(schema, flattened())
         lance.write_dataset(reader, target, max_rows_per_file=4 * 2**20)
+        check_size()
     except Exception as error:
         error = failed[0] if failed else error
         Path(failure).write_text(
@@ -748,6 +825,11 @@ def _source_batches(
         import lsdb
 
         requested = options.pop(REQUESTED, None)
+        region = options.pop(REGION, None)
+        if region:
+            from hyrax.datasets.sky_region import search_filter
+
+            options["search_filter"] = search_filter(region)
         if requested:  # the catalog's columns are needed first to choose those to read
             have = set(lsdb.open_catalog(source).all_columns)
             options["columns"] = [c for c in requested if c in have] or None

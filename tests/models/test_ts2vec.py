@@ -91,7 +91,8 @@ def test_a_config_written_for_hyrax_013_trains_and_infers_on_light_curve_files(
     assert np.ptp(vectors, axis=0).max() > 0  # not one vector for every object
     # The encoding's settings are pinned in the prepare_inputs.py saved with the weights.
     train_runs = sorted((tmp_path / "results").glob("*-train-*"))
-    assert "'lc_time'" in (train_runs[-1] / "prepare_inputs.py").read_text()
+    saved = (train_runs[-1] / "prepare_inputs.py").read_text()
+    assert "def prepare_inputs" in saved and "'time_field': 'lc_time'" in saved
 
 
 def test_the_event_sequence_of_a_nested_light_curve():

@@ -212,6 +212,25 @@ def test_infer_stream_session_as_published_writes_every_id_once(tmp_path, weight
     assert len(read_results(session.run_dir)) == 61
 
 
+def test_infer_stream_session_fed_by_hand_as_published(tmp_path, weights):
+    """hy.infer_stream(sample_batch=batch) with no stream configured: session.process(batch) by hand."""
+    from tests.stream.streams import image_of
+
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.results_dir", str(tmp_path / "results"))
+    h.set_config("model.name", MODEL)
+    h.set_config("infer_stream.model_weights_file", str(weights))
+    h.set_config("infer_stream.save_model_output", True)
+    batch = {"object_id": np.array(["a", "b"]), "data": {"image": np.stack([image_of(1), image_of(2)])}}
+    with h.infer_stream(sample_batch=batch) as session:
+        results = session.process(batch)
+        with pytest.raises(RuntimeError, match="no stream to iterate"):
+            next(iter(session))
+    assert results.shape == (2, 4) and list(read_results(session.run_dir).object_id) == ["a", "b"]
+    with pytest.raises(RuntimeError, match="closed"):
+        session.process(batch)
+
+
 def test_infer_stream_session_resumed_after_a_break_writes_nothing_twice(tmp_path, weights):
     """A session left after two batches (the loop broken), resumed on the same stream (which starts again):
     every id once; with save_model_output false (the published default) nothing is kept."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hyrax.config import get_setting
-from hyrax.errors import ResultsError
+from hyrax.errors import ConfigError, ResultsError
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class TrainStreamSession:
         from hyrax.training.loop import model_class
 
         if self.provider is None:
-            raise ResultsError(
+            raise ConfigError(
                 "train_stream reads [data_request.train_stream]: give it one stream dataset, for example\n"
                 '[data_request.train_stream.alerts]\ndataset_class = "KafkaStreamDataset"\nfields = ["image"]'
             )

@@ -72,16 +72,24 @@ class TrainStreamSession:
         self.batches = 0  # trained, over every session of the run
         self.samples = 0
         self._saved_at = -1
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # also set by the provider at the end of a finite stream
+        self._stop_asked = False
         self._closed = False
         self._uncommitted: list[tuple[str, int, int]] = []
         self._metrics: list[tuple[int, dict[str, float]]] = []
         self._flushed = time.monotonic()
         self._settings = config[VERB]
         self.provider = StreamProvider(config, VERB) if VERB in config.get("data_request", {}) else None
+        from hyrax.context import use_context
+        from hyrax.stream.session import session_context
+
+        # The verb's run context (hyrax.context), entered again around the model's work: the caller's
+        # loop runs after the verb has returned.
+        self._context = session_context(VERB, config, run.path)
         try:
             self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-            self.model = self._build(resumed)
+            with use_context(self._context):
+                self.model = self._build(resumed)
             from hyrax.training.tracking import Tracker
 
             self._tracker = Tracker(config, self.run_dir, type(self.model).__name__, VERB)
@@ -158,7 +166,7 @@ class TrainStreamSession:
             elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
                 self.stop()
                 return f"no sample for {idle_timeout:g} s (idle_timeout)"
-        return "the end of the stream" if not self._stop.is_set() else "a stop request"
+        return "a stop request (SIGTERM, Ctrl-C or stop())" if self._stop_asked else "the end of the stream"
 
     def _stream_batches(self):
         if self._closed:
@@ -195,7 +203,10 @@ class TrainStreamSession:
         if size < int(minimum):
             logger.debug("train_stream: batch of %d under min_batch_size %s, not trained on", size, minimum)
             return None
-        output = self.model.train_batch(to_torch(self._prepare(batch), self.device))
+        from hyrax.context import use_context
+
+        with use_context(self._context):
+            output = self.model.train_batch(to_torch(self._prepare(batch), self.device))
         if not isinstance(output, Mapping) or "loss" not in output:
             raise TrainingError(
                 f"{type(self.model).__name__}.train_batch returned {type(output).__name__} without a 'loss': "
@@ -263,6 +274,7 @@ class TrainStreamSession:
     # -- ending ----------------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the stream to stop: iteration ends after the batch in hand (any thread may call this)."""
+        self._stop_asked = True
         self._stop.set()
 
     def _close_stream(self) -> None:

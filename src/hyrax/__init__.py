@@ -15,6 +15,7 @@ _PUBLIC = {
     "Hyrax": "hyrax.hyrax",
     "hyrax_model": "hyrax.models",
     "HyraxDataset": "hyrax.datasets",
+    "get_context": "hyrax.context",
 }
 
 __all__ = ["__version__", *_PUBLIC]

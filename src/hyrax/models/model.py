@@ -116,7 +116,11 @@ def save(self, path: str | Path) -> Path:
         raise
     # A prepare_inputs set on this instance (model.prepare_inputs = f) is the one that is saved.
     own = self.__dict__.get("prepare_inputs")
-    write_prepare_inputs(path.parent, prepare_inputs_source(type(self), own))
+    from hyrax.context import get_context
+
+    # The config its prepare_inputs reads through get_context(): the run's, or this model's outside a run.
+    config = get_context().get("config") or getattr(self, "config", None)
+    write_prepare_inputs(path.parent, prepare_inputs_source(type(self), own), config)
     return path
 
 
@@ -173,6 +177,8 @@ def prepare_inputs_source(cls: type, function: Any = None) -> str:
     if function is None:
         function = inspect.getattr_static(cls, "prepare_inputs", None)
     function = getattr(function, "__func__", function)
+    if callable(function):
+        function = inspect.unwrap(function)  # a loaded one runs in its saved context: save what it runs
     header = (
         f"# prepare_inputs of {cls.__module__}.{cls.__qualname__}, saved with the weights so that inference\n"
         f"# prepares data exactly as training did.\n"
@@ -281,17 +287,42 @@ def _literal(value: Any, budget: int = 100_000) -> str | None:
 PREPARE_INPUTS_DIGEST = "prepare_inputs.sha256"
 
 
-def write_prepare_inputs(directory: str | Path, source: str) -> Path:
-    """Write ``prepare_inputs.py`` and its digest (``prepare_inputs.sha256``) into ``directory``."""
-    import hashlib
+#: Beside prepare_inputs.py: the config of the run context it was saved in (JSON, secrets masked), what
+#: ``get_context()["config"]`` gives it when it runs again, in this process or a fresh one.
+PREPARE_INPUTS_CONTEXT = "prepare_inputs_context.json"
 
+
+def write_prepare_inputs(directory: str | Path, source: str, config: Mapping | None = None) -> Path:
+    """Write ``prepare_inputs.py`` and its digest (``prepare_inputs.sha256``) into ``directory``, with the
+    config it reads through ``get_context()`` (``config``, or the current run context's when None)."""
+    import hashlib
+    import json
+
+    from hyrax.context import get_context
     from hyrax.results.run_dir import write_text_atomic
 
     directory = Path(directory)
     path = directory / PREPARE_INPUTS_FILE
     write_text_atomic(path, source)
     write_text_atomic(directory / PREPARE_INPUTS_DIGEST, hashlib.sha256(source.encode()).hexdigest() + "\n")
+    config = get_context().get("config") if config is None else config
+    context_file = directory / PREPARE_INPUTS_CONTEXT
+    if isinstance(config, Mapping) and config:
+        from hyrax.config import to_plain
+        from hyrax.config.secrets import masked
+
+        write_text_atomic(context_file, json.dumps(masked(to_plain(config)), default=str))
+    else:
+        context_file.unlink(missing_ok=True)  # not the config of other weights saved here before
     return path
+
+
+def saved_context_config(directory: str | Path) -> dict | None:
+    """The config saved beside ``prepare_inputs.py`` in ``directory`` (None when there is none)."""
+    import json
+
+    path = Path(directory) / PREPARE_INPUTS_CONTEXT
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def trust_prepare_inputs(directory: str | Path) -> None:
@@ -333,17 +364,24 @@ def load_prepare_inputs(directory: str | Path):
     namespace: dict[str, Any] = {"__name__": "hyrax_saved_prepare_inputs"}
     exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - Hyrax's own file, digest checked
     function = namespace.get("prepare_inputs")
-    return function if callable(function) else None
+    if not callable(function):
+        return None
+    from hyrax.context import with_saved_config
+
+    return with_saved_config(function, saved_context_config(directory))
 
 
 _FRESH_CHECK = """
 import pickle, sys
+from hyrax.context import run_context
+from hyrax.models.model import saved_context_config
 namespace = {"__name__": "hyrax_saved_prepare_inputs"}
 source = open(sys.argv[1]).read()
 exec(compile(source, sys.argv[1], "exec"), namespace)
 with open(sys.argv[2], "rb") as handle:
     batch = pickle.load(handle)
-result = namespace["prepare_inputs"](batch)
+with run_context("infer", config=saved_context_config(sys.argv[4])):
+    result = namespace["prepare_inputs"](batch)
 with open(sys.argv[3], "wb") as handle:
     pickle.dump(result, handle)
 """
@@ -362,7 +400,7 @@ def check_prepare_inputs_file(directory: str | Path, batch: Any, expected: Any) 
         given, got = Path(scratch) / "batch.pkl", Path(scratch) / "prepared.pkl"
         given.write_bytes(pickle.dumps(batch))
         proc = subprocess.run(
-            [sys.executable, "-c", _FRESH_CHECK, str(path), str(given), str(got)],
+            [sys.executable, "-c", _FRESH_CHECK, str(path), str(given), str(got), str(Path(directory))],
             capture_output=True,
             text=True,
             timeout=600,

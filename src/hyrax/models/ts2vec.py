@@ -109,6 +109,20 @@ def _published_defaults() -> dict[str, Any]:
 #: ``prepare_inputs.py`` saved with the weights holds the values it was trained with.
 INPUT_SETTINGS: dict[str, Any] = _published_defaults()
 
+
+def settings_in_use(pinned: Mapping[str, Any]) -> dict[str, Any]:
+    """The input keys ``prepare_inputs`` uses: those of ``[model.HyraxTs2Vec]`` in the run context's config
+    (``get_context()["config"]``, as the published model reads them; a loaded model's: the config it was
+    trained with), else ``pinned`` (set by :meth:`HyraxTs2Vec.configure_inputs`, or saved with the weights)."""
+    from hyrax.context import get_context
+
+    config = get_context().get("config")
+    table = config.get("model", {}).get("HyraxTs2Vec") if isinstance(config, Mapping) else None
+    if not isinstance(table, Mapping):
+        return dict(pinned)
+    return {key: table.get(key, value) for key, value in pinned.items()}
+
+
 #: Which columns were found for which keys, said once a process.
 _ANNOUNCED: set[tuple] = set()
 
@@ -459,8 +473,9 @@ class HyraxTs2Vec(nn.Module):
 
     @classmethod
     def configure_inputs(cls, config: Mapping) -> None:
-        """Take the input keys of ``[model.HyraxTs2Vec]`` for the batches prepared from now on (Hyrax calls
-        it with the run's config before the first ``prepare_inputs``)."""
+        """Take the input keys of ``[model.HyraxTs2Vec]`` for the batches prepared from now on outside a run
+        context (Hyrax calls it with the run's config before the first ``prepare_inputs``; inside a run,
+        ``prepare_inputs`` reads the same keys from ``get_context()["config"]``)."""
         chosen = {key: config["model"]["HyraxTs2Vec"][key] for key in _published_defaults()}
         InputSettings.from_config(chosen)  # checked now, before any data is read
         INPUT_SETTINGS.clear()
@@ -468,7 +483,7 @@ class HyraxTs2Vec(nn.Module):
 
     @staticmethod
     def prepare_inputs(batch):
-        return encode_light_curves(batch, InputSettings.from_config(INPUT_SETTINGS))
+        return encode_light_curves(batch, InputSettings.from_config(settings_in_use(INPUT_SETTINGS)))
 
     def forward(self, x: torch.Tensor, mask: str | None = None) -> torch.Tensor:
         """Per-timestep representations ``(objects, time, output_dims)``."""

@@ -25,8 +25,26 @@ from typing import Any
 import numpy as np
 
 from hyrax.config import get_setting
+from hyrax.context import use_context
 
 logger = logging.getLogger(__name__)
+
+
+def session_context(verb: str, config: Mapping, run_dir: Path):
+    """The run context a session re-enters: the current one (its verb's), with the session's config and
+    run directory; a fresh one for a session made outside a verb."""
+    from hyrax.context import RunContext, get_context
+
+    return RunContext(
+        {
+            "verb": verb,
+            "rank": 0,
+            "world_size": 1,
+            **get_context(),
+            "config": config,
+            "results_dir": Path(run_dir),
+        }
+    )
 
 
 class InferStreamSession:
@@ -43,7 +61,11 @@ class InferStreamSession:
         self.run_dir: Path = run.path
         self.save = bool(get_setting(config, "infer_stream.save_model_output"))
         self._stop = threading.Event()
-        self._server = StreamServer(config, run.path, Path(weights), self._stop, sample_batch)
+        # The run context of the verb that made this session (hyrax.context), entered again around the
+        # model's work: the caller's loop runs after the verb has returned.
+        self._context = session_context("infer_stream", config, run.path)
+        with use_context(self._context):
+            self._server = StreamServer(config, run.path, Path(weights), self._stop, sample_batch)
         self.summary = StreamSummary(run_dir=run.path)
         self._pending: list[tuple[str, int, int]] = []  # handed out, not committed (save_model_output false)
         self._closed = False
@@ -70,7 +92,8 @@ class InferStreamSession:
             if not len(stream) and not stream.skipped:
                 continue
             item = self._server.admit(stream, self.summary)
-            self._server.infer(item)
+            with use_context(self._context):
+                self._server.infer(item)
             self._finish(item)
             if item.outputs is not None:
                 yield _select(stream.batch, item.keep), item.outputs
@@ -84,7 +107,8 @@ class InferStreamSession:
             raise RuntimeError("InferStreamSession is closed. Cannot call process() after close().")
         ids = [str(i) for i in np.asarray(batch["object_id"])]
         stream = StreamBatch(dict(batch), [("", 0, -1)] * len(ids), ids, [-1] * len(ids))
-        outputs = np.asarray(self._server.runner(stream.batch))
+        with use_context(self._context):
+            outputs = np.asarray(self._server.runner(stream.batch))
         item = self._server.admit(stream, self.summary)
         item.outputs = outputs[item.keep] if item.keep.any() else None
         self._finish(item)

@@ -209,6 +209,9 @@ def run_inference(
     """Write the results table in ``run_dir``; return what was done. ``runner`` (a numpy batch in, numpy
     outputs out; default: the trained torch model) is what ``engine`` gives for an ONNX export: one loop,
     with the same resume, skips, progress and stats, whatever computes the outputs."""
+    from hyrax.training.loop import enter_run
+
+    enter_run(config, run_dir, distribution)
     provider, indices = infer_provider(config)
     if not len(indices):
         raise ConfigError("The infer group has no objects.")

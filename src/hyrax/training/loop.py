@@ -71,6 +71,30 @@ class _EngineLog(logging.LoggerAdapter):
         self.logger.debug(msg, *args, **kwargs)
 
 
+def enter_run(config: Mapping, run_dir: Path, distribution: Distribution) -> None:
+    """Record in the verb's run context (hyrax.context) the config this run really uses (a resumed run's
+    own) and where it writes; nothing outside a verb (a library caller makes no run context)."""
+    from hyrax.context import get_context, update_context
+
+    if "verb" in get_context():
+        update_context(
+            config=config, results_dir=run_dir, rank=distribution.rank, world_size=distribution.world_size
+        )
+
+
+#: Model methods called with no arguments when an epoch's batches are done, as published: after the
+#: training batches (before validation), after the validation batches, after the test batches. Every
+#: process calls its own (the published Hyrax refuses them under distribution).
+EPOCH_HOOKS = ("train_post_epoch", "validate_post_epoch", "test_post_epoch")
+
+
+def call_epoch_hook(model, name: str) -> None:
+    """Call ``model.<name>()`` when the model has it (one of :data:`EPOCH_HOOKS`)."""
+    hook = getattr(model, name, None)
+    if callable(hook):
+        hook()
+
+
 def model_class(config: Mapping):
     """The class ``model.name`` names; unset is an error that lists the models."""
     from hyrax.models import load_builtins
@@ -181,6 +205,7 @@ class Training:
         import torch
 
         self.config, self.run_dir, self.distribution = config, Path(run_dir), distribution
+        enter_run(config, run_dir, distribution)
         from hyrax.models.parts import unused_class_settings
 
         for message in unused_class_settings(config) if distribution.is_main else []:
@@ -237,7 +262,7 @@ class Training:
                 write_prepare_inputs,
             )
 
-            write_prepare_inputs(self.run_dir, prepare_inputs_source(type(self.model)))
+            write_prepare_inputs(self.run_dir, prepare_inputs_source(type(self.model)), config)
             check_prepare_inputs_file(self.run_dir, sample, self.prepare(sample))
         from hyrax.trace import traced_model, traced_prepare  # recording only under trace=N
 
@@ -398,7 +423,11 @@ class Training:
             seconds = time.perf_counter() - history["epoch_started"]
             samples = means.count
             train_metrics = means.means(distribution, "training_")
-            validation = self._validate(validate_loader, epoch) if validate_loader is not None else {}
+            call_epoch_hook(model, "train_post_epoch")
+            validation = {}
+            if validate_loader is not None:
+                validation = self._validate(validate_loader, epoch)
+                call_epoch_hook(model, "validate_post_epoch")
             history["train"], history["validate"] = train_metrics, validation
             history["epochs"].append(
                 {

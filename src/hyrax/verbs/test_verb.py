@@ -48,6 +48,7 @@ class TestVerb(Verb):
         from hyrax.results.run_dir import write_text_atomic
         from hyrax.results.store import ResultDataset, ResultWriter
         from hyrax.training.inference import SKIPPED_FILE, RowSampler, load_model, weights_location
+        from hyrax.training.loop import call_epoch_hook
 
         provider, indices = test_provider(self.config)
         weights = weights_location(self.config, "test.model_weights_file")
@@ -75,6 +76,7 @@ class TestVerb(Verb):
                             totals[key] = totals.get(key, 0.0) + value * count
                         counted += count
                     progress.update(count)
+                call_epoch_hook(model, "test_post_epoch")
             if writer is not None:
                 writer.close()
             metrics = {key: total / counted for key, total in totals.items()} if counted else {}

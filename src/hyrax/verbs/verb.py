@@ -7,6 +7,7 @@ one, and returns a result. The same class serves ``h.<verb>(...)`` and ``hyrax <
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,6 +22,25 @@ class Verb:
 
     def __init__(self, config: Mapping):
         self.config = config
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Each run of a verb is a run context (hyrax.context): a model's static prepare_inputs, a dataset
+        # or a hook reads the run's config there. The verb's own run() is wrapped once, so a verb cannot
+        # forget it; run_cli goes through run().
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or getattr(run, "_in_run_context", False):
+            return
+
+        @functools.wraps(run)
+        def run_in_context(self, *args: Any, **kwargs: Any) -> Any:
+            from hyrax.context import run_context
+
+            with run_context(self.name, config=self.config):
+                return run(self, *args, **kwargs)
+
+        run_in_context._in_run_context = True
+        cls.run = run_in_context
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -47,7 +67,11 @@ class Verb:
     def create_run_dir(self, name: str | None = None) -> RunDir:
         """A new run directory for this verb holding the config snapshot; use it as a context manager.
         ``name``: the directory's name when it is not the verb's (see ``run_dir.RUN_NAMES``)."""
-        return RunDir.create(self.config, self.name, name)
+        from hyrax.context import update_context
+
+        run = RunDir.create(self.config, self.name, name)
+        update_context(results_dir=run.path)
+        return run
 
 
 def deprecated_option(replacement: str) -> type[argparse.Action]:

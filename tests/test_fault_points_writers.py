@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,7 +197,8 @@ def test_save_to_database_killed_after_a_batch_then_run_again(setup, backend, ar
     assert "unfinished" in killed["refused"] and "Run save_to_database again" in killed["refused"]
     _ok(run_hyrax("save_to_database", "-c", config, env=env, timeout=300))
     _check_index_whole_and_equal(_inspect(env, config), reference, IDS)
-    record_landing(f"save_to_database ({backend})", f"{point} (batch {batch or 'all'})", landed, EQUAL)
+    where = point if batch else f"{point} (its only batch: before complete)"
+    record_landing(f"save_to_database ({backend})", where, {**landed, "batch": batch or N}, EQUAL)
 
 
 # -- save_to_database: lance (the results table indexed in place; IVF-PQ past index_threshold) ---------
@@ -224,7 +226,7 @@ def test_lance_index_build_killed_before_its_commit_then_run_again(setup, object
     again = _inspect(env, config)
     assert again["indexed"]
     _check_index_whole_and_equal(again, reference, [f"v{i:04d}" for i in range(objects)])
-    record_landing("save_to_database (lance)", f"{point} ({objects} objects)", landed, EQUAL)
+    record_landing("save_to_database (lance)", point, {**landed, "objects": objects}, EQUAL)
 
 
 # -- engine: the ONNX export through infer's loop, resumed with engine --resume -----------------------
@@ -299,6 +301,8 @@ def test_torchrun_infer_with_a_rank_killed_resumes_to_the_one_process_result(set
     """HYRAX_FAULT_RANK=1: rank 1 dies at its n-th chunk (written, or listed in its manifest); torchrun
     stops rank 0; nothing is published. torchrun --resume completes it: every id once, in order, the
     values a one-process infer gives."""
+    import lance
+
     from hyrax.training.distributed_inference import parts_path
 
     base, env, weights, reference = setup
@@ -306,6 +310,10 @@ def test_torchrun_infer_with_a_rank_killed_resumes_to_the_one_process_result(set
     config = _config(base, weights, name)
     killed = _torchrun({**env, "HYRAX_FAULT": point, "HYRAX_FAULT_RANK": "1"}, base, "infer", "-c", config)
     assert killed.returncode != 0, killed.stderr[-3000:]
+    # torchrun names the rank that failed first: rank 1, by its own SIGKILL.
+    assert re.search(r"rank\s*: 1 \(local_rank: 1\)\s*\n\s*exitcode\s*: -9", killed.stderr), killed.stderr[
+        -3000:
+    ]
     run = _only_run(base / name / "results", "infer")
     manifest = (
         json.loads((parts_path(run) / "rank-1.json").read_text())
@@ -333,7 +341,7 @@ def test_torchrun_infer_with_a_rank_killed_resumes_to_the_one_process_result(set
     results = ResultDataset(data_location=run)
     assert results.ids().tolist() == IDS  # every id once, in order
     np.testing.assert_array_equal(results[np.arange(N)], reference)  # what one process writes
-    final = {d.path for f in __import__("lance").dataset(str(table)).get_fragments() for d in f.data_files()}
+    final = {d.path for f in lance.dataset(str(table)).get_fragments() for d in f.data_files()}
     assert {p.name for p in (table / "data").iterdir()} == final  # the orphans removed
     record_landing("torchrun infer (rank 1 killed)", point, landed, EQUAL)
 
@@ -406,4 +414,4 @@ def test_rank_killed_at_each_point_then_run_again(setup, point, seed):  # noqa: 
     done = _ok(run_hyrax("rank", "-c", config, env=env, timeout=300))
     assert _ranking(run) == reference
     assert "v0" in done.stdout
-    record_landing("rank", f"{point} (seed {seed})", landed, EQUAL)
+    record_landing("rank", point, {**landed, "seed": seed}, EQUAL)

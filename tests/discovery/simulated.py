@@ -215,6 +215,7 @@ def crts_hyrax(results: Path, interesting: str = "AGN", epochs: int = 10):
         "train.epochs": epochs,
         "data_loader.batch_size": 32,
         "data_loader.num_workers": 0,
+        "optimizer.name": "torch.optim.Adam",
         "'torch.optim.Adam'.lr": 3e-3,
     }.items():
         h.set_config(key, value)

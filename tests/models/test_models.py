@@ -174,3 +174,44 @@ def test_cnn_labels_that_are_not_class_numbers_are_named():
     assert label is None  # inference data without labels
     image, label = HyraxCNN.prepare_inputs({"data": {**batch["data"], "label": np.array([1, 0])}})
     assert label.dtype == np.int64
+
+
+def _cnn(config):
+    from hyrax.models.cnn import HyraxCNN
+
+    torch.manual_seed(0)
+    return HyraxCNN(config, data_sample=np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_published_cnn_infers_raw_logits_and_trains_with_sgd(hyrax_config):
+    """As a 0.13 user writes it (defaults only): HyraxCNN's inference is its raw class scores, and the
+    optimizer a model gets is the published SGD(lr=0.01, momentum=0.9)."""
+    model = _cnn(hyrax_config.config)
+    image = torch.from_numpy(_batch()["data"]["image"])
+    with torch.no_grad():
+        out = model.infer_batch(image)
+        assert torch.equal(out, model(image))  # logits, not their softmax
+    assert not torch.allclose(out.sum(1), torch.ones(4))
+    assert type(model.optimizer) is torch.optim.SGD
+    group = model.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"]) == (0.01, 0.9)
+
+
+def test_cnn_probabilities_and_adam_are_opt_in(hyrax_config):
+    from hyrax.errors import ConfigError
+
+    hyrax_config.set_config("model.HyraxCNN.infer_output", "probabilities")
+    hyrax_config.set_config("optimizer.name", "torch.optim.Adam")
+    model = _cnn(hyrax_config.config)
+    image = torch.from_numpy(_batch()["data"]["image"])
+    with torch.no_grad():
+        out = model.infer_batch(image)
+        assert torch.allclose(out, torch.softmax(model(image), 1)) and torch.allclose(
+            out.sum(1), torch.ones(4)
+        )
+    assert type(model.optimizer) is torch.optim.Adam and model.optimizer.param_groups[0]["lr"] == 0.01
+    hyrax_config.set_config("model.HyraxCNN.infer_output", "probability")
+    with pytest.raises(
+        ConfigError, match=r"infer_output = \"probability\": write one of 'logits', 'probabilities'"
+    ):
+        _cnn(hyrax_config.config)

@@ -102,7 +102,7 @@ def test_a_notebook_autoencoder_on_the_default_criterion_is_warned_with_the_sett
     assert 'Set [criterion] name = "torch.nn.MSELoss"' in message
     assert statements == [
         "training NotebookAutoencoder: criterion: torch.nn.CrossEntropyLoss (the default, [criterion] name); "
-        "optimizer: torch.optim.Adam(lr=0.001) (the default, [optimizer] name)"
+        "optimizer: torch.optim.SGD(lr=0.01, momentum=0.9) (the default, [optimizer] name)"
     ]
 
 
@@ -113,7 +113,7 @@ def test_the_setting_named_silences_it_and_is_stated(tmp_path, statements):
         h.train()
     assert statements == [
         'training NotebookAutoencoder: criterion: torch.nn.MSELoss ([criterion] name = "torch.nn.MSELoss"); '
-        "optimizer: torch.optim.Adam(lr=0.001) (the default, [optimizer] name)"
+        "optimizer: torch.optim.SGD(lr=0.01, momentum=0.9) (the default, [optimizer] name)"
     ]
 
 

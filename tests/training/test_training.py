@@ -122,14 +122,15 @@ def test_resume_continues_epochs_and_scheduler(tmp_path):
     first.set_config("scheduler.name", "torch.optim.lr_scheduler.ExponentialLR")
     first.set_config("'torch.optim.lr_scheduler.ExponentialLR'.gamma", 0.5)
     done = first.train()
-    assert done.scheduler.get_last_lr()[0] == pytest.approx(0.001 * 0.5**2)
+    lr = 0.01  # the default optimizer's rate (torch.optim.SGD, as published)
+    assert done.scheduler.get_last_lr()[0] == pytest.approx(lr * 0.5**2)
     second = make_hyrax(tmp_path, epochs=4, train__resume=str(done.run_dir))
     second.set_config("scheduler.name", "torch.optim.lr_scheduler.ExponentialLR")
     second.set_config("'torch.optim.lr_scheduler.ExponentialLR'.gamma", 0.5)
     resumed = second.train()
     assert (resumed.run_dir / "checkpoint_epoch_4.pt").is_file()
     assert not (resumed.run_dir / "checkpoint_epoch_2.pt").exists()
-    assert resumed.scheduler.get_last_lr()[0] == pytest.approx(0.001 * 0.5**4)
+    assert resumed.scheduler.get_last_lr()[0] == pytest.approx(lr * 0.5**4)
 
 
 def test_resume_splits_and_shuffles_with_the_seed_of_the_run_it_continues(tmp_path):
@@ -156,7 +157,7 @@ def test_fine_tune_from_weights_and_conflicting_keys(tmp_path):
     base = make_hyrax(tmp_path, epochs=1).train()
     weights = base.run_dir / "example_model.pth"
     h = make_hyrax(
-        tmp_path, epochs=1, train__model_weights_file=str(weights), **{"'torch.optim.Adam'.lr": 1e-12}
+        tmp_path, epochs=1, train__model_weights_file=str(weights), **{"'torch.optim.SGD'.lr": 1e-12}
     )
     tuned = h.train()
     start = torch.load(weights, weights_only=True)
@@ -255,7 +256,7 @@ def test_mlflow_and_tensorboard_record_the_run(tmp_path):
     assert len(runs) == 1 and runs[0].info.run_name == model.run_dir.name
     params = runs[0].data.params
     assert params["model.name"] == "HyraxAutoencoder" and params["model.HyraxAutoencoder.latent_dim"] == "64"
-    assert params["optimizer.name"] == "torch.optim.Adam" and params["torch.optim.Adam.lr"] == "0.001"
+    assert params["optimizer.name"] == "torch.optim.SGD" and params["torch.optim.SGD.lr"] == "0.01"
     assert params["train.epochs"] == "2" and params["data_loader.batch_size"] == "10"
     history = client.get_metric_history(runs[0].info.run_id, "validation_loss")
     assert [m.step for m in history] == [1, 2]
@@ -311,6 +312,7 @@ def test_builtin_image_models_learn_the_galaxies(tmp_path, name):
     h = make_hyrax(tmp_path, model=name, epochs=4, dataset="DecalsRingsDataset", data_loader__batch_size=32)
     h.set_config("split.train", 0.5)
     h.set_config("model.HyraxCNN.output_classes", 2)
+    h.set_config("optimizer.name", "torch.optim.Adam")  # 4 epochs: Adam, not the published SGD default
     h.set_config("'torch.optim.Adam'.lr", 3e-3)
     model = h.train()
     losses = [epoch["training_loss"] for epoch in model.training_history]
@@ -351,13 +353,16 @@ class PublishedClassifier(nn.Module):
 
 def test_a_model_written_for_the_published_defaults_trains(tmp_path):
     """criterion.name defaults to CrossEntropyLoss, as published (the built-in autoencoders still
-    reconstruct with mean squared error); settings for an optimizer that is not in use are a warning."""
+    reconstruct with mean squared error); the optimizer is the published SGD, tuned by its table; settings
+    for an optimizer that is not in use are a warning."""
     h = make_hyrax(tmp_path, model="PublishedClassifier", epochs=1)
     h.set_config("'torch.optim.SGD'.lr", 0.5)  # a published config tuning its default optimizer
+    h.set_config("'torch.optim.Adam'.lr", 1e-3)  # a config written for Adam, our earlier default
     with pytest.warns(
-        UserWarning, match=r'\["torch.optim.SGD"\] is set \(lr = 0.5.*optimizer.name = "torch.optim.SGD"'
+        UserWarning, match=r'\["torch.optim.Adam"\] is set \(lr = 0.001.*optimizer.name = "torch.optim.Adam"'
     ):
         model = h.train()
+    assert type(model.optimizer) is torch.optim.SGD and model.optimizer.param_groups[0]["lr"] == 0.5
     assert isinstance(model.criterion, nn.CrossEntropyLoss) and model.final_training_metrics["loss"] > 0
     autoencoder = make_hyrax(tmp_path, epochs=1).train()
     assert isinstance(autoencoder.criterion, nn.MSELoss)

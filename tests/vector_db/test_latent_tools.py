@@ -58,6 +58,7 @@ def inferred(tmp_path_factory):
     h.set_config("data_set.seed", 3)
     h.set_config("'torch.optim.Adam'.lr", 3e-3)
     h.set_config("data_loader.batch_size", 32)
+    h.set_config("optimizer.name", "torch.optim.Adam")
     h.set_config("data_loader.num_workers", 0)
     h.train()
     h.infer()

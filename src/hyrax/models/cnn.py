@@ -1,8 +1,9 @@
 """``HyraxCNN``: a small supervised image classifier.
 
 Inputs are the ``image`` field and the label field (``label.field``, else ``label``); ``infer`` writes
-the class probabilities. ``[model.HyraxCNN] output_classes`` sets the number of classes. It trains with
-cross-entropy, whatever ``[criterion]`` says (a classifier needs it).
+the raw class scores (logits), as the published Hyrax does; ``[model.HyraxCNN] infer_output =
+"probabilities"`` writes their softmax instead. ``[model.HyraxCNN] output_classes`` sets the number of
+classes. It trains with cross-entropy, whatever ``[criterion]`` says (a classifier needs it).
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from hyrax.errors import ConfigError
 from hyrax.models.layers import LossSteps, image_input, image_of, image_shape
 from hyrax.models.model import ModelContractError, first_field, hyrax_model
+
+#: What ``infer`` writes: the published Hyrax's raw scores, or their softmax.
+INFER_OUTPUTS = ("logits", "probabilities")
 
 
 @hyrax_model
@@ -33,6 +38,12 @@ class HyraxCNN(LossSteps, nn.Module):
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, classes))
         self.criterion = nn.CrossEntropyLoss()
+        self.infer_output = config["model"]["HyraxCNN"].get("infer_output", "logits")
+        if self.infer_output not in INFER_OUTPUTS:
+            raise ConfigError(
+                f'[model.HyraxCNN] infer_output = "{self.infer_output}": write one of '
+                f"{', '.join(repr(o) for o in INFER_OUTPUTS)}."
+            )
 
     def forward(self, x):
         return self.head(self.features(image_of(x)))
@@ -67,4 +78,5 @@ class HyraxCNN(LossSteps, nn.Module):
         return {"loss": loss.item(), "accuracy": accuracy.item()}
 
     def infer_batch(self, x):
-        return torch.softmax(self(x[0] if isinstance(x, tuple) else x), dim=1)
+        logits = self(x[0] if isinstance(x, tuple) else x)
+        return torch.softmax(logits, dim=1) if self.infer_output == "probabilities" else logits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from hyrax import Hyrax
 from hyrax.datasets import HyraxDataset
 from hyrax.datasets.decals_rings import DecalsRingsDataset
+from tests.training.test_training import read_tensorboard_scalars
 
 ANOMALIES = 2
 
@@ -56,9 +58,9 @@ def inferred(tmp_path_factory):
     h.set_config("data_request.infer.data", {"dataset_class": "GalaxiesWithAnomalies"})
     h.set_config("train.epochs", 4)
     h.set_config("data_set.seed", 3)
+    h.set_config("optimizer.name", "torch.optim.Adam")
     h.set_config("'torch.optim.Adam'.lr", 3e-3)
     h.set_config("data_loader.batch_size", 32)
-    h.set_config("optimizer.name", "torch.optim.Adam")
     h.set_config("data_loader.num_workers", 0)
     h.train()
     h.infer()
@@ -108,6 +110,7 @@ def test_search_by_id_and_image(inferred, backend, tmp_path):
     connection = h.save_to_database()
     connection = h.save_to_database()  # again: nothing twice
     assert connection.index.count() == 376 + ANOMALIES
+    assert read_tensorboard_scalars(tmp_path / backend / "tensorboard")["vector_db/total_batches"]
     galaxy = DecalsRingsDataset(h.config)
     first = galaxy.getter("object_id")(10)
     found = connection.search_by_id(first, k=5)  # the published form: {query id: neighbour ids}
@@ -141,6 +144,23 @@ def test_published_save_to_database_output_dir_and_database_dir(inferred, backen
     assert conn.index.backend == backend and conn.run == infer_dir
     first = DecalsRingsDataset(h.config).getter("object_id")(3)
     assert conn.search_by_id(first, k=2)[first][0] == first
+    # the published return types: {id: a list of ids}, equal to a plain dict and JSON-ready
+    found = conn.search_by_id(first, k=2)
+    assert found == {first: found[first]} and type(found[first]) is list and json.dumps(found)
+    assert json.dumps(conn.search_by_vector([conn.get_by_id([first])[first]], k=1)) == json.dumps(
+        {0: [first]}
+    )
+    # and the published TensorBoard scalars of the insertion, in the index directory
+    scalars = read_tensorboard_scalars(out / "tensorboard")
+    assert {
+        "vector_db/batch_insertion_time",
+        "vector_db/vectors_per_batch",
+        "vector_db/insertion_rate_vectors_per_second",
+        "vector_db/total_insertion_time",
+        "vector_db/total_batches",
+        "vector_db/average_batch_insertion_time",
+    } <= set(scalars)
+    assert sum(value for _, value in scalars["vector_db/vectors_per_batch"]) == 376 + ANOMALIES
 
 
 def test_database_connection_cli(inferred):

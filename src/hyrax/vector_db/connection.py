@@ -88,7 +88,10 @@ WRITER_LOCK = ".hyrax_writer.lock"
 
 
 def _save(config: Mapping, run: Path, index, batch_size: int) -> tuple[Any, str]:
+    import time
+
     from hyrax.progress import Progress
+    from hyrax.training.tracking import IndexingLog
 
     if index.backend != "lance":
         results = ResultDataset(config, run)
@@ -97,12 +100,24 @@ def _save(config: Mapping, run: Path, index, batch_size: int) -> tuple[Any, str]
     if index.backend == "lance":
         from hyrax.progress import Waiting
 
-        with Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"):
-            return index, index.build()
+        # the index is built in place in one call: TensorBoard gets it as one batch
+        with (
+            IndexingLog(index.directory) as log,
+            Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"),
+        ):
+            start = time.perf_counter()
+            done = index.build()
+            log.batch(time.perf_counter() - start, index.count())
+            return index, done
     index.mark_building(len(results), {"infer_run": str(Path(run).resolve()), **results_record(run)})
-    with Progress(f"save_to_database ({index.backend})", total=len(results)) as progress:
+    with (
+        IndexingLog(index.directory) as log,
+        Progress(f"save_to_database ({index.backend})", total=len(results)) as progress,
+    ):
         for ids, vectors in results.iter_batches(batch_size):
+            start = time.perf_counter()
             index.insert(ids, vectors.reshape(len(vectors), -1))
+            log.batch(time.perf_counter() - start, len(ids))
             fault_point("vector_db.batch_inserted")
             progress.update(len(ids))
     index.mark_complete(len(results))
@@ -113,15 +128,17 @@ class Neighbours(dict):
     """Nearest neighbours, as the published Hyrax returns them: ``{query: neighbour ids, nearest first}``.
 
     The query is the object id (``search_by_id``) or the position of the vector in the list
-    (``search_by_vector``, ``search_by_image``). ``distances`` holds the distances the same way.
+    (``search_by_vector``, ``search_by_image``). The neighbour ids are a list of str, as published (so
+    ``found == {"a": ["a", "b"]}`` and ``json.dumps(found)`` work); ``distances`` holds the distances the
+    same way, as numpy arrays.
 
     >>> found = Neighbours({"a": np.array(["a", "b"])}, {"a": np.array([0.0, 1.5])})
-    >>> found["a"].tolist(), found.distances["a"].tolist()
-    (['a', 'b'], [0.0, 1.5])
+    >>> found, found.distances["a"].tolist()
+    (Neighbours({'a': ['a', 'b']}, distances={'a': array([0. , 1.5])}), [0.0, 1.5])
     """
 
     def __init__(self, ids: Mapping, distances: Mapping):
-        super().__init__(ids)
+        super().__init__({query: np.asarray(found).astype(str).tolist() for query, found in ids.items()})
         self.distances = dict(distances)
 
     def __repr__(self) -> str:

@@ -88,6 +88,46 @@ def test_published_visualize_arguments(demo):
         assert h.visualize(color_column="ring_data").color == "ring"
 
 
+def test_published_visualize_v2_shows_the_run_data_request_visualize_names(demo, tmp_path):
+    """As published: the map is the primary dataset of [data_request.visualize], not the latest run
+    (here general.results_dir holds no run at all; the named run is elsewhere)."""
+    from hyrax.results.run_dir import find_latest_run
+
+    results, _, _ = demo
+    reduce_run = find_latest_run(results, "reduce_dimensions")
+    h = _hyrax_on(tmp_path / "elsewhere")
+    h.set_config(
+        "data_request",
+        {
+            "visualize": {
+                "umap": {
+                    "dataset_class": "ResultDataset",
+                    "data_location": str(reduce_run),
+                    "primary_id_field": "object_id",
+                }
+            }
+        },
+    )
+    with pytest.warns(FutureWarning, match=rf"visualize_v2 is h.visualize.*input_dir='{reduce_run}'"):
+        view = h.visualize_v2()
+    assert view.reduce_run == reduce_run and len(view.to_dataframe()) == 376
+
+
+def test_visualize_v2_refuses_a_request_that_names_no_map(demo, tmp_path):
+    from hyrax.results.run_dir import find_latest_run
+
+    results, _, _ = demo
+    infer_run = find_latest_run(results, "infer")
+    h = _hyrax_on(results)
+    points = {"dataset_class": "ResultDataset", "data_location": str(infer_run / "results.lance")}
+    h.set_config("data_request.visualize.points", points)
+    with pytest.raises(
+        ConfigError,
+        match=r"\[data_request.visualize.points\] data_location = .* is a run of infer: visualize_v2 shows",
+    ):
+        h.visualize_v2()
+
+
 def test_broken_images_become_placeholders(demo, caplog):
     from hyrax.datasets.decals_rings import DecalsRingsDataset
 

@@ -117,12 +117,51 @@ class VisualizeV2Verb(VisualizeVerb):
     summary = "The published Hyrax's second visualizer: here the same map as visualize."
 
     def run(self, input_dir=None, color_column=None, **options):
-        """The map of :meth:`VisualizeVerb.run`, with a FutureWarning naming ``h.visualize()``."""
+        """The map of :meth:`VisualizeVerb.run`, with a FutureWarning naming ``h.visualize()``. As published,
+        it shows the 2-D points of ``[data_request.visualize]``: its primary dataset's ``data_location``
+        names the reduce_dimensions run (or that run's ``results.lance``)."""
         import warnings
 
+        run = input_dir or options.get("results_dir") or visualize_request_run(self.config)
         warnings.warn(
-            "visualize_v2 is h.visualize() in this Hyrax (the map with images); call that instead.",
+            "visualize_v2 is h.visualize() in this Hyrax (the map with images); call that instead"
+            + (
+                f" (h.visualize(input_dir='{run}') for the run data_request.visualize names)."
+                if run is not None and input_dir is None
+                else "."
+            ),
             FutureWarning,
             stacklevel=2,
         )
-        return super().run(input_dir, color_column, **options)
+        return super().run(run, color_column, **options)
+
+
+def visualize_request_run(config) -> str | None:
+    """The reduce_dimensions run that ``[data_request.visualize]`` names (its primary dataset's
+    ``data_location``), or None when there is no such group. What it names must be a run of
+    reduce_dimensions: this map draws a fitted 2-D reduction, not any dataset's points."""
+    from pathlib import Path
+
+    from hyrax.config.data_request import primary_dataset
+    from hyrax.errors import ConfigError
+    from hyrax.results.run_dir import RunDir
+
+    group = (config.get("data_request") or {}).get("visualize")
+    if not group:
+        return None
+    name = primary_dataset(group)
+    location = group[name].get("data_location")
+    where = f"[data_request.visualize.{name}] data_location"
+    if not location:
+        raise ConfigError(f"{where} is not set: give the reduce_dimensions run whose 2-D map to show.")
+    path = Path(str(location)).expanduser()
+    if path.suffix == ".lance":  # the run's results table, as a ResultDataset location
+        path = path.parent
+    verb = RunDir(path).status.get("verb") if path.is_dir() else None
+    if not path.is_dir() or verb not in (None, "reduce_dimensions", "umap", "pca", "tsne"):
+        what = f"a run of {verb}" if verb else "not a directory"
+        raise ConfigError(
+            f"{where} = '{location}' is {what}: visualize_v2 shows a reduce_dimensions run here (its 2-D points and the objects' images). Give "
+            f"one (hyrax reduce_dimensions makes it), or call h.visualize(input_dir=RUN)."
+        )
+    return str(path)

@@ -253,6 +253,28 @@ def test_nested_pandas_light_curves_resampled_to_one_shape(rrlyrae, hyrax_config
     assert np.array_equal(by_batch[0], grid)
 
 
+def test_published_nested_pandas_dataset_from_a_partial_config_dict(rrlyrae, tmp_path, monkeypatch):
+    """As a 0.13 user (or its tests) builds it: a dict with only the class's own table. The keys it
+    leaves out (data_set.cache_dir, the light-curve settings) read as their defaults."""
+    from hyrax.datasets.nested_pandas_dataset import NestedPandasDataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # data_set.cache_dir's default
+    path, _ = rrlyrae
+    dataset = NestedPandasDataset({"data_set": {"NestedPandasDataset": {"read_kwargs": {}}}}, path)
+    assert len(dataset) == 200 and {"type", "period", "lc.mag"} <= set(dataset.fields())
+    assert (tmp_path / "cache" / "hyrax" / "tables").is_dir()
+    assert dataset.config["data_set"]["NestedPandasDataset"]["read_kwargs"] == {}
+
+
+def test_with_defaults_keeps_what_is_given():
+    from hyrax.config.manager import with_defaults
+
+    config = with_defaults({"data_set": {"cache_dir": "/x", "lightcurve": {"length": 7}}})
+    assert config["data_set"]["cache_dir"] == "/x" and config["data_set"]["lightcurve"]["length"] == 7
+    assert config["data_set"]["lightcurve"]["method"] == with_defaults({})["data_set"]["lightcurve"]["method"]
+    assert config["train"]["epochs"] == 10
+
+
 def test_training_a_1d_model_for_an_epoch_on_light_curves(rrlyrae, tmp_path):
     """A model written in a notebook cell (a 1-D convolutional autoencoder) trains on the resampled
     light curves through [data_request], as it would on images."""

@@ -129,6 +129,17 @@ def merge(base: Mapping, override: Mapping, path: tuple[str, ...] = ()) -> dict:
     return merged
 
 
+def with_defaults(config: Mapping) -> ConfigDict:
+    """``config`` over the packaged defaults: a dataset built directly with a partial dict, as the
+    published Hyrax allows (``NestedPandasDataset({"data_set": {...}}, path)``), reads every other key at
+    its default. A whole config comes back unchanged.
+
+    >>> with_defaults({"data_set": {"seed": 3}})["data_set"]["seed"], "cache_dir" in with_defaults({})["data_set"]
+    (3, True)
+    """
+    return to_config_dict(merge(read_toml(DEFAULT_CONFIG_PATH), config))
+
+
 def plugin_names(*tables: Mapping) -> list[str]:
     """Dotted ``name`` / ``dataset_class`` values: the external packages a config refers to."""
     names = []

@@ -349,8 +349,10 @@ class NestedPandasDataset(TableDataset):
         location = Path(data_location).expanduser()
         if not location.exists():
             raise DataError(f"NestedPandasDataset: '{location}' does not exist.")
+        from hyrax.config.manager import with_defaults
         from hyrax.datasets.joins import cache_dir
 
+        config = with_defaults(config)  # the published class takes a partial dict: the rest at its defaults
         _require("nested_pandas", "NestedPandasDataset")
         options = dict(get_setting(config, "data_set.NestedPandasDataset.read_kwargs") or {})
         self._open(

@@ -142,3 +142,37 @@ def test_logging_to_a_file_is_plain_text(tmp_path, write_config, mutate_verb):
     assert text.count("only once") == 1  # a second Hyrax() replaced the handler, not added one
     assert "\x1b[" not in text
     assert h is not None
+
+
+def test_published_raw_data_dimensions_reads_the_download_manifest(tmp_path):
+    """h.raw_data_dimensions() as published: (widths, heights) of the cutouts downloaded into
+    general.data_dir, one pair per file; failed downloads have none."""
+    from hyrax.download.manifest import PartWriter, consolidate, locked
+
+    h = Hyrax(setup_logging=False)
+    h.set_config("general.data_dir", str(tmp_path))
+    assert h.raw_data_dimensions() == ([], [])
+    rows = [
+        {
+            "object_id": "1",
+            "filter": "HSC-G",
+            "status": "done",
+            "file": "1_G.fits",
+            "width": 64,
+            "height": 60,
+        },
+        {
+            "object_id": "1",
+            "filter": "HSC-R",
+            "status": "done",
+            "file": "1_R.fits",
+            "width": 63,
+            "height": 61,
+        },
+        {"object_id": "2", "filter": "HSC-G", "status": "failed", "reason": "HTTP 404"},
+    ]
+    with locked(tmp_path):
+        PartWriter(tmp_path).write(rows)
+        consolidate(tmp_path)
+    widths, heights = h.raw_data_dimensions()
+    assert (widths, heights) == ([64, 63], [60, 61]) and type(widths[0]) is int

@@ -82,6 +82,17 @@ class Hyrax:
         return plugins.DATASETS.names()
 
     # -- verbs -----------------------------------------------------------------------------------
+    def raw_data_dimensions(self) -> tuple[list[int], list[int]]:
+        """The widths and heights of the cutouts downloaded into ``general.data_dir`` (``hyrax download``),
+        one of each per file, read from its manifest: what the published Hyrax's method of this name gives.
+        Two empty lists when nothing was downloaded there."""
+        from hyrax.download.manifest import read_manifest
+
+        data_dir = Path(str(self.config["general"]["data_dir"])).expanduser()
+        rows = read_manifest(data_dir, ["status", "width", "height"])
+        rows = rows[(rows["status"] == "done") & rows["width"].notna() & rows["height"].notna()]
+        return rows["width"].astype(int).tolist(), rows["height"].astype(int).tolist()
+
     def _run_verb(self, name: str, *args: Any, **kwargs: Any) -> Any:
         verb_class = plugins.VERBS.get(name)
         return verb_class(self._manager.resolved()).run(*args, **kwargs)

@@ -87,3 +87,40 @@ def test_alerts_exported_as_parquet_are_samples_and_messages(tmp_path, hyrax_con
     pq.write_table(pa.Table.from_pylist(records[4:6]), two)
     with pytest.raises(AlertError, match="holds 2 rows, not one alert .*AlertParquetDataset"):
         AlertDecoder().decode(two.getvalue())
+
+
+def test_published_kafka_dataset_consumer_config_and_stop(hyrax_config):
+    """As a 0.13 user writes it: ``consumer_config`` is the dict the consumer is made with (edits before
+    the first read apply), and ``stop()`` from another thread ends a ``for`` over the stream."""
+    import threading
+    import time
+
+    from hyrax.datasets.kafka import KafkaStreamDataset
+
+    hyrax_config.set_config("data_set.KafkaStreamDataset.group_id", "mine")
+    dataset = KafkaStreamDataset(hyrax_config.config, "kafka://127.0.0.1:9/alerts")
+    config = dataset.consumer_config
+    assert (config["bootstrap.servers"], config["group.id"], config["enable.auto.commit"]) == (
+        "127.0.0.1:9",
+        "mine",
+        False,
+    )
+    dataset.consumer_config["session.timeout.ms"] = 7000
+    dataset.consumer_config["enable.auto.commit"] = True  # offsets stay ours: committed once written
+    assert dataset.consumer_settings()["session.timeout.ms"] == 7000
+    assert dataset.consumer_settings()["enable.auto.commit"] is False
+
+    polled = threading.Event()
+
+    def poll(count, timeout):  # an idle stream (no broker needed)
+        polled.set()
+        time.sleep(0.01)
+        return []
+
+    dataset.poll = poll
+    reader = threading.Thread(target=lambda: list(dataset), daemon=True)
+    reader.start()
+    assert polled.wait(5)
+    dataset.stop()
+    reader.join(5)
+    assert not reader.is_alive()

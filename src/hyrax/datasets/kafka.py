@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -94,6 +95,11 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         self._pending: list = []  # messages read by peek, handed out first
         #: (topic, partition, offset, reason) of messages that could not be decoded since the last take
         self.skipped: list[tuple[str, int, int, str]] = []
+        self._stop = threading.Event()  # set by stop() or close(), from any thread
+        #: The librdkafka settings the consumer is made with (the published attribute): ours, then the
+        #: credentials, then consumer_options. Edits made before the first read apply; the offset keys stay
+        #: manual whatever it says (offsets are committed once results are written).
+        self.consumer_config: dict[str, Any] = self._settings()
         super().__init__(config, None)
 
     def __len__(self):
@@ -101,7 +107,10 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
 
     # -- the consumer --------------------------------------------------------------------------------
     def consumer_settings(self) -> dict[str, Any]:
-        """librdkafka settings: ours, then the credentials, then consumer_options (offsets stay manual)."""
+        """librdkafka settings: :attr:`consumer_config` with the offsets kept manual."""
+        return {**self.consumer_config, **_FORCED}
+
+    def _settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "group.id": self.group_id,
@@ -113,6 +122,11 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         settings.update({str(k): v for k, v in self._options.items()})
         settings.update(_FORCED)
         return settings
+
+    def stop(self) -> None:
+        """End iteration from any thread: the samples already read are yielded, then ``for`` ends. The
+        consumer stays open (:meth:`close` releases it), as published."""
+        self._stop.set()
 
     def connect(self):
         """The consumer, subscribed; a BrokerError when the broker is down or a topic is missing."""
@@ -218,7 +232,7 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         return sample
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        while True:
+        while not self._stop.is_set():
             for message in self.poll(64, self.poll_timeout):
                 try:
                     yield self.decode(message)
@@ -259,6 +273,8 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         return total
 
     def close(self) -> None:
+        """Stop iteration and leave the consumer group (idempotent)."""
+        self._stop.set()
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             consumer.close()

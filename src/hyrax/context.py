@@ -82,6 +82,13 @@ def update_context(**values: Any) -> RunContext:
     return _current
 
 
+def record_in_run(**values: Any) -> None:
+    """:func:`update_context` inside a run; nothing outside one (library code called directly makes no
+    context, and must not leave keys in the empty one)."""
+    if "verb" in _current:
+        update_context(**values)
+
+
 def clear_context() -> None:
     """Empty the current context (a fresh empty one: contexts captured earlier keep their keys)."""
     global _current

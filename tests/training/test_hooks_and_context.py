@@ -163,3 +163,17 @@ def test_run_context_nests_and_restores():
     else:
         raise AssertionError("an empty context gave a value")
     assert isinstance(get_context(), RunContext)
+
+
+def test_ts2vec_prepare_inputs_reads_the_run_context_and_configure_inputs_still_works():
+    """The published HyraxTs2Vec.prepare_inputs reads get_context()["config"]; ours does too, and outside
+    a run it uses what configure_inputs set."""
+    from hyrax.models.ts2vec import HyraxTs2Vec
+    from tests.models.test_ts2vec import lc_batch, small_config
+
+    HyraxTs2Vec.configure_inputs(small_config(max_sequence_length=8))
+    assert HyraxTs2Vec.prepare_inputs(lc_batch()).shape[1] == 8
+    with run_context("infer", config=small_config(max_sequence_length=16)):
+        assert HyraxTs2Vec.prepare_inputs(lc_batch()).shape[1] == 16
+    assert HyraxTs2Vec.prepare_inputs(lc_batch()).shape[1] == 8
+    HyraxTs2Vec.configure_inputs(small_config())

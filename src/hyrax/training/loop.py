@@ -74,12 +74,11 @@ class _EngineLog(logging.LoggerAdapter):
 def enter_run(config: Mapping, run_dir: Path, distribution: Distribution) -> None:
     """Record in the verb's run context (hyrax.context) the config this run really uses (a resumed run's
     own) and where it writes; nothing outside a verb (a library caller makes no run context)."""
-    from hyrax.context import get_context, update_context
+    from hyrax.context import record_in_run
 
-    if "verb" in get_context():
-        update_context(
-            config=config, results_dir=run_dir, rank=distribution.rank, world_size=distribution.world_size
-        )
+    record_in_run(
+        config=config, results_dir=run_dir, rank=distribution.rank, world_size=distribution.world_size
+    )
 
 
 #: Model methods called with no arguments when an epoch's batches are done, as published: after the

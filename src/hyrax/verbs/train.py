@@ -16,9 +16,9 @@ def distributed_run_dir(config, verb: str):
     distribution = setup(config)
     run = RunDir.create(config, verb) if distribution.is_main else None
     path = broadcast_object(str(run.path) if run else None, distribution)
-    from hyrax.context import update_context
+    from hyrax.context import record_in_run
 
-    update_context(results_dir=path, rank=distribution.rank, world_size=distribution.world_size)
+    record_in_run(results_dir=path, rank=distribution.rank, world_size=distribution.world_size)
     return run, Path(path), distribution
 
 

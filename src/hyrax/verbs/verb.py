@@ -67,10 +67,10 @@ class Verb:
     def create_run_dir(self, name: str | None = None) -> RunDir:
         """A new run directory for this verb holding the config snapshot; use it as a context manager.
         ``name``: the directory's name when it is not the verb's (see ``run_dir.RUN_NAMES``)."""
-        from hyrax.context import update_context
+        from hyrax.context import record_in_run
 
         run = RunDir.create(self.config, self.name, name)
-        update_context(results_dir=run.path)
+        record_in_run(results_dir=run.path)
         return run
 
 

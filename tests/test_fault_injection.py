@@ -247,7 +247,11 @@ def _index_state(work: Path) -> dict:
     index = work / "index"
     vectors = 0
     for database, query in (
-        ("chroma.sqlite3", "SELECT COUNT(*) FROM embeddings"),
+        # chromadb: its write-ahead log (embeddings_queue) and the ids applied from it, each id once
+        (
+            "chroma.sqlite3",
+            "SELECT COUNT(*) FROM (SELECT embedding_id FROM embeddings UNION SELECT id FROM embeddings_queue)",
+        ),
         ("storage.sqlite", "SELECT COUNT(*) FROM points"),  # qdrant's local mode, one per collection
     ):
         for path in index.rglob(database):

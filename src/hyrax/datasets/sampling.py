@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -117,14 +118,70 @@ class BalancedSampler(EpochSampler):
         return rng.choice(self.indices, size=len(self.indices), replace=True, p=self.probabilities)
 
 
+def label_aliases(config: Mapping) -> dict[str, Any]:
+    """The published ``[label]`` alias table: ``name = raw value`` (``cat = 0``), every key of ``[label]``
+    but ``field``. ``[balance.distribution]`` then names classes by these names. Raw values must differ."""
+    aliases = {str(k): v for k, v in config.get("label", {}).items() if k != "field"}
+    seen: dict[str, str] = {}
+    for name, value in aliases.items():
+        if str(value) in seen:
+            raise ConfigError(
+                f"[label] {seen[str(value)]} and {name} both name the value {value!r}: each alias must name "
+                "its own value of label.field."
+            )
+        seen[str(value)] = name
+    return aliases
+
+
+def aliased(labels: np.ndarray, aliases: Mapping[str, Any], field: str) -> np.ndarray:
+    """``labels`` (raw values of ``field``) as their ``[label]`` names; a value without one is "" (never
+    drawn when balancing), said once with its count."""
+    import warnings
+
+    by_value = {str(value): name for name, value in aliases.items()}
+    raw = np.asarray(labels).astype(str)
+    values, inverse = np.unique(raw, return_inverse=True)
+    names = np.array([by_value.get(v, "") for v in values], dtype=object)
+    missing = [v for v in values if v not in by_value]
+    if missing:
+        counts = {v: int((raw == v).sum()) for v in missing[:5]}
+        warnings.warn(
+            f"label.field '{field}' has value(s) without a name in [label]: "
+            + ", ".join(f"{v!r} ({n} objects)" for v, n in counts.items())
+            + (" ..." if len(missing) > 5 else "")
+            + ". Those objects are not drawn when balancing: name them in [label] to use them.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return names[inverse].astype(str)
+
+
 def training_sampler(config: Mapping, provider, indices: np.ndarray, seed: int) -> EpochSampler:
-    """The sampler ``[train] shuffle`` and ``[balance]`` ask for, over ``indices`` of ``provider``."""
-    if not config["balance"]["enabled"]:
+    """The sampler ``[train] shuffle`` and ``[balance]`` ask for, over ``indices`` of ``provider``.
+
+    Balancing is on with ``balance.enabled``, or when ``[balance.distribution]`` gives target shares (as
+    the published ``balance.field`` with a distribution does). With a ``[label]`` alias table the
+    distribution names classes by their aliases."""
+    shares = {str(k): v for k, v in config["balance"]["distribution"].items()}
+    if not config["balance"]["enabled"] and not shares:
         return EpochSampler(indices, seed, shuffle=bool(config["train"]["shuffle"]))
     label_field = get_setting(config, "label.field")
     if label_field is None:
         raise ConfigError(
-            "balance.enabled = true needs label.field: the field that holds each object's label."
+            "Balanced sampling (balance.enabled, or a [balance.distribution]) needs label.field (published: "
+            "balance.field): the field that holds each object's label."
         )
     labels = provider.datasets[provider.primary].column(label_field)[indices]
-    return BalancedSampler(indices, labels, dict(config["balance"]["distribution"]), seed)
+    aliases = label_aliases(config)
+    if aliases:
+        unnamed = sorted(set(shares) - set(aliases))
+        if unnamed:
+            raise ConfigError(
+                f"[balance.distribution] names {', '.join(unnamed)}, not in the [label] alias table "
+                f"({', '.join(aliases)}): with [label] aliases, name every class by its alias."
+            )
+        labels = aliased(labels, aliases, label_field)
+        if not shares:  # equal shares among the named classes only
+            shares = dict.fromkeys(sorted(set(labels) - {""}), 1.0)
+        shares = {**shares, "": 0.0} if "" in set(labels) else shares
+    return BalancedSampler(indices, labels, shares, seed)

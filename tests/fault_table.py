@@ -9,6 +9,7 @@ prints a Markdown table (writer | point or random window | seeds/arrivals | wher
 
     python tests/fault_table.py                      # the whole fault suite (-m slow), ~20 min on 2 cores
     python tests/fault_table.py -k "train"           # extra pytest arguments are appended (a later -k wins)
+    python tests/fault_table.py tests/test_fault_injection.py  # test paths named: only those are run
     python tests/fault_table.py --from landings.jsonl  # print the table of an earlier run's file
 
 Tests of the selection that ran without recording a landing are listed under the table with their
@@ -133,7 +134,8 @@ def main(arguments: list[str]) -> int:
     with tempfile.TemporaryDirectory() as folder:
         landings, junit = Path(folder) / "landings.jsonl", Path(folder) / "junit.xml"
         landings.touch()
-        paths = [path for path in SELECTION if (ROOT / path).exists()]
+        named = [a for a in arguments if not a.startswith("-") and (ROOT / a.split("::")[0]).exists()]
+        paths = [] if named else [path for path in SELECTION if (ROOT / path).exists()]
         command = [
             *(sys.executable, "-m", "pytest", "-m", "slow", *paths, "-k", KEYWORDS),
             *("-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *arguments),

@@ -125,7 +125,7 @@ def autoencoder():
     return encoder, decoder
 
 
-def train_encoder(path: Path, steps: int = 1500) -> dict:
+def train_encoder(path: Path, steps: int = 300) -> dict:
     """Train the autoencoder on augmented galaxies (a seed of its own, 1); save the encoder."""
     import torch
 
@@ -134,14 +134,14 @@ def train_encoder(path: Path, steps: int = 1500) -> dict:
     optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=2e-3)
     began = time.perf_counter()
     for step in range(steps):
-        index = np.random.default_rng([2, step]).integers(0, 10**9, 128)
+        index = np.random.default_rng([2, step]).integers(0, 10**9, 64)
         batch = torch.from_numpy(augment(images, index, seed=1))
         loss = torch.nn.functional.mse_loss(decoder(encoder(batch)), batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     torch.save(encoder.state_dict(), path)
-    return {"steps": steps, "loss": float(loss), "seconds": time.perf_counter() - began}
+    return {"steps": steps, "loss": float(loss.detach()), "seconds": time.perf_counter() - began}
 
 
 class LatentVectors:

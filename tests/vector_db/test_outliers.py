@@ -118,6 +118,7 @@ def test_high_intrinsic_dimension_is_searched_in_a_graph_to_the_same_recall(tmp_
     # the table; the scorer must see that on its sample and search a graph instead, to the same target.
     monkeypatch.setattr(kth_neighbour, "EXACT_LIMIT", 0)
     monkeypatch.setattr(kth_neighbour, "OBJECTS_PER_LIST", 50)  # 200 lists: the 200,000-object shape, small
+    monkeypatch.setattr(kth_neighbour, "BATCH_BYTES", 1)  # read in batches of 1,024, as 65,536 at scale
     rng = np.random.default_rng(5)
     centres = 3 * rng.standard_normal((2, 64))
     vectors = (centres[rng.integers(2, size=10_000)] + rng.standard_normal((10_000, 64))).astype(np.float32)

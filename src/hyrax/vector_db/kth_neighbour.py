@@ -15,7 +15,7 @@ that the lists would need more than :data:`GRAPH_ABOVE_PROBES` probes (or cannot
 all), the search is made in a graph instead (:func:`graph_scores`: faiss HNSW over the vectors, whose
 cost grows about as N log N), its effort chosen on the same sample and to the same target. The graph
 holds the vectors in memory: ~4 x dimension + 8 x :data:`GRAPH_LINKS` + ~40 bytes an object (~550 at
-64-d), so it is used only where the memory allows. ``outliers.nlist`` or ``outliers.nprobe`` set by
+64-d; the vectors twice while it is built: ~800), so it is used only where the memory allows. ``outliers.nlist`` or ``outliers.nprobe`` set by
 hand always keep the lists.
 """
 
@@ -113,7 +113,7 @@ def knn_scores(
 
 
 def _graph_fits(count: int, dimension: int) -> tuple[bool, int]:
-    need = count * (4 * dimension + 8 * GRAPH_LINKS + 40)
+    need = count * (8 * dimension + 8 * GRAPH_LINKS + 40)  # the vectors twice while the graph is built
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return need <= GRAPH_MEMORY_SHARE * total, need
 
@@ -129,10 +129,17 @@ def graph_scores(
     count, dimension = len(results), sample.shape[1]
     graph = faiss.IndexHNSWFlat(dimension, GRAPH_LINKS)
     graph.hnsw.efConstruction = GRAPH_BUILD_EFFORT
-    with Progress("outlier scores 3/4: graph", count) as progress:
-        for _, _, vectors in _batches(results, check=False):
-            graph.add(vectors)
+    # All the vectors in one add: faiss's HNSW built by many adds of 65,536 vectors was far worse (64-d
+    # isotropic clusters, 200,000 objects: 0.51 of scores within 1% at efSearch 32 and 0.57 at 128,
+    # against 0.91 and 0.99 built in one add). So the vectors are held twice while it is built.
+    everything = np.empty((count, dimension), dtype=np.float32)
+    with Progress("outlier scores 3/4: vectors for the graph", count) as progress:
+        for start, _, vectors in _batches(results, check=False):
+            everything[start : start + len(vectors)] = vectors
             progress.update(len(vectors))
+    with Waiting(f"outlier scores: building a graph of {count:,} objects"):
+        graph.add(everything)
+    del everything
     within = exact * 1.01**2 + 1e-12
     for effort in GRAPH_EFFORTS:
         graph.hnsw.efSearch = effort

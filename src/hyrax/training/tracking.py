@@ -38,9 +38,9 @@ def tracked_params(config: Mapping, model_name: str, section: str = "train") -> 
     stream's ``[train_stream]`` settings instead), batch."""
     params: dict[str, Any] = {"model.name": model_name}
     params.update(_flat(f"model.{model_name}", config["model"].get(model_name, {}) or {}))
-    for section in ("optimizer", "criterion", "scheduler"):
-        name = get_setting(config, f"{section}.name")
-        params[f"{section}.name"] = name
+    for part in ("optimizer", "criterion", "scheduler"):  # not `section`: that names the run's table
+        name = get_setting(config, f"{part}.name")
+        params[f"{part}.name"] = name
         if name and isinstance(config.get(name), Mapping):
             params.update(_flat(name, config[name]))
     if section == "train":

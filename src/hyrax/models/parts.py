@@ -37,8 +37,9 @@ _FAMILIES = (
 
 def unused_class_settings(config: Mapping) -> list[str]:
     """Messages for keyword tables set for a class that is not the one in use, e.g.
-    ``["torch.optim.SGD"] lr = 0.1`` while ``optimizer.name`` is Adam (a config written for the published
-    Hyrax, whose default optimizer is SGD, would otherwise change nothing, silently)."""
+    ``["torch.optim.Adam"] lr = 0.001`` while ``optimizer.name`` is the default SGD (a config written for
+    earlier releases of this Hyrax, whose default optimizer was Adam, would otherwise change nothing,
+    silently)."""
     from hyrax.config.manager import DEFAULT_CONFIG_PATH, read_toml
 
     defaults = read_toml(DEFAULT_CONFIG_PATH)

@@ -666,12 +666,10 @@ def rate_table(rows: dict, grace: float) -> None:
         f"{'backlog start->end':>19} {'':<6} {'peak RSS':>8}"
     )
     for (rate, client), row in rows.items():
-        p50 = (
-            _ms(row["p50"])
-            if row["p50"] is not None
-            else f">{row['censored_after_ms'] / 1000 + row['window_s']:.0f}s"
-        )
-        p99 = _ms(row["p99"]) if row["p99"] is not None else f">{row['censored_after_ms'] / 1000:.0f}s"
+        # an alert not durable when the client stopped waited at least from the end of production
+        bound = f">{row['censored_after_ms'] / 1000:.0f}s"
+        p50 = _ms(row["p50"]) if row["p50"] is not None else bound
+        p99 = _ms(row["p99"]) if row["p99"] is not None else bound
         state = "keeps up" if row["keeps_up"] else "BEHIND"
         start, end = row["backlog"]
         print(
@@ -683,7 +681,8 @@ def rate_table(rows: dict, grace: float) -> None:
         kept = [rate for (rate, c), row in rows.items() if c == client and row["keeps_up"]]
         behind = [row["throughput"] for (rate, c), row in rows.items() if c == client and not row["keeps_up"]]
         print(
-            f"  {client}: keeps up to {max(kept) if kept else 0:,.0f} alerts/s"
+            f"  {client}: "
+            + (f"keeps up to {max(kept):,.0f} alerts/s" if kept else "keeps up at none of these rates")
             + (f"; behind, it sustained {max(behind):,.0f}/s" if behind else "")
         )
 

@@ -185,12 +185,18 @@ class StreamProvider:
         stop.set()
 
     def _frame_batch(self, frame) -> StreamBatch:
-        if self.id_field not in frame.columns:
+        if self.id_field in frame.columns:
+            ids = frame[self.id_field].to_numpy().astype(str)
+        elif self.id_field == frame.index.name:
+            # An LSDB catalog's rows are named by its spatial index (_healpix_29), which the published
+            # notebooks use as the id of a catalog that has no id column of its own.
+            ids = frame.index.to_numpy().astype(str)
+        else:
             raise ConfigError(
                 f"[data_request.{self.group}.{self.name}] primary_id_field = {self.id_field!r} is not a column of the "
-                f"stream; its columns: {', '.join(map(str, frame.columns))}."
+                f"stream; its columns: {', '.join(map(str, frame.columns))}"
+                + (f" (and its index, {frame.index.name})." if frame.index.name else ".")
             )
-        ids = frame[self.id_field].to_numpy().astype(str)
         names = self.fields or [n for n in self.dataset.fields() if n != self.id_field]
         columns = self.dataset.columns_of(frame, names)
         count = len(ids)

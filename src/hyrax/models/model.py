@@ -505,12 +505,19 @@ def check_model_contract(model, batch: Mapping) -> Any:
         ) from error
     finally:
         model.train(was_training)
-    if not isinstance(output, torch.Tensor) or output.ndim == 0 or output.shape[0] != len(batch["object_id"]):
-        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ModelContractError(
-            f"Model {name}: infer_batch must return a tensor with one row per object (batch of "
-            f"{len(batch['object_id'])}), got {got}."
-        )
+    # A dict is one results column per key (as published); each value is checked as a tensor would be.
+    for key, value in output.items() if isinstance(output, Mapping) and output else [(None, output)]:
+        if (
+            not isinstance(value, torch.Tensor)
+            or value.ndim == 0
+            or value.shape[0] != len(batch["object_id"])
+        ):
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            where = "" if key is None else f"[{key!r}]"
+            raise ModelContractError(
+                f"Model {name}: infer_batch{where} must return a tensor with one row per object (batch of "
+                f"{len(batch['object_id'])}), got {got}. A dict of such tensors writes one results column per key."
+            )
     return tensors
 
 

@@ -1,5 +1,11 @@
 """The results table: one row per object, ``object_id`` and a fixed-size ``data`` vector, in Lance.
 
+A model whose ``infer_batch`` returns a dict (``{"data": z, "logits": y}``) gets one fixed-size column
+per key, its shape and dtype in the schema metadata as the published Hyrax writes them (``<key>`` ->
+``{"tensor_shape", "tensor_dtype"}``), so that either Hyrax reads the table. ``results[i]`` is then a
+dict of the row's columns and ``results.get_<key>(i)`` one of them, as published; the verbs that read
+vectors (reduce_dimensions, indexes, outliers) read the ``data`` column.
+
 ``<run>/lance_db/results.lance`` opens with plain LanceDB (``lancedb.connect(run / "lance_db")
 .open_table("results")``) or pylance (``lance.dataset(...)``); the tensor shape and dtype are in the
 schema metadata. Rows are streamed in chunks: memory stays flat whatever the number of objects. Each
@@ -17,6 +23,7 @@ chunks, and :class:`ResultWriter` continues it (``resume=True``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -65,16 +72,44 @@ def _schema(shape: tuple[int, ...], dtype: str):
     )
 
 
-def arrow_table(object_ids: np.ndarray, data: np.ndarray, schema):
-    """object ids and (rows, *shape) data -> an Arrow table of the results schema."""
+#: Per column of a results table: (shape of one object's value, dtype).
+Columns = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+def columns_schema(columns: Columns):
+    """The schema of a table of named columns (an ``infer_batch`` that returns a dict): ``object_id`` and
+    one fixed-size list per key, each key's shape and dtype in the metadata as the published Hyrax
+    writes them. Just ``data``: the plain schema (:func:`_schema`)."""
+    import pyarrow as pa
+
+    if list(columns) == ["data"]:
+        shape, dtype = columns["data"]
+        return _schema(shape, str(dtype))
+    fields, metadata = [("object_id", pa.string())], {}
+    for key, (shape, dtype) in columns.items():
+        width = int(np.prod(shape)) if shape else 1
+        fields.append((key, pa.list_(pa.from_numpy_dtype(np.dtype(dtype)), width)))
+        metadata[key] = json.dumps({"tensor_shape": list(shape), "tensor_dtype": str(np.dtype(dtype))})
+    return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in metadata.items()})
+
+
+def _fixed_size(values: np.ndarray):
+    import pyarrow as pa
+
+    flat = np.ascontiguousarray(values).reshape(len(values), -1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+
+
+def arrow_table(object_ids: np.ndarray, data: np.ndarray | Mapping[str, np.ndarray], schema):
+    """object ids and (rows, *shape) data (or a dict of such arrays, one per column of ``schema``) -> an
+    Arrow table of the results schema."""
     import pyarrow as pa
 
     from hyrax.datasets.ids import arrow_strings
 
-    flat = np.ascontiguousarray(data).reshape(len(data), -1)
-    values = pa.array(flat.reshape(-1))
-    vectors = pa.FixedSizeListArray.from_arrays(values, flat.shape[1])
-    return pa.Table.from_arrays([arrow_strings(object_ids), vectors], schema=schema)
+    named = data if isinstance(data, Mapping) else {"data": data}
+    columns = [_fixed_size(named[name]) for name in schema.names[1:]]
+    return pa.Table.from_arrays([arrow_strings(object_ids), *columns], schema=schema)
 
 
 def compact_table(path: Path, row_bytes: int) -> None:
@@ -139,6 +174,45 @@ def _layout(schema, path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
+def column_layouts(schema, path: Path) -> Columns:
+    """(shape, dtype) of each value column of a results table: ``data`` through :func:`_layout`; other
+    columns (an ``infer_batch`` dict's keys) from their published-style metadata, else from the column's
+    fixed-size list type."""
+    import pyarrow as pa
+
+    metadata = schema.metadata or {}
+    layouts: Columns = {}
+    for field in schema:
+        if field.name == "object_id" or not pa.types.is_fixed_size_list(field.type):
+            continue
+        described = metadata.get(field.name.encode())
+        if described is not None:
+            text = json.loads(described.decode())
+            layouts[field.name] = (tuple(text["tensor_shape"]), np.dtype(text["tensor_dtype"]))
+        elif field.name == "data":
+            layouts["data"] = _layout(schema, path)
+        else:
+            layouts[field.name] = ((field.type.list_size,), np.dtype(field.type.value_type.to_pandas_dtype()))
+        shape = layouts[field.name][0]
+        if (int(np.prod(shape)) if shape else 1) != field.type.list_size:
+            raise ResultsError(
+                f"Results table {path}: its metadata gives column {field.name} the shape {list(shape)}, but "
+                f"the column holds {field.type.list_size} values per row. Write the table again with Hyrax."
+            )
+    return layouts
+
+
+def output_columns(outputs: np.ndarray | Mapping[str, np.ndarray]) -> Columns:
+    """The columns a batch of model outputs makes: ``data`` for an array, one per key for a dict."""
+    named = outputs if isinstance(outputs, Mapping) else {"data": outputs}
+    if "object_id" in named:
+        raise ResultsError(
+            "infer_batch returned a dict with the key 'object_id', which the results table keeps for the ids: "
+            "name that output otherwise."
+        )
+    return {str(k): (tuple(np.shape(v)[1:]), np.asarray(v).dtype) for k, v in named.items()}
+
+
 def _has_versions(path: Path) -> bool:
     versions = path / "_versions"
     return versions.is_dir() and any(versions.iterdir())
@@ -182,7 +256,8 @@ class ResultWriter:
 
     Args:
         run_dir: the run directory.
-        shape, dtype: of one object's result (the table's vectors).
+        shape, dtype: of one object's result (the table's vectors); or a dict of shapes (and of dtypes,
+            or one dtype) for named columns: an ``infer_batch`` that returns a dict.
         resume: continue an existing table instead of refusing to touch it.
         commit_seconds: commit at least this often (a kill loses at most this much work).
     """
@@ -198,13 +273,23 @@ class ResultWriter:
         self.path = table_path(run_dir)
         self.commit_seconds = float(commit_seconds)
         self._last_flush = time.monotonic()
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-        self.schema = _schema(self.shape, str(self.dtype))
-        row_bytes = max(1, int(np.prod(self.shape or (1,))) * self.dtype.itemsize)
-        self.chunk_rows = max(1024, min(CHUNK_ROWS, CHUNK_BYTES // row_bytes))
+        self.named = isinstance(shape, Mapping)
+        shapes = shape if isinstance(shape, Mapping) else {"data": shape}
+        self.columns: Columns = {
+            str(key): (
+                tuple(int(s) for s in value),
+                np.dtype(dtype[key] if isinstance(dtype, Mapping) else dtype),
+            )
+            for key, value in shapes.items()
+        }
+        self.shape, self.dtype = self.columns.get("data", ((), np.dtype("float32")))
+        self.schema = columns_schema(self.columns)
+        self.row_bytes = max(
+            1, sum(int(np.prod(shape or (1,))) * dtype.itemsize for shape, dtype in self.columns.values())
+        )
+        self.chunk_rows = max(1024, min(CHUNK_ROWS, CHUNK_BYTES // self.row_bytes))
         self._ids: list[np.ndarray] = []
-        self._data: list[np.ndarray] = []
+        self._data: list[Any] = []
         self._buffered = 0
         self.committed = 0
         if self.path.exists() and not _has_versions(self.path):
@@ -221,10 +306,12 @@ class ResultWriter:
                     f"Results table {self.path} exists already; resume the run or use a new run directory."
                 )
             existing = self._dataset()
-            if existing.schema.metadata.get(b"shape") != self.schema.metadata[b"shape"]:
+            held = column_layouts(existing.schema, self.path)
+            if held != self.columns:
+                show = lambda c: ", ".join(f"{k} {list(s)} {d}" for k, (s, d) in c.items())  # noqa: E731
                 raise ResultsError(
-                    f"Results table {self.path} holds vectors of shape {existing.schema.metadata.get(b'shape', b'?').decode()}, "
-                    f"but the model now gives {list(self.shape)}: resume with the same model and weights."
+                    f"Results table {self.path} holds {show(held)}, but the model now gives {show(self.columns)}: "
+                    f"resume with the same model and weights."
                 )
             self.committed = existing.count_rows()
         else:
@@ -232,6 +319,14 @@ class ResultWriter:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise ResultsError(f"Cannot create {self.path.parent}: {error.strerror}.") from None
+
+    @classmethod
+    def layout_of(cls, outputs: np.ndarray | Mapping[str, np.ndarray]) -> tuple[Any, Any]:
+        """(shape, dtype) arguments for a table of these model outputs (dicts of them for a dict)."""
+        columns = output_columns(outputs)
+        if isinstance(outputs, Mapping):
+            return {k: c[0] for k, c in columns.items()}, {k: c[1] for k, c in columns.items()}
+        return columns["data"]
 
     def _dataset(self):
         import lance
@@ -245,17 +340,31 @@ class ResultWriter:
         table = self._dataset().take([self.committed - 1], columns=["object_id"])
         return table.column("object_id")[0].as_py()
 
-    def write(self, object_ids: np.ndarray, data: np.ndarray) -> None:
-        data = np.asarray(data)
-        if data.shape[1:] != self.shape:
+    def write(self, object_ids: np.ndarray, data: np.ndarray | Mapping[str, np.ndarray]) -> None:
+        """Buffer rows (``data``: an array, or a dict of arrays with this table's keys); commit when a
+        chunk is full or ``commit_seconds`` have passed."""
+        if self.named != isinstance(data, Mapping):
             raise ResultsError(
-                f"A batch of results has shape {data.shape[1:]}; this table holds {self.shape}."
+                f"A batch of results is {'a dict' if isinstance(data, Mapping) else 'an array'}; this table holds "
+                f"{'the columns ' + ', '.join(self.columns) if self.named else 'one array per object'}."
             )
-        if len(object_ids) != len(data):
-            raise ResultsError(f"{len(object_ids)} object ids for {len(data)} results.")
+        named = {key: np.asarray(value) for key, value in (data if self.named else {"data": data}).items()}
+        if list(named) != list(self.columns) and set(named) != set(self.columns):
+            raise ResultsError(
+                f"A batch of results has the keys {', '.join(named)}; this table holds {', '.join(self.columns)}."
+            )
+        for key, (shape, dtype) in self.columns.items():
+            if named[key].shape[1:] != shape:
+                where = f" ({key})" if self.named else ""
+                raise ResultsError(
+                    f"A batch of results{where} has shape {named[key].shape[1:]}; this table holds {shape}."
+                )
+            if len(named[key]) != len(object_ids):
+                raise ResultsError(f"{len(object_ids)} object ids for {len(named[key])} results.")
+            named[key] = named[key].astype(dtype, copy=False)
         self._ids.append(np.asarray(object_ids))
-        self._data.append(data.astype(self.dtype, copy=False))
-        self._buffered += len(data)
+        self._data.append(named if self.named else named["data"])
+        self._buffered += len(object_ids)
         if self._buffered >= self.chunk_rows or time.monotonic() - self._last_flush >= self.commit_seconds:
             self.flush()
 
@@ -265,7 +374,11 @@ class ResultWriter:
             return
         import lance
 
-        table = arrow_table(np.concatenate(self._ids), np.concatenate(self._data), self.schema)
+        if self.named:
+            data: Any = {key: np.concatenate([part[key] for part in self._data]) for key in self.columns}
+        else:
+            data = np.concatenate(self._data)
+        table = arrow_table(np.concatenate(self._ids), data, self.schema)
         mode = "append" if _has_versions(self.path) else "create"
         try:
             # Written, then committed: what lance.write_dataset does, in two steps so that the fault
@@ -291,7 +404,7 @@ class ResultWriter:
         so that look-ups by id do not scan the table."""
         self.flush()
         if index and self.path.exists():
-            compact_table(self.path, int(np.prod(self.shape or (1,))) * self.dtype.itemsize)
+            compact_table(self.path, self.row_bytes)
             index_ids(self.path)
 
     def __enter__(self) -> ResultWriter:
@@ -305,6 +418,10 @@ class ResultWriter:
 class ResultDataset(HyraxDataset):
     """The results of an inference run, as a dataset: ``len``, ``r[i]``, ``r[indices]``, iteration,
     ``ids()``, ``lookup(object_id)``, and the fields ``object_id`` and ``data`` for ``[data_request]``.
+
+    A table of named columns (an ``infer_batch`` that returned a dict) reads as published: ``keys()``
+    lists them, ``r[i]`` is ``{key: array}``, ``r[indices]`` a list of those, ``r.get_<key>(i)`` one
+    value; every key is a field for ``[data_request]``.
 
     Args:
         config: a Hyrax config (optional).
@@ -327,8 +444,15 @@ class ResultDataset(HyraxDataset):
             )
         self.table_path = path
         self._lance = lance.dataset(str(path))
-        self.shape, self.dtype = _layout(self._lance.schema, path)
+        self.columns = column_layouts(self._lance.schema, path)
+        self.named = list(self.columns) != ["data"]
+        self.shape, self.dtype = self.columns.get("data", (None, None))
         self._length = self._lance.count_rows()
+        self._columns = ("object_id", *self.columns)
+        self.table_fields = frozenset(self._columns)
+        for key in self.columns:  # get_<key>, as the published ResultDataset gives them
+            if not hasattr(self, f"get_{key}"):
+                setattr(self, f"get_{key}", functools.partial(self._value, key))
         self._block: tuple[int, np.ndarray, np.ndarray] | None = None
         self._index: Any = False  # the id index, opened on first use (None: there is none)
         self._pid = os.getpid()
@@ -340,14 +464,29 @@ class ResultDataset(HyraxDataset):
         are stale when it has moved on."""
         return int(self._lance.version)
 
-    #: Its fields as table columns: a data provider reads a batch of them at once, in the main process.
+    #: Its fields as table columns (set per table: ``object_id`` and the value columns).
     _columns = ("object_id", "data")
     #: Fields the data provider reads a batch at a time, in the main process (Lance is not fork-safe).
     table_fields = frozenset(_columns)
     _reads_own_getters = True
 
+    def keys(self) -> list[str]:
+        """The value columns, as published: ``["data"]``, or the keys ``infer_batch`` returned."""
+        return list(self.columns)
+
+    def fields(self) -> list[str]:
+        return sorted(self.table_fields)
+
+    def getter(self, field: str):
+        if field in self.columns:
+            return functools.partial(self._value, field)
+        return super().getter(field)
+
+    def _value(self, key: str, idx: int) -> np.ndarray:
+        return self._cached(int(idx))[1][key]
+
     def read_rows(self, rows, fields) -> dict[str, np.ndarray]:
-        """Values of ``fields`` ("object_id", "data") at ``rows``, in one read."""
+        """Values of ``fields`` ("object_id" and value columns) at ``rows``, in one read."""
         self._check_process()
         rows = np.asarray(rows, dtype=np.int64)
         unique, inverse = np.unique(rows, return_inverse=True)
@@ -357,7 +496,7 @@ class ResultDataset(HyraxDataset):
             values = (
                 table.column(field).to_numpy(zero_copy_only=False).astype(str)
                 if field == "object_id"
-                else self._vectors(table.select([field]))
+                else self._column(table, field)
             )
             found[field] = values[inverse]
         return found
@@ -377,10 +516,23 @@ class ResultDataset(HyraxDataset):
     def __len__(self) -> int:
         return self._length
 
+    def _column(self, table, key: str) -> np.ndarray:
+        shape, dtype = self.columns[key]
+        flat = table.column(key).combine_chunks().values.to_numpy(zero_copy_only=False)
+        return flat.reshape(len(table), *shape).astype(dtype, copy=False) if shape else flat
+
     def _vectors(self, table) -> np.ndarray:
-        column = table.column("data").combine_chunks()
-        flat = column.values.to_numpy(zero_copy_only=False)
-        return flat.reshape(len(table), *self.shape) if self.shape else flat
+        if "data" not in self.columns:
+            raise ResultsError(
+                f"The results {self.table_path} have the columns {', '.join(self.columns)} and no 'data' "
+                "column, which the verbs that read vectors use: return a 'data' key from infer_batch, or read "
+                "a column with results.get_<key>(i) or as a [data_request] field."
+            )
+        return self._column(table, "data")
+
+    def _named_rows(self, table) -> list[dict[str, np.ndarray]]:
+        values = {key: self._column(table, key) for key in self.columns}
+        return [{key: array[i] for key, array in values.items()} for i in range(len(table))]
 
     def _rows(self, indices: np.ndarray):
         indices = np.asarray(indices, dtype=np.int64)
@@ -388,8 +540,9 @@ class ResultDataset(HyraxDataset):
             raise IndexError(f"row index out of range for {self._length} results")
         return self._lance.take(np.where(indices < 0, indices + self._length, indices))
 
-    def _cached(self, index: int) -> tuple[str, np.ndarray]:
-        """Row ``index`` through a cache of blocks of rows (sequential readers touch storage rarely)."""
+    def _cached(self, index: int) -> tuple[str, dict[str, np.ndarray]]:
+        """(id, {column: value}) of row ``index``, through a cache of blocks of rows (sequential readers
+        touch storage rarely)."""
         self._check_process()
         if index < 0:
             index += self._length
@@ -401,17 +554,21 @@ class ResultDataset(HyraxDataset):
             self._block = (
                 start,
                 table.column("object_id").to_numpy(zero_copy_only=False),
-                self._vectors(table),
+                {key: self._column(table, key) for key in self.columns},
             )
-        return self._block[1][index - start], self._block[2][index - start]
+        offset = index - start
+        return self._block[1][offset], {key: values[offset] for key, values in self._block[2].items()}
 
     def __getitem__(self, index):
-        """The vector of row ``index``, or the vectors of an array or slice of rows."""
+        """The vector of row ``index``, or the vectors of an array or slice of rows. A table of named
+        columns: ``{key: value}`` of the row, or a list of those (as published)."""
         if isinstance(index, int | np.integer):
-            return self._cached(int(index))[1]
+            row = self._cached(int(index))[1]
+            return row if self.named else row["data"]
         if isinstance(index, slice):
             index = np.arange(*index.indices(self._length))
-        return self._vectors(self._rows(np.asarray(index)))
+        table = self._rows(np.asarray(index))
+        return self._named_rows(table) if self.named else self._vectors(table)
 
     def ids_at(self, rows) -> np.ndarray:
         """The object ids of these rows (str), in the order given, in one read."""
@@ -432,7 +589,9 @@ class ResultDataset(HyraxDataset):
         return table.column("object_id").to_numpy(zero_copy_only=False).astype(str), self._vectors(table)
 
     def get_data(self, idx: int) -> np.ndarray:
-        return self._cached(int(idx))[1]
+        if "data" not in self.columns:
+            self._vectors(None)  # says which columns there are
+        return self._cached(int(idx))[1]["data"]
 
     def get_object_id(self, idx: int) -> str:
         return str(self._cached(int(idx))[0])

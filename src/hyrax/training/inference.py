@@ -26,7 +26,7 @@ from hyrax.datasets.loader import Skips, loader_from_config
 from hyrax.datasets.provider import DataProvider
 from hyrax.datasets.splits import compute_splits
 from hyrax.errors import ConfigError, DataError, ResultsError
-from hyrax.models.model import load_prepare_inputs, to_torch
+from hyrax.models.model import ModelContractError, load_prepare_inputs, to_torch
 from hyrax.progress import Progress
 from hyrax.results.run_dir import resolve_run
 from hyrax.results.store import ResultWriter
@@ -136,11 +136,37 @@ class TorchRunner:
     def __init__(self, model, prepare: Callable, device):
         self.model, self.prepare, self.device = model, prepare, device
 
-    def __call__(self, batch) -> np.ndarray:
+    def __call__(self, batch) -> np.ndarray | dict[str, np.ndarray]:
         import torch
 
         with torch.inference_mode():
-            return self.model.infer_batch(to_torch(self.prepare(batch), self.device)).detach().cpu().numpy()
+            return outputs_to_numpy(self.model.infer_batch(to_torch(self.prepare(batch), self.device)))
+
+
+def outputs_to_numpy(output: Any) -> np.ndarray | dict[str, np.ndarray]:
+    """What ``infer_batch`` returned (a tensor, or a dict of tensors: one results column per key, as
+    published) as numpy on the CPU."""
+    if isinstance(output, Mapping):
+        if not output:
+            raise ModelContractError(
+                "infer_batch returned an empty dict: return a tensor, or a dict of them."
+            )
+        return {str(key): _numpy(value, f"infer_batch()[{key!r}]") for key, value in output.items()}
+    return _numpy(output, "infer_batch()")
+
+
+def _numpy(value: Any, what: str) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise ModelContractError(
+        f"{what} is a {type(value).__name__}: return a torch tensor (one row per object), or a dict of them."
+    )
+
+
+def _batch_length(outputs: np.ndarray | Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(outputs.values()))) if isinstance(outputs, Mapping) else len(outputs)
 
 
 def predict_batches(runner: Callable, loader, provider: DataProvider | None = None, skips=None) -> Any:
@@ -149,13 +175,17 @@ def predict_batches(runner: Callable, loader, provider: DataProvider | None = No
     skipped with ``data_set.on_bad_object = "skip"``."""
     for batch in loader:
         object_ids, outputs = batch["object_id"], runner(batch)
-        if provider is not None and outputs.dtype.kind in "fc":
+        if provider is not None:
             object_ids, outputs = _finite_only(object_ids, outputs, provider, skips)
         yield object_ids, outputs
 
 
 def _finite_only(object_ids, outputs, provider: DataProvider, skips):
-    finite = np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+    arrays = outputs.values() if isinstance(outputs, Mapping) else [outputs]
+    finite = np.ones(_batch_length(outputs), dtype=bool)
+    for values in arrays:
+        if values.dtype.kind in "fc":
+            finite &= np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if finite.all():
         return object_ids, outputs
     bad = np.asarray(object_ids)[~finite]
@@ -170,6 +200,8 @@ def _finite_only(object_ids, outputs, provider: DataProvider, skips):
     skips.add(
         [(str(i), "model output not finite (NaN or inf)", int(r)) for i, r in zip(bad, rows, strict=True)]
     )
+    if isinstance(outputs, Mapping):
+        return np.asarray(object_ids)[finite], {key: values[finite] for key, values in outputs.items()}
     return np.asarray(object_ids)[finite], outputs[finite]
 
 
@@ -238,13 +270,18 @@ def run_inference(
 
     sample = first_readable(provider, int(indices[0]))  # the first object may be skipped as unreadable
     probe = runner(sample)
-    shape, dtype = probe.shape[1:], probe.dtype
+    shape, dtype = ResultWriter.layout_of(probe)  # a dict: one column per key
     provider.take_skipped()  # the probe's own skip (if any) is counted when the loader meets the object
     from hyrax.training.distributed_inference import _distributed, check_processes
 
     if resume:
         check_processes(run_dir, distribution.world_size)
     if distribution.active:
+        if isinstance(probe, Mapping):
+            raise ConfigError(
+                "infer_batch returns a dict (one results column per key), which distributed inference "
+                "(torchrun) does not write yet: run infer in one process, or return one tensor."
+            )
         return _distributed(config, run_dir, distribution, provider, indices, runner, shape, dtype)
     writer = ResultWriter(
         run_dir, shape, dtype, resume=resume, commit_seconds=config["infer"]["commit_seconds"]

@@ -47,7 +47,13 @@ class TestVerb(Verb):
         from hyrax.progress import Progress
         from hyrax.results.run_dir import write_text_atomic
         from hyrax.results.store import ResultDataset, ResultWriter
-        from hyrax.training.inference import SKIPPED_FILE, RowSampler, load_model, weights_location
+        from hyrax.training.inference import (
+            SKIPPED_FILE,
+            RowSampler,
+            load_model,
+            outputs_to_numpy,
+            weights_location,
+        )
         from hyrax.training.loop import call_epoch_hook
 
         provider, indices = test_provider(self.config)
@@ -66,9 +72,11 @@ class TestVerb(Verb):
             with Progress("test", total=len(indices)) as progress, torch.inference_mode():
                 for batch in loader:
                     tensors = to_torch(prepare(batch))
-                    outputs = model.infer_batch(tensors).detach().cpu().numpy()
+                    outputs = outputs_to_numpy(model.infer_batch(tensors))
                     if writer is None:
-                        writer = ResultWriter(run.path, outputs.shape[1:], outputs.dtype)
+                        writer = ResultWriter(
+                            run.path, *ResultWriter.layout_of(outputs)
+                        )  # a dict: a column a key
                     writer.write(batch["object_id"], outputs)
                     count = len(batch["object_id"])
                     if callable(metric_of):

@@ -50,7 +50,6 @@ NO_EFFECT: dict[str, tuple[Any, str]] = {
     "test.experiment_name": ("notebook", "test results are logged with train.experiment_name"),
     "test.run_name": (False, "the test run is named after its results directory"),
     "data_loader.collate_fn": (False, "write collate_<field> methods on the dataset class instead"),
-    "data_set.use_cache": (True, "samples are streamed; data_loader.num_workers sets the read parallelism"),
     "balance.groups": ([], 'set balance.enabled = true to rebalance the "train" group'),
     "model.HyraxAutoencoderV2.final_layer": ("tanh", _UNUSED_MODEL_KEY.format(model="HyraxAutoencoderV2")),
     "model.ImageDCAE.base_channel_size": (32, _UNUSED_MODEL_KEY.format(model="ImageDCAE")),

@@ -122,6 +122,12 @@ class HyraxDataset:
     def on_epoch_start(self, verb: str) -> None:
         """Called before every epoch of ``verb`` ("train", "infer"...); the default does nothing."""
 
+    def augment_cache_key(self, idx: int, rng_seed: int) -> Any:
+        """A hashable key naming the result of ``augment_<field>(data, idx, rng_seed)``, to keep and reuse
+        it (``data_set.use_cache``; :mod:`hyrax.datasets.augment_cache`), or None (the default): augment
+        afresh every time. Override it when augmentation is deterministic and costly."""
+        return None
+
     def __repr__(self) -> str:
         try:
             size = len(self)

@@ -158,6 +158,12 @@ class DataProvider:
         self.nan_quantile = config["data_set"]["nan_quantile"]
         self.skip_bad = config["data_set"]["on_bad_object"] == "skip"
         self.augment_seed = int(get_setting(config, "data_set.seed") or 0)
+        # Augmented values a dataset's augment_cache_key names, kept for reuse (hyrax.datasets.augment_cache).
+        self.augment_cache = None
+        if config["data_set"].get("use_cache", True):
+            from hyrax.datasets.augment_cache import AugmentCache
+
+            self.augment_cache = AugmentCache(float(config["data_set"].get("augment_cache_mb", 512)) * 2**20)
         self.epoch = 0
         self._plan_reads()
         #: (object id, reason, row) of objects skipped by this process since take_skipped last ran.
@@ -286,6 +292,8 @@ class DataProvider:
     def _augment(self, hook, value, row: int):
         # A different, reproducible seed for every (seed, epoch, object).
         seed = (self.augment_seed * 1_000_003 + self.epoch * 7_919 + int(row) * 2_654_435_761) % 2**32
+        if self.augment_cache is not None:
+            return self.augment_cache.augmented(hook, value, row, seed)
         return hook(value, row, seed)
 
     def start_epoch(self, verb: str, epoch: int) -> None:

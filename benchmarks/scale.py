@@ -240,11 +240,14 @@ def stage_map(work: Path) -> dict:
         if " at http" not in line:
             raise SystemExit(f"hyrax visualize did not start: {line}{server.stderr.read()[-3000:]}")
         load = time.perf_counter() - began
-        url = line.split(" at ")[1].split()[0]
+        # the printed address ends in ?token=...: every request carries that session token
+        url, _, token = line.split(" at ")[1].split()[0].partition("?token=")
+        headers = {"X-Hyrax-Token": token, "Content-Type": "application/json"}
 
         def get(path: str, body: bytes | None = None) -> tuple[float, bytes]:
             start = time.perf_counter()
-            request = urllib.request.Request(url + path, data=body, method="POST" if body else "GET")
+            method = "POST" if body else "GET"
+            request = urllib.request.Request(url + path, data=body, method=method, headers=headers)
             with urllib.request.urlopen(request, timeout=600) as answer:
                 payload = answer.read()
             return time.perf_counter() - start, payload

@@ -90,7 +90,7 @@ def _served_map(config_file):
     )
     try:
         line = server.stdout.readline()
-        found = re.search(r"Hyrax map of 376 objects at (http://127\.0\.0\.1:\d+/)", line)
+        found = re.search(r"Hyrax map of 376 objects at (http://127\.0\.0\.1:\d+/\?token=[\w-]+) ", line)
         assert found, f"printed {line!r}; stderr: {server.stderr.read() if server.poll() is not None else ''}"
         with urllib.request.urlopen(found.group(1), timeout=30) as page:
             assert b"Bokeh" in page.read()

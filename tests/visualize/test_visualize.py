@@ -165,25 +165,28 @@ def test_live_app_answers_the_page(demo):
     view = _hyrax_on(results).visualize(color_column="outlier_score")
     with pytest.raises(RuntimeError, match="select objects with the lasso or box tool"):
         view.selected()
-    url = view.serve(0)
+    page_url = view.serve(0)
+    # the page's requests carry the session token of the address served
+    url, token = view.live.address, f"token={view.live.token}"
+    assert page_url == f"{url}?{token}"
     try:
-        kind, page = _get(url)
+        kind, page = _get(page_url)
         assert kind.startswith("text/html") and b"view?" in page and b"cdn.bokeh.org" not in page
         x0, y0, x1, y1 = view.live.extent
-        kind, body = _get(f"{url}view?x0={x0}&x1={x1}&y0={y0}&y1={y1}")
+        kind, body = _get(f"{url}view?x0={x0}&x1={x1}&y0={y0}&y1={y1}&{token}")
         shown = json.loads(body)
         assert shown["in_view"] == shown["total"] == shown["drawn"] == 376
         assert len(_decoded(shown["arrays"]["map_x"])) == len(shown["points"]["object_id"]) == 376
         assert shown["density"]["url"] == []  # few enough: every point exactly, no density
         assert {"ring", "outlier_score"} <= set(shown["arrays"])
         first = shown["points"]["object_id"][0]
-        kind, tile = _get(f"{url}thumb?id={urllib.parse.quote(first)}")
+        kind, tile = _get(f"{url}thumb?id={urllib.parse.quote(first)}&{token}")
         assert kind == "image/png" and tile.startswith(b"\x89PNG") and tile != placeholder_png()
-        kind, body = _get(f"{url}neighbours?id={urllib.parse.quote(first)}")
+        kind, body = _get(f"{url}neighbours?id={urllib.parse.quote(first)}&{token}")
         near = json.loads(body)
         assert len(near["object_id"]) == 9 and near["object_id"][0] == first
         request = urllib.request.Request(
-            url + "selection",
+            f"{url}selection?{token}",
             data=json.dumps({"object_id": shown["points"]["object_id"][:5]}).encode(),
             headers={"Content-Type": "application/json"},
         )
@@ -192,7 +195,7 @@ def test_live_app_answers_the_page(demo):
         assert selected["object_id"].tolist() == shown["points"]["object_id"][:5]
         assert {"ring", "outlier_score", "map_x", "map_y"} <= set(selected.columns)
         with pytest.raises(urllib.error.HTTPError, match="400"):
-            _get(f"{url}view?x0=1&x1=0&y0=0&y1=1")
+            _get(f"{url}view?x0=1&x1=0&y0=0&y1=1&{token}")
     finally:
         view.live.stop()
 
@@ -207,13 +210,13 @@ def test_selection_posts_are_accepted_from_the_map_page_only(tmp_path):
 
     write_map_run(tmp_path, np.random.default_rng(0).normal(size=(50, 2)))
     live = LiveMap(ConfigManager().config, tmp_path)
-    url = live.start(0)
-    port = live.server.server_address[1]
+    live.start(0)
+    url, port = live.address, live.server.server_address[1]
     body = json.dumps({"object_id": ["p1", "p2"]}).encode()
 
     def post(headers, data=body):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.putrequest("POST", "/selection")
+        connection.putrequest("POST", f"/selection?token={live.token}")
         for name, value in headers.items():
             connection.putheader(name, value)
         connection.endheaders()

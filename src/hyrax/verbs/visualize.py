@@ -98,7 +98,7 @@ class VisualizeVerb(Verb):
             port = view.live.server.server_address[1]  # the port taken, when 0 asked for any
             print(
                 f"  from another machine: ssh -L {port}:127.0.0.1:{port} {socket.gethostname()}, "
-                f"then open http://127.0.0.1:{port}/ there",
+                f"then open {url} there",
                 flush=True,
             )
             while True:

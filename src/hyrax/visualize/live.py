@@ -16,6 +16,14 @@ reads the rest as needed) and answers the page's questions as the user pans, zoo
 - ``POST /rank``: re-rank every object from the labels (``h.rank()``), answering the top of the ranking
   and the suggested next objects to label.
 
+Only its user can reach it: every request, GET and POST alike, must name the server by its loopback
+address and port (``Host: 127.0.0.1:PORT``, ``localhost:PORT`` or ``[::1]:PORT``; a page of another site
+whose name resolves to 127.0.0.1, DNS rebinding, is refused) and carry the session token of the address
+the server prints (``?token=...``, as Jupyter does). The first visit sets it as a cookie (HttpOnly,
+SameSite=Strict); the page passes it on in its own requests and image addresses, so that it also works
+inside the notebook's frame, where a browser may withhold cookies. A POST must also come from the
+page's own origin.
+
 Standard library HTTP only: nothing to install on a login node, and the notebook front door starts the
 same server in a background thread.
 """
@@ -26,6 +34,7 @@ import http.server
 import json
 import logging
 import math
+import secrets
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -34,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyrax.visualize.access import SessionGate
 from hyrax.visualize.mapdata import DENSITY_BINS, MapData, density_rgba, label_marks, map_frame
 from hyrax.visualize.source import OWN, MapSource
 from hyrax.visualize.stretch import png_bytes
@@ -73,6 +83,9 @@ class LiveMap:
         self._selected = np.empty(0, dtype=np.int64)  # map rows
         self._seq: int | None = None
         self.server: http.server.ThreadingHTTPServer | None = None
+        # a new one per map served: whoever lacks it (another site's page, another user of the
+        # machine) is refused, whatever route they ask for
+        self.token = secrets.token_urlsafe(32)
 
     @property
     def total(self) -> int:
@@ -128,7 +141,7 @@ class LiveMap:
             ids=ids,
             coordinates=self.source.coordinates(rows),
             columns=self.source.columns_of(rows),
-            thumbnails=[thumbnail_url(i) for i in ids],
+            thumbnails=[self.thumbnail_url(i) for i in ids],
             total=self.total,
         )
         data.extent = self.extent
@@ -138,9 +151,12 @@ class LiveMap:
         data.marks = label_marks(self.source)
         return data
 
-    @staticmethod
-    def _density_source(x0: float, x1: float, y0: float, y1: float) -> dict:
-        query = urllib.parse.urlencode({"x0": x0, "x1": x1, "y0": y0, "y1": y1})
+    def thumbnail_url(self, object_id) -> str:
+        """An object's thumbnail address, relative to the page, with the session token."""
+        return "thumb?" + urllib.parse.urlencode({"id": str(object_id), "token": self.token})
+
+    def _density_source(self, x0: float, x1: float, y0: float, y1: float) -> dict:
+        query = urllib.parse.urlencode({"x0": x0, "x1": x1, "y0": y0, "y1": y1, "token": self.token})
         return {"url": [f"density.png?{query}"], "x": [x0], "y": [y0], "w": [x1 - x0], "h": [y1 - y0]}
 
     def density_png(self, x0: float, x1: float, y0: float, y1: float) -> bytes:
@@ -185,7 +201,7 @@ class LiveMap:
         return {
             "object_id": ids,
             "distance": [float(d) for d in distances],
-            "thumbnail": [thumbnail_url(i) for i in ids],
+            "thumbnail": [self.thumbnail_url(i) for i in ids],
         }
 
     # -- the selection, back in Python ----------------------------------------------------------------
@@ -261,23 +277,40 @@ class LiveMap:
             raise LookupError(f"{self.reduce_run} does not say which inference run it mapped")
         run, latest = ranked_run(self.config, self.infer_run)  # one ranking pass for both lists
         return {
-            "top": _entries(ranked_frame(run, latest, top), "combined"),
-            "suggest": _entries(suggested_frame(run, latest, suggest), "acquisition"),
+            "top": self._entries(ranked_frame(run, latest, top), "combined"),
+            "suggest": self._entries(suggested_frame(run, latest, suggest), "acquisition"),
             "labelled": int(latest["label"].notna().sum()),
         }
+
+    def _entries(self, frame, score: str) -> list[dict]:
+        """Rows of a ranking as the page's tiles: id, score, label (1/0/None) and thumbnail address."""
+        import pandas as pd
+
+        labels = [None if pd.isna(value) else int(value) for value in frame["label"].astype(object)]
+        return [
+            {"object_id": str(i), score: float(v), "label": label, "thumbnail": self.thumbnail_url(i)}
+            for i, v, label in zip(frame["object_id"], frame[score], labels, strict=True)
+        ]
 
     # -- the server --------------------------------------------------------------------------------
 
     def start(self, port: int = 0, page: str | None = None) -> str:
-        """Serve on 127.0.0.1:port (0: any free port) in a background thread; return the address."""
+        """Serve on 127.0.0.1:port (0: any free port) in a background thread; return the address to
+        open, with the session token (:attr:`url`)."""
         if self.server is None:
             self.server = make_server(self, port, page)
             threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self.url
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """Where the server is, without the token: ``http://127.0.0.1:PORT/`` ("" when not serving)."""
         return f"http://127.0.0.1:{self.server.server_address[1]}/" if self.server else ""
+
+    @property
+    def url(self) -> str:
+        """The address to open: the page with the session token, ``http://127.0.0.1:PORT/?token=...``."""
+        return f"{self.address}?token={self.token}" if self.server else ""
 
     def stop(self) -> None:
         if self.server is not None:
@@ -289,17 +322,6 @@ class LiveMap:
         from hyrax.visualize.page import build_layout, page_html
 
         return page_html(build_layout(self.initial(), self.color, title, live=True), title)
-
-
-def _entries(frame, score: str) -> list[dict]:
-    """Rows of a ranking as the page's tiles: id, score, label (1/0/None) and thumbnail address."""
-    import pandas as pd
-
-    labels = [None if pd.isna(value) else int(value) for value in frame["label"].astype(object)]
-    return [
-        {"object_id": str(i), score: float(v), "label": label, "thumbnail": thumbnail_url(i)}
-        for i, v, label in zip(frame["object_id"], frame[score], labels, strict=True)
-    ]
 
 
 def inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
@@ -325,27 +347,29 @@ USAGE = {
 MAX_SELECTION_BYTES = 64 * 2**20
 
 
-def thumbnail_url(object_id) -> str:
-    return "thumb?id=" + urllib.parse.quote(str(object_id))
-
-
 def make_server(live: LiveMap, port: int, page: str | None = None) -> http.server.ThreadingHTTPServer:
     """The HTTP server of a LiveMap (see the module documentation for its routes)."""
     handler = type("Handler", (MapRequestHandler,), {"live": live, "html": (page or live.page()).encode()})
     http.server.ThreadingHTTPServer.daemon_threads = True
-    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    handler.gate = SessionGate(live.token, server.server_address[1])  # the port taken, when 0 asked any
+    return server
 
 
 class MapRequestHandler(http.server.BaseHTTPRequestHandler):
-    """Answers the page's requests from ``live``; ``html`` is the page (a subclass per server sets both)."""
+    """Answers the page's requests from ``live``; ``html`` is the page; ``gate`` says who may ask (a
+    subclass per server sets all three)."""
 
     live: LiveMap
     html: bytes
+    gate: SessionGate
 
     def do_GET(self):  # noqa: N802 - the http.server interface
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         live = self.live
+        if not self._admitted(query, page=url.path in ("/", "/index.html")):
+            return
         try:
             if url.path in ("/", "/index.html"):
                 self._send(self.html, "text/html; charset=utf-8")
@@ -366,7 +390,10 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
             self._json({"error": str(error)}, status=500)
 
     def do_POST(self):  # noqa: N802
-        path = urllib.parse.urlsplit(self.path).path
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        if not self._admitted(dict(urllib.parse.parse_qsl(url.query))):
+            return
         if path not in USAGE:
             self.send_error(404)
             return
@@ -405,14 +432,25 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
         except Exception as error:
             raise RuntimeError(f"re-ranking failed: {error}") from error
 
+    def _admitted(self, query: Mapping[str, str], page: bool = False) -> bool:
+        """Whether this request may be answered (:class:`~hyrax.visualize.access.SessionGate`); a refusal
+        is sent here, as text for the page and JSON for the page's requests."""
+        refused = self.gate.refusal(self.headers, query)
+        if refused is not None:
+            status, reason = refused
+            if page:
+                self._send(reason.encode(), "text/plain; charset=utf-8", status=status)
+            else:
+                self._json({"error": reason}, status=status)
+            self.close_connection = True
+            return False
+        # the first visit's token becomes a cookie, so that a reload without it still works
+        self._new_cookie = self.gate.token_source(self.headers, query) == "query" and page
+        return True
+
     def _refusal(self) -> tuple[int, str] | None:
-        """Why this POST is refused (status, reason), or None. Only the page this server served may
-        post: same origin (a page of another site cannot, even though the server is on 127.0.0.1),
-        JSON only (a plain form cannot), with a sane Content-Length."""
-        origin = self.headers.get("Origin")
-        host = self.headers.get("Host", "")
-        if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
-            return 403, f"selections and labels are accepted from the map page only, not from {origin}"
+        """Why this admitted POST is refused (status, reason), or None. The page posts JSON (a plain form
+        of another site cannot), with a sane Content-Length; its origin was checked on admission."""
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             return 415, "selections and labels are sent as application/json"
         length = self.headers.get("Content-Length", "")
@@ -432,8 +470,11 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        if cache:
-            self.send_header("Cache-Control", "max-age=3600")
+        self.send_header("Cache-Control", "private, max-age=3600" if cache else "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")  # addresses carry the token
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if getattr(self, "_new_cookie", False):
+            self.send_header("Set-Cookie", self.gate.set_cookie())
         self.end_headers()
         self.wfile.write(body)
 

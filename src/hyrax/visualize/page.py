@@ -340,7 +340,7 @@ def _follow_viewport(plot, source, densities, title: str, turn: tuple | None = N
         "title": title,
         "angles": list(turn[1:]) if turn else [],
     }
-    code = script(("project", "viewport"), "followViewport(plot, source, densities, title, angles)")
+    code = script(("escape", "project", "viewport"), "followViewport(plot, source, densities, title, angles)")
     callback = CustomJS(args=args, code=code)
     for axis in (plot.x_range, plot.y_range):
         axis.js_on_change("start", callback)

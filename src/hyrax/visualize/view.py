@@ -72,7 +72,8 @@ class MapView:
         return self._live
 
     def serve(self, port: int = 0) -> str:
-        """Serve the live app on 127.0.0.1:port (0: any free port) in the background; its address."""
+        """Serve the live app on 127.0.0.1:port (0: any free port) in the background; the address to
+        open, with the session token the server asks of every request (``http://127.0.0.1:PORT/?token=``)."""
         return self.live.start(port)
 
     def selected(self):
@@ -98,7 +99,7 @@ class MapView:
         import html
 
         if self._notebook == "live":
-            url = self.serve()
+            url = html.escape(self.serve())  # with the token: the page passes it on to its requests
             return f'<iframe src="{url}" style="width:100%;height:1100px;border:0"></iframe>'
         return (
             f'<iframe srcdoc="{html.escape(self.html)}" style="width:100%;height:1100px;border:0"></iframe>'

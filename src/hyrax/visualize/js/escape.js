@@ -12,9 +12,17 @@ function nextSequence() {
   return window._hyrax_seq;
 }
 
+// An address of the live server with the page's session token: the server answers only requests that
+// carry it. The page was opened with ?token=... (the address `hyrax visualize` printed, or the notebook's
+// frame) and passes it on, since a browser may withhold the server's cookie inside a notebook's frame.
+function withToken(path) {
+  const token = new URLSearchParams(window.location.search).get("token");
+  return token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
+}
+
 // POST a JSON body to the live server (same origin); a promise of the parsed answer.
 function postJSON(path, body) {
-  return fetch(path, {
+  return fetch(withToken(path), {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),

@@ -22,7 +22,7 @@ function showNeighbours(source, near, live) {
     return;
   }
   near.text = title + "<i>searching the vector index ...</i>";
-  fetch("neighbours?id=" + encodeURIComponent(data.object_id[i]))
+  fetch(withToken("neighbours?id=" + encodeURIComponent(data.object_id[i])))
     .then((r) => r.json())
     .then((found) => {
       near.text = found.error

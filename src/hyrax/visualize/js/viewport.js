@@ -25,14 +25,14 @@ function followViewport(plot, source, densities, title, angles) {
     const q = new URLSearchParams({
       x0: plot.x_range.start, x1: plot.x_range.end, y0: plot.y_range.start, y1: plot.y_range.end,
     });
-    fetch("view?" + q)
+    fetch(withToken("view?" + q))
       .then((r) => r.json())
       .then((view) => {
         if (view.error) {
           return;
         }
         const data = decodeColumns(view);
-        data.map_thumbnail = data.object_id.map((id) => "thumb?id=" + encodeURIComponent(id));
+        data.map_thumbnail = data.object_id.map((id) => withToken("thumb?id=" + encodeURIComponent(id)));
         if (data.map_z) {
           project(data, angles[0].value, angles[1].value);
         }

@@ -1,6 +1,6 @@
 """ONNX: export a trained model's ``infer_batch`` and run it with onnxruntime.
 
-The export (``model.onnx``, with its weights in ``model.onnx.data``) takes what ``prepare_inputs``
+The export (``model.onnx``; the dynamo exporter puts the weights in ``model.onnx.data``) takes what ``prepare_inputs``
 returns and gives what ``infer_batch`` gives, with a free batch dimension; ``prepare_inputs.py`` is
 copied beside it, so the ONNX model needs neither Hyrax's model classes nor torch to run.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,21 @@ def _inputs(prepared: Any) -> list[np.ndarray]:
     return [np.ascontiguousarray(item) for item in items if item is not None]
 
 
-def export(model, prepared_batch: Any, directory: Path, opset_version: int | None = None) -> Path:
-    """Write ``directory/model.onnx`` for ``model.infer_batch`` on inputs shaped like ``prepared_batch``."""
+#: Highest opset the TorchScript exporter writes (torch.onnx's ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET).
+TORCHSCRIPT_MAX_OPSET = 20
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`export` wrote: the file, the exporter that wrote it, and why not TorchScript."""
+
+    path: Path
+    exporter: str  # "torchscript" or "dynamo"
+    reason: str | None = None  # why the dynamo exporter was used (None: TorchScript was)
+
+
+def _infer_module(model, single: bool):
     import torch
-
-    from hyrax.plugins import optional_import
-
-    optional_import("onnxscript", "onnx", "ONNX export")
-    arrays = _inputs(prepared_batch)
-    single = not isinstance(prepared_batch, tuple | list)
 
     class InferBatch(torch.nn.Module):
         def __init__(self, wrapped):
@@ -49,11 +56,88 @@ def export(model, prepared_batch: Any, directory: Path, opset_version: int | Non
         def forward(self, *inputs):
             return self.wrapped.infer_batch(inputs[0] if single else tuple(inputs))
 
+    return InferBatch(model.eval()).eval()
+
+
+def export(model, prepared_batch: Any, directory: Path, opset_version: int | None = None) -> Exported:
+    """Write ``directory/model.onnx`` for ``model.infer_batch`` on inputs shaped like ``prepared_batch``.
+
+    The TorchScript exporter is tried first: it traces in milliseconds and builds nothing per call. The
+    dynamo exporter (``torch.export``; its first call imports ``torch._dynamo`` and onnxscript, and each
+    call rebuilds onnxscript's operator registry, about a second) is used only where a trace cannot be
+    trusted or made: the tracer warned that it recorded a Python value (data-dependent control flow,
+    ``len(x)``, ``int(x.shape[0])``), TorchScript raised, the opset asked for is above
+    :data:`TORCHSCRIPT_MAX_OPSET`, or this torch has no TorchScript exporter. The reason is logged and
+    returned.
+    """
+    arrays = _inputs(prepared_batch)
+    module = _infer_module(model, single=not isinstance(prepared_batch, tuple | list))
+    names = [f"input_{i}" for i in range(len(arrays))]
     path = directory / ONNX_FILE
+    name = type(model).__name__
+    reason = None
+    if opset_version is not None and int(opset_version) > TORCHSCRIPT_MAX_OPSET:
+        reason = f"onnx.opset_version = {opset_version} is above the TorchScript exporter's {TORCHSCRIPT_MAX_OPSET}"
+    else:
+        reason = _torchscript_export(module, arrays, path, names, opset_version)
+    if reason is None:
+        exported = Exported(path, "torchscript")
+    else:
+        logger.info("ONNX export of %s with the dynamo exporter: %s", name, reason)
+        _dynamo_export(module, arrays, path, names, opset_version, name)
+        exported = Exported(path, "dynamo", reason)
+    _check_dynamic_batch(path, name, len(arrays[0]))
+    return exported
+
+
+def _torchscript_export(module, arrays, path: Path, names, opset_version) -> str | None:
+    """Export with the TorchScript exporter; None when done, else why it must not be used."""
+    import warnings
+
+    import torch
+
+    tensors = tuple(torch.from_numpy(a) for a in arrays)
+    axes = {name: {0: "batch"} for name in names} | {"output": {0: "batch"}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(
+                    module,
+                    tensors,
+                    str(path),
+                    dynamo=False,
+                    input_names=names,
+                    output_names=["output"],
+                    dynamic_axes=axes,
+                    opset_version=None if opset_version is None else int(opset_version),
+                )
+        except Exception as error:  # any failure of the trace: the dynamo exporter may still manage
+            path.unlink(missing_ok=True)
+            return f"the TorchScript exporter raised {type(error).__name__}: {str(error)[:300]}"
+    # torch 2.9+ marks the TorchScript exporter deprecated (DeprecationWarnings a user never sees
+    # outside tests: they name torch's frames). Its removal is handled: the call then raises, and the
+    # dynamo exporter is used. Other warnings are passed on, except the tracer's, which are the verdict.
+    traced = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    for w in caught:
+        if w not in traced and not issubclass(w.category, DeprecationWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if traced:
+        path.unlink(missing_ok=True)
+        return f"the trace recorded a Python value ({str(traced[0].message).split('.')[0]})"
+    return None
+
+
+def _dynamo_export(module, arrays, path: Path, names, opset_version, name: str) -> None:
+    import torch
+
+    from hyrax.plugins import optional_import
+
+    optional_import("onnxscript", "onnx", "ONNX export")
     batch = torch.export.Dim("batch")
     kwargs: dict[str, Any] = {
         "dynamo": True,
-        "input_names": [f"input_{i}" for i in range(len(arrays))],
+        "input_names": names,
         "output_names": ["output"],
         # forward(*inputs) has one (variadic) parameter: its shapes are one tuple, one entry per input.
         "dynamic_shapes": (tuple({0: batch} for _ in arrays),),
@@ -64,15 +148,13 @@ def export(model, prepared_batch: Any, directory: Path, opset_version: int | Non
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter), torch.no_grad():
-            torch.onnx.export(InferBatch(model.eval()).eval(), tensors, str(path), **kwargs)
+            torch.onnx.export(module, tensors, str(path), **kwargs)
     except Exception as error:  # the exporter raises many kinds; all mean "cannot export this model"
         raise OnnxError(
-            f"ONNX export of {type(model).__name__} failed: {type(error).__name__}: {str(error)[:800]}. Operations "
+            f"ONNX export of {name} failed: {type(error).__name__}: {str(error)[:800]}. Operations "
             f"that ONNX cannot express (data-dependent Python control flow, custom ops) need rewriting in infer_batch."
         ) from error
     logger.debug(chatter.getvalue())
-    _check_dynamic_batch(path, type(model).__name__, len(arrays[0]))
-    return path
 
 
 def _check_dynamic_batch(path: Path, model_name: str, example_batch: int) -> None:
@@ -119,10 +201,22 @@ class OnnxModel:
 
     def run_prepared(self, prepared: Any) -> np.ndarray:
         arrays = _inputs(prepared)
-        return self.session.run(None, dict(zip(self.input_names, arrays, strict=True)))[0]
+        positions = [_input_position(name) for name in self.input_names]
+        if None in positions:  # a graph not named by export(): its inputs in order
+            return self.session.run(None, dict(zip(self.input_names, arrays, strict=True)))[0]
+        # input_<i> is prepare_inputs' i-th array; the TorchScript exporter leaves out those infer_batch
+        # does not use (HyraxCNN's labels).
+        return self.session.run(
+            None, {name: arrays[i] for name, i in zip(self.input_names, positions, strict=True)}
+        )[0]
 
     def infer(self, batch) -> np.ndarray:
         return self.run_prepared(self.prepare(batch))
+
+
+def _input_position(name: str) -> int | None:
+    prefix, _, number = name.partition("_")
+    return int(number) if prefix == "input" and number.isdigit() else None
 
 
 def copy_prepare_inputs(weights_directory: Path, directory: Path) -> None:

@@ -48,7 +48,7 @@ class ToOnnxVerb(Verb):
         prepared = prepare(batch)
         tolerance = float(config["onnx"]["tolerance"])
         with self.create_run_dir("onnx") as run:
-            export(model, prepared, run.path, get_setting(config, "onnx.opset_version"))
+            exported = export(model, prepared, run.path, get_setting(config, "onnx.opset_version"))
             copy_prepare_inputs(weights.parent, run.path)
             with torch.no_grad():
                 expected = model.infer_batch(to_torch(prepared)).numpy()
@@ -60,6 +60,8 @@ class ToOnnxVerb(Verb):
                 tomlkit.dumps(
                     {
                         "weights": str(weights),
+                        "exporter": exported.exporter,
+                        **({"dynamo_reason": exported.reason} if exported.reason else {}),
                         "max_abs_difference": difference,
                         "tolerance": tolerance,
                         "agree": difference <= tolerance,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -119,6 +120,7 @@ def test_test_post_epoch_hook(tmp_path):
     assert seen == ["test"]
 
 
+@pytest.mark.slow
 def test_loaded_prepare_inputs_reads_the_config_it_was_trained_with(tmp_path):
     """Ours: the config is saved beside the weights (prepare_inputs_context.json); an infer run with
     another setting, or a fresh Python with no run at all, prepares as training did."""

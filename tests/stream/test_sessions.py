@@ -313,3 +313,36 @@ def test_infer_stream_session_on_kafka_every_alert_once_offsets_committed(tmp_pa
         table = read_results(session.run_dir)
         assert sorted(table.alert_id.astype(int) - 7_000_000) == list(range(100))
         assert _committed(broker, topic) == 100
+
+
+# -- the published by-hand loop (upstream's infer_stream_example notebook, run by the compat harness) ----
+
+
+def test_data_loader_and_process_by_hand_as_published(tmp_path, weights):
+    h = infer_hyrax(tmp_path, weights, n_objects=20)
+    h.set_config("infer_stream.save_model_output", True)
+    processed = {}
+    with h.infer_stream() as session:
+        for i, batch in enumerate(session.data_loader):
+            result = session.process(batch)
+            assert result.shape == (len(batch["object_id"]), 4)
+            processed.update(zip(batch["object_id"], result, strict=True))
+            print(f"Processed batch {i} with {len(batch['object_id'])} samples.")
+    assert sorted(processed) == sorted(f"obj{n}" for n in range(20))
+    table = read_results(session.run_dir)
+    assert sorted(table.object_id) == sorted(processed)
+    for object_id, vector in zip(table.object_id, table.vector, strict=True):
+        np.testing.assert_allclose(vector, processed[object_id], rtol=1e-6)
+
+
+def test_data_loader_without_a_stream_says_how_to_feed_it(tmp_path, weights):
+    from tests.stream.streams import image_of
+
+    h = infer_hyrax(tmp_path, weights, n_objects=4)
+    h.config["data_request"] = {}
+    batch = {"object_id": np.array(["a"]), "data": {"image": np.stack([image_of(1)])}}
+    with (
+        h.infer_stream(sample_batch=batch) as session,
+        pytest.raises(RuntimeError, match="process\\(batch\\)"),
+    ):
+        session.data_loader  # noqa: B018 - the property raises

@@ -98,6 +98,29 @@ class InferStreamSession:
             if item.outputs is not None:
                 yield _select(stream.batch, item.keep), item.outputs
 
+    @property
+    def data_loader(self) -> Iterator[dict[str, Any]]:
+        """The stream's batches, not yet inferred, for the published by-hand loop:
+        ``for batch in session.data_loader: results = session.process(batch)``. A Kafka batch's offsets are
+        committed when the next batch is asked for (the one before is done with); the batch in hand when the
+        session closes is not, and comes again to the next session."""
+        if self.provider is None:
+            raise RuntimeError(
+                "This InferStreamSession has no stream: configure [data_request.infer_stream], or feed "
+                "batches with process(batch)."
+            )
+        return self._unprocessed_batches()
+
+    def _unprocessed_batches(self) -> Iterator[dict[str, Any]]:
+        held: list = []  # the batch handed out: done with once the next one is asked for
+        for stream in self.provider.batches(self._stop):
+            self._commit(held)
+            held = []
+            if not len(stream):
+                continue
+            held = list(stream.positions)
+            yield stream.batch
+
     def process(self, batch: Mapping[str, Any]) -> np.ndarray:
         """The model's results for ``batch`` (``{"object_id": ids, <name>: {field: array}}``), one row per
         object; with ``save_model_output``, the objects this run has not written yet are written."""

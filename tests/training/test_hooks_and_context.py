@@ -179,3 +179,47 @@ def test_ts2vec_prepare_inputs_reads_the_run_context_and_configure_inputs_still_
         assert HyraxTs2Vec.prepare_inputs(lc_batch()).shape[1] == 16
     assert HyraxTs2Vec.prepare_inputs(lc_batch()).shape[1] == 8
     HyraxTs2Vec.configure_inputs(small_config())
+
+
+@pytest.mark.slow
+def test_stream_sessions_reenter_their_run_context(tmp_path):
+    """A train_stream / infer_stream session's loop runs after the verb returned: the model still sees
+    the session's run (verb, config, results_dir) in get_context(), and nothing is left after it."""
+    from tests.stream.test_sessions import stream_hyrax
+
+    h = stream_hyrax(tmp_path, "train_stream", n_objects=16)
+    h.set_config("model.name", "tests.training.test_hooks_and_context.ContextTiny")
+    with h.train_stream() as session:
+        assert "config" not in get_context()  # the verb has returned
+        for _ in session:
+            pass
+    assert (
+        session.run_dir / "seen_train_stream.txt"
+    ).read_text() == "tests.training.test_hooks_and_context.ContextTiny"
+    h = stream_hyrax(tmp_path, "infer_stream", n_objects=8)
+    h.set_config("model.name", "tests.training.test_hooks_and_context.ContextTiny")
+    h.set_config("infer_stream.model_weights_file", str(session.weights_file))
+    with h.infer_stream() as inferring:
+        for _ in inferring:
+            pass
+    assert (inferring.run_dir / "seen_infer_stream.txt").is_file()
+    assert dict(get_context()) == {}
+
+
+def _record_context() -> None:
+    context = get_context()
+    (context["results_dir"] / f"seen_{context['verb']}.txt").write_text(context["config"]["model"]["name"])
+
+
+from tests.stream.streams import TinyEncoder  # noqa: E402 - the base of the session test's model
+
+
+@hyrax_model
+class ContextTiny(TinyEncoder):
+    def train_batch(self, x):
+        _record_context()
+        return super().train_batch(x)
+
+    def infer_batch(self, x):
+        _record_context()
+        return super().infer_batch(x)

@@ -12,12 +12,12 @@ un-augmented values are not cached (samples are streamed, see ``docs/migration.m
 reads keeps its own: the main process (``data_loader.num_workers = 0``, or table fields, read there) for
 the whole run, a DataLoader worker for the epoch it lives.
 
->>> cache = AugmentCache(max_bytes=64)
->>> cache.put(("d", "image", 1), np.zeros(4))   # 32 bytes
->>> cache.put(("d", "image", 2), np.ones(4))
->>> cache.put(("d", "image", 3), np.ones(4))    # over 64 bytes: the least recently used goes
->>> cache.get(("d", "image", 1)) is None, cache.get(("d", "image", 3)).tolist()
-(True, [1.0, 1.0, 1.0, 1.0])
+>>> cache = AugmentCache(max_bytes=300)            # an array of 4 float64 counts 32 + 112 bytes
+>>> kept = cache.put(("d", "image", 1), np.zeros(4))
+>>> kept = cache.put(("d", "image", 2), np.ones(4))
+>>> kept = cache.put(("d", "image", 3), np.ones(4))  # over 300 bytes: the least recently used goes
+>>> cache.get(("d", "image", 1)) is None, cache.get(("d", "image", 3)).tolist(), kept.flags.writeable
+(True, [1.0, 1.0, 1.0, 1.0], False)
 """
 
 from __future__ import annotations

@@ -122,5 +122,8 @@ def test_results_writer_columns_are_checked(tmp_path):
         ResultWriter(tmp_path, (2,), "float32", resume=True)
     results = ResultDataset(data_location=tmp_path)
     assert results[1]["flag"].tolist() == [0]
+    assert list(results.to_pandas().columns) == ["object_id", "logits", "flag"]
     with pytest.raises(ResultsError, match=r"columns logits, flag and no 'data' column"):
         results.get_data(0)
+    with pytest.raises(ResultsError, match=r"no column 'data'; their columns: logits, flag"):
+        results.lookup("a")

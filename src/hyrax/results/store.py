@@ -488,6 +488,9 @@ class ResultDataset(HyraxDataset):
     def read_rows(self, rows, fields) -> dict[str, np.ndarray]:
         """Values of ``fields`` ("object_id" and value columns) at ``rows``, in one read."""
         self._check_process()
+        for field in fields:
+            if field != "object_id" and field not in self.columns:
+                self._column(None, field)  # says which columns there are
         rows = np.asarray(rows, dtype=np.int64)
         unique, inverse = np.unique(rows, return_inverse=True)
         table = self._lance.take(unique, columns=list(fields))
@@ -517,6 +520,10 @@ class ResultDataset(HyraxDataset):
         return self._length
 
     def _column(self, table, key: str) -> np.ndarray:
+        if key not in self.columns:
+            raise ResultsError(
+                f"The results {self.table_path} have no column '{key}'; their columns: {', '.join(self.columns)}."
+            )
         shape, dtype = self.columns[key]
         flat = table.column(key).combine_chunks().values.to_numpy(zero_copy_only=False)
         return flat.reshape(len(table), *shape).astype(dtype, copy=False) if shape else flat
@@ -759,7 +766,8 @@ class ResultDataset(HyraxDataset):
         return path
 
     def to_pandas(self):
-        """A DataFrame with ``object_id`` and ``data`` (one array per row), every row in memory (about
+        """A DataFrame with ``object_id`` and ``data`` (one array per row; a table of named columns: one
+        column each), every row in memory (about
         the vectors' bytes plus 100 bytes an object: use :meth:`iter_batches` or :meth:`export` for
         millions)."""
         import pandas as pd
@@ -768,7 +776,7 @@ class ResultDataset(HyraxDataset):
         return pd.DataFrame(
             {
                 "object_id": table.column("object_id").to_numpy(zero_copy_only=False),
-                "data": list(self._vectors(table)),
+                **{key: list(self._column(table, key)) for key in self.columns},  # data, or each dict key
             }
         )
 

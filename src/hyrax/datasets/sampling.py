@@ -142,7 +142,7 @@ def aliased(labels: np.ndarray, aliases: Mapping[str, Any], field: str) -> np.nd
     raw = np.asarray(labels).astype(str)
     values, inverse = np.unique(raw, return_inverse=True)
     names = np.array([by_value.get(v, "") for v in values], dtype=object)
-    missing = [v for v in values if v not in by_value]
+    missing = [str(v) for v in values if v not in by_value]
     if missing:
         counts = {v: int((raw == v).sum()) for v in missing[:5]}
         warnings.warn(

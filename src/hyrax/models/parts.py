@@ -61,20 +61,33 @@ def unused_class_settings(config: Mapping) -> list[str]:
     return messages
 
 
+#: Verbs that only run a model forward: no optimizer or scheduler is made for them. The first torch
+#: optimizer made in a process imports torch._dynamo (torch.optim.Optimizer.__init__ is wrapped in
+#: torch._disable_dynamo): 1-3 s that a small infer or to_onnx run noticed, for a part it never uses.
+FORWARD_ONLY_VERBS = frozenset({"infer", "to_onnx"})
+
+
 def attach_training_parts(model, config: Mapping) -> None:
     """Give ``model`` an optimizer, criterion and scheduler from the config, unless it has its own (which
-    of the two each came from is recorded for :func:`training_parts`)."""
+    of the two each came from is recorded for :func:`training_parts`). While a forward-only verb runs
+    (:data:`FORWARD_ONLY_VERBS`) the optimizer and scheduler are None."""
+    from hyrax.context import get_context
+
     own = {name for name in ("criterion", "optimizer", "scheduler") if getattr(model, name, None) is not None}
+    forward_only = get_context().get("verb") in FORWARD_ONLY_VERBS
     if "criterion" not in own:
         made = _class_with_kwargs(config, "criterion")
         model.criterion = made[0](**made[1]) if made else None
         if model.criterion is not None:
             _watch_for_reconstruction(model, config)
-    if "optimizer" not in own:
+    if forward_only:
+        for name in {"optimizer", "scheduler"} - own:
+            setattr(model, name, None)
+    elif "optimizer" not in own:
         made = _class_with_kwargs(config, "optimizer")
         parameters = [p for p in model.parameters() if p.requires_grad]
         model.optimizer = made[0](parameters, **made[1]) if made and parameters else None
-    if "scheduler" not in own:
+    if "scheduler" not in own and not forward_only:
         made = _class_with_kwargs(config, "scheduler")
         model.scheduler = (
             made[0](model.optimizer, **made[1]) if made and model.optimizer is not None else None

@@ -223,3 +223,19 @@ class ContextTiny(TinyEncoder):
     def infer_batch(self, x):
         _record_context()
         return super().infer_batch(x)
+
+
+@pytest.mark.slow
+def test_engine_prepares_with_the_config_the_model_was_trained_with(tmp_path):
+    """to_onnx copies prepare_inputs.py with the training's config; engine, in a run with another
+    setting, prepares as training did."""
+    h = small_hyrax(tmp_path, "ContextScaled", epochs=1)
+    h.set_config("model.ContextScaled", {"scale": 3.0})
+    h.train()
+    h.set_config("model.ContextScaled", {"scale": 100.0})  # the export and engine runs' config
+    h.to_onnx()
+    from hyrax.datasets.provider import DataProvider
+
+    provider = DataProvider(h.config, "infer")
+    image = provider.collate([provider[0]])["data"]["image"][0]
+    np.testing.assert_allclose(np.asarray(h.engine()[0]).reshape(-1), (image * 3.0).reshape(-1), rtol=1e-5)

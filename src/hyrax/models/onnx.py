@@ -221,9 +221,10 @@ def _input_position(name: str) -> int | None:
 
 def copy_prepare_inputs(weights_directory: Path, directory: Path) -> None:
     """Copy prepare_inputs.py beside the export, with its digest (the file is refused if it changed)."""
-    from hyrax.models.model import load_prepare_inputs, write_prepare_inputs
+    from hyrax.models.model import load_prepare_inputs, saved_context_config, write_prepare_inputs
 
     source = weights_directory / "prepare_inputs.py"
     if source.is_file():
         load_prepare_inputs(weights_directory)  # its digest is checked before it is passed on
-        write_prepare_inputs(directory, source.read_text())
+        # with the config it was trained with (get_context() in it), not the export run's
+        write_prepare_inputs(directory, source.read_text(), saved_context_config(weights_directory))

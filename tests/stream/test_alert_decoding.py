@@ -124,3 +124,23 @@ def test_published_kafka_dataset_consumer_config_and_stop(hyrax_config):
     dataset.stop()
     reader.join(5)
     assert not reader.is_alive()
+
+
+def test_a_json_message_named_by_the_requests_primary_id_field(hyrax_config):
+    """Upstream's infer_stream_example sends {"id": ..., "image": ..., "label": ...} with
+    primary_id_field = "id" (found by the compat harness): the id names the sample; without it, the
+    message has no id Hyrax knows, and the error lists the names tried."""
+    from hyrax.datasets.streaming import StreamProvider
+
+    message = b'{"id": "sample-0001", "image": [[1.0, 2.0], [3.0, 4.0]], "label": 2}'
+    sample = AlertDecoder().decode(message, ("id",))
+    assert sample["object_id"] == "sample-0001" and sample["alert_id"] == "sample-0001"
+    assert sample["image"].shape == (2, 2) and sample["label"] == 2
+    with pytest.raises(AlertError, match="none of candid"):
+        AlertDecoder().decode(message)
+    # the notebook's data request: the provider hands its primary_id_field to the dataset
+    hyrax_config.set_config("data_request", {"infer_stream": {"data": {
+        "dataset_class": "KafkaStreamDataset", "data_location": "kafka://127.0.0.1:9/my_topic",
+        "primary_id_field": "id", "fields": ["image", "label"]}}})  # fmt: skip
+    provider = StreamProvider(hyrax_config.config, "infer_stream")
+    assert provider.dataset.primary_id_field == "id"

@@ -60,6 +60,10 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         if data_location:
             parts = urlsplit(str(data_location))
             if parts.scheme != "kafka" or not parts.netloc:
+    # The data request's primary_id_field, set by the stream provider: the field that names each message
+    # (before the alert ids Hyrax knows), as upstream's JSON example {"id": ...} needs.
+    primary_id_field: str | None = None
+
                 raise ConfigError(
                     f"KafkaStreamDataset: data_location '{data_location}' is not kafka://host:port[/topic]."
                 )
@@ -221,7 +225,8 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         from hyrax.stream.alerts import AlertError
 
         try:
-            sample = self.decoder.decode(message.value())
+            named = (self.primary_id_field,) if self.primary_id_field else ()
+            sample = self.decoder.decode(message.value(), named)
         except AlertError as error:
             raise DataError(str(error)) from None
         if "image" in sample or any("cutout" in key.lower() for key in sample):

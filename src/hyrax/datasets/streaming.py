@@ -74,6 +74,8 @@ class StreamProvider:
         )
         self.fields = list(spec.get("fields") or []) or None
         self.id_field = str(spec.get("primary_id_field") or "object_id")
+        if spec.get("primary_id_field") and hasattr(self.dataset, "primary_id_field"):
+            self.dataset.primary_id_field = self.id_field  # a message stream names its ids by it
         self.batch_size = int(config["data_loader"]["batch_size"])
         self.flush_timeout = float(getattr(self.dataset, "batch_flush_timeout", 5.0))
         self.poll_timeout = float(getattr(self.dataset, "poll_timeout", 1.0))

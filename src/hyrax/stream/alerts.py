@@ -56,7 +56,9 @@ class AlertDecoder:
         self._schema = _load_schema(Path(schema_file)) if schema_file else None
         self._by_id: dict[int, Any] = {}
 
-    def decode(self, value: bytes | None) -> dict[str, Any]:
+    def decode(self, value: bytes | None, id_names: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The message as one flat sample; ``id_names``: fields that name the alert before the usual ones
+        (the data request's primary_id_field, as for a JSON message ``{"id": ...}``)."""
         if not value:
             raise AlertError("the message is empty")
         if value.startswith(AVRO_CONTAINER):
@@ -78,7 +80,7 @@ class AlertDecoder:
                 f"JSON "
                 f"(it starts with {value[:8]!r})"
             )
-        return flatten(record)
+        return flatten(record, id_names)
 
     def _container(self, value: bytes) -> dict:
         import fastavro
@@ -160,7 +162,7 @@ def _rubin_schema(schema_id: int):
     return _load_schema(path)
 
 
-def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
+def flatten(record: Mapping[str, Any], id_names: tuple[str, ...] = ()) -> dict[str, Any]:
     """An alert record as one flat sample (see the module's docstring)."""
     sample: dict[str, Any] = {}
     stamps: dict[str, np.ndarray] = {}
@@ -174,8 +176,8 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, bytes | bytearray):
             if key.lower().startswith("cutout"):
                 stamps[key] = _stamp(value, key)
-        elif isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
-            sample[key] = np.asarray(value, dtype=np.float32)  # a JSON image or vector
+        elif isinstance(value, list) and (array := _numeric_array(value)) is not None:
+            sample[key] = array  # a JSON image (nested lists) or vector
         elif _is_scalar(value):
             sample[key] = np.nan if value is None else value  # a null field: NaN, as missing numbers are
     # ZTF nests each stamp: {"cutoutScience": {"fileName": ..., "stampData": bytes}}
@@ -190,13 +192,13 @@ def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
         sample["image"] = np.stack(ordered)
     elif "image" in sample:
         sample["image"] = np.asarray(sample["image"], dtype=np.float32)
-    for target, names in (("object_id", ID_NAMES), ("alert_id", ALERT_ID_NAMES)):
+    for target, names in (("object_id", (*id_names, *ID_NAMES)), ("alert_id", (*id_names, *ALERT_ID_NAMES))):
         if target not in sample or target == "object_id":
             found = next((sample[n] for n in names if sample.get(n) is not None), None)
             if found is not None:
                 sample[target] = str(found) if target == "object_id" else found
     if "alert_id" not in sample:
-        raise AlertError(f"the alert has no id (none of {', '.join(ALERT_ID_NAMES)})")
+        raise AlertError(f"the alert has no id (none of {', '.join((*id_names, *ALERT_ID_NAMES))})")
     if "object_id" not in sample:
         sample["object_id"] = str(sample["alert_id"])
     return sample
@@ -213,6 +215,15 @@ def find_stamp(sample: Mapping[str, Any], kind: str) -> np.ndarray | None:
         ):
             return value
     return None
+
+
+def _numeric_array(value: list) -> np.ndarray | None:
+    """A JSON list of numbers, or of equal-length lists of numbers, as float32; else None."""
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):  # strings, ragged lists
+        return None
+    return array if array.size else None
 
 
 def _is_scalar(value: Any) -> bool:

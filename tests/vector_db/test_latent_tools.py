@@ -13,6 +13,7 @@ from hyrax import Hyrax
 from hyrax.datasets import HyraxDataset
 from hyrax.datasets.decals_rings import DecalsRingsDataset
 from tests.training.test_training import read_tensorboard_scalars
+from tests.vector_db.test_vector_db import delete_through_the_backend
 
 ANOMALIES = 2
 
@@ -246,6 +247,40 @@ def test_an_interrupted_index_is_never_searched_as_whole(inferred, backend, tmp_
         h.database_connection()
     connection = h.save_to_database()  # continues
     assert connection.index.count() == len(results) and connection.index.is_complete
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["chromadb", pytest.param("qdrant", marks=pytest.mark.slow)],  # qdrant's local mode: ~10 s
+)
+def test_an_index_that_says_complete_is_checked_not_trusted(inferred, backend, tmp_path):
+    """An index that says complete holds every vector. When vectors are lost after a whole save, the
+    index counts as unfinished (its count is checked against the objects the save recorded), searching it
+    is refused saying how many it holds, a save is not marked complete while the index is short, and
+    save_to_database run again puts the missing vectors back."""
+    from hyrax.results.store import ResultDataset
+    from hyrax.vector_db.base import VectorDBError
+    from hyrax.vector_db.connection import results_run
+
+    h = Hyrax(config_file=results_run(inferred.config) / "runtime_config.toml", setup_logging=False)
+    h.set_config("vector_db.name", backend)
+    h.set_config("vector_db.vector_db_dir", str(tmp_path / backend))
+    results = ResultDataset(h.config, results_run(h.config))
+    total = len(results)
+    index = h.save_to_database().index
+    assert index.is_complete and index.count() == total
+    lost = [str(i) for i in results.ids()[:48]]
+    delete_through_the_backend(index, lost)
+    assert index.count() == total - 48 and not index.is_complete
+    with pytest.raises(VectorDBError, match=rf"unfinished: holds {total - 48} of the {total} objects"):
+        h.database_connection()
+    index.mark_building(total)
+    with pytest.raises(VectorDBError, match=rf"holds {total - 48} vectors after inserting {total}: it stays"):
+        index.mark_complete(total)
+    assert not index.is_complete
+    again = h.save_to_database().index  # a run again re-inserts every vector: the lost ones come back
+    assert again.count() == total and again.is_complete
+    assert again.search_by_id(lost, k=1)[0][:, 0].tolist() == lost
 
 
 @pytest.mark.parametrize("backend", ["chromadb", "qdrant"])

@@ -58,6 +58,42 @@ def test_bad_queries(index, tmp_path):
         BACKENDS[other](index.directory)
 
 
+def delete_through_the_backend(index, ids: list[str]) -> None:
+    """Vectors lost after a save, removed with the backend's own API (nothing of Hyrax's is faked)."""
+    if index.backend == "chromadb":
+        index.collection.delete(ids=ids)
+    else:
+        from qdrant_client.models import PointIdsList
+
+        from hyrax.vector_db.qdrant_index import COLLECTION, point_id
+
+        index.client.delete(COLLECTION, points_selector=PointIdsList(points=[point_id(i) for i in ids]))
+
+
+@pytest.mark.parametrize("backend", ["chromadb", "qdrant"])
+def test_an_index_that_says_complete_holds_every_vector(backend, tmp_path):
+    """An index that says complete holds every vector: is_complete checks the backend's count against
+    the objects the save recorded, and mark_complete refuses a short index. Vectors lost after the save
+    are deleted here with the backend's own API; nothing of Hyrax's is faked."""
+    ids, vectors = clustered(100)
+    index = BACKENDS[backend](tmp_path / "db")
+    index.mark_building(100)
+    index.insert(ids, vectors)
+    index.mark_complete(100)
+    assert index.is_complete
+    delete_through_the_backend(index, ids[:16].tolist())
+    assert index.count() == 84 and not index.is_complete
+    index.mark_building(100)  # a save that inserted the 100 and still finds 84 (a write lost)
+    with pytest.raises(
+        VectorDBError, match="holds 84 vectors after inserting 100: it stays marked unfinished"
+    ):
+        index.mark_complete(100)
+    assert not index.is_complete
+    index.insert(ids, vectors)  # what save_to_database run again does: every vector inserted again
+    index.mark_complete(100)
+    assert index.is_complete and index.count() == 100
+
+
 def test_lance_ivf_pq_with_refine_keeps_recall(tmp_path):
     ids, vectors = clustered(4000, 16)
     index = LanceIndex(tmp_path / "db", settings={"index_threshold": 1000})

@@ -80,13 +80,28 @@ class VectorIndex:
             )
 
     def mark_complete(self, objects: int) -> None:
+        """Say the save is whole, once the backend holds exactly ``objects`` vectors (counted by the
+        backend itself, after every insert returned). A short or long index stays unfinished: an index
+        that says complete holds every vector."""
+        held = self.count()
+        if held != objects:
+            raise VectorDBError(
+                f"The {self.backend} index in {self.directory} holds {held:,} vectors after inserting "
+                f"{objects:,}: it stays marked unfinished. Run save_to_database again (it inserts every "
+                f"vector again); if it still differs, delete {self.directory} and run it again."
+            )
         self._mark(complete=True, objects=int(objects))
 
     @property
     def is_complete(self) -> bool:
-        """False while a save is unfinished (an index of an earlier release, with no record, counts as
-        complete)."""
-        return self._marker().get("complete", True) is not False
+        """False while a save is unfinished, or when the backend holds another number of vectors than the
+        save recorded (vectors lost since: checked, not trusted). An index of an earlier release, with no
+        record, counts as complete."""
+        marker = self._marker()
+        if marker.get("complete", True) is False:
+            return False
+        objects = marker.get("objects")
+        return objects is None or self.count() == objects
 
     # -- the protocol ----------------------------------------------------------------------------
     def insert(self, ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -162,10 +162,16 @@ class DatabaseConnection:
         if not self.index.is_complete:
             from hyrax.vector_db.base import VectorDBError
 
-            wanted = self.index._marker().get("objects")
+            marker = self.index._marker()
+            wanted = marker.get("objects")
+            how_far = (
+                f"holds {self.index.count():,} of the {wanted:,} objects its save_to_database inserted"
+                if marker.get("complete")  # marked complete, and vectors were lost since
+                else f"save_to_database stopped after {self.index.count():,} of "
+                f"{wanted if wanted is not None else '?'} objects"
+            )
             raise VectorDBError(
-                f"The {self.index.backend} index in {self.index.directory} is unfinished: save_to_database "
-                f"stopped after {self.index.count():,} of {wanted if wanted is not None else '?'} objects. "
+                f"The {self.index.backend} index in {self.index.directory} is unfinished: {how_far}. "
                 f"Run save_to_database again: it adds what is missing."
             )
         if self.index.backend != "lance":

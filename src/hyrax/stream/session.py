@@ -147,6 +147,8 @@ class InferStreamSession:
 
     def _commit(self, positions) -> None:
         commit = getattr(getattr(self.provider, "dataset", None), "commit", None)
+        # Only positions a stream gave (topic, partition, offset); a batch fed to process() by hand has none.
+        positions = [p for p in positions if p and p[0]]
         if positions and callable(commit):
             commit(positions)
 

@@ -247,3 +247,89 @@ def test_a_killed_node_resumes_only_its_missing_share(tmp_path, monkeypatch):
         stats = tomllib.load(handle)
     assert stats["objects_written"] == OBJECTS and stats["written_this_session"] == len(redone)
     _assert_equal_to_one_process(run, _single_process(tmp_path, config, monkeypatch))
+
+
+# Slurm: srun starts each task itself; the variables are set here by hand as srun sets them.
+
+SLURM_TASK = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_NTASKS": "2",
+    "SLURM_JOB_NUM_NODES": "1",
+    "SLURM_JOB_NODELIST": "127.0.0.1",
+}
+
+
+def test_slurm_variables_become_torch_variables():
+    from hyrax.training.slurm import torch_variables
+
+    task = {**SLURM_TASK, "SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "cn[07-08]"}
+    assert torch_variables(task) == {
+        "RANK": "1",
+        "WORLD_SIZE": "2",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "cn07",  # task 0 runs on the first host
+        "MASTER_PORT": "19242",  # 15000 + the job id's last four digits: the same in every task
+    }
+    given = torch_variables({**task, "MASTER_ADDR": "head.example", "MASTER_PORT": "29500"})
+    assert (given["MASTER_ADDR"], given["MASTER_PORT"]) == ("head.example", "29500")
+    assert torch_variables({**task, "SLURM_JOB_ID": "1234567"})["MASTER_PORT"] == "19567"
+    # torchrun (or the user) said which process this is; one task; not started by srun: nothing to do.
+    assert torch_variables({**task, "TORCHELASTIC_RUN_ID": "x", "RANK": "5"}) == {}
+    assert torch_variables({**task, "SLURM_NTASKS": "1"}) == {}
+    assert torch_variables({k: v for k, v in task.items() if k != "SLURM_PROCID"}) == {}
+
+
+def test_slurm_node_lists_expand_as_scontrol_does():
+    from hyrax.errors import ConfigError
+    from hyrax.training.slurm import expand_nodelist
+
+    assert expand_nodelist("node1") == ["node1"]
+    assert expand_nodelist("127.0.0.1") == ["127.0.0.1"]
+    assert expand_nodelist("gpu[009-011,020],login2") == ["gpu009", "gpu010", "gpu011", "gpu020", "login2"]
+    assert expand_nodelist("r[1-2]n[3,5]") == ["r1n3", "r1n5", "r2n3", "r2n5"]
+    with pytest.raises(ConfigError, match=r"SLURM_JOB_NODELIST='cn\[a-b\]'.*range 'a-b'"):
+        expand_nodelist("cn[a-b]")
+
+
+def test_slurm_without_a_master_says_what_to_export():
+    from hyrax.errors import ConfigError
+    from hyrax.training.slurm import apply
+
+    bare = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}
+    with pytest.raises(ConfigError, match="export MASTER_ADDR"):
+        apply(dict(bare))
+    with pytest.raises(ConfigError, match="export MASTER_PORT"):
+        apply({**bare, "SLURM_JOB_NODELIST": "cn1"})
+    environ = {**bare, "MASTER_ADDR": "cn1", "MASTER_PORT": "29500"}
+    assert apply(environ)["RANK"] == "0" and environ["WORLD_SIZE"] == "2" and environ["LOCAL_RANK"] == "0"
+
+
+@pytest.mark.slow
+def test_srun_tasks_infer_as_one_process_does(tmp_path, monkeypatch):
+    """`srun --ntasks=2 hyrax infer -c config`, without torchrun: two processes with Slurm's variables."""
+    config, env = _setup(tmp_path)
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    port, tasks = _free_port(), []
+    for rank in (0, 1):
+        task = {**env, **SLURM_TASK, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        task.update(MASTER_PORT=str(port), MULTINODE_READS=str(reads))
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "TORCHELASTIC_RUN_ID"):
+            task.pop(name, None)
+        with open(tmp_path / f"srun-node{rank}.log", "w") as log:
+            tasks.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "hyrax", "infer", "-c", str(config)],
+                    env=task,
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    assert _wait(tasks, 240) == [0, 0], _logs(tmp_path, "srun")
+    assert sorted(_reads(reads).values()) == [list(range(OBJECTS // 2)), list(range(OBJECTS // 2, OBJECTS))]
+    # One run: rank 0 made the run directory and reports; the other task only worked.
+    assert f"{OBJECTS} results of shape (3,)" in (tmp_path / "srun-node0.log").read_text()
+    assert "results of shape" not in (tmp_path / "srun-node1.log").read_text()
+    _assert_equal_to_one_process(_run_of(tmp_path), _single_process(tmp_path, config, monkeypatch))

@@ -11,8 +11,10 @@ from hyrax.verbs.verb import Verb
 def distributed_run_dir(config, verb: str):
     """(RunDir on rank 0 / None elsewhere, the run path on every rank, the Distribution)."""
     from hyrax.results.run_dir import RunDir
+    from hyrax.training import slurm
     from hyrax.training.distributed import broadcast_object, setup
 
+    slurm.apply()  # a task srun started: torch.distributed's variables from Slurm's
     distribution = setup(config)
     run = RunDir.create(config, verb) if distribution.is_main else None
     path = broadcast_object(str(run.path) if run else None, distribution)

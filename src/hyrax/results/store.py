@@ -621,14 +621,17 @@ class ResultDataset(HyraxDataset):
         return super().column(field)
 
     def iter_batches(
-        self, batch_size: int = 65536, vectors: bool = True
+        self, batch_size: int = 65536, vectors: bool = True, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """(object ids, vectors) in row order, a batch at a time (``vectors=False``: ids only, and
-        None)."""
+        None); ``rows=(start, stop)``: those rows only."""
         import pyarrow as pa
 
         columns = ["object_id", "data"] if vectors else ["object_id"]
-        for batch in self._lance.to_batches(batch_size=batch_size, columns=columns, **SCAN):
+        window = (
+            {} if rows is None else {"offset": int(rows[0]), "limit": max(0, int(rows[1]) - int(rows[0]))}
+        )
+        for batch in self._lance.to_batches(batch_size=batch_size, columns=columns, **window, **SCAN):
             table = pa.Table.from_batches([batch])
             ids = table.column("object_id").to_numpy(zero_copy_only=False).astype(str)
             yield ids, self._vectors(table) if vectors else None

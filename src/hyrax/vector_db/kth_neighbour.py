@@ -65,10 +65,18 @@ CACHE_BYTES = 64 * 2**20
 
 
 def knn_scores(
-    results: ResultDataset, k: int, nlist: int | None, nprobe: int | None, seed: int, directory: Path
+    results: ResultDataset,
+    k: int,
+    nlist: int | None,
+    nprobe: int | None,
+    seed: int,
+    directory: Path,
+    client=None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Distance of every object to its k-th nearest neighbour other than itself (float32, row order),
-    and how it was found."""
+    and how it was found. ``client``: a ``distributed.Client`` whose workers search the lists (or the
+    graph) a shard at a time (:mod:`hyrax.vector_db.outlier_shards`), with the same scores; the exact
+    search of a small table stays here."""
     count = len(results)
     k = max(0, min(int(k), count - 1))
     row_bytes = 4 * max(1, int(np.prod(results.shape or (1,))))
@@ -88,7 +96,7 @@ def knn_scores(
                 )  # fmt: skip
                 search.labels = None  # 4 B an object the graph does not need
                 return graph_scores(
-                    results, k, search.sample, search.sample_rows, search.sample_distances[:, k]
+                    results, k, search.sample, search.sample_rows, search.sample_distances[:, k], client
                 )
             logger.warning(
                 "outlier scores: the lists reach %.1f%% of a sample within 1%% of exact at nprobe %d; a graph "
@@ -101,8 +109,8 @@ def knn_scores(
                 "set outliers.nprobe higher (slower) if that is not enough",
                 chosen, nlist, 100 * recall,
             )  # fmt: skip
-        search.group()
-        scores = search.scores(chosen)
+        search.group(shared=client is not None)
+        scores = search.scores(chosen, client)
     how = {
         "search": "partitioned",
         "nlist": str(nlist),
@@ -119,11 +127,17 @@ def _graph_fits(count: int, dimension: int) -> tuple[bool, int]:
 
 
 def graph_scores(
-    results: ResultDataset, k: int, sample: np.ndarray, sample_rows: np.ndarray, exact: np.ndarray
+    results: ResultDataset,
+    k: int,
+    sample: np.ndarray,
+    sample_rows: np.ndarray,
+    exact: np.ndarray,
+    client=None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Every object's k-th-neighbour distance by a search in a faiss HNSW graph of all the vectors.
     ``sample``: the vectors of the table's rows ``sample_rows``, ``exact``: their exact k-th squared
-    distances (self included, at 0), from which the search effort is chosen."""
+    distances (self included, at 0), from which the search effort is chosen. ``client``: the graph is
+    built here and searched by Dask workers, a range of rows each."""
     import faiss
 
     count, dimension = len(results), sample.shape[1]
@@ -152,13 +166,16 @@ def graph_scores(
             "outlier scores: the graph search scores only %.1f%% of a sample within 1%% of exact at its "
             "highest effort (%d)", 100 * recall, effort,
         )  # fmt: skip
-    scores = np.empty(count, dtype=np.float32)
-    with Progress("outlier scores 4/4: neighbours (graph)", count) as progress:
-        for start, _, vectors in _batches(results, check=False):
-            distances, labels = graph.search(vectors, k + 1)
-            rows = np.arange(start, start + len(vectors))
-            scores[start : start + len(vectors)] = np.sqrt(np.maximum(_kth(distances, labels, rows, k), 0))
-            progress.update(len(vectors))
+    if client is not None:
+        from hyrax.vector_db.outlier_shards import graph_on_cluster
+
+        scores = graph_on_cluster(client, graph, results, k)
+    else:
+        scores = np.empty(count, dtype=np.float32)
+        with Progress("outlier scores 4/4: neighbours (graph)", count) as progress:
+            for start, _, vectors in _batches(results, check=False):
+                scores[start : start + len(vectors)] = graph_distances(graph, vectors, start, k)
+                progress.update(len(vectors))
     how = {
         "search": "graph",
         "links": str(GRAPH_LINKS),
@@ -166,6 +183,14 @@ def graph_scores(
         "estimated_recall": f"{recall:.3f}",
     }
     return scores, how
+
+
+def graph_distances(graph, vectors: np.ndarray, start: int, k: int) -> np.ndarray:
+    """The k-th-neighbour distances of ``vectors`` (the table's rows from ``start``) found in ``graph``.
+    Each query is searched on its own, so the scores do not depend on how the rows are cut in batches."""
+    distances, labels = graph.search(vectors, k + 1)
+    rows = np.arange(start, start + len(vectors))
+    return np.sqrt(np.maximum(_kth(distances, labels, rows, k), 0))
 
 
 def _kth(distances: np.ndarray, labels: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -265,6 +290,7 @@ class PartitionedSearch:
         self.row_bytes = 4 * self.dimension
         self.directory = Path(directory)
         self.descriptor = None
+        self.path: Path | None = None
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cache_bytes = 0
 
@@ -281,6 +307,21 @@ class PartitionedSearch:
             os.close(self.descriptor)
             self.descriptor = None
         self.cache.clear()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+    #: What a Dask worker needs to search blocks of lists (a few arrays per list, nothing per object);
+    #: it opens the file by :attr:`path` itself.
+    WORKER_STATE = ("k", "nlist", "count", "dimension", "row_bytes", "centroids", "neighbours", "start",
+                    "sizes", "order", "blocks", "path")  # fmt: skip
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.WORKER_STATE}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.descriptor, self.cache, self.cache_bytes = None, OrderedDict(), 0
 
     def _prepare(self) -> None:
         import faiss
@@ -298,11 +339,16 @@ class PartitionedSearch:
         self.labels = self._assign()
         self._layout(self.labels)
 
-    def group(self) -> None:
-        """Pass 2 (once the lists are chosen over a graph): the vectors grouped by list into the file."""
+    def group(self, shared: bool = False) -> None:
+        """Pass 2 (once the lists are chosen over a graph): the vectors grouped by list into the file.
+        ``shared``: Dask workers open it by its name, so it is kept (in the run's directory, which they
+        see) until :meth:`__exit__` removes it, instead of being unlinked at once."""
         path = self.directory / f".outliers-{os.getpid()}.vectors"
         self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.unlink(path)
+        if shared:
+            self.path = path
+        else:
+            os.unlink(path)
         self._group(self.labels)
         del self.labels
 
@@ -460,20 +506,35 @@ class PartitionedSearch:
         raw = os.pread(self.descriptor, int(count) * self.row_bytes, int(first) * self.row_bytes)
         return np.frombuffer(raw, dtype=np.float32).reshape(-1, self.dimension)
 
-    def scores(self, nprobe: int) -> np.ndarray:
-        """Pass 3: search every object's ``nprobe`` nearest lists."""
+    def scores(self, nprobe: int, client=None) -> np.ndarray:
+        """Pass 3: search every object's ``nprobe`` nearest lists (a block of lists at a time; with
+        ``client``, blocks on Dask workers: the same search of the same blocks, so the same scores)."""
         scores = np.empty(self.count, dtype=np.float32)
         with Progress("outlier scores 4/4: neighbours", self.count) as progress:
-            for begin, end in self.blocks:
-                lists = self.order[begin:end]
-                first = self.start[lists[0]]
-                block = self._pread(first, self.start[lists[-1]] + self.sizes[lists[-1]] - first)
-                if not len(block):
-                    continue
-                best = self._search_block(lists, first, block, nprobe)
-                scores[self.rows[first : first + len(block)]] = np.sqrt(np.maximum(best.max(axis=1), 0))
-                progress.update(len(block))
+            if client is not None:
+                from hyrax.vector_db.outlier_shards import blocks_on_cluster
+
+                found = blocks_on_cluster(
+                    client, self, nprobe, lambda first, values: progress.update(len(values))
+                )
+            else:
+                found = (self.score_block(number, nprobe) for number in range(len(self.blocks)))
+            for first, values in found:
+                scores[self.rows[first : first + len(values)]] = values
+                if client is None:
+                    progress.update(len(values))
         return scores
+
+    def score_block(self, number: int, nprobe: int) -> tuple[int, np.ndarray]:
+        """(first file row, k-th-neighbour distances of its objects in file order) of block ``number``."""
+        begin, end = self.blocks[number]
+        lists = self.order[begin:end]
+        first = int(self.start[lists[0]])
+        block = self._pread(first, self.start[lists[-1]] + self.sizes[lists[-1]] - first)
+        if not len(block):
+            return first, np.empty(0, dtype=np.float32)
+        best = self._search_block(lists, first, block, nprobe)
+        return first, np.sqrt(np.maximum(best.max(axis=1), 0))
 
     def _search_block(self, lists: np.ndarray, first: int, block: np.ndarray, nprobe: int) -> np.ndarray:
         """The k+1 smallest squared distances (self included) of each object of a block of lists."""

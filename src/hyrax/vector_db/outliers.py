@@ -68,7 +68,9 @@ def score_run(
     Args:
         method, k: ``outliers.method`` and ``outliers.k``.
         nlist, nprobe: ``outliers.nlist`` / ``outliers.nprobe``; None chooses them from the data.
-        config: for ``general.threads``.
+        config: for ``general.threads`` and ``[dask]`` (``dask.scheduler``: the k-th-neighbour search
+            of a table above the exact limit runs on Dask workers, a shard each, with the same scores;
+            the exact search of a small table and the isolation forest stay in this process).
         wait: when another process is scoring the same run, wait for it (True) or raise (False).
     """
     from hyrax import __version__
@@ -84,7 +86,14 @@ def score_run(
             return 0
         threads = use_threads(config)
         if method == "knn":
-            scores, how = knn_scores(results, k, nlist, nprobe, seed, table_path(run).parent)
+            from hyrax.cluster import dask_client
+
+            with dask_client(config) as client:
+                if client is not None:
+                    from hyrax.vector_db.outlier_shards import remove_leftovers
+
+                    remove_leftovers(table_path(run).parent)
+                scores, how = knn_scores(results, k, nlist, nprobe, seed, table_path(run).parent, client)
         else:
             scores, how = forest_scores(results, seed, threads)
         metadata = {**made_from, **how, "seed": str(seed), "hyrax_version": __version__}

@@ -47,6 +47,7 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("model", "HyraxTs2Vec", "mask_mode"): ("binomial", "continuous", "all_true", "all_false", "mask_last"),
     ("model", "HyraxTs2Vec", "encoding_window"): ("full_series", "multiscale"),
     ("model", "HyraxTs2Vec", "normalize"): ("median_mad", "zscore"),
+    ("train", "find_unused_parameters"): ("auto", True),  # or false
 }
 
 #: Keys that may be false (none) besides a value of their default's type, any value of it.

@@ -182,8 +182,6 @@ def training_parts(model, config: Mapping) -> str:
     parts = []
     for section in ("criterion", "optimizer", "scheduler"):
         obj = getattr(model, section, None)
-        if type(obj).__name__ == "GradientAveragingOptimizer":
-            obj = obj.optimizer
         if obj is None:
             if section != "scheduler":
                 parts.append(f"{section}: none")

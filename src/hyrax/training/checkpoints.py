@@ -57,9 +57,7 @@ def _state(model, **entries: Any) -> dict[str, Any]:
         "model_class": type(model).__name__,
         **entries,
         "model": model.state_dict(),
-        "optimizer": _inner(getattr(model, "optimizer", None)).state_dict()
-        if getattr(model, "optimizer", None)
-        else None,
+        "optimizer": model.optimizer.state_dict() if getattr(model, "optimizer", None) else None,
         "scheduler": model.scheduler.state_dict() if getattr(model, "scheduler", None) else None,
     }
 
@@ -97,14 +95,6 @@ def _save_atomic(state: dict, path: Path) -> None:
     except BaseException:  # a kill: no half-written file left behind
         temporary.unlink(missing_ok=True)
         raise
-
-
-def _inner(optimizer):
-    return (
-        getattr(optimizer, "optimizer", optimizer)
-        if type(optimizer).__name__ == "GradientAveragingOptimizer"
-        else optimizer
-    )
 
 
 def latest_checkpoint(location: str | Path) -> Path:
@@ -173,7 +163,7 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
     check_state_fits(model, state["model"], str(path))
     model.load_state_dict(state["model"])
     if state.get("optimizer") and getattr(model, "optimizer", None) is not None:
-        _inner(model.optimizer).load_state_dict(state["optimizer"])
+        model.optimizer.load_state_dict(state["optimizer"])
     if state.get("scheduler") and getattr(model, "scheduler", None) is not None:
         model.scheduler.load_state_dict(state["scheduler"])
     return {

@@ -1,9 +1,9 @@
 """torch.distributed for training and inference: which process this is, and keeping ranks in step.
 
 Launch with torchrun (``torchrun --nproc_per_node=2 -m hyrax train -c config.toml``) or srun under Slurm;
-``general.distributed = true`` asks for distribution explicitly and is an error when no launcher set
-it up. Gradients are averaged across processes when the model steps its optimizer, so a model's own
-``train_batch`` works unchanged (its optimizer is wrapped; the model is not).
+``general.distributed = true`` without a launcher warns and runs in this one process. Training wraps the
+model in torch's DistributedDataParallel (:class:`DataParallel`), with the model's own ``train_batch``
+unchanged.
 """
 
 from __future__ import annotations
@@ -83,40 +83,86 @@ def sum_across(values: list[float], distribution: Distribution) -> list[float]:
     return tensor.tolist()
 
 
-def synchronize_parameters(model, distribution: Distribution) -> None:
-    """Start every rank from rank 0's weights."""
-    if not distribution.active:
-        return
-    import torch.distributed as dist
+class DataParallel:
+    """The model under torch's DistributedDataParallel, with the model's own ``train_batch`` unchanged.
 
-    for tensor in model.state_dict().values():
-        dist.broadcast(tensor, src=0)
+    DDP synchronises gradients through the module it wraps: its forward prepares the reducer, whose
+    hooks then all-reduce the gradients in buckets while the backward pass runs. A Hyrax model calls
+    itself inside ``train_batch`` (``self(x)`` or ``self.forward(x)``), so for the length of one
+    training step the instance's ``forward`` is pointed at the DDP wrapper; the wrapper's own call of
+    the module comes back to the class's forward. Nothing else of the model changes: the user's object
+    is still what the loop, the checkpoints and the hooks see.
 
+    ``train.find_unused_parameters``: "auto" (DDP's static graph: the first step learns which
+    parameters get no gradient, also parameters used outside ``forward`` and several forwards in one
+    step), true (searched every step, for a model whose used parameters change between steps; every
+    parameter must then be used inside ``forward``), false (every parameter must get a gradient every
+    step). ``train.sync_batchnorm``: BatchNorm layers as SyncBatchNorm (statistics over all processes;
+    torch does this on GPUs only).
+    """
 
-class GradientAveragingOptimizer:
-    """Wraps an optimizer: ``step()`` first averages every gradient over the ranks. Everything else is
-    the wrapped optimizer's (``zero_grad``, ``param_groups``, ``state_dict``...)."""
-
-    def __init__(self, optimizer, world_size: int):
-        self.optimizer = optimizer
-        self.world_size = world_size
-
-    def step(self, *args, **kwargs):
+    def __init__(self, model, config: Mapping, device):
         import torch
-        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
 
-        grads = [
-            p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None
-        ]
-        if grads:
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat)
-            flat /= self.world_size
-            offset = 0
-            for grad in grads:
-                grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-                offset += grad.numel()
-        return self.optimizer.step(*args, **kwargs)
+        from hyrax.config import get_setting
 
-    def __getattr__(self, name: str):
-        return getattr(self.optimizer, name)
+        if get_setting(config, "train.sync_batchnorm"):
+            if device.type == "cpu":
+                from hyrax.errors import ConfigError
+
+                raise ConfigError(
+                    "train.sync_batchnorm = true, but these processes train on the CPU: torch's SyncBatchNorm "
+                    "runs on GPUs only. Set train.sync_batchnorm = false (each process then normalises its "
+                    "own batch; the running statistics are rank 0's, broadcast at every step)."
+                )
+            if isinstance(model, torch.nn.modules.batchnorm._BatchNorm):
+                raise TypeError("train.sync_batchnorm: the model itself is a BatchNorm layer")
+            # Converts the BatchNorm layers inside the model in place (the model object stays the same).
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        unused = config["train"].get("find_unused_parameters", "auto")
+        self.model = model
+        self.wrapper = DistributedDataParallel(
+            model,
+            device_ids=[device.index or 0] if device.type == "cuda" else None,
+            find_unused_parameters=unused is True,
+            static_graph=unused == "auto",
+        )
+        self.forward_calls = 0
+        self._inside = False
+
+    def train_batch(self, tensors):
+        """``model.train_batch(tensors)`` with the model's forward going through DDP."""
+        model = self.model
+        own = model.__dict__.get("forward")  # a forward set on the instance (rare) is kept
+        plain = own if own is not None else type(model).forward.__get__(model)
+
+        def forward(*args, **kwargs):
+            if self._inside:  # DDP calling the module it wraps: the model's real forward
+                return plain(*args, **kwargs)
+            self._inside = True
+            self.forward_calls += 1
+            try:
+                return self.wrapper(*args, **kwargs)
+            finally:
+                self._inside = False
+
+        model.forward = forward
+        try:
+            output = model.train_batch(tensors)
+        finally:
+            if own is None:
+                del model.forward
+            else:
+                model.forward = own
+        # Gradients without a single DDP forward: a train_batch that computes its loss from submodules
+        # only. DDP would not have averaged them, and the processes' weights would drift apart.
+        if not self.forward_calls and any(p.grad is not None for p in model.parameters()):
+            from hyrax.training.loop import TrainingError
+
+            raise TrainingError(
+                f"{type(model).__name__}.train_batch never called the model itself (self(x) or self.forward(x)): "
+                "under torchrun the gradients are averaged across processes by DistributedDataParallel, which "
+                "wraps the model's forward. Compute the loss from self(...) in train_batch."
+            )
+        return output

@@ -28,12 +28,7 @@ from hyrax.faults import fault_point
 from hyrax.models.model import ModelContractError, check_model_contract, prepared_problem, to_torch
 from hyrax.plugins import MODELS
 from hyrax.training.checkpoints import BEST, copy_as_best, latest_checkpoint, load_checkpoint, save_checkpoint
-from hyrax.training.distributed import (
-    Distribution,
-    GradientAveragingOptimizer,
-    sum_across,
-    synchronize_parameters,
-)
+from hyrax.training.distributed import DataParallel, Distribution, sum_across
 
 logger = logging.getLogger(__name__)
 
@@ -245,12 +240,9 @@ class Training:
             logger.info("training %s: %s", type(self.model).__name__, training_parts(self.model, config))
         self.start_epoch, self.best_loss = self._initial_weights()
         check_model_contract(self.model, sample)
-        if distribution.active:
-            synchronize_parameters(self.model, distribution)
-            if getattr(self.model, "optimizer", None) is not None:
-                self.model.optimizer = GradientAveragingOptimizer(
-                    self.model.optimizer, distribution.world_size
-                )
+        # Under torchrun: DDP (rank 0's weights and buffers broadcast now, gradients averaged in the
+        # backward pass). The training step calls train_batch through it; validation does not.
+        self.parallel = DataParallel(self.model, config, self.device) if distribution.active else None
         self.prepare = type(self.model).prepare_inputs
         if distribution.is_main:
             # Saved now and run in a fresh Python on the first batch: a prepare_inputs that would fail at
@@ -394,8 +386,10 @@ class Training:
             "epochs": [],
         }
 
+        train_batch = self.parallel.train_batch if self.parallel is not None else model.train_batch
+
         def step(engine, batch):
-            output = model.train_batch(to_torch(self.prepare(batch), self.device))
+            output = train_batch(to_torch(self.prepare(batch), self.device))
             _loss_of(
                 output,
                 model,

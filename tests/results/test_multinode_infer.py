@@ -333,3 +333,18 @@ def test_srun_tasks_infer_as_one_process_does(tmp_path, monkeypatch):
     assert f"{OBJECTS} results of shape (3,)" in (tmp_path / "srun-node0.log").read_text()
     assert "results of shape" not in (tmp_path / "srun-node1.log").read_text()
     _assert_equal_to_one_process(_run_of(tmp_path), _single_process(tmp_path, config, monkeypatch))
+
+
+def test_each_process_of_a_node_infers_on_its_own_gpu(monkeypatch):
+    import torch
+
+    from hyrax.training.inference import inference_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert inference_device() == torch.device("cuda", 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # srun --gpus-per-task=1: only its own
+    assert inference_device() == torch.device("cuda", 0)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert inference_device() == torch.device("cuda", 0)

@@ -124,6 +124,18 @@ class RowSampler:
         return len(self.indices)
 
 
+def inference_device():
+    """This process's device: GPU number LOCAL_RANK (torchrun's, or Slurm's local task id) when several
+    are visible, so the processes of a node each take their own; the CPU without a GPU."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+
+
 def shard(indices: np.ndarray, distribution: Distribution) -> np.ndarray:
     """Rank r's contiguous share of ``indices``: concatenated in rank order they are ``indices``."""
     bounds = np.linspace(0, len(indices), distribution.world_size + 1).astype(int)
@@ -250,12 +262,10 @@ def run_inference(
     pinned = read_pins(run_dir) if resume else None
     weights = None  # the torch weights to pin (a resume checks the pinned ones instead)
     if runner is None:
-        import torch
-
         path = Path(pinned["weights"]) if pinned else weights_location(config)
         weights = None if pinned else path
         model, prepare = load_model(config, provider, int(indices[0]), path)
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        device = inference_device()
         model.to(device)
         runner = TorchRunner(model, prepare, device)
         logger.info("inferring %d objects with %s", len(indices), path)

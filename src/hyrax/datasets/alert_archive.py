@@ -77,13 +77,23 @@ class AlertImages:
         )
 
     def __call__(self, sample: Mapping[str, Any], label: str) -> np.ndarray:
+        cleaned = self.clean(sample, label)
+        if cleaned is None:
+            return np.asarray(sample["image"], dtype=np.float32)  # a JSON message's own image
+        return self.pipeline.finish(cleaned, label)
+
+    def clean(self, sample: Mapping[str, Any], label: str) -> np.ndarray | None:
+        """The stamps stacked, cleaned and cut or padded, not yet normalised (``pipeline.finish`` does that,
+        for a stream a batch at a time); None for a sample with its own ``image`` and no stamps."""
         from hyrax.stream.alerts import find_stamp
 
-        stamps = [find_stamp(sample, kind) for kind in self.kinds]
+        # find_stamp among the 2-D arrays only: a Rubin alert has ~200 fields, ~3 stamps
+        arrays = {k: v for k, v in sample.items() if isinstance(v, np.ndarray) and v.ndim == 2}
+        stamps = [find_stamp(arrays, kind) for kind in self.kinds]
         missing = [kind for kind, stamp in zip(self.kinds, stamps, strict=True) if stamp is None]
         if missing:
             if "image" in sample and not any(s is not None for s in stamps):
-                return np.asarray(sample["image"], dtype=np.float32)  # a JSON message's own image
+                return None
             raise DataError(
                 f"{label} has no {' or '.join(missing)} stamp to stack into image (it has "
                 f"{', '.join(k for k in sample if 'cutout' in k.lower() and isinstance(sample[k], np.ndarray)) or 'none'}). "
@@ -91,8 +101,12 @@ class AlertImages:
             )
         if self.pipeline.crop_to is None:
             self.size_from([sample])
-        cleaned = [self.pipeline.clean(stamp, label) for stamp in stamps]
-        return self.pipeline.finish(np.stack(cleaned), label)
+        pipeline = self.pipeline
+        if pipeline.stats is None and pipeline.nan_mode != "quantile" and len({s.shape for s in stamps}) == 1:
+            # the stamps cleaned as one stack (a third of the calls): the same pixels, as no step but the
+            # quantile fill (of each stamp's own pixels) and the counts of hyrax prepare looks across them
+            return pipeline.clean(np.stack(stamps), label)
+        return np.stack([pipeline.clean(stamp, label) for stamp in stamps])
 
 
 class AlertParquetDataset(HyraxDataset):

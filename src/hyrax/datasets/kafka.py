@@ -28,9 +28,10 @@ import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import numpy as np
 from torch.utils.data import IterableDataset
 
 from hyrax.config import get_setting
@@ -44,6 +45,13 @@ SECTION = "data_set.KafkaStreamDataset"
 _FORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
 
 
+class _Cleaned(NamedTuple):
+    """A sample's stamps cleaned and stacked, waiting to be normalised (with the rest of its batch)."""
+
+    image: np.ndarray
+    label: str
+
+
 class BrokerError(HyraxError):
     """The broker cannot be reached, or a topic is missing."""
 
@@ -51,6 +59,10 @@ class BrokerError(HyraxError):
 class KafkaStreamDataset(HyraxDataset, IterableDataset):
     """Alerts consumed from Kafka topics; fields ``image``, ``object_id``, ``alert_id`` and the alert's
     scalars. ``positions`` of yielded samples are (topic, partition, offset)."""
+
+    # The data request's primary_id_field, set by the stream provider: the field that names each message
+    # (before the alert ids Hyrax knows), as upstream's JSON example {"id": ...} needs.
+    primary_id_field: str | None = None
 
     def __init__(self, config: Mapping, data_location: str | None = None):
         from hyrax.stream.alerts import AlertDecoder
@@ -60,10 +72,6 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
         if data_location:
             parts = urlsplit(str(data_location))
             if parts.scheme != "kafka" or not parts.netloc:
-    # The data request's primary_id_field, set by the stream provider: the field that names each message
-    # (before the alert ids Hyrax knows), as upstream's JSON example {"id": ...} needs.
-    primary_id_field: str | None = None
-
                 raise ConfigError(
                     f"KafkaStreamDataset: data_location '{data_location}' is not kafka://host:port[/topic]."
                 )
@@ -222,6 +230,36 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
 
     def decode(self, message) -> dict[str, Any]:
         """A message as a sample; DataError with the reason for one that is not a readable alert."""
+        sample = self._decode(message)
+        if isinstance(sample.get("image"), _Cleaned):
+            sample["image"] = self.image_pipeline.finish(sample["image"].image, sample["image"].label)
+        return sample
+
+    def decode_batch(
+        self, messages: Sequence
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int, str]]]:
+        """The messages as samples (each as :meth:`decode` makes it), their images normalised together
+        (one call for the batch, not one per alert); and (topic, partition, offset, reason) of those that
+        are not readable alerts."""
+        samples, skipped = [], []
+        own = type(self).decode is KafkaStreamDataset.decode  # a subclass's decode is honoured, per message
+        for message in messages:
+            try:
+                samples.append(self._decode(message) if own else self.decode(message))
+            except DataError as error:
+                skipped.append((message.topic(), message.partition(), message.offset(), str(error)))
+        waiting = [s for s in samples if isinstance(s.get("image"), _Cleaned)]
+        for shape in {s["image"].image.shape for s in waiting}:  # one stack per stamp size (a single one
+            group = [s for s in waiting if s["image"].image.shape == shape]  # once crop_to is known)
+            images = self.image_pipeline.finish(
+                np.stack([s["image"].image for s in group]), group[0]["image"].label
+            )
+            for sample, image in zip(group, images, strict=True):
+                sample["image"] = image
+        return samples, skipped
+
+    def _decode(self, message) -> dict[str, Any]:
+        """A sample whose stamps are cleaned but not normalised (its image a _Cleaned)."""
         from hyrax.stream.alerts import AlertError
 
         try:
@@ -231,7 +269,10 @@ class KafkaStreamDataset(HyraxDataset, IterableDataset):
             raise DataError(str(error)) from None
         if "image" in sample or any("cutout" in key.lower() for key in sample):
             label = f"Alert {sample.get('alert_id')} (object {sample.get('object_id')})"
-            sample["image"] = self.stamps(sample, label)
+            cleaned = self.stamps.clean(sample, label)
+            sample["image"] = (
+                np.asarray(sample["image"], np.float32) if cleaned is None else _Cleaned(cleaned, label)
+            )
         sample["_position"] = (message.topic(), message.partition(), message.offset())
         sample["_timestamp_ms"] = message.timestamp()[1]
         return sample

@@ -126,6 +126,7 @@ class StreamProvider:
             return
         polling = callable(getattr(dataset, "poll", None)) and callable(getattr(dataset, "decode", None))
         source = None if polling else iter(dataset)
+        batched = polling and callable(getattr(dataset, "decode_batch", None))  # normalises a batch at once
         samples: list[dict[str, Any]] = []
         skipped: list[tuple[str, int, int, str]] = []
         started = None
@@ -139,11 +140,18 @@ class StreamProvider:
                 messages = dataset.poll(
                     self.batch_size - len(samples), max(0.01, min(wait, self.poll_timeout))
                 )
-                for message in messages:
-                    try:
-                        samples.append(dataset.decode(message))
-                    except DataError as error:
-                        skipped.append((message.topic(), message.partition(), message.offset(), str(error)))
+                if batched:
+                    decoded, unreadable = dataset.decode_batch(messages)
+                    samples.extend(decoded)
+                    skipped.extend(unreadable)
+                else:
+                    for message in messages:
+                        try:
+                            samples.append(dataset.decode(message))
+                        except DataError as error:
+                            skipped.append(
+                                (message.topic(), message.partition(), message.offset(), str(error))
+                            )
             else:
                 try:
                     samples.append(next(source))

@@ -50,6 +50,9 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("train", "find_unused_parameters"): ("auto", True),  # or false
 }
 
+#: Keys whose value is "auto" or a whole number >= 0 (a count that Hyrax may choose).
+AUTO_OR_COUNT: frozenset[tuple[str, ...]] = frozenset({("data_loader", "num_workers")})
+
 #: Keys that may be false (none) besides a value of their default's type, any value of it.
 MAY_BE_FALSE: frozenset[tuple[str, ...]] = frozenset({("model", "HyraxTs2Vec", "band_field")})
 
@@ -95,6 +98,13 @@ def type_problem(default: Any, value: Any) -> str | None:
     return (
         f"must be {article(expected)} (the default is {_show(default)}), got {_show(value)} ({article(got)})"
     )
+
+
+def auto_or_count_problem(value: Any) -> str | None:
+    """Why ``value`` is not "auto" or a whole number >= 0, or None when it is."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return None
+    return f'must be "auto" or a whole number >= 0, got {_show(value)}'
 
 
 def article(kind: str) -> str:
@@ -165,6 +175,8 @@ def check(
             # be true too ("[data_set.lightcurve] normalize = true")
             off = (isinstance(value, bool) and here in CHOICES) or (value is False and here in MAY_BE_FALSE)
             problem = None if off else type_problem(default, value)
+            if here in AUTO_OR_COUNT:
+                problem = auto_or_count_problem(value)
             if problem:
                 errors.append(f"Config key '{join_key(here)}' ({where(here)}) {problem}.")
                 continue

@@ -297,14 +297,90 @@ class NumpyLoader:
         return len(self.loader)
 
 
+#: What starting DataLoader workers costs one pass over the data on top of reading in the main process,
+#: in seconds (fork, the first batch through the pipe, the shutdown): measured with benchmarks/workers.py.
+WORKER_START_SECONDS = 0.5
+
+#: Workers that ``data_loader.num_workers = "auto"`` starts when they pay.
+AUTO_WORKERS = 2
+
+#: Objects read (at most, and for at most :data:`_SAMPLE_SECONDS`) to time a dataset's reads.
+_SAMPLE_GETS = 8
+_SAMPLE_SECONDS = 0.2
+
+_read_seconds: Any = None  # WeakKeyDictionary {provider: seconds an object}, made on first use
+_said: set[int] = set()  # the choices of "auto" already logged in this process
+
+
+def seconds_per_object(provider) -> float:
+    """Seconds ``provider`` takes to read one object in this process: the mean over a few objects spread
+    over it (after one untimed read, which opens its files), kept per provider. Cheap: at most
+    :data:`_SAMPLE_GETS` objects and about :data:`_SAMPLE_SECONDS`. An object that cannot be read counts as
+    free here (the pass itself raises or skips it, where the user sees it)."""
+    global _read_seconds
+    import time
+    import weakref
+
+    if _read_seconds is None:
+        _read_seconds = weakref.WeakKeyDictionary()
+    if provider in _read_seconds:
+        return _read_seconds[provider]
+    size = len(provider)
+    rows = np.unique(np.linspace(0, size - 1, _SAMPLE_GETS + 1).astype(np.int64)) if size else []
+    timed, elapsed = 0, 0.0
+    try:
+        for position, row in enumerate(rows):
+            start = time.perf_counter()
+            provider.__getitems__([int(row)])
+            if position:  # the first read opens files and tables: the pass pays that once either way
+                timed += 1
+                elapsed += time.perf_counter() - start
+                if elapsed > _SAMPLE_SECONDS:
+                    break
+    except Exception:  # noqa: BLE001 -- the pass itself raises it, or skips the object
+        pass
+    finally:
+        provider.take_skipped()  # objects skipped while timing are counted by the pass itself
+    seconds = elapsed / timed if timed else 0.0
+    _read_seconds[provider] = seconds
+    return seconds
+
+
+def auto_workers(provider, sampler) -> int:
+    """The workers ``data_loader.num_workers = "auto"`` starts for one pass of ``sampler`` over
+    ``provider``: :data:`AUTO_WORKERS` when reading the pass in this process is estimated to take longer
+    than starting them costs (:data:`WORKER_START_SECONDS`), else none. The choice is logged once."""
+    objects = len(sampler) if hasattr(sampler, "__len__") else len(provider)
+    per_object = seconds_per_object(provider)
+    estimate = objects * per_object
+    workers = AUTO_WORKERS if estimate > WORKER_START_SECONDS else 0
+    if workers not in _said:
+        _said.add(workers)
+        logger.info(
+            'data_loader.num_workers = "auto" chose %d worker(s): reading %d objects in this process is '
+            "estimated at %.2f s (%.2g ms an object), %s the ~%.1f s that starting %d workers costs a pass. "
+            "Set data_loader.num_workers to a number to choose.",
+            workers,
+            objects,
+            estimate,
+            per_object * 1000,
+            "above" if workers else "below",
+            WORKER_START_SECONDS,
+            AUTO_WORKERS,
+        )
+    return workers
+
+
 def loader_from_config(config, provider, sampler=None, skips: Skips | None = None) -> NumpyLoader:
-    """A :class:`NumpyLoader` with ``[data_loader]`` batch_size, num_workers and pin_memory."""
+    """A :class:`NumpyLoader` with ``[data_loader]`` batch_size, num_workers and pin_memory (``"auto"``:
+    see :func:`auto_workers`; a number is used as given)."""
     settings = config["data_loader"]
+    workers = settings["num_workers"]
     return NumpyLoader(
         provider,
         sampler,
         batch_size=int(settings["batch_size"]),
-        num_workers=int(settings["num_workers"]),
+        num_workers=auto_workers(provider, sampler) if workers == "auto" else int(workers),
         pin_memory=bool(settings["pin_memory"]),
         skips=skips,
     )

@@ -15,6 +15,7 @@ from hyrax.download import manifest
 from hyrax.download.fits_check import image_shape_of
 from tests.download.conftest import check_cutouts
 from tests.download.das_server import PASSWORD, Faults
+from tests.fault_table import record_landing
 
 
 def start_download(config_file, cwd):
@@ -85,11 +86,16 @@ def test_kill_9_mid_download_then_resume(service, catalog, write_config, tmp_pat
     assert summary.ok and summary.skipped == recorded[1] and summary.done == 60 - recorded[1]
     check_cutouts(data, table)
     assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
+    for threshold, done in zip((6, 24), recorded, strict=True):
+        record_landing(
+            "download",
+            "kill -9 once N cutouts on disk (2 kills, then a run)",
+            {"files_at_kill": threshold, "done_rows": done, "of": 60},
+            "every cutout once, each file whole; nothing half-written counted done",
+        )
 
 
-@pytest.mark.parametrize(
-    "seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("seed", [0, *(pytest.param(seed, marks=pytest.mark.slow) for seed in (1, 2, 3))])
 def test_kill_9_at_a_seeded_random_moment_while_another_download_races(
     service, catalog, write_config, tmp_path, hyrax_download, seed
 ):
@@ -106,15 +112,22 @@ def test_kill_9_at_a_seeded_random_moment_while_another_download_races(
     while not (data / manifest.LOCK_NAME).exists() or not locks_alive(data):
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
-    second = subprocess.run(
-        [sys.executable, "-m", "hyrax", "download", "-c", str(config_file)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    # the first is halted (holding its lock) while the second starts: on a loaded machine the second's
+    # start-up alone outlasted the whole first download, which then ended before the kill
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "hyrax", "download", "-c", str(config_file)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert second.returncode != 0 and f"pid {first.pid}" in second.stderr + second.stdout
-    time.sleep(random.Random(seed).uniform(0.0, 1.5))
+    wait = random.Random(seed).uniform(0.0, 1.5)  # of a download of ~4 s (60 cutouts, 0.2 s each, 3 at once)
+    time.sleep(wait)
     first.kill()
     first.wait(timeout=30)
     first.stderr.close()
@@ -125,6 +138,12 @@ def test_kill_9_at_a_seeded_random_moment_while_another_download_races(
     assert summary.ok and summary.skipped == done and summary.done == 60 - done
     check_cutouts(data, table)
     assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
+    record_landing(
+        "download",
+        "random moment, a second download racing",
+        {"wait_s": wait, "done_rows": done, "of": 60},
+        "second refused naming the first's pid; run again: every cutout once",
+    )
 
 
 def locks_alive(data_dir) -> bool:
@@ -158,28 +177,31 @@ def _manifest_state(data) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "point, at_start",
+    "point, at_start, size",
     [
-        ("manifest.merge_written", False),
-        ("manifest.merged", False),
-        ("manifest.merge_written", True),
-        ("manifest.merged", True),
+        (point, at_start, size)
+        for point in ("manifest.merge_written", "manifest.merged")
+        for at_start, sizes in ((False, (10, 20, 30)), (True, (8, 16, 24)))
+        for size in sizes
     ],
-    ids=["end-written", "end-merged", "start-written", "start-merged"],
+    ids=lambda value: {False: "end", True: "start"}.get(value, str(value)).replace("manifest.", ""),
 )
 def test_download_killed_inside_the_manifest_merge_resumes_every_cutout_once(
-    service, catalog, write_config, tmp_path, hyrax_download, point, at_start
+    service, catalog, write_config, tmp_path, hyrax_download, point, at_start, size
 ):
-    """Killed in the merge that ends a download (arrival 1 of a fresh one), or in the merge that starts
-    one after a kill -9 left parts: the merge is whole or not there, and the resume counts each part once."""
+    """Killed in the merge that ends a download (arrival 1 of a fresh one, of SIZE objects), or in the
+    merge that starts one after a kill -9 left parts (killed once SIZE of 60 cutouts were on disk): the
+    merge is whole or not there, and the resume counts each part once."""
     from tests.test_fault_points import _killed_at
 
     running = service(Faults(member_delay=0.03 if at_start else 0.0))
-    path, table = catalog(30)
+    objects = 30 if at_start else size
+    cutouts = 2 * objects  # two filters
+    path, table = catalog(objects)
     data = tmp_path / "data"
     config_file = download_config(write_config, tmp_path, running.url, path)
     if at_start:  # a download killed mid-run: its parts are not merged yet
-        kill_after(start_download(config_file, tmp_path), data, 16)
+        kill_after(start_download(config_file, tmp_path), data, size)
         before = _manifest_state(data)
         assert before["done"] == 0 and before["parts"] > 0, before
     env = {k: v for k, v in os.environ.items() if k != "HYRAX_FAULT"}
@@ -190,13 +212,19 @@ def test_download_killed_inside_the_manifest_merge_resumes_every_cutout_once(
         assert landed["unrenamed"] == 1 and landed["done"] == 0 and not landed["merged_runs"], landed
     else:  # renamed into place: it holds the parts' rows and names their runs, the parts not yet removed
         assert landed["unrenamed"] == 0 and landed["merged_runs"] == landed["part_runs"], landed
-        assert landed["done"] == (before["parts"] * 4 if at_start else 60), landed
+        assert landed["done"] == (before["parts"] * 4 if at_start else cutouts), landed
     if not at_start:
-        assert landed["parts"] == 15, landed  # the whole download: 60 cutouts, 4 a request
+        assert landed["parts"] == cutouts // 4, landed  # the whole download, 4 cutouts a request
     running.faults.member_delay = 0.0
     summary = hyrax_download(running, path, chunk_size=4).download()
     # what the parts hold (merged or not) counts once as there, the rest is fetched: nothing twice
-    assert summary.ok and summary.skipped == landed["parts"] * 4 == 60 - summary.done, str(summary)
+    assert summary.ok and summary.skipped == landed["parts"] * 4 == cutouts - summary.done, str(summary)
     check_cutouts(data, table)  # every cutout once, its file whole
     assert not list(data.rglob("*.tmp")) and not (data / manifest.PARTS_DIR).exists()
+    where = "the merge starting a resume" if at_start else "the merge ending a download"
+    shown = {"cutouts": cutouts, **{k: v for k, v in landed.items() if k != "part_runs"}}
+    shown["merged_runs"] = len(landed["merged_runs"])
+    record_landing(
+        "download", f"{point}:1 ({where})", shown, "resumed: every cutout once, each part counted once"
+    )
     print(f"download {point} ({'start' if at_start else 'end'}): {landed}")

@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hyrax.download import manifest
 from hyrax.download.client import AuthenticationError
 from hyrax.download.manifest import read_manifest
 from hyrax.download.soda import SodaLine, SodaOptions, soda_query
 from hyrax.errors import ConfigError, DataError
 from tests.download.local_service import started
 from tests.download.soda_server import TOKEN, SodaFaults, SodaService, dataset_id, read_scenes, scene_centres
+from tests.fault_table import record_landing
 
 BANDS = ["g", "r", "i"]
 
@@ -359,8 +361,13 @@ def test_kill_9_mid_rubin_download_then_the_cli_resumes_it(
         """
     )
     monkeypatch.setenv("RSP_TOKEN", TOKEN)  # the subprocesses inherit it
-    for threshold in (5, 25):
-        kill_after(start_download(config_file, tmp_path), tmp_path / "data", threshold)
+    data, landings = tmp_path / "data", []
+    for threshold in (5, 15, 25):
+        kill_after(start_download(config_file, tmp_path), data, threshold)
+        with manifest.locked(data):  # what the kill left, as the next run will read it
+            manifest.consolidate(data)
+        done = int((read_manifest(data).status == "done").sum())
+        landings.append({"files_at_kill": threshold, "done_rows": done, "of": len(table) * len(BANDS)})
     finished = start_download(config_file, tmp_path)
     assert finished.wait(timeout=120) == 0, finished.stderr.read().decode()[-2000:]
     finished.stderr.close()
@@ -369,3 +376,8 @@ def test_kill_9_mid_rubin_download_then_the_cli_resumes_it(
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.name != "rsp-token":
             assert TOKEN.encode() not in path.read_bytes(), path
+    for landed in landings:
+        point = "kill -9 once N cutouts on disk (3 kills, then a run)"
+        record_landing(
+            "download (lsst)", point, landed, "every cutout once, each file whole; token in no file"
+        )

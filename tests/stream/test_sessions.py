@@ -18,6 +18,7 @@ import torch
 from hyrax import Hyrax
 from hyrax.errors import RunBusyError
 from hyrax.stream.serve import read_results
+from tests.fault_table import record_landing
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = "tests.stream.streams.CountingStream"
@@ -108,10 +109,14 @@ def _cli(config: Path, *args) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_train_stream_killed_with_kill_9_resumes_from_its_last_saved_weights(tmp_path, write_config):
-    """The real command line on an endless stream, killed with SIGKILL mid-run: the run keeps its last save
-    whole (atomic files), its lock dies with it (a resume is not refused), and --resume continues from that
-    save (the same weights and optimizer state, the batches counted on) to a stopped, resumable run."""
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_train_stream_killed_with_kill_9_resumes_from_its_last_saved_weights(tmp_path, write_config, seed):
+    """The real command line on an endless stream, killed with SIGKILL mid-run (once it has saved twice,
+    then after a seeded wait of up to ~2 saves): the run keeps its last save whole (atomic files), its lock
+    dies with it (a resume is not refused), and --resume continues from that save (the same weights and
+    optimizer state, the batches counted on) to a stopped, resumable run."""
+    import random
+
     config = write_config(
         f"""
         [general]
@@ -139,6 +144,7 @@ def test_train_stream_killed_with_kill_9_resumes_from_its_last_saved_weights(tmp
         if runs and (runs[0] / "stream_checkpoint.pt").exists() and checkpoint_of(runs[0])["batches"] >= 6:
             break
         time.sleep(0.05)
+    time.sleep(random.Random(seed).uniform(0.0, 0.5))  # a save takes 3 batches of 4 objects, ~0.25 s
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=30)
     (run,) = runs
@@ -147,6 +153,7 @@ def test_train_stream_killed_with_kill_9_resumes_from_its_last_saved_weights(tmp
     torch.load(run / "example_model.pth", weights_only=True)
     saved = checkpoint_of(run)
     assert saved["batches"] % 3 == 0 and saved["batches"] >= 6
+    landed = {"saved_batches": saved["batches"], "temporaries": len(list(run.glob(".*.tmp")))}
     # the resumed session starts from exactly what was saved
     h = Hyrax(setup_logging=False)
     resumed = h.train_stream(resume=run)
@@ -163,6 +170,8 @@ def test_train_stream_killed_with_kill_9_resumes_from_its_last_saved_weights(tmp
     assert f"{saved['batches'] + 4:,} batches" in out and "stopped by max_batches = 4" in out
     assert checkpoint_of(run)["batches"] == saved["batches"] + 4
     assert 'status = "stopped"' in (run / "hyrax_run.toml").read_text()
+    outcome = "resumed: the saved weights and optimizer state, batches counted on, stopped"
+    record_landing("train_stream", "kill -9 after its 2nd save + a seeded wait", landed, outcome)
 
 
 # -- infer_stream ------------------------------------------------------------------------------------

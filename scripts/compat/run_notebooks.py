@@ -373,16 +373,22 @@ class Services:
     """Local services a notebook's plan names (a Kafka-protocol broker), up for that notebook's run."""
 
     def __init__(self, plan: dict, python: str, log):
-        self.processes = []
+        import fcntl
+        import tempfile
+
+        self.processes, self.locks = [], []
         for kind, settings in plan.get("service", {}).items():
             assert kind == "kafka", kind
+            # The notebook names a fixed port (localhost:9092): two runs on one machine take turns.
+            lock = open(Path(tempfile.gettempdir()) / f"compat-{kind}-{settings['port']}.lock", "w")  # noqa: SIM115
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.locks.append(lock)
             args = [python, str(HERE / "kafka_service.py")] + [f"--{k}={v}" for k, v in settings.items()]
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
-            line = process.stdout.readline().strip()
-            if line != "ready":
-                process.kill()
-                raise RuntimeError(f"the local {kind} service did not start (see log.txt)")
             self.processes.append(process)
+            if process.stdout.readline().strip() != "ready":
+                self.stop()
+                raise RuntimeError(f"the local {kind} service did not start (see log.txt)")
 
     def stop(self):
         for process in self.processes:
@@ -392,6 +398,10 @@ class Services:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self.processes = []
+        for lock in self.locks:
+            lock.close()  # closing releases the flock, once the service is gone
+        self.locks = []
 
 
 def main() -> int:
@@ -469,7 +479,15 @@ def main() -> int:
         )
         started = time.time()
         with open(root / "log.txt", "w") as log:
-            services = Services(PLAN.get(rel, {}), args.python, log)
+            try:
+                services = Services(PLAN.get(rel, {}), args.python, log)
+            except RuntimeError as error:
+                failed = {"type": "ServiceFailed", "message": str(error), "first_line": str(error)}
+                (root / "result.json").write_text(json.dumps({
+                    "notebook": rel, "note": spec["note"], "exit_code": None,
+                    "cells": [{"index": 0, "status": "error", "kind": "harness", "error": failed}]}, indent=1))  # fmt: skip
+                print(f"{rel}: {error}", flush=True)
+                continue
             try:
                 proc = subprocess.run(
                     [

@@ -8,7 +8,8 @@ a cheap get) and ``fits`` (every get opens a FITS scene from tests/data/hsc_cosm
 and cuts 32x32 out of it). Each run also reports what ``data_loader.num_workers = "auto"`` estimates
 (seconds a get, timed on a few objects, times N) and chooses, so the rule can be read off the table: the
 workers' saving (or cost) against the estimated reading time. The worker start-up cost is the loss of
-2 workers where reading is cheapest (numpy, smallest N).
+2 workers where reading is cheapest and N smallest (numpy, 1,000); what they add per object, the loss
+per object where reading is cheap and N larger (numpy, 10,000).
 
 The load average is printed: on a shared machine the figures move with it.
 """
@@ -122,7 +123,7 @@ def main() -> None:
         print(json.dumps(CASES[name](*rest)))
         return
 
-    from hyrax.datasets.loader import AUTO_WORKERS, WORKER_START_SECONDS
+    from hyrax.datasets.loader import AUTO_WORKERS, WORKER_OBJECT_SECONDS, WORKER_START_SECONDS
 
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     rows = []
@@ -144,14 +145,15 @@ def main() -> None:
         f"{'saving s':>9} {'auto picks':>10} {'right?':>6} {'load':>5}"
     )
     for kind, objects, estimate, none, some, saving, load in rows:
-        picks = AUTO_WORKERS if estimate > WORKER_START_SECONDS else 0
+        picks = AUTO_WORKERS if estimate - objects * WORKER_OBJECT_SECONDS > WORKER_START_SECONDS else 0
         right = (picks > 0) == (saving > 0)
         print(
             f"{kind:8} {objects:>8} {estimate:>11.3f} {none:>11.2f} {some:>11.2f} {saving:>9.2f} "
             f"{picks:>10} {'yes' if right else 'NO':>6} {load:>5.1f}"
         )
     print(
-        f'\n"auto" rule: {AUTO_WORKERS} workers when estimated read time > {WORKER_START_SECONDS} s (min of runs)'
+        f'\n"auto" rule: {AUTO_WORKERS} workers when objects x (read s - {WORKER_OBJECT_SECONDS}) > '
+        f"{WORKER_START_SECONDS} s; times: the least of the runs"
     )
 
 

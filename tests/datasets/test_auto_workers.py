@@ -59,6 +59,8 @@ def test_the_default_is_auto_and_chooses_by_the_measured_rule(hyrax_config):
     assert loader_from_config(hyrax_config.config, slow).num_workers == loader.AUTO_WORKERS
     # the estimate is of the pass, not the dataset: 50 slow objects (~0.25 s) are read here
     assert loader_from_config(hyrax_config.config, slow, sampler=range(50)).num_workers == 0
+    # a million cheap reads take seconds, but workers add more to each than they save
+    assert loader_from_config(hyrax_config.config, cheap, sampler=range(10**6)).num_workers == 0
 
 
 def test_published_explicit_num_workers_is_used_as_given(hyrax_config, monkeypatch):
@@ -81,7 +83,8 @@ def test_the_choice_is_said_once_with_its_rule(hyrax_config, caplog):
     said = [r.getMessage() for r in caplog.records if "num_workers" in r.getMessage()]
     assert len(said) == 1
     assert 'data_loader.num_workers = "auto" chose 0 worker(s)' in said[0]
-    assert "reading 100 objects" in said[0] and "below" in said[0]
+    assert "reading 100 objects here is estimated at" in said[0]
+    assert "workers pay when reading an object takes more than the ~1 ms" in said[0]
     assert "Set data_loader.num_workers to a number" in said[0]
 
 

@@ -297,9 +297,13 @@ class NumpyLoader:
         return len(self.loader)
 
 
-#: What starting DataLoader workers costs one pass over the data on top of reading in the main process,
-#: in seconds (fork, the first batch through the pipe, the shutdown): measured with benchmarks/workers.py.
+#: What DataLoader workers cost, measured with benchmarks/workers.py (h.infer() of 1x32x32 images, 0 against
+#: 2 workers, on a shared 2-core machine): starting them, a pass (fork, first batch, shutdown: 0.47 s at
+#: 1,000 in-memory objects), and per object (each batch through shared memory, and the CPU the workers take
+#: from the model: 1.1 ms an object at 10,000 in-memory objects). Workers pay back only what reading costs
+#: beyond that: a 3 ms FITS read per object saved 1.5 s at 1,000 objects.
 WORKER_START_SECONDS = 0.5
+WORKER_OBJECT_SECONDS = 0.001
 
 #: Workers that ``data_loader.num_workers = "auto"`` starts when they pay.
 AUTO_WORKERS = 2
@@ -348,25 +352,27 @@ def seconds_per_object(provider) -> float:
 
 def auto_workers(provider, sampler) -> int:
     """The workers ``data_loader.num_workers = "auto"`` starts for one pass of ``sampler`` over
-    ``provider``: :data:`AUTO_WORKERS` when reading the pass in this process is estimated to take longer
-    than starting them costs (:data:`WORKER_START_SECONDS`), else none. The choice is logged once."""
+    ``provider``: :data:`AUTO_WORKERS` when the estimated saving, objects x (seconds to read one in this
+    process - :data:`WORKER_OBJECT_SECONDS`) - :data:`WORKER_START_SECONDS`, is positive; else none. The
+    choice is logged once per process."""
     objects = len(sampler) if hasattr(sampler, "__len__") else len(provider)
     per_object = seconds_per_object(provider)
-    estimate = objects * per_object
-    workers = AUTO_WORKERS if estimate > WORKER_START_SECONDS else 0
+    saving = objects * (per_object - WORKER_OBJECT_SECONDS) - WORKER_START_SECONDS
+    workers = AUTO_WORKERS if saving > 0 else 0
     if workers not in _said:
         _said.add(workers)
         logger.info(
-            'data_loader.num_workers = "auto" chose %d worker(s): reading %d objects in this process is '
-            "estimated at %.2f s (%.2g ms an object), %s the ~%.1f s that starting %d workers costs a pass. "
+            'data_loader.num_workers = "auto" chose %d worker(s): reading %d objects here is estimated at '
+            "%.2f s (%.2g ms an object, timed on a few); %d workers pay when reading an object takes more than "
+            "the ~%g ms they add to it and the pass saves more than the ~%g s that starting them costs. "
             "Set data_loader.num_workers to a number to choose.",
             workers,
             objects,
-            estimate,
+            objects * per_object,
             per_object * 1000,
-            "above" if workers else "below",
-            WORKER_START_SECONDS,
             AUTO_WORKERS,
+            WORKER_OBJECT_SECONDS * 1000,
+            WORKER_START_SECONDS,
         )
     return workers
 

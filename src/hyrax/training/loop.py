@@ -380,7 +380,6 @@ class Training:
         means = EpochMeans()
         history: dict[str, Any] = {
             "best": self.best_loss,
-            "since_best": 0,
             "train": {},
             "validate": {},
             "epochs": [],
@@ -402,6 +401,22 @@ class Training:
 
         trainer = Engine(step)
         trainer.logger = _EngineLog(logging.getLogger(f"{__name__}.engine"), {})
+        stopper = None
+        if patience is not None:
+            from ignite.handlers import EarlyStopping
+
+            if int(patience) < 1:
+                raise ConfigError(
+                    f"train.early_stopping_patience = {patience}: give the number of epochs without "
+                    "improvement to allow (1 or more), or false to never stop early."
+                )
+            # Ignite's handler, called by hand in the epoch's handler (once the validation loss is known);
+            # "min": an epoch improves when its loss is below the best so far, as a resumed run's best.
+            stopper = EarlyStopping(
+                int(patience), score_function=lambda _: history["monitored"], trainer=trainer, mode="min"
+            )
+            stopper.best_score = self.best_loss
+            stopper.logger = _EngineLog(logging.getLogger(f"{__name__}.engine"), {})
 
         @trainer.on(Events.EPOCH_STARTED)
         def _start(engine):
@@ -435,11 +450,10 @@ class Training:
             if scheduler is not None:
                 scheduler.step()
             monitored = validation.get("validation_loss", train_metrics.get("training_loss"))
+            history["monitored"] = monitored
             improved = history["best"] is None or monitored < history["best"]
             if improved:
-                history["best"], history["since_best"] = monitored, 0
-            else:
-                history["since_best"] += 1
+                history["best"] = monitored
             if distribution.is_main:
                 path = save_checkpoint(self.run_dir, model, epoch, history["best"], seed=self.seed)
                 if improved:
@@ -458,9 +472,10 @@ class Training:
                     epochs,
                     ", ".join(f"{k} {v:.5g}" for k, v in {**train_metrics, **validation}.items()),
                 )
-            if patience is not None and history["since_best"] >= int(patience):
-                logger.info("early stopping: no improvement for %d epochs", history["since_best"])
-                engine.terminate()
+            if stopper is not None:  # after the checkpoint: the last epoch is saved either way
+                stopper(engine)
+                if engine.should_terminate:
+                    logger.info("early stopping: no improvement for %d epochs", stopper.counter)
 
         if distribution.is_main and sys.stderr.isatty():
             from ignite.handlers import ProgressBar

@@ -218,3 +218,11 @@ num_workers = 2
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr and "epoch 4/4" in resumed.stderr
     assert status(run)["status"] == "complete" and (run / "checkpoint_epoch_4.pt").is_file()
+
+
+@pytest.mark.slow
+def test_early_stopping_patience_below_one_is_refused_by_name(tmp_path):
+    """Early stopping is Ignite's EarlyStopping, which needs a patience of 1 or more: 0 says so by key."""
+    h = make_hyrax(tmp_path, model="HyraxLoopback", epochs=2, train__early_stopping_patience=0)
+    with pytest.raises(ConfigError, match=r"train.early_stopping_patience = 0.*1 or more.*false"):
+        h.train()

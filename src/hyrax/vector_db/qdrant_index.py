@@ -12,6 +12,7 @@ from hyrax.vector_db.base import VectorIndex
 COLLECTION = "hyrax_results"
 _NAMESPACE = uuid.UUID("6f1c2a4e-1d1a-4c53-9a3e-2b8e5f0d7c11")
 _BATCH = 2000
+_SEARCH_BATCH = 256
 #: Local mode locks its directory: one client per directory per process, shared by every index object.
 _LOCAL_CLIENTS: dict[str, object] = {}
 
@@ -68,27 +69,39 @@ class QdrantIndex(VectorIndex):
         return self.client.count(COLLECTION).count if self._exists() else 0
 
     def _insert(self, ids, vectors) -> None:
-        from qdrant_client.models import Distance, PointStruct, VectorParams
+        from qdrant_client.models import Batch, Distance, VectorParams
 
         if not self._exists():
             self.client.create_collection(
                 COLLECTION, vectors_config=VectorParams(size=vectors.shape[1], distance=Distance.EUCLID)
             )
+        # Columns, not a PointStruct a point: a server gets one request a batch without a model object per
+        # point. In local mode nearly all the time is qdrant-client's own (one SQLite commit a point:
+        # ~23 ms each on the shared machine against ~0.2 ms of ours; benchmarks/qdrant.py --profile).
         for start in range(0, len(ids), _BATCH):
-            points = [
-                PointStruct(id=point_id(i), vector=v.tolist(), payload={"object_id": i})
-                for i, v in zip(ids[start : start + _BATCH], vectors[start : start + _BATCH], strict=True)
-            ]
-            self.client.upsert(COLLECTION, points=points)
+            chunk = ids[start : start + _BATCH]
+            self.client.upsert(
+                COLLECTION,
+                points=Batch(
+                    ids=[point_id(i) for i in chunk],
+                    vectors=vectors[start : start + _BATCH].tolist(),
+                    payloads=[{"object_id": i} for i in chunk],
+                ),
+            )
 
     def _search(self, vectors, k):
+        from qdrant_client.models import QueryRequest
+
         ids, distances = [], []
-        for query in vectors:
-            points = self.client.query_points(
-                COLLECTION, query=query.tolist(), limit=k, with_payload=True
-            ).points
-            ids.append([p.payload["object_id"] for p in points])
-            distances.append([p.score for p in points])
+        # One request per _SEARCH_BATCH queries (a round trip each on a server; local mode loops either way)
+        for start in range(0, len(vectors), _SEARCH_BATCH):
+            requests = [
+                QueryRequest(query=query, limit=k, with_payload=True)
+                for query in vectors[start : start + _SEARCH_BATCH].tolist()
+            ]
+            for response in self.client.query_batch_points(COLLECTION, requests=requests):
+                ids.append([p.payload["object_id"] for p in response.points])
+                distances.append([p.score for p in response.points])
         return np.asarray(ids).astype(str), np.asarray(distances, dtype=np.float32)
 
     def _get(self, ids):

@@ -116,7 +116,7 @@ class DataParallel:
                     "runs on GPUs only. Set train.sync_batchnorm = false (each process then normalises its "
                     "own batch; the running statistics are rank 0's, broadcast at every step)."
                 )
-            if isinstance(model, torch.nn.modules.batchnorm._BatchNorm):
+            if isinstance(model, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d | torch.nn.BatchNorm3d):
                 raise TypeError("train.sync_batchnorm: the model itself is a BatchNorm layer")
             # Converts the BatchNorm layers inside the model in place (the model object stays the same).
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -124,7 +124,10 @@ class DataParallel:
         self.model = model
         self.wrapper = DistributedDataParallel(
             model,
-            device_ids=[device.index or 0] if device.type == "cuda" else None,
+            # "cuda" with no index is the process's current GPU (set to its local rank when the group began)
+            device_ids=[device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else None,
             find_unused_parameters=unused is True,
             static_graph=unused == "auto",
         )

@@ -63,8 +63,8 @@ def unused_class_settings(config: Mapping) -> list[str]:
 
 #: Verbs that only run a model forward: no optimizer or scheduler is made for them. The first torch
 #: optimizer made in a process imports torch._dynamo (torch.optim.Optimizer.__init__ is wrapped in
-#: torch._disable_dynamo): 1-3 s that a small infer or to_onnx run noticed, for a part it never uses.
-FORWARD_ONLY_VERBS = frozenset({"infer", "to_onnx"})
+#: torch._disable_dynamo): 1-3 s that a small infer, infer_stream or to_onnx run noticed, for a part it never uses.
+FORWARD_ONLY_VERBS = frozenset({"infer", "infer_stream", "to_onnx"})
 
 
 def attach_training_parts(model, config: Mapping) -> None:

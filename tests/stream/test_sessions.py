@@ -355,3 +355,18 @@ def test_data_loader_without_a_stream_says_how_to_feed_it(tmp_path, weights):
         pytest.raises(RuntimeError, match="process\\(batch\\)"),
     ):
         session.data_loader  # noqa: B018 - the property raises
+
+
+def test_the_latest_train_stream_run_found_as_published(tmp_path, weights):
+    """tess_lsdb_stream_example: find_most_recent_results_dir(h.config, "train_stream") / weights_filename,
+    of a run its session closed ("stopped", resumable); none in a folder without runs."""
+    from hyrax.config_utils import find_most_recent_results_dir
+    from hyrax.results.run_dir import RunDir
+
+    h = stream_hyrax(tmp_path, "train_stream", n_objects=8)
+    h.set_config("general.results_dir", str(weights.parent.parent))
+    train_dir = find_most_recent_results_dir(h.config, "train_stream")
+    assert train_dir == weights.parent and RunDir(train_dir).status["status"] == "stopped"
+    assert (train_dir / h.config["train_stream"]["weights_filename"]).is_file()
+    h.set_config("general.results_dir", str(tmp_path / "empty"))
+    assert find_most_recent_results_dir(h.config, "train_stream") is None

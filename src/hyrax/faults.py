@@ -58,6 +58,10 @@ The points (``<writer>.<moment>``):
 ``stream.offsets_committed``
     infer_stream: the offsets of a written batch were just committed to the broker; the next batch's are
     not (one arrival per batch committed).
+``outliers.shard``
+    Outlier scores on Dask workers (``vector_db/outlier_shards.py``): a worker has searched its shard
+    (blocks of lists, or rows in the graph) and not yet returned it (one arrival per shard). The
+    scheduler gives the shard to another worker; the scores are written once, by the scoring process.
 ``manifest.merge_written``
     The download manifest (``download/manifest.py`` ``consolidate``, at a download's start and end): the
     merged manifest is written under its temporary name, not yet renamed over ``manifest.parquet``.

@@ -222,3 +222,19 @@ def test_crts_latent_neighbours_share_their_class_above_chance(tmp_path):
     assert found["objects"] == 500 and found["dims"] == 320 and found["finite"]
     agreement, chance = found["rows"]["trained"]["all"]
     assert agreement > 1.3 * chance, found["rows"]
+
+
+def test_the_pooling_difference_from_the_published_model_is_said_once(caplog, monkeypatch):
+    """Our vectors differ from 0.13's (padding is not pooled): said at run time, once per process."""
+    import hyrax.models.ts2vec as ts2vec
+
+    monkeypatch.setattr(ts2vec, "_POOLING_SAID", False)
+    x = torch.from_numpy(
+        encode_light_curves(lc_batch(), InputSettings.from_config(small_config()["model"]["HyraxTs2Vec"]))
+    )
+    model = HyraxTs2Vec(small_config(), data_sample=x[:1].numpy()).eval()
+    with caplog.at_level("WARNING", logger="hyrax.models.ts2vec"), torch.no_grad():
+        model.infer_batch(x)
+        model.infer_batch(x)
+    said = [r.getMessage() for r in caplog.records if "observed timesteps only" in r.getMessage()]
+    assert len(said) == 1 and "max_sequence_length" in said[0]

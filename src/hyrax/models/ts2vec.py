@@ -43,6 +43,22 @@ from hyrax.models.model import ModelContractError, hyrax_model
 
 logger = logging.getLogger(__name__)
 
+_POOLING_SAID = False
+
+
+def _say_pooling_once() -> None:
+    """The vectors differ from the published HyraxTs2Vec's (which also pools over the padding): said once
+    per process, at run time, as every deliberate difference that changes a user's numbers is."""
+    global _POOLING_SAID
+    if not _POOLING_SAID:
+        _POOLING_SAID = True
+        logger.warning(
+            "HyraxTs2Vec: each object's vector is the maximum over its observed timesteps only; the "
+            "published Hyrax 0.13 also pools over the padding up to max_sequence_length, so its vectors "
+            "differ from these (ours do not change with max_sequence_length). See docs/migration.md."
+        )
+
+
 MASK_MODES = ("binomial", "continuous", "all_true", "all_false", "mask_last")
 ENCODING_WINDOWS = ("full_series", "multiscale")
 NORMALIZE_MODES = ("median_mad", "zscore")
@@ -530,6 +546,7 @@ class HyraxTs2Vec(nn.Module):
     def infer_batch(self, x: torch.Tensor) -> torch.Tensor:
         """``full_series``: ``(objects, output_dims)``, the maximum over each object's observed timesteps
         (0 for an object without any); ``multiscale``: ``(objects, time, output_dims x levels)``."""
+        _say_pooling_once()
         out = self(x)
         observed = ~torch.isnan(x).any(dim=-1, keepdim=True)
         out = out.masked_fill(~observed, float("-inf"))

@@ -55,12 +55,8 @@ def main() -> int:
     )
 
     def stop(*_):
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
+        # Not broker.wait() here: the main thread is inside it, holding the Popen's lock.
+        broker.kill()
         os._exit(0)  # librdkafka's threads could hold an ordinary exit
 
     signal.signal(signal.SIGTERM, stop)

@@ -118,8 +118,10 @@ def test_every_builtin_dataset_conforms(builtin_locations):
     from hyrax.datasets import BUILTIN_DATASETS
 
     # LSSTDataset needs a cutout service (tests/download/test_lsst.py checks it against a local one) and
-    # KafkaStreamDataset a broker (the next test).
-    assert set(builtin_locations) | {"LSSTDataset", "KafkaStreamDataset"} == set(BUILTIN_DATASETS)
+    # KafkaStreamDataset a broker (the next test); LSDBStreamDataset is a stream, not indexed by position
+    # (tests/datasets/test_lsdb_stream.py checks it).
+    streams = {"LSSTDataset", "KafkaStreamDataset", "LSDBStreamDataset"}
+    assert set(builtin_locations) | streams == set(BUILTIN_DATASETS)
     for name, location in builtin_locations.items():
         report = check_dataset(DATASETS.get(name), data_location=location)
         assert any("unique" in line for line in report), name

@@ -510,6 +510,7 @@ def check_train(setup, calibration, seed: int) -> None:
     record_landing("train", "random window", landed, "resumed: weights equal to an uninterrupted run's")
 
 
+@pytest.mark.slow  # ~30 s; the default suite keeps the infer fault point (test_fault_points.py)
 def test_train_killed_inside_its_write_window_then_resumed(setup, calibration):
     """A training killed at a random moment after its first checkpoint write, resumed from its run, ends
     with the weights of an uninterrupted training, bit for bit."""

@@ -92,6 +92,7 @@ def test_umap_fits_a_sample_and_places_the_rest(tmp_path, infer_run):
     assert (labels[distances.argmin(axis=1)] == labels).mean() > 0.98
 
 
+@pytest.mark.slow  # a whole UMAP fit (~15 s) to check an alias
 def test_umap_verb_is_a_warning_alias(tmp_path, infer_run):
     with pytest.warns(FutureWarning, match="now `reduce_dimensions`"):
         reduced = reduce_hyrax(tmp_path).umap()

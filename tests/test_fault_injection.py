@@ -15,8 +15,8 @@ the run completed tests no resume: that draw is redrawn (a fresh run, the next n
 generator), at most :data:`REDRAWS` times, and the test fails when every draw landed after completion.
 
 Every run ends either complete and exactly right (every id once, values equal to an uninterrupted run)
-or refused with a clear message; never complete and wrong. The default suite runs one train seed
-(~30 s); ``python -m pytest tests/test_fault_injection.py -m slow`` runs three seeds for infer, train,
+or refused with a clear message; never complete and wrong. All of it is ``-m slow`` (train's first seed
+alone takes ~30 s): ``python -m pytest tests/test_fault_injection.py -m slow`` runs three seeds for infer, train,
 reduce_dimensions, outliers and save_to_database on each backend, and the two race tests.
 """
 
@@ -126,7 +126,7 @@ IDS = [f"v{i:04d}" for i in range(400)]
 #: That run's window was shorter than the draw, so the next is drawn inside the part before it.
 REDRAWS = 5
 
-#: Seeds of the random kills, per writer (the default suite runs train's first; the rest are -m slow).
+#: Seeds of the random kills, per writer (all -m slow).
 SEEDS = [0, 1, 2]
 
 # save_to_database from the command line inserts 65,536 vectors a batch: the 400 here would be one

@@ -31,7 +31,9 @@ import io
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,51 +59,21 @@ class LSSTDataset(HyraxDataset):
     image_defaults = {"normalize": "arcsinh", "nan_mode": "zero"}
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
-        from hyrax.download.soda import LSST_BANDS
-
-        path = data_location if data_location is not None else get_setting(config, "data_set.astropy_table")
-        if path is None:
-            raise DataError(
-                "LSSTDataset needs a catalog of the objects to cut out: set data_location (in [data_request]) "
-                "or data_set.astropy_table to a FITS, Parquet or CSV file with object_id, ra and dec."
-            )
-        self.data_location = Path(str(path)).expanduser()
-        table = read_table(self.data_location)
-        source = f"LSSTDataset: the catalog '{self.data_location}'"
-        id_column = _column(
-            table, get_setting(config, "data_set.object_id_column_name"), ID_NAMES, source, "an object id"
+        catalog = read_cutout_catalog(config, data_location, "LSSTDataset", "object_id, ra and dec")
+        self.data_location, table, source = catalog.location, catalog.table, catalog.source
+        self.filters, self.object_ids, self.ra, self.dec = (
+            catalog.filters,
+            catalog.object_ids,
+            catalog.ra,
+            catalog.dec,
         )
-        ra_column, dec_column = _position_columns(table, source)
-        bands = get_setting(config, "data_set.filters") or list(LSST_BANDS)
-        unknown = [b for b in bands if b not in LSST_BANDS]
-        if unknown:
-            raise ConfigError(
-                f"data_set.filters lists {', '.join(map(repr, unknown))}, which are not Rubin bands: list some of "
-                f"{', '.join(LSST_BANDS)}, or false for all six."
-            )
-        self.filters = list(bands)
-        ids = table[id_column].astype(str)
-        repeated = ids[ids.duplicated()].unique()[:5]
-        if len(repeated):
-            raise DataError(
-                f"{source} lists object ids {', '.join(repeated)} more than once; keep one row each."
-            )
-        self.object_ids = ids.to_numpy()
-        self.ra = table[ra_column].to_numpy(dtype=np.float64)
-        self.dec = table[dec_column].to_numpy(dtype=np.float64)
-        width = 2 * float(get_setting(config, "data_set.semi_width_deg"))
-        height = 2 * float(get_setting(config, "data_set.semi_height_deg"))
-        if not (width > 0 and height > 0):
-            raise ConfigError(
-                "data_set.semi_width_deg and data_set.semi_height_deg must be positive (degrees; 0.00472 is "
-                "17 arcsec)."
-            )
+        width, height = 2 * catalog.semi_width, 2 * catalog.semi_height
         if get_setting(config, "data_set.butler_repo") is not None:
             self._source = _ButlerCutouts(config, width, height)
         else:
             self._source = _SodaCutouts(config, table, width, height, source, self.filters)
         self.image_pipeline = ImagePipeline.from_config(config, type(self).__name__, self.image_defaults)
-        metadata = table.rename(columns={id_column: "object_id"})
+        metadata = table.rename(columns={catalog.id_column: "object_id"})
         metadata["object_id"] = self.object_ids
         scalar = [c for c in metadata.columns if metadata[c].dtype != object or c == "object_id"]
         super().__init__(config, self.data_location, metadata[scalar].reset_index(drop=True))
@@ -141,6 +113,73 @@ class DownloadedLSSTDataset(HSCDataset):
             f'download.service = "lsst", download.fits_file to your catalog and [download.lsst], then run '
             f"`hyrax download` (or h.download()) with general.data_dir = '{self.data_location}'."
         )
+
+
+@dataclass
+class CutoutCatalog:
+    """The objects a Rubin cutout dataset cuts out, read from its catalog and checked."""
+
+    location: Path
+    table: Any  # the catalog (pandas), for the columns a dataset reads besides these
+    source: str  # how errors name it
+    id_column: str
+    object_ids: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    filters: list[str]
+    semi_width: float  # degrees
+    semi_height: float
+
+
+def read_cutout_catalog(config: Mapping, data_location, name: str, columns: str) -> CutoutCatalog:
+    """The catalog at DATA_LOCATION (else ``data_set.astropy_table``) of dataset NAME: its ids (unique), ra,
+    dec, the bands asked for (``data_set.filters``) and the cutout's half sizes; COLUMNS says in the
+    error for a missing catalog which columns it needs."""
+    from hyrax.download.soda import LSST_BANDS
+
+    path = data_location if data_location is not None else get_setting(config, "data_set.astropy_table")
+    if path is None:
+        raise DataError(
+            f"{name} needs a catalog of the objects to cut out: set data_location (in [data_request]) or "
+            f"data_set.astropy_table to a FITS, Parquet or CSV file with {columns}."
+        )
+    location = Path(str(path)).expanduser()
+    table = read_table(location)
+    source = f"{name}: the catalog '{location}'"
+    id_column = _column(
+        table, get_setting(config, "data_set.object_id_column_name"), ID_NAMES, source, "an object id"
+    )
+    ra_column, dec_column = _position_columns(table, source)
+    filters = list(get_setting(config, "data_set.filters") or LSST_BANDS)
+    unknown = [b for b in filters if b not in LSST_BANDS]
+    if unknown:
+        raise ConfigError(
+            f"data_set.filters lists {', '.join(map(repr, unknown))}, which are not Rubin bands: list some of "
+            f"{', '.join(LSST_BANDS)}, or false for all six."
+        )
+    ids = table[id_column].astype(str)
+    repeated = ids[ids.duplicated()].unique()[:5]
+    if len(repeated):
+        raise DataError(f"{source} lists object ids {', '.join(repeated)} more than once; keep one row each.")
+    semi_width = float(get_setting(config, "data_set.semi_width_deg"))
+    semi_height = float(get_setting(config, "data_set.semi_height_deg"))
+    if not (semi_width > 0 and semi_height > 0):
+        raise ConfigError(
+            "data_set.semi_width_deg and data_set.semi_height_deg must be positive (degrees; 0.00472 is "
+            "17 arcsec)."
+        )
+    return CutoutCatalog(
+        location,
+        table,
+        source,
+        id_column,
+        ids.to_numpy(),
+        table[ra_column].to_numpy(dtype=np.float64),
+        table[dec_column].to_numpy(dtype=np.float64),
+        filters,
+        semi_width,
+        semi_height,
+    )
 
 
 def _column(table, configured, names, source: str, what: str) -> str:

@@ -38,19 +38,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hyrax.config import get_setting
-from hyrax.datasets.catalog import read_table
 from hyrax.datasets.dataset import HyraxDataset
 from hyrax.datasets.fits_ranges import Layout, RangeReader
 from hyrax.datasets.ids import StringColumn
 from hyrax.datasets.images import ImagePipeline
-from hyrax.datasets.lsst import ID_NAMES, _column, _position_columns
+from hyrax.datasets.lsst import read_cutout_catalog
 from hyrax.errors import ConfigError, DataError
 from hyrax.plugins import did_you_mean
 
 logger = logging.getLogger(__name__)
 
-LSST_BANDS = ("u", "g", "r", "i", "z", "y")
 PLANES = ("image", "mask", "variance")
 
 
@@ -63,27 +60,14 @@ class RangeReadLSSTDataset(HyraxDataset):
 
     def __init__(self, config: Mapping, data_location: str | Path | None = None):
         name = type(self).__name__
-        path = data_location if data_location is not None else get_setting(config, "data_set.astropy_table")
-        if path is None:
-            raise DataError(
-                f"{name} needs a catalog of the objects to cut out: set data_location (in [data_request]) or "
-                "data_set.astropy_table to a FITS, Parquet or CSV file with object_id, ra, dec and each band's "
-                "file address (data_set.RangeReadLSSTDataset.url)."
-            )
-        self.data_location = Path(str(path)).expanduser()
-        table = read_table(self.data_location)
-        source = f"{name}: the catalog '{self.data_location}'"
-        id_column = _column(
-            table, get_setting(config, "data_set.object_id_column_name"), ID_NAMES, source, "an object id"
+        catalog = read_cutout_catalog(
+            config,
+            data_location,
+            name,
+            "object_id, ra, dec and each band's file address (data_set.RangeReadLSSTDataset.url)",
         )
-        ra_column, dec_column = _position_columns(table, source)
-        self.filters = list(get_setting(config, "data_set.filters") or LSST_BANDS)
-        unknown = [b for b in self.filters if b not in LSST_BANDS]
-        if unknown:
-            raise ConfigError(
-                f"data_set.filters lists {', '.join(map(repr, unknown))}, which are not Rubin bands: list some "
-                f"of {', '.join(LSST_BANDS)}, or false for all six."
-            )
+        self.data_location, table, source = catalog.location, catalog.table, catalog.source
+        self.filters = catalog.filters
         settings = config["data_set"]["RangeReadLSSTDataset"]
         self.planes = tuple(settings["planes"])
         if not self.planes or any(p not in PLANES for p in self.planes) or "image" not in self.planes:
@@ -107,22 +91,8 @@ class RangeReadLSSTDataset(HyraxDataset):
                 if column not in self._url_columns:
                     values = table[column].astype(object).where(table[column].notna(), None)
                     self._url_columns[column] = StringColumn(values.to_numpy())
-        ids = table[id_column].astype(str)
-        repeated = ids[ids.duplicated()].unique()[:5]
-        if len(repeated):
-            raise DataError(
-                f"{source} lists object ids {', '.join(repeated)} more than once; keep one row each."
-            )
-        self.object_ids = ids.to_numpy()
-        self.ra = table[ra_column].to_numpy(dtype=np.float64)
-        self.dec = table[dec_column].to_numpy(dtype=np.float64)
-        self.semi_width = float(get_setting(config, "data_set.semi_width_deg"))
-        self.semi_height = float(get_setting(config, "data_set.semi_height_deg"))
-        if not (self.semi_width > 0 and self.semi_height > 0):
-            raise ConfigError(
-                "data_set.semi_width_deg and data_set.semi_height_deg must be positive (degrees; 0.00472 is "
-                "17 arcsec)."
-            )
+        self.object_ids, self.ra, self.dec = catalog.object_ids, catalog.ra, catalog.dec
+        self.semi_width, self.semi_height = catalog.semi_width, catalog.semi_height
         self.reader = RangeReader(
             timeout=float(settings["timeout"]),
             retries=int(settings["retries"]),
@@ -134,7 +104,7 @@ class RangeReadLSSTDataset(HyraxDataset):
         self.shape = self.image_pipeline.crop_to
         self._threads = None
         metadata = table.drop(columns=sorted(self._url_columns))  # addresses may be signed: not fields
-        metadata = metadata.rename(columns={id_column: "object_id"})
+        metadata = metadata.rename(columns={catalog.id_column: "object_id"})
         metadata["object_id"] = self.object_ids
         scalar = [c for c in metadata.columns if metadata[c].dtype != object or c == "object_id"]
         super().__init__(config, self.data_location, metadata[scalar].reset_index(drop=True))

@@ -25,7 +25,7 @@ How it is measured: the vectors are written straight into an infer run's results
              sample of 10,000 objects the scorer did not choose (seed 7; the scorer calibrates on seed 0);
              recall = the share of the scorer's scores within 1% of the exact one
 
-Per kind: wall time, objects/s, the outliers process's peak RSS (ru_maxrss) and its growth per object
+Per kind: wall time, objects/s, the outliers process's own peak RSS (VmHWM) and its growth per object
 against a 200,000-object run when one is in <work> (``--n 200000`` first), the scorer's own choice
 (search, nlist, nprobe, its estimated recall) and the measured recall. The machine's load average is
 printed beside (its cores may be shared).
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -242,7 +241,10 @@ def stage_recall(run: Path) -> dict:
 
 def run_stage(stage: str, run: Path) -> None:
     measured = {"outliers": stage_outliers, "recall": stage_recall}[stage](run)
-    measured["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # this process's own peak (VmHWM): ru_maxrss is carried across exec, so it would report the peak of the
+    # process that wrote the vectors
+    with open("/proc/self/status") as status:
+        measured["rss"] = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
     print(json.dumps(measured))
 
 

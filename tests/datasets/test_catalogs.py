@@ -110,6 +110,7 @@ def test_a_nested_column_is_also_a_dict_of_its_subfields_batched_padded(crts_hat
     assert np.array_equal(first["crts"]["lc"]["mag_mask"], lc["mag_mask"])
 
 
+@pytest.mark.slow  # ~12 s: the default suite stays under ten minutes on 2 cores
 def test_hats_reads_only_the_requested_columns_and_passes_open_catalog_kwargs(crts_hats, hyrax_config):
     from hyrax.datasets.table import HyraxHATSDataset
 
@@ -140,6 +141,7 @@ def test_hats_errors_name_the_dataset_and_the_fix(tmp_path, crts_hats, hyrax_con
         HyraxHATSDataset(hyrax_config.config, crts_hats)
 
 
+@pytest.mark.slow  # builds and damages HATS catalogs (~14 s): the default suite stays under ten minutes on 2 cores
 def test_a_damaged_catalog_or_a_missing_column_names_the_partition_or_the_columns(
     tmp_path, crts_hats, hyrax_config
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from torch import nn
 
 from hyrax.models import hyrax_model
@@ -88,6 +89,7 @@ print("trained")
 """
 
 
+@pytest.mark.slow  # trains and checks in a fresh Python (~14 s): the default suite stays under ten minutes on 2 cores
 def test_saved_prepare_inputs_keeps_notebook_constants_and_is_checked_before_training(tmp_path):
     """A notebook's constants and helpers go into prepare_inputs.py, so inference in another process
     works; a global that cannot be saved stops training before it starts, saying what to do."""

@@ -59,6 +59,7 @@ def test_saved_reducer_reloads_to_the_same_coordinates(tmp_path, infer_run):
     assert np.array_equal(first[rows], again[rows])
 
 
+@pytest.mark.slow  # a t-SNE fit in batches (~23 s): the default suite stays under ten minutes on 2 cores
 def test_tsne_is_one_embedding_across_batches(infer_run):
     _, vectors = infer_run
     reducer = TSNEReducer(seed=0).fit(vectors[:200])

@@ -90,6 +90,7 @@ def test_a_data_error_in_a_worker_is_one_paragraph_once_on_the_command_line(
         assert noise not in err, err
 
 
+@pytest.mark.slow  # ~11 s: the default suite stays under ten minutes on 2 cores
 def test_in_a_notebook_the_error_is_the_dataset_s_own_and_nothing_else_is_printed(tmp_path, capsys, caplog):
     from hyrax import Hyrax
 

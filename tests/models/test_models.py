@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from hyrax.datasets import HyraxDataset
+from hyrax.errors import ConfigError
 from hyrax.models import BUILTIN_MODELS, hyrax_model
 from hyrax.models.model import ModelContractError, WeightsError, check_model_contract, load_prepare_inputs
 from hyrax.plugins import MODELS
@@ -176,18 +180,84 @@ def test_cnn_labels_that_are_not_class_numbers_are_named():
     assert label.dtype == np.int64
 
 
-def _cnn(config):
+def _cnn(config, side=32):
     from hyrax.models.cnn import HyraxCNN
 
     torch.manual_seed(0)
-    return HyraxCNN(config, data_sample=np.zeros((1, 3, 8, 8), np.float32))
+    return HyraxCNN(config, data_sample=np.zeros((1, 3, side, side), np.float32))
+
+
+def _images32(n=4):
+    return np.random.default_rng(0).random((n, 3, 32, 32), dtype=np.float32)
+
+
+PUBLISHED_CNN = Path(__file__).resolve().parents[1] / "data" / "hyrax013_cnn"
+
+
+class Published013Images(HyraxDataset):
+    """The five 3x32x32 images Hyrax 0.13's HyraxCNN was run on (tests/data/hyrax013_cnn/logits.npz)."""
+
+    def __init__(self, config, data_location=None):
+        self.images = np.load(PUBLISHED_CNN / "logits.npz")["images"]
+        super().__init__(config)
+
+    def __len__(self):
+        return len(self.images)
+
+    def get_object_id(self, idx):
+        return f"obj{idx}"
+
+    def get_image(self, idx):
+        return self.images[idx]
+
+
+def test_published_cnn_weights_infer_the_published_logits(tmp_path):
+    """As a 0.13 user writes it (pretrained_model_inference): weights saved by Hyrax 0.13's own HyraxCNN,
+    given as infer.model_weights_file, load unchanged and infer the logits 0.13 computed for the images."""
+    from hyrax import Hyrax
+
+    h = Hyrax(setup_logging=False)
+    h.config["general"]["results_dir"] = str(tmp_path / "results")
+    h.config["model"]["name"] = "HyraxCNN"
+    h.config["model"]["HyraxCNN"]["output_classes"] = 4
+    h.config["data_loader"]["num_workers"] = 0
+    h.config["data_request"]["infer"] = {
+        "data": {
+            "dataset_class": "tests.models.test_models.Published013Images",
+            "primary_id_field": "object_id",
+        }
+    }
+    h.config["infer"]["model_weights_file"] = str(PUBLISHED_CNN / "example_model.pth")
+    results = h.infer()
+    expected = np.load(PUBLISHED_CNN / "logits.npz")["logits"]
+    assert np.allclose(np.stack([results[i] for i in range(5)]), expected, atol=1e-4)
+
+
+def test_compact_cnn_weights_say_which_architecture_loads_them(hyrax_config, tmp_path):
+    """Weights of the compact HyraxCNN of earlier releases name the key that loads them, and back."""
+    compact = tmp_path / "compact" / "example_model.pth"
+    compact.parent.mkdir()
+    hyrax_config.set_config("model.HyraxCNN.output_classes", 4)
+    published = _cnn(hyrax_config.config)
+    with pytest.raises(
+        ConfigError, match=r"at least 16x16 pixels; the data's images are 8x8.*architecture = \"compact\""
+    ):
+        _cnn(hyrax_config.config, side=8)
+    hyrax_config.set_config("model.HyraxCNN.architecture", "compact")
+    small = _cnn(hyrax_config.config, side=8)
+    small.save(compact)
+    with pytest.raises(WeightsError, match=r'compact HyraxCNN of earlier releases.*architecture = "compact"'):
+        published.load(compact)
+    small.load(compact)
+    with pytest.raises(WeightsError, match=r"published HyraxCNN \(Hyrax 0.13's layers\)"):
+        small.load(PUBLISHED_CNN / "example_model.pth")
 
 
 def test_published_cnn_infers_raw_logits_and_trains_with_sgd(hyrax_config):
     """As a 0.13 user writes it (defaults only): HyraxCNN's inference is its raw class scores, and the
     optimizer a model gets is the published SGD(lr=0.01, momentum=0.9)."""
     model = _cnn(hyrax_config.config)
-    image = torch.from_numpy(_batch()["data"]["image"])
+    image = torch.from_numpy(_images32())
     with torch.no_grad():
         out = model.infer_batch(image)
         assert torch.equal(out, model(image))  # logits, not their softmax
@@ -203,7 +273,7 @@ def test_cnn_probabilities_and_adam_are_opt_in(hyrax_config):
     hyrax_config.set_config("model.HyraxCNN.infer_output", "probabilities")
     hyrax_config.set_config("optimizer.name", "torch.optim.Adam")
     model = _cnn(hyrax_config.config)
-    image = torch.from_numpy(_batch()["data"]["image"])
+    image = torch.from_numpy(_images32())
     with torch.no_grad():
         out = model.infer_batch(image)
         assert torch.allclose(out, torch.softmax(model(image), 1)) and torch.allclose(

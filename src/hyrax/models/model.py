@@ -164,9 +164,14 @@ def check_state_fits(model, state: Mapping, source: str) -> None:
         parts.append(f"layers the file lacks: {', '.join(missing[:8])}")
     if unexpected:
         parts.append(f"layers the model lacks: {', '.join(unexpected[:8])}")
+    hint = model.weights_hint(state) if callable(getattr(model, "weights_hint", None)) else None
     raise WeightsError(
-        f"The weights in {source} do not fit {type(model).__name__}: {'; '.join(parts)}. Use weights trained with "
-        f"this model and the same [model.{type(model).__name__}] settings and data shape."
+        f"The weights in {source} do not fit {type(model).__name__}: {'; '.join(parts)}. "
+        + (
+            hint
+            or f"Use weights trained with this model and the same [model.{type(model).__name__}] settings and "
+            "data shape."
+        )
     )
 
 

@@ -42,6 +42,8 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("visualize", "stretch"): ("asinh", "log", "zscale", "linear"),
     ("visualize", "notebook"): ("live", "static"),
     ("visualize", "color_scale"): ("auto", "category", "linear", "log", "rank"),
+    ("atlas", "order"): ("max", "min"),
+    ("atlas", "image_format"): ("webp", "png"),
     ("vector_db", "name"): ("lance", "chromadb", "qdrant"),
     ("data_set", "HyraxRandomDataset", "invalid_value_type"): ("nan", "inf", "-inf", "none"),
     ("model", "HyraxTs2Vec", "mask_mode"): ("binomial", "continuous", "all_true", "all_false", "mask_last"),
@@ -51,7 +53,9 @@ CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
 }
 
 #: Keys whose value is "auto" or a whole number >= 0 (a count that Hyrax may choose).
-AUTO_OR_COUNT: frozenset[tuple[str, ...]] = frozenset({("data_loader", "num_workers")})
+AUTO_OR_COUNT: frozenset[tuple[str, ...]] = frozenset(
+    {("data_loader", "num_workers"), ("atlas", "max_level")}
+)
 
 #: Keys that may be false (none) besides a value of their default's type, any value of it.
 MAY_BE_FALSE: frozenset[tuple[str, ...]] = frozenset({("model", "HyraxTs2Vec", "band_field")})

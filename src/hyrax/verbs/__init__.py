@@ -102,6 +102,10 @@ BUILTIN_VERBS: dict[str, tuple[str, str]] = {
         "hyrax.verbs.visualize:VisualizeVerb",
         "Show the latest reduce_dimensions map with thumbnails; serve it on 127.0.0.1 or write --html FILE.",
     ),
+    "atlas": (
+        "hyrax.verbs.atlas:AtlasVerb",
+        "Tile the latest reduce_dimensions map with its objects' images: a zoomable pyramid in <run>/atlas (resumable).",
+    ),
     "demo": (
         "hyrax.verbs.demo:DemoVerb",
         "Run the whole pipeline on the bundled galaxies: train, infer, map, index, outliers, standalone page.",

@@ -104,15 +104,32 @@ class MapSource:
     Args:
         config: the Hyrax config.
         reduce_run: the reduce_dimensions run directory.
+        coordinates: False to hold none (``x``, ``y``, ``z`` and ``priority`` are None): for a reader of
+            ids, metadata and images by row that streams the map itself (the atlas).
     """
 
-    def __init__(self, config: Mapping, reduce_run: Path):
-        from hyrax.progress import Progress
+    def __init__(self, config: Mapping, reduce_run: Path, coordinates: bool = True):
         from hyrax.results.store import ResultDataset
 
         self.config, self.reduce_run = config, Path(reduce_run)
         self.table = ResultDataset(config, self.reduce_run)
         self.total = len(self.table)
+        self.x = self.y = self.z = self.priority = None
+        if coordinates:
+            self._read_coordinates()
+        self.infer_run = infer_run_of(self.reduce_run)
+        stale = stale_map(self.reduce_run)
+        if stale:
+            logger.warning("%s (images and metadata are found by object id).", stale[0].upper() + stale[1:])
+        self._provider = None
+        self._aligned: bool | None = None
+        self._stale_told: str | None = None
+        self._picture_plan = None
+        self._scales: dict[tuple[str, str], object] = {}  # colour scales chosen (a pass over the map each)
+
+    def _read_coordinates(self) -> None:
+        from hyrax.progress import Progress
+
         dims = int(np.prod(self.table.shape)) if self.table.shape else 1
         coordinates = np.empty((min(dims, 3), self.total), dtype=np.float32)
         start = 0
@@ -128,15 +145,6 @@ class MapSource:
         )
         self.z = coordinates[2] if len(coordinates) > 2 else None
         self.priority = priorities(self.total)
-        self.infer_run = infer_run_of(self.reduce_run)
-        stale = stale_map(self.reduce_run)
-        if stale:
-            logger.warning("%s (images and metadata are found by object id).", stale[0].upper() + stale[1:])
-        self._provider = None
-        self._aligned: bool | None = None
-        self._stale_told: str | None = None
-        self._picture_plan = None
-        self._scales: dict[tuple[str, str], object] = {}  # colour scales chosen (a pass over the map each)
 
     # -- what there is ---------------------------------------------------------------------------------
     def provider(self):

@@ -72,6 +72,10 @@ The points (``<writer>.<moment>``):
 >>> fault_point("results.committed")  # HYRAX_FAULT unset: nothing happens
 """
 
+``atlas.tile_written``
+    The atlas (``visualize/atlas_build.py``): a tile's image and cells are written (one arrival per
+    tile); the summary that marks its bucket (or its parent tile) done is not. A rerun redoes that
+    bucket, overwriting its tiles whole, and skips the finished ones.
 from __future__ import annotations
 
 import os

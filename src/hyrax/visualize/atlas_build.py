@@ -56,6 +56,8 @@ READ_BATCH = 262_144
 #: Bucket records read at a time.
 CHUNK = 1 << 20
 WEBP_QUALITY = 85
+#: libwebp's effort (0-6): 2 encodes a tile in about half the time of the default 4, ~6% larger.
+WEBP_METHOD = 2
 #: Objects whose missing image is logged with its reason (the rest are counted).
 TOLD = 10
 PLACEHOLDER = (68, 68, 68, 255)
@@ -452,7 +454,7 @@ class AtlasBuilder:
             canvas[row[k] * side : (row[k] + 1) * side, col[k] * side : (col[k] + 1) * side] = cells.thumbs[k]
         buffer = io.BytesIO()
         if self.settings.image_format == "webp":
-            Image.fromarray(canvas, "RGBA").save(buffer, "WEBP", quality=WEBP_QUALITY, method=4)
+            Image.fromarray(canvas, "RGBA").save(buffer, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
         else:
             Image.fromarray(canvas, "RGBA").save(buffer, "PNG", compress_level=6)
         cells_json = {

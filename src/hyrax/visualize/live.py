@@ -9,6 +9,8 @@ reads the rest as needed) and answers the page's questions as the user pans, zoo
 - ``/thumb?id=``: one object's thumbnail (PNG), read from the dataset it came from; a placeholder tile
   and a logged reason when the image cannot be read;
 - ``/neighbours?id=&k=``: an object's nearest neighbours from the vector index;
+- ``/atlas/<path>``: a file of the map's atlas (``/atlas/manifest.json``, ``/atlas/{z}/tiles.json``,
+  ``/atlas/{z}/{tx}/{ty}.webp`` and ``.json``: :mod:`hyrax.visualize.atlas`), 404 when there is none;
 - ``POST /selection``: the ids selected in the page, which :meth:`LiveMap.selected` returns to Python as
   a DataFrame;
 - ``POST /label``: label the selection (or the given ids) 1 or 0 with an optional tag, into the results
@@ -381,6 +383,8 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
                 self._send(live.thumbnail_png(query["id"]), "image/png", cache=True)
             elif url.path == "/neighbours":
                 self._json(live.neighbours(query["id"], int(query.get("k", 0)) or None))
+            elif url.path.startswith("/atlas/"):  # the atlas's files (hyrax.visualize.atlas)
+                self._atlas_file(url.path[len("/atlas/") :])
             else:
                 self.send_error(404, f"no page {url.path}")
         except (KeyError, ValueError) as error:  # JSON, so that the page can show the reason
@@ -388,6 +392,17 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
         except Exception as error:  # the page shows the reason; the server keeps serving
             logger.warning("map server: %s failed: %s", self.path, error)
             self._json({"error": str(error)}, status=500)
+
+    def _atlas_file(self, relative: str) -> None:
+        """A file of the map's atlas, as the folder holds it; 404 with the reason when there is none."""
+        from hyrax.visualize.atlas import served_file
+
+        try:
+            body, kind = served_file(self.live.reduce_run, relative)
+        except FileNotFoundError as error:
+            self._json({"error": str(error)}, status=404)
+            return
+        self._send(body, kind, cache=relative != "manifest.json")
 
     def do_POST(self):  # noqa: N802
         url = urllib.parse.urlsplit(self.path)

@@ -299,3 +299,26 @@ def test_a_build_killed_at_a_fault_point_and_rerun_equals_an_uninterrupted_one(g
     found = _files(killed / "atlas")
     assert found.pop("manifest.json") == expected.pop("manifest.json")
     assert found == expected
+
+
+@pytest.mark.slow
+def test_light_curves_are_drawn_as_curves_in_the_cells(real_data, tmp_path):
+    """An atlas of the Stripe 82 RR Lyrae: each cell a light curve drawn per band (not a grey array)."""
+    pytest.importorskip("nested_pandas")
+    from PIL import Image
+
+    from hyrax.visualize.atlas import AtlasSettings, build_atlas
+    from tests.visualize.conftest import write_catalog_map
+    from tests.visualize.test_curves import LIGHTCURVE, colour_summary, rrlyrae_parquet
+
+    path = rrlyrae_parquet(real_data, tmp_path / "rrlyrae.parquet")
+    entry = {"curves": {"dataset_class": "NestedPandasDataset", "data_location": str(path)}}
+    settings = {"data_set.lightcurve": {**LIGHTCURVE, "field": "lightcurve"}}
+    config, run = write_catalog_map(tmp_path, np.random.default_rng(0).normal(size=(200, 2)), entry, settings)
+    atlas = build_atlas(config, run, AtlasSettings(cells=4, cell_px=48, max_level=1, image_format="png"))
+    cells = atlas.cells(0, 0, 0)
+    picture = np.asarray(Image.open(atlas.image_path(0, 0, 0)))[..., :3]
+    for col, row in zip(cells["col"], cells["row"], strict=True):
+        cell = picture[row * 48 : (row + 1) * 48, col * 48 : (col + 1) * 48]
+        hues, background = colour_summary(cell)
+        assert hues >= 3 and background > 0.3, (col, row, hues, background)

@@ -307,7 +307,8 @@ def test_light_curves_are_drawn_as_curves_in_the_cells(real_data, tmp_path):
     pytest.importorskip("nested_pandas")
     from PIL import Image
 
-    from hyrax.visualize.atlas import AtlasSettings, build_atlas
+    from hyrax.visualize.atlas import AtlasSettings
+    from hyrax.visualize.atlas_build import build_atlas
     from tests.visualize.conftest import write_catalog_map
     from tests.visualize.test_curves import LIGHTCURVE, colour_summary, rrlyrae_parquet
 

@@ -34,7 +34,7 @@ class AtlasVerb(Verb):
         >>> atlas.cells(0, 0, 0)["object_id"][:3]               # doctest: +SKIP
         """
         from hyrax.config import get_setting
-        from hyrax.visualize.atlas import build_atlas
+        from hyrax.visualize.atlas_build import build_atlas
         from hyrax.visualize.view import require_reduce_run
 
         self.override(atlas__choose=choose, atlas__order=order, atlas__max_level=max_level)

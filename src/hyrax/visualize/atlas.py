@@ -261,16 +261,3 @@ def served_file(reduce_run: str | Path, relative: str) -> tuple[bytes, str]:
         raise FileNotFoundError(f"no atlas file {relative} (an empty tile, or outside the map)")
     extension = relative.rsplit(".", 1)[1]
     return path.read_bytes(), IMAGE_TYPES.get(extension, "application/json")
-
-
-def build_atlas(config: Mapping, reduce_run: str | Path, settings: AtlasSettings | None = None) -> Atlas:
-    """Build (or finish) the atlas of a reduce_dimensions run in ``<run>/atlas`` and return it. A
-    complete atlas of the same map and settings is returned as it is; an unfinished one is finished.
-
-    >>> atlas = build_atlas(h.config, reduce_run)                           # doctest: +SKIP
-    """
-    from hyrax.visualize.atlas_build import AtlasBuilder
-
-    settings = settings or AtlasSettings.from_config(config)
-    AtlasBuilder(config, Path(reduce_run), settings).build()
-    return Atlas(atlas_dir(reduce_run))

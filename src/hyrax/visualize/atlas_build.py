@@ -36,6 +36,7 @@ from hyrax.visualize.atlas import (
     FORMAT,
     MANIFEST,
     TYPICAL,
+    Atlas,
     AtlasSettings,
     atlas_dir,
     auto_level,
@@ -145,6 +146,17 @@ def _write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def build_atlas(config: Mapping, reduce_run: str | Path, settings: AtlasSettings | None = None) -> Atlas:
+    """Build (or finish) the atlas of a reduce_dimensions run in ``<run>/atlas`` and return it. A
+    complete atlas of the same map and settings is returned as it is; an unfinished one is finished.
+
+    >>> atlas = build_atlas(h.config, reduce_run)                           # doctest: +SKIP
+    """
+    settings = settings or AtlasSettings.from_config(config)
+    AtlasBuilder(config, Path(reduce_run), settings).build()
+    return Atlas(atlas_dir(reduce_run))
 
 
 class AtlasBuilder:

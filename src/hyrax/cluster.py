@@ -18,11 +18,12 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from hyrax.errors import ConfigError
+from hyrax.errors import ConfigError, HyraxError
 
 
 def scheduler_setting(config: Mapping | None) -> str:
@@ -95,7 +96,12 @@ def run_shards(
     shared = [client.scatter(argument, broadcast=True) for argument in arguments]
     futures = [client.submit(function, shard, *shared, pure=False) for shard in shards]
     position = {future.key: number for number, future in enumerate(futures)}
-    results: list = [None] * len(futures)
+    if len(position) != len(shards):
+        raise HyraxError(
+            f"Dask gave {len(position)} distinct tasks for {len(shards)} shards; expected one each."
+        )
+    missing = object()
+    results: list = [missing] * len(futures)
     try:
         for future, result in as_completed(futures, with_results=True):
             results[position[future.key]] = result
@@ -103,4 +109,35 @@ def run_shards(
                 progress(result)
     finally:
         client.cancel(futures)
+    absent = [number for number, result in enumerate(results) if result is missing]
+    if absent:
+        raise HyraxError(
+            f"{len(absent)} of {len(shards)} shards of {getattr(function, '__name__', function)} came back "
+            f"without a result (shard {absent[0]} first); run the stage again."
+        )
     return results
+
+
+def ordered_shards(
+    client: Any, function: Callable, shards: Iterable, *arguments: Any, window: int
+) -> Iterator:
+    """``function(shard, *arguments)`` for each shard on the client's workers, yielded in shard order,
+    with at most ``window`` shards submitted and not yet taken (so the results held here stay bounded, and
+    the caller can write them in order as they come). The arguments are sent to the cluster once."""
+    shared = [client.scatter(argument, broadcast=True) for argument in arguments]
+    waiting: deque = deque()
+    shards = iter(shards)
+    try:
+        while True:
+            while len(waiting) < max(1, window):
+                shard = next(shards, None)
+                if shard is None:
+                    break
+                waiting.append(client.submit(function, shard, *shared, pure=False))
+            if not waiting:
+                return
+            future = waiting.popleft()
+            yield future.result()
+            future.release()
+    finally:
+        client.cancel(list(waiting))

@@ -66,6 +66,36 @@ def use_threads(config: Mapping | None = None) -> int:
     return count
 
 
+def knn_on_any_threads(queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``faiss.knn(queries, candidates, k)`` (squared L2 distances, rows), the same to the last bit on any
+    number of threads, so that a Dask worker (one thread) finds what this process (several) finds.
+
+    faiss computes each distance on its own, ``(x - y)^2`` summed, while a call holds fewer than
+    ``faiss.cvar.distance_compute_blas_threshold`` query values (128,000 in faiss 1.15: 8,000 queries at
+    16-d); above that it uses ``|x|^2 + |y|^2 - 2 x.y`` from a BLAS matrix product whose rounding depends
+    on how the product is split between threads (outlier scores of 156 of 60,000 objects differed between
+    one and two threads). So the queries are searched a run below that size at a time. Measured on one
+    thread, 60,000 queries against 1,000 candidates: 1.3x the BLAS time at 16-d, 1.8x at 64-d; and more
+    exact (no cancellation).
+
+    >>> import numpy as np
+    >>> points = np.random.default_rng(0).standard_normal((20_000, 16)).astype(np.float32)
+    >>> distances, rows = knn_on_any_threads(points, points[:100], 2)
+    >>> distances.shape, rows.dtype.kind
+    ((20000, 2), 'i')
+    """
+    import faiss
+    import numpy as np
+
+    step = max(1, (int(faiss.cvar.distance_compute_blas_threshold) - 1) // max(1, queries.shape[1]))
+    if len(queries) <= step:
+        return faiss.knn(queries, candidates, k)
+    found = [
+        faiss.knn(queries[start : start + step], candidates, k) for start in range(0, len(queries), step)
+    ]
+    return np.concatenate([pair[0] for pair in found]), np.concatenate([pair[1] for pair in found])
+
+
 def sample_rows(total: int, size: int, rng) -> np.ndarray:
     """A uniform random sample of ``size`` distinct rows out of ``total`` (all of them when fewer),
     sorted, in memory that follows the sample, not ``total`` (numpy's ``choice(..., replace=False)``

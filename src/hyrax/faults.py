@@ -62,6 +62,10 @@ The points (``<writer>.<moment>``):
     Outlier scores on Dask workers (``vector_db/outlier_shards.py``): a worker has searched its shard
     (blocks of lists, or rows in the graph) and not yet returned it (one arrival per shard). The
     scheduler gives the shard to another worker; the scores are written once, by the scoring process.
+``reduce.shard``
+    reduce_dimensions on Dask workers (``reduce/shards.py``): a worker has placed its run of rows and
+    not yet returned it (one arrival per shard). The shard is placed again by another worker; the map is
+    written once, in row order, by the reducing process.
 ``manifest.merge_written``
     The download manifest (``download/manifest.py`` ``consolidate``, at a download's start and end): the
     merged manifest is written under its temporary name, not yet renamed over ``manifest.parquet``.

@@ -116,18 +116,18 @@ class SamplePlacement:
     """Place points into an embedding of fitted sample points by their k nearest sample neighbours."""
 
     def __init__(self, sample: np.ndarray, embedding: np.ndarray, neighbours: int = 10):
-        import faiss
-
         self.sample = np.ascontiguousarray(sample, dtype=np.float32)
         self.embedding = np.asarray(embedding, dtype=np.float32)
         self.neighbours = min(int(neighbours), len(self.sample))
-        self.index = faiss.IndexFlatL2(self.sample.shape[1])
-        self.index.add(self.sample)
 
     def place(self, vectors: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """Each row's place; the same on any number of threads (a Dask worker places what this process
+        would: :func:`hyrax.compute.knn_on_any_threads`)."""
+        from hyrax.compute import knn_on_any_threads
+
         out = np.empty((len(vectors), self.embedding.shape[1]), dtype=np.float32)
         for start in range(0, len(vectors), batch):
-            distances, rows = self.index.search(vectors[start : start + batch], self.neighbours)
+            distances, rows = knn_on_any_threads(vectors[start : start + batch], self.sample, self.neighbours)
             distances = np.sqrt(np.maximum(distances, 0))
             weights = 1.0 / np.maximum(distances, 1e-12)
             exact = distances[:, 0] < 1e-6

@@ -100,14 +100,16 @@ def reduce_results(config: Mapping, results: ResultDataset, run_dir: Path) -> Re
     reducer.save(Path(run_dir) / "reducer")
     batch = int(settings["batch_size"])
     overlap = 1 if settings["parallel"] else 0  # one thread transforms while this one reads and writes
+    from hyrax.cluster import dask_client
+    from hyrax.reduce.shards import transform_rows
+
+    # [dask] scheduler: the rows are placed by Dask workers (reduce/shards.py), written here in order.
     with (
+        dask_client(config) as client,
         ResultWriter(run_dir, (reducer.n_components,), "float32") as writer,
         Progress(f"reduce_dimensions ({reducer.name})", total=len(results)) as progress,
     ):
-        batches = results.iter_batches(batch)
-        for ids, coordinates in bounded_map(
-            lambda item: (item[0], reducer.transform(item[1])), batches, overlap
-        ):
+        for ids, coordinates in transform_rows(reducer, results, batch, client, overlap, bounded_map):
             writer.write(ids, coordinates)
             progress.update(len(ids))
     return reducer

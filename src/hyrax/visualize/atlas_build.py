@@ -513,10 +513,22 @@ class AtlasBuilder:
 
 
 def cell_picture(picture: np.ndarray, side: int) -> np.ndarray:
-    """An RGB(A) picture as a side x side RGBA thumbnail (pixels kept sharp when enlarged)."""
-    from PIL import Image
+    """An RGB(A) picture as a side x side RGBA thumbnail: pixels repeated when it is a whole fraction of the
+    side (kept sharp), averaged in blocks when a whole multiple, else resized by Pillow."""
+    rgb = np.asarray(picture)[..., :3]
+    height, width = rgb.shape[:2]
+    out = np.empty((side, side, 4), dtype=np.uint8)
+    out[..., 3] = 255
+    if height == width and side % height == 0:
+        out[..., :3] = rgb.repeat(side // height, axis=0).repeat(side // height, axis=1)
+    elif height == width and height % side == 0:
+        k = height // side
+        out[..., :3] = np.round(rgb.reshape(side, k, side, k, 3).mean(axis=(1, 3)))
+    else:
+        from PIL import Image
 
-    image = Image.fromarray(np.ascontiguousarray(picture[..., :3]))
-    small = max(image.size) <= side
-    image = image.resize((side, side), Image.Resampling.NEAREST if small else Image.Resampling.BOX)
-    return np.asarray(image.convert("RGBA"))
+        image = Image.fromarray(np.ascontiguousarray(rgb))
+        small = max(image.size) <= side
+        image = image.resize((side, side), Image.Resampling.NEAREST if small else Image.Resampling.BOX)
+        out[..., :3] = np.asarray(image)
+    return out

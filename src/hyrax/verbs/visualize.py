@@ -20,6 +20,12 @@ class VisualizeVerb(Verb):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--html", metavar="FILE", help="write a standalone page instead of serving")
+        parser.add_argument(
+            "--export",
+            metavar="DIR",
+            help="write the map as a folder any static web server can host (page, atlas tiles, points, "
+            "metadata, neighbours) instead of serving",
+        )
         parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default visualize.port; 0: any)")
         add_input_dir(parser, what="a reduce_dimensions run")
         parser.add_argument(
@@ -77,6 +83,14 @@ class VisualizeVerb(Verb):
         from hyrax.config import get_setting
 
         view = self.run(args.input_dir, getattr(args, "color_column", None))
+        folder = getattr(args, "export", None) or get_setting(self.config, "visualize.export")
+        if folder:
+            written = view.export(folder)
+            print(
+                f"map of {view.source.total:,} objects exported to {written}: serve it with any static web "
+                f"server, e.g. python -m http.server -d {written}"
+            )
+            return 0
         target = args.html or get_setting(self.config, "visualize.html")
         if target:
             print(f"map of {len(view.data.ids):,} objects written to {view.save(target)}")

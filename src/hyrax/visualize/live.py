@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from hyrax.visualize.access import SessionGate
+from hyrax.visualize.export import atlas_manifest
 from hyrax.visualize.mapdata import DENSITY_BINS, MapData, density_rgba, label_marks, map_frame
 from hyrax.visualize.source import OWN, MapSource
 from hyrax.visualize.stretch import png_bytes
@@ -151,6 +152,9 @@ class LiveMap:
             data.density_url = self._density_source(x0, x1, y0, y1)
         data.colour = self.colour  # the colour scale of the whole map, not of the sample
         data.marks = label_marks(self.source)
+        manifest = atlas_manifest(self.reduce_run)
+        if manifest is not None:  # the page asks /atlas/... for its tiles (hyrax.visualize.atlas)
+            data.atlas = {"manifest": manifest, "base": "atlas/"}
         return data
 
     def thumbnail_url(self, object_id) -> str:

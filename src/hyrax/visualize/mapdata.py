@@ -44,6 +44,10 @@ class MapData:
     colour: ColourScale | None = None
     #: Labelled objects on the map (object_id, x, y, label, colour): marked on the page.
     marks: dict[str, list] = field(default_factory=dict)
+    #: The run's atlas as the page draws it: {"manifest": its manifest.json, "base": the folder's address}.
+    atlas: dict | None = None
+    #: A static export's page (:mod:`hyrax.visualize.export`): {"extent", "max_level", "shards"}.
+    exported: dict | None = None
 
     def to_dataframe(self):
         """The drawn objects: ``object_id``, the map's coordinates (``map_x``, ``map_y``, and ``map_z``

@@ -10,6 +10,7 @@ each Bokeh callback is those files followed by one call (:func:`script`).
 from __future__ import annotations
 
 import functools
+import json
 from importlib import resources
 from typing import Any
 
@@ -31,6 +32,8 @@ OUTPUT_BACKEND = "webgl"
 #: The map's tools, 2-D and 3-D.
 TOOLS = "pan,wheel_zoom,box_select,lasso_select,tap,reset"
 SAMPLED = " (density of all; points: a sample)"
+#: The map's frame (pixels, square) when it has an atlas.
+ATLAS_FRAME_PX = 560
 
 
 @functools.cache
@@ -67,6 +70,7 @@ def build_layout(
     source = ColumnDataSource(points_data(data, columns, live, scale), name="points")
     plot = _figure(data, title, live)
     densities = _density_layer(plot, data, live)
+    atlas = _atlas_layers(plot) if data.atlas else None  # under the points: a selected one shows on it
     fill = _fill(plot, scale)
     points = plot.scatter(OWN["x"], OWN["y"], source=source, size=6, fill_color=fill, **POINT_STYLE)
     plot.add_tools(
@@ -76,13 +80,19 @@ def build_layout(
         )
     )
     _labelled_marks(plot, data)
-    side = _side_panel(source, list(columns), live)
+    exported = json.dumps(data.exported) if data.exported else ""
+    side = _side_panel(source, list(columns), live, exported)
     turn = _turnable_view(source, fill, title) if data.coordinates.shape[1] >= 3 else None
     if live:
         _follow_viewport(plot, source, densities, title, turn)
         _select_regions(plot, side["inside"])
+    if exported:
+        _follow_export(plot, source, title, exported)
+    if atlas:
+        _follow_atlas(plot, json.dumps(data.atlas), atlas, source, [points], exported)
     panel = [side[k] for k in ("table", "download", "inside", "grid", "near") if live or k != "inside"]
-    return row(column(plot, *turn) if turn else plot, column(*_label_controls(live), *panel))
+    controls = [*(_find_box(plot, source, exported) if exported else []), *_label_controls(live)]
+    return row(column(plot, *turn) if turn else plot, column(*controls, *panel))
 
 
 def page_columns(data: MapData) -> dict[str, Any]:
@@ -137,14 +147,18 @@ def points_data(
 def _figure(data: MapData, title: str, live: bool):
     from bokeh.plotting import figure
 
-    ranges = {}
-    if live and data.extent is not None:  # fixed ranges: the server answers for exactly this viewport
+    ranges, size = {}, {"width": 700, "height": 600}
+    # fixed ranges: the server (or the export's files) answer for exactly this viewport
+    if (live or data.exported) and data.extent is not None:
         x0, y0, x1, y1 = data.extent
         ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
+    if data.atlas:  # the atlas's square in a square frame: its thumbnails keep their shape
+        x0, y0, x1, y1 = data.atlas["manifest"]["extent"]
+        ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
+        size = {"frame_width": ATLAS_FRAME_PX, "frame_height": ATLAS_FRAME_PX}
     return figure(
         title=f"{title}: {len(data.ids):,} of {data.total:,} objects",
-        width=700,
-        height=600,
+        **size,
         tools=TOOLS + ",save",
         output_backend=OUTPUT_BACKEND,
         **ranges,
@@ -159,7 +173,9 @@ def _density_layer(plot, data: MapData, live: bool):
     if live:
         empty = {"url": [], "x": [], "y": [], "w": [], "h": []}
         densities = ColumnDataSource(data.density_url or empty, name="density_source")
-        plot.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=densities)
+        plot.image_url(
+            url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=densities, name="density"
+        )
         if data.density_url:
             plot.title.text += SAMPLED
         return densities
@@ -204,7 +220,7 @@ def _swatch(plot, colour: str):
     return plot.scatter(x=[np.nan], y=[np.nan], size=9, fill_color=colour, line_color=None)
 
 
-def _side_panel(source, names: list[str], live: bool) -> dict[str, Any]:
+def _side_panel(source, names: list[str], live: bool, exported: str = "") -> dict[str, Any]:
     """The selection's table, its CSV button, its image grid, the neighbour grid and (live) the count of
     every object inside a box or lasso; wired to the points' selection."""
     from bokeh.models import Button, ColumnDataSource, CustomJS, DataTable, Div, TableColumn
@@ -226,11 +242,11 @@ def _side_panel(source, names: list[str], live: bool) -> dict[str, Any]:
     )
     source.selected.js_on_change("indices", CustomJS(args=args, code=code))
     code = script(
-        ("escape", "csv", "labels", "neighbours"), "listenForLabelKeys(); showNeighbours(source, near, live)"
+        ("escape", "csv", "labels", "neighbours", "exported"),
+        "listenForLabelKeys(); if (exported) exportOf(exported); showNeighbours(source, near, live)",
     )
-    source.selected.js_on_change(
-        "indices", CustomJS(args={"source": source, "near": near, "live": live}, code=code)
-    )
+    args = {"source": source, "near": near, "live": live, "exported": exported}
+    source.selected.js_on_change("indices", CustomJS(args=args, code=code))
     download = Button(label="Download selection as CSV", width=220)
     code = script(("csv",), "downloadCSV(selected.data, names, 'hyrax_selection.csv')")
     download.js_on_event(
@@ -345,6 +361,79 @@ def _follow_viewport(plot, source, densities, title: str, turn: tuple | None = N
     for axis in (plot.x_range, plot.y_range):
         axis.js_on_change("start", callback)
         axis.js_on_change("end", callback)
+
+
+def _atlas_layers(plot) -> dict[str, Any]:
+    """The atlas's tiles of the level in view and, zoomed in past its deepest level, single objects'
+    thumbnails (:mod:`hyrax.visualize.atlas`; drawn by ``js/atlas.js``)."""
+    from bokeh.models import ColumnDataSource
+
+    layers = {}
+    for name, anchor, extra in (
+        ("atlas_tiles", "bottom_left", ("z", "tx", "ty")),
+        ("object_images", "center", ()),
+    ):
+        empty = {key: [] for key in ("url", "x", "y", "w", "h", *extra)}
+        layers[name] = ColumnDataSource(empty, name=name)
+        plot.image_url(url="url", x="x", y="y", w="w", h="h", anchor=anchor, source=layers[name], name=name)
+    return layers
+
+
+def _follow_atlas(plot, atlas: str, layers: dict, source, points: list, exported: str) -> None:
+    """After each pan or zoom, and when the points change: the density view, a level's tiles or single
+    objects; a click on a thumbnail selects its object."""
+    from bokeh.models import CustomJS
+
+    renderers = {"points": points, "density": plot.select(name="density")}
+    args = {
+        "plot": plot,
+        "atlas": atlas,
+        "tiles": layers["atlas_tiles"],
+        "objects": layers["object_images"],
+        "source": source,
+        "renderers": renderers,
+        "exported": exported,
+    }
+    call = "if (exported) exportOf(exported); followAtlas(plot, atlas, tiles, objects, source, renderers)"
+    callback = CustomJS(args=args, code=script(("escape", "atlas", "exported", "viewport"), call))
+    for axis in (plot.x_range, plot.y_range):
+        axis.js_on_change("start", callback)
+        axis.js_on_change("end", callback)
+    source.js_on_change("data", callback)
+    call = "if (exported) exportOf(exported); atlasTap(cb_obj, plot, atlas, source)"
+    plot.js_on_event(
+        "tap", CustomJS(args=args, code=script(("escape", "atlas", "exported", "viewport"), call))
+    )
+
+
+def _follow_export(plot, source, title: str, exported: str) -> None:
+    """A static export's page: after each pan or zoom, the points of the tiles in view."""
+    from bokeh.models import CustomJS
+
+    code = script(("escape", "atlas", "exported", "viewport"), "followExport(plot, source, title, exported)")
+    callback = CustomJS(
+        args={"plot": plot, "source": source, "title": title, "exported": exported}, code=code
+    )
+    for axis in (plot.x_range, plot.y_range):
+        axis.js_on_change("start", callback)
+        axis.js_on_change("end", callback)
+
+
+def _find_box(plot, source, exported: str) -> list:
+    """A static export's search: an object id, then the map centred on it and the object selected."""
+    from bokeh.layouts import row
+    from bokeh.models import Button, CustomJS, Div, TextInput
+
+    find = TextInput(placeholder="object id", width=220, name="find_id")
+    status = Div(text="<i>Find an object by its id.</i>", width=330, name="find_status")
+    args = {"input": find, "plot": plot, "source": source, "status": status, "exported": exported}
+    code = script(
+        ("escape", "atlas", "exported", "viewport"), "findObject(input, plot, source, status, exported)"
+    )
+    button = Button(label="Find", width=80, name="find_button")
+    button.js_on_event("button_click", CustomJS(args=args, code=code))
+    find.js_on_change("value", CustomJS(args=args, code=code))
+    return [row(find, button, status)]
 
 
 def page_html(layout: Any, title: str = "Hyrax latent space") -> str:

@@ -95,6 +95,24 @@ class MapView:
         write_text_atomic(path, self.html)
         return path
 
+    def export(self, directory: str | Path, neighbours: int | None = None) -> Path:
+        """Write the map as a folder any static web server can host (:mod:`hyrax.visualize.export`):
+        the page, the atlas's tiles, the points at each zoom, metadata, thumbnails and each object's
+        ``neighbours`` nearest (default ``visualize.export_neighbours``), searchable by object id.
+
+        >>> view.export("ring_map")  # doctest: +SKIP
+        >>> # then: python -m http.server -d ring_map, and open http://127.0.0.1:8000/
+        """
+        from hyrax.visualize.export import Exporter
+
+        if neighbours is None:
+            neighbours = int(self.config["visualize"]["export_neighbours"])
+        options = {k: self._options[k] for k in ("stretch", "band", "max_points", "color_scale")}
+        exporter = Exporter(
+            self.config, self.source, Path(directory), neighbours, color=self.color, **options
+        )
+        return exporter.run()
+
     def _repr_html_(self) -> str:
         import html
 

@@ -370,3 +370,46 @@ def test_the_latest_train_stream_run_found_as_published(tmp_path, weights):
     assert (train_dir / h.config["train_stream"]["weights_filename"]).is_file()
     h.set_config("general.results_dir", str(tmp_path / "empty"))
     assert find_most_recent_results_dir(h.config, "train_stream") is None
+
+
+# -- an infer_stream run as reduce_dimensions' input -------------------------------------------------
+
+
+def test_reduce_dimensions_maps_an_infer_stream_run_as_published(tmp_path, weights):
+    """h.reduce_dimensions(input_dir=RUN) and [data_request.reduce_dimensions] (0.13's two ways) on the run a
+    session wrote: one point per object, the PCA of the vectors the session returned."""
+    from sklearn.decomposition import PCA
+
+    h = infer_hyrax(tmp_path, weights, n_objects=24)
+    h.set_config("infer_stream.save_model_output", True)
+    handed = {}
+    with h.infer_stream() as session:
+        for batch, results in session:
+            handed.update(zip(batch["object_id"], results, strict=True))
+    h.set_config("reduce_dimensions.name", "pca")
+    mapped = h.reduce_dimensions(input_dir=str(session.run_dir))
+    ids = mapped.ids().tolist()
+    assert sorted(ids) == sorted(handed) and mapped.shape == (2,)
+    expected = PCA(n_components=2).fit_transform(np.stack([handed[i] for i in ids]))
+    got = mapped[np.arange(len(ids))]
+    np.testing.assert_allclose(np.abs(got), np.abs(expected), rtol=1e-3, atol=1e-4)  # up to each axis' sign
+    h.set_config(
+        "data_request.reduce_dimensions.data",
+        {"dataset_class": "ResultDataset", "data_location": str(session.run_dir)},
+    )
+    from hyrax.reduce.run import input_results
+
+    found = input_results(h.config)  # what h.reduce_dimensions() maps with that request
+    assert found.data_location == session.run_dir and sorted(found.ids().tolist()) == sorted(handed)
+
+
+def test_reduce_dimensions_of_a_stream_run_that_kept_nothing_says_what_to_set(tmp_path, weights):
+    from hyrax.errors import ResultsError
+
+    h = infer_hyrax(tmp_path, weights, n_objects=8)
+    with h.infer_stream() as session:  # save_model_output false, the published default
+        for _ in session:
+            pass
+    h.set_config("reduce_dimensions.name", "pca")
+    with pytest.raises(ResultsError, match=r"kept no results .*infer_stream.save_model_output = true"):
+        h.reduce_dimensions(input_dir=str(session.run_dir))

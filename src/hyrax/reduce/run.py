@@ -26,8 +26,10 @@ logger = logging.getLogger(__name__)
 
 def input_results(config: Mapping, explicit=None) -> ResultDataset:
     """The vectors to reduce: explicit, reduce_dimensions.input_dir, a [data_request.reduce_dimensions]
-    ResultDataset, else the latest complete infer run."""
+    ResultDataset, else the latest complete infer run. An explicit run may be an infer_stream run (read
+    as the table its session kept; it may still be running: what it holds now is mapped)."""
     from hyrax.results.run_dir import resolve_run
+    from hyrax.results.stream_results import StreamResults, is_stream_run
 
     explicit = explicit or get_setting(config, "reduce_dimensions.input_dir")
     request = config.get("data_request", {}).get("reduce_dimensions")
@@ -38,6 +40,12 @@ def input_results(config: Mapping, explicit=None) -> ResultDataset:
                 "[data_request.reduce_dimensions] must hold a ResultDataset (the results of an infer run)."
             )
         explicit = spec.get("data_location")
+    if explicit is not None and is_stream_run(Path(explicit).expanduser()):
+        results = StreamResults(explicit)
+        logger.info(
+            "mapping the %d results %s holds now (version %d)", len(results), explicit, results.version
+        )
+        return results
     return ResultDataset(config, resolve_run(config, "infer", explicit))
 
 

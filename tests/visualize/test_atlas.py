@@ -217,6 +217,21 @@ def test_chunked_and_stopped_builds_equal_one_uninterrupted_build(galaxies, tmp_
         assert _files(stopped / "atlas") == expected
 
 
+def test_what_the_build_holds_does_not_grow_with_the_map(galaxies):
+    """The builder holds no per-object array (the map's coordinates are streamed, not loaded), and one
+    bucket, the most it holds at once besides a chunk, spans a fixed number of cells at any map size."""
+    from hyrax.visualize.atlas import AtlasSettings, auto_level
+    from hyrax.visualize.atlas_build import CHUNK, SPAN_LEVELS, AtlasBuilder
+
+    h, run = galaxies
+    builder = AtlasBuilder(h.config, run, AtlasSettings())
+    assert builder.source.x is None and builder.source.y is None and builder.source.priority is None
+    for objects in (10**3, 10**6, 10**8, 10**10):
+        deepest = auto_level(objects, 16)
+        span = 2 ** (deepest - max(0, deepest - SPAN_LEVELS)) * 16
+        assert span**2 <= 16_384 and CHUNK <= 2**20, objects
+
+
 def _get(url: str, headers: dict | None = None) -> tuple[int, bytes, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -165,3 +166,264 @@ def test_an_export_refuses_a_folder_of_other_files(exported, tmp_path):
     with pytest.raises(ResultsError, match="not a map export; name a new or empty folder"):
         MapView(config, run).export(tmp_path, neighbours=0)
     assert (tmp_path / "thesis.tex").read_text() == "mine"
+
+
+# -- in Chromium (-m slow) -------------------------------------------------------------------------------
+
+PLOT = "[...Bokeh.documents[0].all_models].find(m => m.x_range && m.y_range && m.renderers)"
+MODEL = "[...Bokeh.documents[0].all_models].find(m => m.name === '{}')"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    from tests.visualize.test_browser import ARGS, CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.fail(
+            "Chromium is not installed (apt-get install chromium); see tests/visualize/test_browser.py"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_function(
+        f"() => window.Bokeh && Bokeh.documents.length && {MODEL.format('points')}", timeout=30_000
+    )
+    return page, errors
+
+
+def _zoom(page, centre: tuple[float, float], width: float) -> None:
+    """Show a square of the map ``width`` wide around ``centre`` and wait for the atlas to draw it."""
+    before = page.evaluate("() => window._hyrax_tiles_drawn || 0")
+    page.evaluate(
+        f"""([x, y, w]) => {{ const plot = {PLOT};
+        plot.x_range.setv({{start: x - w / 2, end: x + w / 2}}); plot.y_range.setv({{start: y - w / 2, end: y + w / 2}}); }}""",
+        [centre[0], centre[1], width],
+    )
+    page.wait_for_function(f"() => (window._hyrax_tiles_drawn || 0) > {before}", timeout=15_000)
+    page.wait_for_timeout(300)  # the debounced point requests that follow redraw the single objects
+    urls = page.evaluate(
+        f"() => [...{MODEL.format('atlas_tiles')}.data.url, ...{MODEL.format('object_images')}.data.url]"
+    )
+    # every image drawn has arrived, then a frame has been drawn with it
+    page.wait_for_function(
+        "urls => urls.every(u => performance.getEntriesByType('resource').some(e => e.name.endsWith(u.split('/').slice(-3).join('/')) && e.responseEnd > 0))",
+        arg=urls,
+        timeout=15_000,
+    )
+    page.wait_for_timeout(500)
+
+
+def _level_width(manifest: dict, z: int, cell_px: float = 64) -> float:
+    """The width of a view whose level-z cells are cell_px wide in the atlas page's square frame."""
+    from hyrax.visualize.page import ATLAS_FRAME_PX
+
+    x0, _, x1, _ = manifest["extent"]
+    return (x1 - x0) / 2**z / manifest["cells"] * ATLAS_FRAME_PX / cell_px
+
+
+def _to_screen(page, points: list[list[float]]) -> np.ndarray:
+    """Page pixels of map points, through the plot's own scales."""
+    return np.asarray(
+        page.evaluate(
+            f"""points => {{ const view = Bokeh.index.find_one({PLOT});
+            const r = view.canvas_view.el.getBoundingClientRect();
+            return points.map(([x, y]) => [r.left + view.frame.x_scale.compute(x), r.top + view.frame.y_scale.compute(y)]); }}""",
+            points,
+        )
+    )
+
+
+def _gray(picture, box) -> np.ndarray:
+    """The middle of a box of a picture as an 8x8 grey vector, centred and scaled."""
+    from PIL import Image
+
+    left, top, right, bottom = box
+    inset = (right - left) * 0.2
+    part = picture.crop((left + inset, top + inset, right - inset, bottom - inset)).convert("L")
+    values = np.asarray(part.resize((8, 8), Image.BILINEAR), dtype=np.float64).ravel()
+    return (values - values.mean()) / (values.std() + 1e-9)
+
+
+def check_tiles_drawn(page, folder: Path, where: dict, z: int) -> int:
+    """Each drawn tile is the file of its place (level z), each of its cells' objects lies inside the
+    cell's box on the map, and what the browser shows in each cell is that cell's image. Returns how
+    many cells were checked on screen."""
+    import io
+
+    from PIL import Image
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    drawn = page.evaluate(f"() => {{ const d = {MODEL.format('atlas_tiles')}.data; return {{...d}}; }}")
+    assert drawn["url"] and set(drawn["z"]) == {z}
+    x0, _, x1, y1 = manifest["extent"]
+    size, cells, px = (x1 - x0) / 2**z, manifest["cells"], manifest["cell_px"]
+    shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    frame = _to_screen(
+        page,
+        [
+            [page.evaluate(f"() => {PLOT}.x_range.start"), page.evaluate(f"() => {PLOT}.y_range.end")],
+            [page.evaluate(f"() => {PLOT}.x_range.end"), page.evaluate(f"() => {PLOT}.y_range.start")],
+        ],
+    )
+    seen, shown = [], []
+    for url, x, y, w, h, tx, ty in zip(
+        *(drawn[k] for k in ("url", "x", "y", "w", "h", "tx", "ty")), strict=True
+    ):
+        assert url.split("?")[0].endswith(f"atlas/{z}/{tx}/{ty}.{manifest['image_format']}")
+        assert (x, y, w, h) == pytest.approx(
+            (x0 + tx * size, y1 - (ty + 1) * size, size, size), rel=1e-9, abs=1e-9
+        )
+        tile = json.loads((folder / str(z) / str(tx) / f"{ty}.json").read_text())
+        image = Image.open(folder / str(z) / str(tx) / f"{ty}.{manifest['image_format']}").convert("RGB")
+        for col, row, object_id in zip(tile["col"], tile["row"], tile["object_id"], strict=True):
+            left, top = x + col * w / cells, y + h - row * h / cells
+            ox, oy = where[object_id]
+            assert left <= ox < left + w / cells and top - h / cells < oy <= top, (
+                object_id,
+                z,
+                tx,
+                ty,
+                col,
+                row,
+            )
+            corners = _to_screen(page, [[left, top], [left + w / cells, top - h / cells]])
+            (a, b), (c, d) = corners
+            if a >= frame[0][0] and b >= frame[0][1] and c <= frame[1][0] and d <= frame[1][1]:
+                seen.append(_gray(shot, (a, b, c, d)))
+                shown.append(_gray(image, (col * px, row * px, (col + 1) * px, (row + 1) * px)))
+    assert len(seen) >= 8, f"only {len(seen)} cells in view at level {z}"
+    match = np.asarray(seen) @ np.asarray(shown).T / 64  # correlation of every seen cell with every image
+    own = np.diag(match)
+    assert (match.argmax(axis=1) == np.arange(len(seen))).mean() >= 0.9 and np.median(own) > 0.8, own
+    return len(seen)
+
+
+def _map_points(run: Path) -> dict[str, tuple[float, float]]:
+    from hyrax.results.store import ResultDataset
+
+    table = ResultDataset(data_location=run)
+    ids, xy = table.take(np.arange(len(table)))
+    return {str(i): (float(p[0]), float(p[1])) for i, p in zip(ids, xy.reshape(len(ids), -1), strict=True)}
+
+
+def _centre(where: dict) -> tuple[float, float]:
+    """The object nearest the middle of the map: a view around it has tiles at every level."""
+    points = np.asarray(list(where.values()))
+    return tuple(points[np.argmin(np.linalg.norm(points - np.median(points, axis=0), axis=1))])
+
+
+def _cell_on_screen(page, folder: Path, z: int) -> tuple[str, np.ndarray]:
+    """A cell of a drawn tile well inside the view: its object id and its centre on the page."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    drawn = page.evaluate(f"() => {{ const d = {MODEL.format('atlas_tiles')}.data; return {{...d}}; }}")
+    view = page.evaluate(
+        f"() => [{PLOT}.x_range.start, {PLOT}.x_range.end, {PLOT}.y_range.start, {PLOT}.y_range.end]"
+    )
+    for x, y, w, h, tx, ty in zip(*(drawn[k] for k in ("x", "y", "w", "h", "tx", "ty")), strict=True):
+        tile = json.loads((folder / str(z) / str(tx) / f"{ty}.json").read_text())
+        step = w / manifest["cells"]
+        for col, row, object_id in zip(tile["col"], tile["row"], tile["object_id"], strict=True):
+            cx, cy = x + (col + 0.5) * step, y + h - (row + 0.5) * step
+            inside = view[0] + step < cx < view[1] - step and view[2] + step < cy < view[3] - step
+            if inside:
+                return object_id, _to_screen(page, [[cx, cy]])[0]
+    raise AssertionError("no cell of a drawn tile inside the view")
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.mark.slow  # ~60 s: Chromium, the galaxies' map and atlas, three levels checked pixel by pixel
+def test_the_live_map_zooms_through_the_atlas_and_a_thumbnail_shows_its_object(chromium, galaxies):
+    from tests.visualize.test_browser import _loaded_images
+
+    h, run = galaxies
+    folder = run / "atlas"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    where = _map_points(run)
+    view = h.visualize(input_dir=str(run))
+    page, errors = _open(chromium, view.serve(0))
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        centre = _centre(where)
+        x0, _, x1, _ = manifest["extent"]
+        _zoom(page, centre, x1 - x0)  # the whole square: the density view, dots and no tiles
+        assert page.evaluate("() => window._hyrax_atlas_level") == -1
+        assert page.evaluate(f"() => {MODEL.format('atlas_tiles')}.data.url.length") == 0
+        page.screenshot(path=str(ARTIFACTS / "atlas_density.png"))
+        for z in range(manifest["max_level"] + 1):
+            _zoom(page, centre, _level_width(manifest, z))
+            assert page.evaluate("() => window._hyrax_atlas_level") == z
+            check_tiles_drawn(page, folder, where, z)
+            page.screenshot(path=str(ARTIFACTS / f"atlas_level_{z}.png"))
+        # past the deepest level: each object's own thumbnail, at its place
+        _zoom(page, centre, _level_width(manifest, manifest["max_level"], 200))
+        assert page.evaluate("() => window._hyrax_atlas_level") == manifest["max_level"] + 1
+        single = page.evaluate(
+            f"() => {{ const d = {MODEL.format('object_images')}.data; return [d.url, d.x, d.y]; }}"
+        )
+        assert single[0]
+        for url, x, y in zip(*single, strict=True):
+            object_id = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["id"][0]
+            assert (x, y) == pytest.approx(where[object_id], abs=1e-4)
+        page.screenshot(path=str(ARTIFACTS / "atlas_objects.png"))
+        # a click on a thumbnail of level 1: its object is selected, its neighbours shown, and labelled
+        _zoom(page, centre, _level_width(manifest, 1))
+        object_id, (px, py) = _cell_on_screen(page, folder, 1)
+        page.mouse.click(px, py)
+        page.wait_for_function("id => window._hyrax_shown === id", arg=object_id, timeout=15_000)
+        page.wait_for_selector("img.hyrax-neighbour", timeout=15_000)
+        assert _loaded_images(page, "img.hyrax-neighbour") == 9  # the object and its 8 neighbours
+        assert object_id in page.locator(".slick-cell").all_inner_texts()  # in the selection's table
+        page.get_by_role("button", name="Interesting (1)").click()
+        page.wait_for_function("() => (window._hyrax_labelled || 0) >= 1", timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "atlas_clicked.png"))
+        labels = h.labels().set_index("object_id")
+        assert labels.loc[object_id, "label"] == 1 and len(labels) == 1
+        assert not errors, errors
+    finally:
+        page.close()
+        view.live.stop()
+
+
+@pytest.mark.slow  # ~40 s: the galaxies' export, python -m http.server, Chromium
+def test_the_exported_atlas_zooms_and_finds_an_object_and_its_neighbours(chromium, galaxies, tmp_path):
+    from tests.visualize.test_browser import _loaded_images
+
+    h, run = galaxies
+    folder = h.visualize(input_dir=str(run), color_column="ring").export(tmp_path / "rings", neighbours=8)
+    manifest = json.loads((folder / "atlas" / "manifest.json").read_text())
+    where = _map_points(run)
+    with static_server(folder) as address:
+        page, errors = _open(chromium, address)
+        try:
+            for z in range(manifest["max_level"] + 1):
+                _zoom(page, _centre(where), _level_width(manifest, z))
+                check_tiles_drawn(page, folder / "atlas", where, z)
+                page.screenshot(path=str(ARTIFACTS / f"export_level_{z}.png"))
+            wanted = sorted(where)[100]
+            page.fill("input[placeholder='object id']", wanted)
+            page.get_by_role("button", name="Find").click()
+            page.wait_for_function("id => window._hyrax_shown === id", arg=wanted, timeout=15_000)
+            page.wait_for_selector("img.hyrax-neighbour", timeout=15_000)
+            assert _loaded_images(page, "img.hyrax-neighbour") == 9
+            captions = page.locator("img.hyrax-neighbour + figcaption").all_inner_texts()
+            assert captions[0].split()[0] == wanted  # the object first, then its 8 nearest
+            centre = page.evaluate(
+                f"() => [({PLOT}.x_range.start + {PLOT}.x_range.end) / 2, ({PLOT}.y_range.start + {PLOT}.y_range.end) / 2]"
+            )
+            assert centre == pytest.approx(where[wanted], abs=1e-3)  # the map centred on it
+            page.screenshot(path=str(ARTIFACTS / "export_search.png"))
+            assert not errors, errors
+        finally:
+            page.close()

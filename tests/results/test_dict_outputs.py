@@ -127,3 +127,84 @@ def test_results_writer_columns_are_checked(tmp_path):
         results.get_data(0)
     with pytest.raises(ResultsError, match=r"no column 'data'; their columns: logits, flag"):
         results.lookup("a")
+
+
+# -- dict outputs under torchrun, engine and infer_stream --------------------------------------------
+
+
+def test_distributed_parts_of_dict_outputs_publish_one_column_per_key(tmp_path):
+    """Ours: two ranks' shares of dict outputs (PartWriter) published as one table of named columns, with
+    0.13's metadata per key; a share of another layout is refused."""
+    from hyrax.training.distributed_inference import PartWriter, _open_plan, publish_parts
+
+    shapes, dtypes = (
+        {"data": (3,), "logits": (2,)},
+        {"data": np.dtype("float32"), "logits": np.dtype("float64")},
+    )
+    assert _open_plan(tmp_path, 2, 6, shapes, dtypes)["shape"] == {"data": [3], "logits": [2]}
+    for rank in range(2):
+        part = PartWriter(tmp_path, rank, shapes, dtypes, commit_seconds=60)
+        ids = np.array([f"o{3 * rank + i}" for i in range(3)])
+        part.write(ids, {"data": np.full((3, 3), rank, np.float32), "logits": np.ones((3, 2)) * rank}, 0)
+        with pytest.raises(ResultsError, match=r"is an array; this table holds the columns data, logits"):
+            part.write(ids, np.ones((3, 3), np.float32), 0)
+        part.finish(0)
+    assert publish_parts(tmp_path).results == 6
+    results = ResultDataset(data_location=tmp_path)
+    assert results.keys() == ["data", "logits"] and results.ids().tolist() == [f"o{i}" for i in range(6)]
+    assert results[4]["logits"].tolist() == [1.0, 1.0] and results[4]["logits"].dtype == np.float64
+    with pytest.raises(ResultsError, match=r"holds vectors of shape \{'data': \[3\], 'logits': \[2\]\}"):
+        (tmp_path / "lance_db" / "parts").mkdir()
+        (tmp_path / "lance_db" / "parts" / "plan.json").write_text(
+            '{"world_size": 2, "objects": 6, "shape": {"data": [3], "logits": [2]}, '
+            '"dtype": {"data": "float32", "logits": "float64"}, "committed": false}'
+        )
+        _open_plan(tmp_path, 2, 6, (3,), "float32")
+
+
+@pytest.mark.slow  # two torchrun processes: ~30 s on 2 cores
+def test_torchrun_infer_of_dict_outputs_equals_one_process(tmp_path, monkeypatch):
+    """As published: torchrun --nproc_per_node=2 -m hyrax infer with a model whose infer_batch returns a
+    dict: the same columns and values as one process."""
+    from pathlib import Path
+
+    import tomlkit
+
+    from hyrax.config import to_plain
+    from tests.conftest import torchrun_hyrax
+
+    root = Path(__file__).resolve().parents[2]
+    h = two_heads(tmp_path)
+    single = h.infer()
+    h.set_config("model.name", "tests.results.test_dict_outputs.TwoHeads")
+    h.set_config("general.results_dir", str(tmp_path / "ddp"))
+    h.set_config("infer.model_weights_file", str(max((tmp_path / "results").glob("*-train-*"))))
+    config = tmp_path / "config.toml"
+    config.write_text(tomlkit.dumps(to_plain(h.config)))
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    done = torchrun_hyrax("infer", config, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "ddp").glob("*-infer-*")
+    both = ResultDataset(data_location=run)
+    assert both.keys() == single.keys() and both.ids().tolist() == single.ids().tolist()
+    for i in (0, 11, 23):
+        for key in ("data", "logits", "flag"):
+            np.testing.assert_allclose(both[i][key], single[i][key], rtol=1e-5)
+
+
+@pytest.mark.slow  # ONNX export and onnxruntime: ~10 s on 2 cores
+def test_engine_of_dict_outputs_as_published(tmp_path):
+    """h.to_onnx() then h.engine() for a model whose infer_batch returns a dict: one graph output per key,
+    and the engine's table has the columns and values infer writes."""
+    import onnx
+
+    h = two_heads(tmp_path)
+    single = h.infer()
+    export = h.to_onnx()
+    graph = onnx.load(str(export / "model.onnx"), load_external_data=False).graph
+    assert [o.name for o in graph.output] == ["data", "logits", "flag"]
+    engine = h.engine()
+    assert engine.keys() == ["data", "logits", "flag"] and engine.ids().tolist() == single.ids().tolist()
+    for i in (0, 23):
+        for key in ("data", "logits", "flag"):
+            np.testing.assert_allclose(engine[i][key], single[i][key], rtol=1e-5, atol=1e-6)

@@ -2,7 +2,9 @@
 
 The export (``model.onnx``; the dynamo exporter puts the weights in ``model.onnx.data``) takes what ``prepare_inputs``
 returns and gives what ``infer_batch`` gives, with a free batch dimension; ``prepare_inputs.py`` is
-copied beside it, so the ONNX model needs neither Hyrax's model classes nor torch to run.
+copied beside it, so the ONNX model needs neither Hyrax's model classes nor torch to run. An
+``infer_batch`` that returns a dict exports one graph output per key, named by the key, and
+:class:`OnnxModel` gives the dict back (``engine`` then writes a results column per key, as ``infer``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ class Exported:
     reason: str | None = None  # why the dynamo exporter was used (None: TorchScript was)
 
 
-def _infer_module(model, single: bool):
+def _infer_module(model, single: bool, keys: list[str] | None = None):
+    """``infer_batch`` as a module over the prepared arrays; ``keys``: it returns a dict, given to the
+    exporter as a tuple of its values in that order (one named graph output each)."""
     import torch
 
     class InferBatch(torch.nn.Module):
@@ -54,9 +58,21 @@ def _infer_module(model, single: bool):
             self.wrapped = wrapped
 
         def forward(self, *inputs):
-            return self.wrapped.infer_batch(inputs[0] if single else tuple(inputs))
+            output = self.wrapped.infer_batch(inputs[0] if single else tuple(inputs))
+            return output if keys is None else tuple(output[key] for key in keys)
 
     return InferBatch(model.eval()).eval()
+
+
+def _output_keys(module, arrays: list[np.ndarray]) -> list[str] | None:
+    """The keys of the dict ``infer_batch`` returns (None: it returns a tensor), from one call."""
+    from collections.abc import Mapping
+
+    import torch
+
+    with torch.no_grad():
+        output = module(*(torch.from_numpy(a) for a in arrays))
+    return [str(key) for key in output] if isinstance(output, Mapping) else None
 
 
 def export(model, prepared_batch: Any, directory: Path, opset_version: int | None = None) -> Exported:
@@ -71,33 +87,36 @@ def export(model, prepared_batch: Any, directory: Path, opset_version: int | Non
     returned.
     """
     arrays = _inputs(prepared_batch)
-    module = _infer_module(model, single=not isinstance(prepared_batch, tuple | list))
+    single = not isinstance(prepared_batch, tuple | list)
+    keys = _output_keys(_infer_module(model, single), arrays)
+    module = _infer_module(model, single, keys)
     names = [f"input_{i}" for i in range(len(arrays))]
+    outputs = keys or ["output"]
     path = directory / ONNX_FILE
     name = type(model).__name__
     reason = None
     if opset_version is not None and int(opset_version) > TORCHSCRIPT_MAX_OPSET:
         reason = f"onnx.opset_version = {opset_version} is above the TorchScript exporter's {TORCHSCRIPT_MAX_OPSET}"
     else:
-        reason = _torchscript_export(module, arrays, path, names, opset_version)
+        reason = _torchscript_export(module, arrays, path, names, opset_version, outputs)
     if reason is None:
         exported = Exported(path, "torchscript")
     else:
         logger.info("ONNX export of %s with the dynamo exporter: %s", name, reason)
-        _dynamo_export(module, arrays, path, names, opset_version, name)
+        _dynamo_export(module, arrays, path, names, opset_version, name, outputs)
         exported = Exported(path, "dynamo", reason)
     _check_dynamic_batch(path, name, len(arrays[0]))
     return exported
 
 
-def _torchscript_export(module, arrays, path: Path, names, opset_version) -> str | None:
+def _torchscript_export(module, arrays, path: Path, names, opset_version, outputs=("output",)) -> str | None:
     """Export with the TorchScript exporter; None when done, else why it must not be used."""
     import warnings
 
     import torch
 
     tensors = tuple(torch.from_numpy(a) for a in arrays)
-    axes = {name: {0: "batch"} for name in names} | {"output": {0: "batch"}}
+    axes = {name: {0: "batch"} for name in [*names, *outputs]}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -108,7 +127,7 @@ def _torchscript_export(module, arrays, path: Path, names, opset_version) -> str
                     str(path),
                     dynamo=False,
                     input_names=names,
-                    output_names=["output"],
+                    output_names=list(outputs),
                     dynamic_axes=axes,
                     opset_version=None if opset_version is None else int(opset_version),
                 )
@@ -128,7 +147,7 @@ def _torchscript_export(module, arrays, path: Path, names, opset_version) -> str
     return None
 
 
-def _dynamo_export(module, arrays, path: Path, names, opset_version, name: str) -> None:
+def _dynamo_export(module, arrays, path: Path, names, opset_version, name: str, outputs=("output",)) -> None:
     import torch
 
     from hyrax.plugins import optional_import
@@ -138,7 +157,7 @@ def _dynamo_export(module, arrays, path: Path, names, opset_version, name: str) 
     kwargs: dict[str, Any] = {
         "dynamo": True,
         "input_names": names,
-        "output_names": ["output"],
+        "output_names": list(outputs),
         # forward(*inputs) has one (variadic) parameter: its shapes are one tuple, one entry per input.
         "dynamic_shapes": (tuple({0: batch} for _ in arrays),),
     }
@@ -177,7 +196,8 @@ def _check_dynamic_batch(path: Path, model_name: str, example_batch: int) -> Non
 
 
 class OnnxModel:
-    """An exported model with its prepare_inputs: ``OnnxModel(dir).infer(numpy_batch_dict)`` -> numpy."""
+    """An exported model with its prepare_inputs: ``OnnxModel(dir).infer(numpy_batch_dict)`` -> numpy (a
+    dict of arrays, by output name, for an export of an ``infer_batch`` that returns a dict)."""
 
     def __init__(self, directory: str | Path, threads: int | None = None):
         from hyrax.plugins import optional_import
@@ -195,22 +215,26 @@ class OnnxModel:
             options.intra_op_num_threads = int(threads)
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
         self.prepare = load_prepare_inputs(self.directory)
         if self.prepare is None:
             raise OnnxError(f"No prepare_inputs.py in {self.directory}; export again with `hyrax to_onnx`.")
 
-    def run_prepared(self, prepared: Any) -> np.ndarray:
+    def run_prepared(self, prepared: Any) -> np.ndarray | dict[str, np.ndarray]:
         arrays = _inputs(prepared)
         positions = [_input_position(name) for name in self.input_names]
-        if None in positions:  # a graph not named by export(): its inputs in order
+        if None in positions:  # a graph not named by export(): its inputs in order, its first output
             return self.session.run(None, dict(zip(self.input_names, arrays, strict=True)))[0]
         # input_<i> is prepare_inputs' i-th array; the TorchScript exporter leaves out those infer_batch
         # does not use (HyraxCNN's labels).
-        return self.session.run(
+        outputs = self.session.run(
             None, {name: arrays[i] for name, i in zip(self.input_names, positions, strict=True)}
-        )[0]
+        )
+        if self.output_names == ["output"]:
+            return outputs[0]
+        return dict(zip(self.output_names, outputs, strict=True))  # the keys of infer_batch's dict
 
-    def infer(self, batch) -> np.ndarray:
+    def infer(self, batch) -> np.ndarray | dict[str, np.ndarray]:
         return self.run_prepared(self.prepare(batch))
 
 

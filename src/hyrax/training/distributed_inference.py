@@ -7,7 +7,8 @@ any moment loses at most its last chunk: ``torchrun --nproc_per_node=N -m hyrax 
 (with the same N) continues each share after its last committed object. When every process is done,
 rank 0 publishes all parts in one commit, in dataset order, compacts the table, deletes files that no
 version uses (chunks of killed processes), indexes the ids and removes the manifests; each step can be
-redone, so a crash during the finish is resumed too.
+redone, so a crash during the finish is resumed too. An ``infer_batch`` that returns a dict gets one
+column per key, as in one process.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hyrax.datasets.provider import DataProvider
 from hyrax.errors import ResultsError
 from hyrax.faults import fault_point
 from hyrax.progress import Progress
-from hyrax.results.store import CHUNK_BYTES, CHUNK_ROWS, table_path
+from hyrax.results.store import CHUNK_BYTES, CHUNK_ROWS, Columns, columns_schema, table_path
 from hyrax.training.distributed import broadcast_object
 from hyrax.training.inference import (
     SKIPPED_FILE,
@@ -50,6 +51,28 @@ PLAN_FILE = "plan.json"
 
 def parts_path(run_dir: Path) -> Path:
     return table_path(run_dir).parent / PARTS_DIRECTORY
+
+
+def _columns(shape, dtype) -> Columns:
+    """ResultWriter's (shape, dtype) arguments, or a plan's: one array's, or dicts of them (per key)."""
+    shapes = shape if isinstance(shape, dict) else {"data": shape}
+    return {
+        str(key): (tuple(int(s) for s in value), np.dtype(dtype[key] if isinstance(dtype, dict) else dtype))
+        for key, value in shapes.items()
+    }
+
+
+def _plan_layout(shape, dtype) -> tuple[Any, Any]:
+    """(shape, dtype) as the plan records them (JSON): lists and a dtype name, or dicts of them per key."""
+    if isinstance(shape, dict):
+        return {k: list(s) for k, (s, _) in _columns(shape, dtype).items()}, {
+            k: str(d) for k, (_, d) in _columns(shape, dtype).items()
+        }
+    return list(shape), str(np.dtype(dtype))
+
+
+def _row_bytes(columns: Columns) -> int:
+    return max(1, sum(int(np.prod(shape or (1,))) * dtype.itemsize for shape, dtype in columns.values()))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -97,18 +120,16 @@ class PartWriter:
         self.table = table_path(run_dir)
         self.manifest = parts_path(run_dir) / f"rank-{rank}.json"
         self.skips_path = parts_path(run_dir) / f"skipped-rank-{rank}.csv"
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-        from hyrax.results.store import _schema
-
-        self.schema = _schema(self.shape, str(self.dtype))
-        row_bytes = max(1, int(np.prod(self.shape or (1,))) * self.dtype.itemsize)
-        self.chunk_rows = max(1024, min(CHUNK_ROWS, CHUNK_BYTES // row_bytes))
+        self.named = isinstance(shape, dict)  # an infer_batch that returns a dict: a column per key
+        self.columns = _columns(shape, dtype)
+        self.schema = columns_schema(self.columns)
+        self.chunk_rows = max(1024, min(CHUNK_ROWS, CHUNK_BYTES // _row_bytes(self.columns)))
         self.commit_seconds = float(commit_seconds)
         self.state = _read_json(self.manifest) or dict(
             rank=rank, fragments=[], rows=0, last_object_id=None, skipped=0, done=False
         )
         self._ids: list[np.ndarray] = []
-        self._data: list[np.ndarray] = []
+        self._data: list[dict[str, np.ndarray]] = []
         self._buffered = 0
         self._last_flush = time.monotonic()
 
@@ -121,16 +142,31 @@ class PartWriter:
             return 0
         return _position_after(last, self.state["rows"] + self.state["skipped"] - 1, provider, share)
 
-    def write(self, object_ids: np.ndarray, data: np.ndarray, skipped: int) -> None:
-        """Buffer a batch; commit a chunk when it is full or ``commit_seconds`` old. ``skipped``: objects
-        this process has skipped so far (recorded: it helps find the resume position)."""
-        if data.shape[1:] != self.shape:
+    def write(self, object_ids: np.ndarray, data, skipped: int) -> None:
+        """Buffer a batch (an array, or a dict of arrays with this table's keys); commit a chunk when it
+        is full or ``commit_seconds`` old. ``skipped``: objects this process has skipped so far
+        (recorded: it helps find the resume position)."""
+        if self.named != isinstance(data, dict):
             raise ResultsError(
-                f"A batch of results has shape {data.shape[1:]}; this table holds {self.shape}."
+                f"A batch of results is {'a dict' if isinstance(data, dict) else 'an array'}; this table holds "
+                f"{'the columns ' + ', '.join(self.columns) if self.named else 'one array per object'}."
             )
+        named = data if self.named else {"data": data}
+        if set(named) != set(self.columns):
+            raise ResultsError(
+                f"A batch of results has the keys {', '.join(named)}; this table holds {', '.join(self.columns)}."
+            )
+        for key, (shape, _) in self.columns.items():
+            if named[key].shape[1:] != shape:
+                where = f" ({key})" if self.named else ""
+                raise ResultsError(
+                    f"A batch of results{where} has shape {named[key].shape[1:]}; this table holds {shape}."
+                )
         self._ids.append(np.asarray(object_ids))
-        self._data.append(data.astype(self.dtype, copy=False))
-        self._buffered += len(data)
+        self._data.append(
+            {key: named[key].astype(dtype, copy=False) for key, (_, dtype) in self.columns.items()}
+        )
+        self._buffered += len(object_ids)
         if self._buffered >= self.chunk_rows or time.monotonic() - self._last_flush >= self.commit_seconds:
             self.flush(skipped)
 
@@ -145,7 +181,8 @@ class PartWriter:
             from lance.fragment import write_fragments
 
             ids = np.concatenate(self._ids)
-            table = arrow_table(ids, np.concatenate(self._data), self.schema)
+            data = {key: np.concatenate([part[key] for part in self._data]) for key in self.columns}
+            table = arrow_table(ids, data, self.schema)
             try:
                 fragments = write_fragments(table, str(self.table), schema=self.schema)
             except OSError as error:
@@ -178,7 +215,7 @@ def _open_plan(run_dir: Path, world_size: int, objects: int, shape, dtype) -> di
     import lance
 
     from hyrax.results.run_dir import write_text_atomic
-    from hyrax.results.store import _has_versions, _schema
+    from hyrax.results.store import _has_versions
 
     parts = parts_path(run_dir)
     for leftover in parts.parent.glob(".parts-removed-*"):
@@ -187,9 +224,9 @@ def _open_plan(run_dir: Path, world_size: int, objects: int, shape, dtype) -> di
     if plan is None and _published(run_dir):
         return None
     check_processes(run_dir, world_size)
-    dtype = str(np.dtype(dtype))
+    shape, dtype = _plan_layout(shape, dtype)
     if plan is None:
-        plan = {"world_size": world_size, "objects": objects, "shape": list(shape), "dtype": dtype}
+        plan = {"world_size": world_size, "objects": objects, "shape": shape, "dtype": dtype}
         plan["committed"] = False
         parts.mkdir(parents=True, exist_ok=True)
         write_text_atomic(parts / PLAN_FILE, json.dumps(plan))
@@ -198,14 +235,14 @@ def _open_plan(run_dir: Path, world_size: int, objects: int, shape, dtype) -> di
             f"--resume {run_dir}: the run was started with {plan['objects']:,} objects to infer and the infer "
             f"group now has {objects:,}: the data changed. Start a new inference run."
         )
-    if plan["shape"] != list(shape) or plan["dtype"] != dtype:
+    if plan["shape"] != shape or plan["dtype"] != dtype:
         raise ResultsError(
             f"--resume {run_dir}: the run holds vectors of shape {plan['shape']} ({plan['dtype']}), but the "
-            f"model now gives {list(shape)} ({dtype}): resume with the same model and weights."
+            f"model now gives {shape} ({dtype}): resume with the same model and weights."
         )
     table = table_path(run_dir)
     if not _has_versions(table):
-        schema = _schema(tuple(shape), dtype)
+        schema = columns_schema(_columns(shape, dtype))
         lance.LanceDataset.commit(str(table), lance.LanceOperation.Overwrite(schema, []))
     return plan
 
@@ -262,7 +299,7 @@ def publish_parts(run_dir: Path, written_now: int = 0, seconds: float = 0.0) -> 
     from lance.fragment import FragmentMetadata
 
     from hyrax.results.run_dir import write_text_atomic
-    from hyrax.results.store import _schema, compact_table, id_index_path, index_ids
+    from hyrax.results.store import compact_table, id_index_path, index_ids
 
     parts = parts_path(run_dir)
     plan = _read_json(parts / PLAN_FILE)
@@ -275,15 +312,15 @@ def publish_parts(run_dir: Path, written_now: int = 0, seconds: float = 0.0) -> 
             f"Rank(s) {unfinished} of {run_dir} have not finished their share; resume the run."
         )
     path = table_path(run_dir)
-    shape, dtype = tuple(plan["shape"]), np.dtype(plan["dtype"])
+    columns = _columns(plan["shape"], plan["dtype"])
     if not plan["committed"]:
         fragments = [FragmentMetadata.from_json(json.dumps(f)) for m in manifests for f in m["fragments"]]
-        operation = lance.LanceOperation.Overwrite(_schema(shape, str(dtype)), fragments)
+        operation = lance.LanceOperation.Overwrite(columns_schema(columns), fragments)
         id_index_path(path).unlink(missing_ok=True)
         lance.LanceDataset.commit(str(path), operation)
         # From here on the manifests' fragments may be compacted away: never commit them again.
         write_text_atomic(parts / PLAN_FILE, json.dumps({**plan, "committed": True}))
-    compact_table(path, int(np.prod(shape or (1,))) * dtype.itemsize)
+    compact_table(path, _row_bytes(columns))
     rows = lance.dataset(str(path)).count_rows()
     if rows:
         index_ids(path)

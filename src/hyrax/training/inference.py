@@ -287,11 +287,6 @@ def run_inference(
     if resume:
         check_processes(run_dir, distribution.world_size)
     if distribution.active:
-        if isinstance(probe, Mapping):
-            raise ConfigError(
-                "infer_batch returns a dict (one results column per key), which distributed inference "
-                "(torchrun) does not write yet: run infer in one process, or return one tensor."
-            )
         return _distributed(config, run_dir, distribution, provider, indices, runner, shape, dtype)
     writer = ResultWriter(
         run_dir, shape, dtype, resume=resume, commit_seconds=config["infer"]["commit_seconds"]

@@ -146,6 +146,33 @@ def test_a_column_picks_its_top_member_and_an_unknown_column_is_named(galaxies, 
             assert value == values[object_id] == max(values[i] for i in mine)
 
 
+@pytest.mark.slow
+def test_the_top_outlier_score_of_each_cell(galaxies, tmp_path):
+    """choose = "outlier_score" (h.outliers() scored the inference run): each deepest cell shows its
+    member of highest score, and says the score."""
+    from hyrax.visualize.source import MapSource, infer_run_of
+
+    h, run = galaxies
+    copy = _copy(run, tmp_path / "map")
+    h.set_config("results.inference_dir", str(infer_run_of(run)))
+    try:
+        h.outliers(top=5)
+    finally:
+        h.set_config("results.inference_dir", False)
+    atlas = h.atlas(input_dir=str(copy), choose="outlier_score")
+    scores = MapSource(h.config, copy).scores(np.arange(376))
+    assert scores is not None and np.isfinite(scores).all()
+    score_of = dict(zip(MapSource(h.config, copy).ids(np.arange(376)), scores, strict=True))
+    members = _members(atlas.manifest, _map(copy), atlas.max_level)
+    for tx, ty in atlas.tiles(atlas.max_level):
+        cells = atlas.cells(atlas.max_level, tx, ty)
+        for col, row, object_id, value in zip(
+            cells["col"], cells["row"], cells["object_id"], cells["value"], strict=True
+        ):
+            best = max(score_of[i] for i in members[tx * 16 + col, ty * 16 + row])
+            assert value == pytest.approx(float(score_of[object_id])) and score_of[object_id] == best
+
+
 def _files(folder: Path) -> dict:
     """Every file of an atlas but the manifest's record of which run it is in."""
     found = {}

@@ -140,21 +140,36 @@ def test_the_exported_folder_is_served_whole_by_a_static_server(exported):
     assert (record["x"], record["y"]) == pytest.approx(tuple(coordinates[0]), abs=1e-6)
 
 
-def test_the_exported_points_hold_every_object_in_its_tile_at_every_level(exported):
-    config, run, coordinates, folder = exported
+def test_the_exported_points_are_each_tiles_first_objects_and_every_one_at_the_deepest_level(
+    exported, tmp_path
+):
+    """At most per_tile points in a tile's file, the tile's objects of lowest sampling priority (those the
+    live map draws first), every object in its own tile, and all of them at the deepest level."""
+    from hyrax.visualize.export import Exporter
+    from hyrax.visualize.source import MapSource
+
+    config, run, coordinates, _ = exported
+    source = MapSource(config, run)
+    folder = Exporter(config, source, tmp_path / "points", neighbours=0, per_tile=40).run()
     described = json.loads((folder / "export.json").read_text())
-    where = {f"J{i:04d}": tuple(p) for i, p in enumerate(coordinates.tolist())}
+    assert described["points"] == {"max_level": 2, "per_tile": 40}  # 300 objects: 4**2 tiles of ~19
+    priority = {f"J{i:04d}": source.priority[i] for i in range(300)}
     x0, _, x1, y1 = described["extent"]
-    for z in range(described["points"]["max_level"] + 1):
+    for z in range(3):
         seen, size = [], (x1 - x0) / 2**z
+        members: dict[tuple[int, int], list[str]] = {}
+        for i, (x, y) in enumerate(coordinates.tolist()):
+            key = (min(int((x - x0) // size), 2**z - 1), min(int((y1 - y) // size), 2**z - 1))
+            members.setdefault(key, []).append(f"J{i:04d}")
         for path in (folder / "points" / str(z)).glob("*/*.json"):
             tile = json.loads(path.read_text())
+            own = members[tile["tx"], tile["ty"]]  # the tile's objects, by the format's rule
+            first = sorted(own, key=priority.get)[: 40 if z < 2 else None]
+            assert sorted(tile["object_id"]) == sorted(first) and tile["count"] == len(own)
             for object_id, x, y in zip(tile["object_id"], tile["x"], tile["y"], strict=True):
-                assert (x, y) == pytest.approx(where[object_id], abs=1e-5)
-                assert min(int((x - x0) // size), 2**z - 1) == tile["tx"]  # in its own tile
-                assert min(int((y1 - y) // size), 2**z - 1) == tile["ty"]
+                assert (x, y) == pytest.approx(tuple(coordinates[int(object_id[1:])]), abs=1e-5)
             seen += tile["object_id"]
-        assert sorted(seen) == sorted(where)  # 300 objects: under per_tile, every one at every level
+        assert len(seen) == len(set(seen)) and (z < 2 or len(seen) == 300)
 
 
 def test_an_export_refuses_a_folder_of_other_files(exported, tmp_path):

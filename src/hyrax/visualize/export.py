@@ -10,7 +10,8 @@ Format ``hyrax-export/1``, paths relative to the folder::
     points/{z}/{tx}/{ty}.json  the points drawn at zoom level z in tile (tx, ty) of the atlas's square
                                (its tile geometry, also without an atlas): at most ``per_tile`` of them,
                                those of lowest sampling priority (as the live map draws them), all of them
-                               at the deepest level; column-wise: object_id, x, y, thumbnail, map_colour,
+                               at the deepest level (the atlas's, or deeper until a tile holds
+                               ``per_tile`` objects on average); column-wise: object_id, x, y, thumbnail, map_colour,
                                then the catalog's columns, and count (objects in the tile)
     objects/{shard}.json       the objects whose id hashes to that shard (FNV-1a 32 of its UTF-8 bytes,
                                modulo ``shards``): {id: {row, x, y, thumbnail, columns, neighbours:
@@ -94,7 +95,8 @@ class Exporter:
     """Writes one export folder (see the module documentation) for a map."""
 
     def __init__(self, config, source: MapSource, directory: Path, neighbours: int = 8, **options):
-        """``options``: the map's ``color``, ``color_scale``, ``stretch``, ``band`` and ``max_points``."""
+        """``options``: the map's ``color``, ``color_scale``, ``stretch``, ``band`` and ``max_points``, and
+        ``per_tile``: the most points in a tile's file above the deepest level."""
         self.config, self.source = config, source
         self.directory, self.k = Path(directory), int(neighbours)
         self.options = {
@@ -103,12 +105,14 @@ class Exporter:
             "stretch": "asinh",
             "band": None,
             "max_points": 50_000,
+            "per_tile": POINTS_PER_TILE,
             **options,
         }
         self.atlas = atlas_manifest(self.source.reduce_run)
         self.extent = tuple(self.atlas["extent"]) if self.atlas else square_extent(self.source)
         total = max(self.source.total, 1)
-        deepest = max(0, math.ceil(math.log(total / POINTS_PER_TILE, 4))) if total > POINTS_PER_TILE else 0
+        self.per_tile = int(self.options["per_tile"])
+        deepest = math.ceil(math.log(total / self.per_tile, 4)) if total > self.per_tile else 0
         self.max_level = max(deepest, int(self.atlas["max_level"]) if self.atlas else 0)
         self.shards = max(1, math.ceil(self.source.total / OBJECTS_PER_SHARD))
         self.colour = source.colour_scale(self.options["color"], self.options["color_scale"])
@@ -126,7 +130,7 @@ class Exporter:
             "format": FORMAT,
             "objects": self.source.total,
             "extent": list(self.extent),
-            "points": {"max_level": self.max_level, "per_tile": POINTS_PER_TILE},
+            "points": {"max_level": self.max_level, "per_tile": self.per_tile},
             "shards": self.shards,
             "neighbours": self.k,
             "atlas": self.atlas is not None,
@@ -198,7 +202,8 @@ class Exporter:
             tiles = 2**z
             for start, end in zip(starts, ends, strict=True):
                 key = int(keys[order[start]])
-                rows = np.sort(order[start : min(end, start + POINTS_PER_TILE)])
+                last = end if z == self.max_level else min(end, start + self.per_tile)  # all, deepest
+                rows = np.sort(order[start:last])
                 tx, ty = divmod(key, tiles)
                 path = self.directory / "points" / str(z) / str(tx) / f"{ty}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)

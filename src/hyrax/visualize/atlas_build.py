@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ from hyrax.visualize.atlas import (
     read_manifest,
     tile_box,
 )
+from hyrax.visualize.atlas_cells import Cells, best_per_group, cell_picture, merge, value_score
 
 logger = logging.getLogger(__name__)
 
@@ -65,74 +65,7 @@ PLACEHOLDER = (68, 68, 68, 255)
 WORK = ".work"
 
 
-@dataclass
-class Cells:
-    """The non-empty cells of one level (global cell coordinates ``gx``, ``gy``), each with its count,
-    the sums of its members' x and y, and its representative (map row, x, y, value, id, thumbnail)."""
-
-    gx: np.ndarray
-    gy: np.ndarray
-    count: np.ndarray
-    sx: np.ndarray
-    sy: np.ndarray
-    rep: np.ndarray
-    rx: np.ndarray
-    ry: np.ndarray
-    value: np.ndarray
-    ids: np.ndarray
-    thumbs: np.ndarray
-
-    def take(self, index: np.ndarray) -> Cells:
-        return Cells(*(getattr(self, f.name)[index] for f in fields(self)))
-
-    @staticmethod
-    def concat(parts: list[Cells]) -> Cells:
-        return Cells(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Cells)))
-
-    def save(self, path: Path) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{f.name: getattr(self, f.name) for f in fields(self)})
-        _write_atomic(path, buffer.getvalue(), sync=True)
-
-    @staticmethod
-    def load(path: Path) -> Cells:
-        with np.load(path) as saved:
-            return Cells(*(saved[f.name] for f in fields(Cells)))
-
-
-def best_per_group(group: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.ndarray:
-    """The index of the lowest ``score`` in each group (ties: the lowest ``tie``), by ascending group."""
-    order = np.lexsort((tie, score, group))
-    ordered = group[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    return order[first]
-
-
-def merge(cells: Cells, typical: bool, sign: float) -> Cells:
-    """The next coarser level: four cells become one, its representative one of theirs (the nearest to
-    the count-weighted centroid of all their members, or the best value)."""
-    key = ((cells.gy >> 1) << 32) | (cells.gx >> 1)
-    unique, inverse = np.unique(key, return_inverse=True)
-    count = np.bincount(inverse, weights=cells.count).astype(np.int64)
-    sx = np.bincount(inverse, weights=cells.sx)
-    sy = np.bincount(inverse, weights=cells.sy)
-    if typical:
-        score = (cells.rx - (sx / count)[inverse]) ** 2 + (cells.ry - (sy / count)[inverse]) ** 2
-    else:
-        score = _value_score(cells.value, sign)
-    parent = cells.take(best_per_group(inverse, score, cells.rep))
-    parent.gx, parent.gy = unique & 0xFFFFFFFF, unique >> 32
-    parent.count, parent.sx, parent.sy = count, sx, sy
-    return parent
-
-
-def _value_score(value: np.ndarray, sign: float) -> np.ndarray:
-    score = sign * value.astype(np.float64)
-    return np.where(np.isnan(score), np.inf, score)  # an object without a value is chosen last
-
-
-def _write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
+def write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
     """Write to a temporary name and rename: a file that exists is whole. Tiles skip the fsync (a
     killed process leaves whole files or none; thousands of syncs would cost more than the tiles)."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -238,7 +171,7 @@ class AtlasBuilder:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         self._check_sources()
         manifest = {**recorded, "extent": self._extent(), "complete": False}
-        _write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode(), sync=True)
+        write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode(), sync=True)
         return manifest
 
     def _check_sources(self) -> None:
@@ -327,7 +260,7 @@ class AtlasBuilder:
         if skipped:
             logger.warning("atlas: %d objects have no finite map coordinates and are left out", skipped)
         buckets = sorted(present, key=lambda b: (b[1], b[0]))
-        _write_atomic(done, json.dumps({"buckets": buckets, "skipped": skipped}).encode(), sync=True)
+        write_atomic(done, json.dumps({"buckets": buckets, "skipped": skipped}).encode(), sync=True)
         return buckets
 
     def _values(self, rows: np.ndarray) -> np.ndarray:
@@ -381,7 +314,7 @@ class AtlasBuilder:
             if self.typical:
                 score = (x - cx[local]) ** 2 + (y - cy[local]) ** 2
             else:
-                score = _value_score(chunk["value"], self.sign)
+                score = value_score(chunk["value"], self.sign)
             pick = best_per_group(local, score, chunk["row"])
             cell, s, r = local[pick], score[pick], chunk["row"][pick]
             better = (s < best[cell]) | ((s == best[cell]) & (r < rep[cell]))
@@ -485,8 +418,8 @@ class AtlasBuilder:
             cells_json["value"] = [None if np.isnan(v) else float(v) for v in cells.value]
         folder = self.folder / str(z) / str(tx)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / f"{ty}.{self.settings.image_format}", buffer.getvalue())
-        _write_atomic(folder / f"{ty}.json", json.dumps(cells_json, separators=(",", ":")).encode())
+        write_atomic(folder / f"{ty}.{self.settings.image_format}", buffer.getvalue())
+        write_atomic(folder / f"{ty}.json", json.dumps(cells_json, separators=(",", ":")).encode())
         fault_point("atlas.tile_written")
 
     # -- pass 5: the index of each level and the manifest ------------------------------------------------
@@ -503,32 +436,10 @@ class AtlasBuilder:
                     tiles.append([int(column.name), int(path.stem)])
                     filled += len(json.loads(path.read_text())["col"])
             level.mkdir(parents=True, exist_ok=True)
-            _write_atomic(level / "tiles.json", json.dumps({"z": z, "tiles": tiles}).encode())
+            write_atomic(level / "tiles.json", json.dumps({"z": z, "tiles": tiles}).encode())
             levels.append({"z": z, "tiles": len(tiles), "filled": filled})
         if self.failed:
             logger.warning("atlas: %d objects had no image and show as grey cells", self.failed)
         manifest = {**manifest, "levels": levels, "placed": manifest["objects"] - skipped, "complete": True}
-        _write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode(), sync=True)
+        write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode(), sync=True)
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-def cell_picture(picture: np.ndarray, side: int) -> np.ndarray:
-    """An RGB(A) picture as a side x side RGBA thumbnail: pixels repeated when it is a whole fraction of the
-    side (kept sharp), averaged in blocks when a whole multiple, else resized by Pillow."""
-    rgb = np.asarray(picture)[..., :3]
-    height, width = rgb.shape[:2]
-    out = np.empty((side, side, 4), dtype=np.uint8)
-    out[..., 3] = 255
-    if height == width and side % height == 0:
-        out[..., :3] = rgb.repeat(side // height, axis=0).repeat(side // height, axis=1)
-    elif height == width and height % side == 0:
-        k = height // side
-        out[..., :3] = np.round(rgb.reshape(side, k, side, k, 3).mean(axis=(1, 3)))
-    else:
-        from PIL import Image
-
-        image = Image.fromarray(np.ascontiguousarray(rgb))
-        small = max(image.size) <= side
-        image = image.resize((side, side), Image.Resampling.NEAREST if small else Image.Resampling.BOX)
-        out[..., :3] = np.asarray(image)
-    return out

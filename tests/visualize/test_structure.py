@@ -90,6 +90,8 @@ def js_page(request):
             "regions",
             "viewport",
             "ranking",
+            "atlas",
+            "exported",
         ):
             page.add_script_tag(content=javascript(name))  # a syntax error fails here
         yield page
@@ -140,3 +142,26 @@ def test_the_3d_projection_in_the_page_is_the_one_in_python(js_page):
     ex, ey = project(xyz, 40, -25)
     np.testing.assert_allclose(px, ex, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(py, ey, rtol=1e-5, atol=1e-5)
+
+
+def test_the_page_finds_an_exported_object_in_the_shard_python_wrote_it_to(js_page):
+    from hyrax.visualize.export import shard_of
+
+    ids = ["J0000", "J095421.42+040531.1", "galaxy/ä漢字", 'x<img src=nope>,"quoted"', "", "123"]
+    assert js_page.evaluate("ids => ids.map(id => fnv1a(id) % 7)", ids) == [shard_of(i, 7) for i in ids]
+
+
+def test_the_page_picks_the_atlas_level_whose_thumbnails_fit_and_the_tiles_in_view(js_page):
+    """A 16-unit square, 16 cells a tile, in a 560-pixel frame: level 0's cells are 35 px for the whole
+    square (under 48: the density view), 70 px for half of it; level 2's are 140 px a unit wide (past
+    128: single objects)."""
+    manifest = {"extent": [0, 0, 16, 16], "cells": 16, "max_level": 2, "cell_px": 32}
+    levels = js_page.evaluate(
+        """([manifest, widths]) => widths.map(w => atlasLevel(manifest,
+            {inner_width: 560, x_range: {start: 0, end: w}}))""",
+        [manifest, [16, 8, 3, 1.5, 1]],
+    )
+    assert levels == [-1, 0, 1, 2, 3]
+    # tx from the left, ty from the TOP of the square (hyrax-atlas/1)
+    assert js_page.evaluate("m => tilesUnder(m, 1, [0.5, 7.5, 8.5, 15])", manifest) == [[0, 0]]
+    assert js_page.evaluate("m => tilesUnder(m, 1, [7, 9, 1, 2])", manifest) == [[0, 1], [1, 1]]

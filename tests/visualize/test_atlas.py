@@ -181,7 +181,7 @@ def _files(folder: Path) -> dict:
             data = path.read_bytes()
             if path.name == "manifest.json":
                 manifest = json.loads(data)
-                manifest["made_from"].pop("reduce_run")
+                manifest["made_from"].pop("reduce_run"), manifest.pop("build")
                 data = manifest
             found[str(path.relative_to(folder))] = data
     return found
@@ -236,12 +236,15 @@ def test_chunked_and_stopped_builds_equal_one_uninterrupted_build(galaxies, tmp_
         monkeypatch.setattr(build.AtlasBuilder, "write_tile", stop_after_some)
         with pytest.raises(KeyboardInterrupt):
             h.atlas(input_dir=str(stopped))
-        assert not json.loads((stopped / "atlas" / "manifest.json").read_text())["complete"]
+        unfinished = json.loads((stopped / "atlas" / "manifest.json").read_text())
+        assert not unfinished["complete"]
         assert (stopped / "atlas" / ".work" / "summaries").is_dir()
         first = len(written)
         h.atlas(input_dir=str(stopped))
         assert len(written) - first < tiles  # the finished buckets were not drawn again
         assert _files(stopped / "atlas") == expected
+        finished = json.loads((stopped / "atlas" / "manifest.json").read_text())
+        assert finished["build"] == unfinished["build"]  # the same build, finished
 
 
 def test_what_the_build_holds_does_not_grow_with_the_map(galaxies):
@@ -280,7 +283,9 @@ def test_the_live_server_serves_the_atlas_to_its_user_only(galaxies):
         status, body, kind = _get(f"{base}atlas/manifest.json?token={token}")
         assert status == 200 and json.loads(body) == atlas.manifest
         tx, ty = atlas.tiles(1)[0]
-        status, body, kind = _get(f"{base}atlas/1/{tx}/{ty}.webp?token={token}")
+        status, body, kind = _get(
+            f"{base}atlas/1/{tx}/{ty}.webp?token={token}&build={atlas.manifest['build']}"
+        )
         assert (status, kind) == (200, "image/webp") and body == atlas.image_path(1, tx, ty).read_bytes()
         status, body, _ = _get(f"{base}atlas/1/{tx}/{ty}.json", {"X-Hyrax-Token": token})
         assert status == 200 and json.loads(body) == atlas.cells(1, tx, ty)

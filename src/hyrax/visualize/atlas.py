@@ -55,7 +55,13 @@ and a static export serve this folder unchanged)::
      "max_level": L, "cells": 16, "cell_px": 32, "tile_px": 512, "image_format": "webp",
      "choose": "typical", "order": "max", "stretch": "asinh", "band": null,
      "levels": [{"z": 0, "tiles": 1, "filled": 211}, ...],   (filled: non-empty cells)
-     "made_from": {"reduce_run": "...", "results_rows": N, "results_version": V}}
+     "made_from": {"reduce_run": "...", "results_rows": N, "results_version": V},
+     "build": "9f2c4e1a...", "placed": N}
+
+``build`` names this build (kept when a stopped build is finished, new when the atlas is made again):
+the live server sends tiles with ``Cache-Control: private, max-age=3600``, so a page adds
+``&build=<build>`` to tile addresses to never show a cached tile of an earlier atlas. ``placed``: the
+objects with finite coordinates (the others are left out, with a warning).
 
 Every file is written to a temporary name and renamed into place, so a file that exists is whole; a
 rebuild of a killed build skips the finished work and the manifest says ``"complete": false`` until the
@@ -69,8 +75,9 @@ route; the token as ``?token=...``, the cookie or the ``X-Hyrax-Token`` header):
     GET /atlas/{z}/{tx}/{ty}.webp?token=T     (or .png: the manifest's image_format)
     GET /atlas/{z}/{tx}/{ty}.json?token=T
 
-i.e. ``/atlas/`` + the path in the folder. A missing tile is a 404; a map without a complete atlas
-answers 404 for the manifest, with a JSON ``{"error": ...}`` that says to run ``hyrax atlas``.
+i.e. ``/atlas/`` + the path in the folder (other query parameters, such as ``build``, are ignored).
+A missing tile is a 404; a map without a complete atlas answers 404 for the manifest, with a JSON
+``{"error": ...}`` that says to run ``hyrax atlas``. The manifest is sent ``no-store``.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ class AtlasBuilder:
             if entry.name != ".lock":
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         self._check_sources()
-        manifest = {**recorded, "extent": self._extent(), "complete": False}
+        manifest = {**recorded, "extent": self._extent(), "build": secrets.token_hex(8), "complete": False}
         write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode(), sync=True)
         return manifest
 

@@ -237,3 +237,65 @@ def test_a_node_killed_mid_epoch_resumes_on_both_nodes_to_the_uninterrupted_weig
     assert runs(tmp_path) - before == {run}  # continued in place: no new run directory
     assert sorted(p.name for p in run.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_3.pt"]
     assert_equal_weights(alone, _weights(run))
+
+
+# Slurm: srun starts each task itself, no torchrun; the variables are set here by hand as srun sets them.
+
+
+def _start_tasks(tmp_path: Path, env: dict, name: str, *args) -> list[subprocess.Popen]:
+    """``srun --ntasks=2 hyrax ARGS`` on one node: two processes with Slurm's variables, nothing else."""
+    port, tasks = _free_port(), []
+    for rank in (0, 1):
+        task = {**env, "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1"}
+        task.update(SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_STEP_ID="0")
+        # Hosts this machine cannot resolve, with rank 0's address and port exported by the batch script (as
+        # docs/cli.md says, for a head node reached on another interface): both must be honoured. (Ignite's
+        # own Slurm rule ignores MASTER_ADDR and MASTER_PORT given alone and takes the first host.)
+        task.update(
+            SLURM_JOB_NODELIST="hyrax-no-such-host[1-2]", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        )
+        with open(tmp_path / f"{name}-node{rank}.log", "w") as log:
+            tasks.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "hyrax", *map(str, args)],
+                    env=task,
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    return tasks
+
+
+def test_srun_tasks_train_and_resume_as_one_process_does(tmp_path):
+    """`srun --ntasks=2 hyrax train -c config` (2 x 8) ends as one process of 16; killed inside epoch 2
+    (task 1 SIGKILLed, srun then ends task 0), `srun --ntasks=2 hyrax train --resume RUN` ends the same."""
+    alone = _one_process(tmp_path)
+    config, env = _prepare(tmp_path, 8)
+    before = runs(tmp_path)
+    tasks = _start_tasks(tmp_path, env, "srun", "train", "-c", config)
+    assert _wait(tasks, 400) == [0, 0], _logs(tmp_path, "srun")
+    (run,) = runs(tmp_path) - before
+    assert_equal_weights(alone, _weights(run))
+    # One run: rank 0 made the directory (the other task was told where it is).
+    assert _logs(tmp_path, "srun").count(f"weights and checkpoints: {run}") == 2
+
+    before = runs(tmp_path)
+    tasks = _start_tasks(tmp_path, {**env, "MULTINODE_SLEEP": "0.05"}, "srun-killed", "train", "-c", config)
+    deadline, checkpoint = time.time() + 300, None
+    while checkpoint is None and time.time() < deadline and all(task.poll() is None for task in tasks):
+        found = [p for run in runs(tmp_path) - before for p in run.glob("checkpoint_epoch_1.pt")]
+        checkpoint = found[0] if found else None
+        time.sleep(0.01)
+    assert checkpoint is not None, _logs(tmp_path, "srun-killed")
+    os.killpg(tasks[1].pid, signal.SIGKILL)
+    assert _wait(tasks, 120)[0] not in (0, None), _logs(tmp_path, "srun-killed")  # task 0 fails, no hang
+    run = checkpoint.parent
+    assert sorted(p.name for p in run.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_1.pt"]
+    assert not (run / "example_model.pth").exists()
+
+    tasks = _start_tasks(tmp_path, env, "srun-resumed", "train", "--resume", run)
+    assert _wait(tasks, 300) == [0, 0], _logs(tmp_path, "srun-resumed")
+    assert runs(tmp_path) - before == {run}
+    assert_equal_weights(alone, _weights(run))

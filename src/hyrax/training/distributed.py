@@ -40,7 +40,15 @@ def launched_distributed() -> bool:
 
 
 def setup(config: Mapping) -> Distribution:
-    """Join the process group when launched as one of several processes."""
+    """Join the process group when launched as one of several processes.
+
+    Every distributed entry (train, train --resume, infer, infer --resume) comes through here, so a task
+    that srun started gets torch.distributed's variables from Slurm's the same way on each
+    (:func:`hyrax.training.slurm.apply`); Ignite's own Slurm rule, which would otherwise run, ignores a
+    MASTER_ADDR or MASTER_PORT exported alone."""
+    from hyrax.training import slurm
+
+    slurm.apply()
     wanted = config["general"]["distributed"] is True
     if not launched_distributed():
         if wanted:  # a notebook, as the published Hyrax allows: this one process does the work
@@ -58,6 +66,27 @@ def setup(config: Mapping) -> Distribution:
     if idist.get_world_size() == 1 or not torch.distributed.is_initialized():
         idist.initialize("nccl" if torch.cuda.is_available() else "gloo")
     return Distribution(rank=idist.get_rank(), world_size=idist.get_world_size())
+
+
+def refuse_several_processes(verb: str) -> None:
+    """``verb`` runs in one process: a ConfigError when torchrun or srun started this one as one of
+    several (each would otherwise do the whole work again, in a run directory of its own)."""
+    if not launched_distributed():
+        return
+    from hyrax.errors import ConfigError
+
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        started = f"torchrun (WORLD_SIZE={os.environ.get('WORLD_SIZE')})"
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        started = f"srun (SLURM_NTASKS={os.environ['SLURM_NTASKS']})"
+    else:
+        started = f"a launcher (WORLD_SIZE={os.environ.get('WORLD_SIZE')})"
+    raise ConfigError(
+        f"hyrax {verb} runs in one process, but {started} started this one as one of several. Start it once: "
+        f"`srun --ntasks=1 hyrax {verb} ...` in a Slurm job (never bare in a batch script of several tasks), "
+        f"or without torchrun. `hyrax infer` (and train) share their work across processes under torchrun "
+        f"or srun."
+    )
 
 
 def broadcast_object(value: Any, distribution: Distribution) -> Any:

@@ -35,11 +35,13 @@ class EngineVerb(Verb):
         ``model_directory``: the to_onnx run to use (engine.model_directory; default: the latest).
         ``resume``: an unfinished engine run to continue, with the export and configuration it started with.
         """
+        from hyrax.training.distributed import Distribution, refuse_several_processes
+
+        refuse_several_processes(self.name)  # under torchrun or srun -n N each would redo the whole run
         from hyrax.config import get_setting
         from hyrax.models.onnx import OnnxModel
         from hyrax.results.run_dir import resolve_run
         from hyrax.results.store import ResultDataset
-        from hyrax.training.distributed import Distribution
         from hyrax.training.inference import run_inference
         from hyrax.verbs.infer import _resumable, _snapshot
 

@@ -31,20 +31,18 @@ class InferVerb(Verb):
                 return get_trace()
         from hyrax.errors import RunBusyError
         from hyrax.results.store import ResultDataset
-        from hyrax.training import slurm
         from hyrax.training.distributed import broadcast_object, setup
         from hyrax.training.distributed_inference import check_processes
         from hyrax.training.inference import run_inference
         from hyrax.verbs.train import distributed_run_dir
 
         config = self.config
-        slurm.apply()  # a task srun started: torch.distributed's variables from Slurm's
         if resume is not None:
             # Every process resumes from the run's own config; only rank 0 writes its status.
             path = Path(resume)
             run = _resumable(path, self.name)
             config = _snapshot(path)
-            distribution = setup(config)
+            distribution = setup(config)  # under srun: torch.distributed's variables from Slurm's
             self.is_main = distribution.is_main
             busy = None
             if distribution.is_main:  # rank 0 writes the run's status: it is the run's one writer

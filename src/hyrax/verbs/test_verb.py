@@ -31,6 +31,9 @@ class TestVerb(Verb):
         the metrics; without one, ``validate_batch``. ``trace=N``: N test objects, recorded; returns a
         :class:`hyrax.trace.TraceResult`.
         """
+        from hyrax.training.distributed import refuse_several_processes
+
+        refuse_several_processes(self.name)  # under torchrun or srun -n N each would redo the whole run
         if trace:
             from hyrax.trace import TraceContext, get_trace
 

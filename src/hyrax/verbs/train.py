@@ -11,11 +11,9 @@ from hyrax.verbs.verb import Verb
 def distributed_run_dir(config, verb: str):
     """(RunDir on rank 0 / None elsewhere, the run path on every rank, the Distribution)."""
     from hyrax.results.run_dir import RunDir
-    from hyrax.training import slurm
     from hyrax.training.distributed import broadcast_object, setup
 
-    slurm.apply()  # a task srun started: torch.distributed's variables from Slurm's
-    distribution = setup(config)
+    distribution = setup(config)  # under srun: torch.distributed's variables from Slurm's
     run = RunDir.create(config, verb) if distribution.is_main else None
     path = broadcast_object(str(run.path) if run else None, distribution)
     from hyrax.context import record_in_run

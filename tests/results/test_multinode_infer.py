@@ -193,6 +193,11 @@ def test_two_torchrun_nodes_give_the_one_process_result(tmp_path, monkeypatch):
     _assert_equal_to_one_process(run, _single_process(tmp_path, config, monkeypatch))
 
 
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+
+
 def _kill_the_node_of_rank_1(tmp_path: Path, nodes: list[subprocess.Popen]) -> Path:
     """SIGKILL every process of the launcher whose worker is rank 1, once rank 1 committed some chunks."""
     deadline = time.time() + 180
@@ -200,7 +205,12 @@ def _kill_the_node_of_rank_1(tmp_path: Path, nodes: list[subprocess.Popen]) -> P
         for manifest in (tmp_path / "results").glob("*-infer-*/lance_db/parts/rank-1.json"):
             state = json.loads(manifest.read_text())
             if state["rows"] >= 64 and not state["done"]:
-                os.killpg(os.getpgid(state["pid"]), signal.SIGKILL)  # the node: launcher and worker
+                # The node: torchrun starts its worker in a session of its own, so the launcher's process
+                # group (the node's) and the worker's are both killed.
+                launcher = _parent(state["pid"])
+                assert launcher in {node.pid for node in nodes}
+                for group in (launcher, os.getpgid(state["pid"])):
+                    os.killpg(group, signal.SIGKILL)
                 return manifest.parents[2]
         time.sleep(0.02)
     raise AssertionError(_logs(tmp_path, "killed"))

@@ -16,6 +16,8 @@ Stages, each a fresh process (its own peak RSS, VmHWM):
   serve   LiveMap on the map, its server on 127.0.0.1, ``--requests`` GETs of existing tiles (image or
           cells JSON, alternately; level and tile drawn with seed 0), each on a new connection with the
           session token, as a browser's first view of each tile: median and p99 latency
+  static  the same GETs of the same tiles from ``python -m http.server`` (a subprocess) serving the atlas
+          folder as a static export holds it (``hyrax visualize --export``: the folder unchanged)
 
 Growth per object (RSS) is against the smallest n of the same call. The machine's load average is
 printed beside: its two cores may be shared.
@@ -168,8 +170,58 @@ def stage_serve(run: Path, requests: int) -> dict:
     return {"median_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99))}
 
 
+def stage_static(run: Path, requests: int) -> dict:
+    """Tile latency from a static web server (python -m http.server) serving the atlas folder."""
+    import socket
+    import urllib.request
+
+    from hyrax.visualize.atlas import Atlas
+
+    atlas = Atlas(run / "atlas")
+    levels = {z: atlas.tiles(z) for z in range(atlas.max_level + 1)}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "-d",
+        str(run / "atlas"),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rng = np.random.default_rng(0)  # the tiles the live server was asked for
+    latencies = []
+    try:
+        for _ in range(100):  # until it answers
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/manifest.json", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for number in range(requests):
+            z = int(rng.integers(0, atlas.max_level + 1))
+            tx, ty = levels[z][int(rng.integers(0, len(levels[z])))]
+            extension = "webp" if number % 2 == 0 else "json"
+            started = time.perf_counter()
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/{z}/{tx}/{ty}.{extension}", timeout=30
+            ) as answer:
+                answer.read()
+            latencies.append(time.perf_counter() - started)
+    finally:
+        server.terminate()
+        server.wait(10)
+    latencies = np.asarray(latencies) * 1000
+    return {"median_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99))}
+
+
 def run_stage(stage: str, run: Path, requests: int) -> None:
-    measured = stage_build(run) if stage == "build" else stage_serve(run, requests)
+    served = {"serve": stage_serve, "static": stage_static}
+    measured = stage_build(run) if stage == "build" else served[stage](run, requests)
     # this process's own peak (VmHWM): ru_maxrss is carried across exec from the process that made the data
     with open("/proc/self/status") as status:
         measured["rss"] = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
@@ -210,7 +262,9 @@ def main() -> None:
         made = time.perf_counter() - started
         build = spawn("build", run, args.requests)
         serve = spawn("serve", run, args.requests)
+        static = spawn("static", run, args.requests)
         rows.append({"n": count, "made": made, **build, **{f"serve_{k}": v for k, v in serve.items()}})
+        rows[-1].update({f"static_{k}": v for k, v in static.items() if k != "rss"})
         print(json.dumps(rows[-1]), flush=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -218,7 +272,8 @@ def main() -> None:
     print(f"\nload average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     header = (
         f"{'objects':>11} {'levels':>6} {'tiles':>7} {'build s':>8} {'obj/s':>9} {'peak RSS MB':>11} "
-        f"{'B/obj RSS':>9} {'disk MB':>8} {'B/obj disk':>10} {'tile p50 ms':>11} {'p99 ms':>7} {'server RSS MB':>13}"
+        f"{'B/obj RSS':>9} {'disk MB':>8} {'B/obj disk':>10} {'tile p50 ms':>11} {'p99 ms':>7} {'server RSS MB':>13} "
+        f"{'static p50 ms':>13} {'p99 ms':>7}"
     )
     print(header)
     for row in rows:
@@ -231,7 +286,7 @@ def main() -> None:
             f"{row['n']:>11,} {row['max_level'] + 1:>6} {row['tiles']:>7,} {row['seconds']:>8.1f} "
             f"{row['n'] / row['seconds']:>9,.0f} {row['rss']:>11.0f} {growth:>9.1f} {row['disk'] / 2**20:>8.1f} "
             f"{row['disk'] / row['n']:>10.1f} {row['serve_median_ms']:>11.2f} {row['serve_p99_ms']:>7.2f} "
-            f"{row['serve_rss']:>13.0f}"
+            f"{row['serve_rss']:>13.0f} {row['static_median_ms']:>13.2f} {row['static_p99_ms']:>7.2f}"
         )
 
 

@@ -25,7 +25,8 @@ How it is measured: the vectors are written straight into an infer run's results
              sample of 10,000 objects the scorer did not choose (seed 7; the scorer calibrates on seed 0);
              recall = the share of the scorer's scores within 1% of the exact one
 
-Per kind: wall time, objects/s, the outliers process's own peak RSS (VmHWM) and its growth per object
+Per kind: wall time, CPU seconds (all threads; less sensitive than the wall time to other work on shared
+cores), objects/s, the outliers process's own peak RSS (VmHWM) and its growth per object
 against a 200,000-object run when one is in <work> (``--n 200000`` first), the scorer's own choice
 (search, nlist, nprobe, its estimated recall) and the measured recall. The machine's load average is
 printed beside (its cores may be shared).
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -245,6 +247,11 @@ def run_stage(stage: str, run: Path) -> None:
     # process that wrote the vectors
     with open("/proc/self/status") as status:
         measured["rss"] = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    # CPU seconds (all threads, user + system), less sensitive than the wall time to other processes on
+    # shared cores; the load average at the stage's end beside the one at its start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    measured["cpu"] = usage.ru_utime + usage.ru_stime
+    measured["load_end"] = "{:.1f}".format(os.getloadavg()[0])
     print(json.dumps(measured))
 
 
@@ -262,7 +269,7 @@ def spawn(stage: str, run: Path) -> dict:
 
 
 HEADER = (
-    "| kind | objects | outliers s | objects/s | peak RSS MB | B/object vs 200k | search (nlist, nprobe) "
+    "| kind | objects | outliers s | outliers CPU s | objects/s | peak RSS MB | B/object vs 200k | search (nlist, nprobe) "
     "| estimated recall | recall (within 1%) | top-1% overlap | load average |"
 )
 
@@ -273,8 +280,8 @@ def row(kind: str, count: int, m: dict, r: dict, growth: str, load: str) -> str:
     if search != "exact":
         search += f" ({how.get('nlist')}, {how.get('nprobe')})"
     return (
-        f"| {kind} | {count:,} | {m['wall']:.1f} | {count / m['wall']:,.0f} | {m['rss']:.0f} | {growth} | {search} "
-        f"| {how.get('estimated_recall', '-')} | {r['recall']:.4f} | {r['top_overlap']:.3f} | {load} |"
+        f"| {kind} | {count:,} | {m['wall']:.1f} | {m.get('cpu', float('nan')):.0f} | {count / m['wall']:,.0f} | {m['rss']:.0f} | {growth} | {search} "
+        f"| {how.get('estimated_recall', '-')} | {r['recall']:.4f} | {r['top_overlap']:.3f} | {load} -> {m.get('load_end', '?')} |"
     )
 
 

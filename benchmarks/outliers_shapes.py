@@ -251,7 +251,7 @@ def run_stage(stage: str, run: Path) -> None:
     # shared cores; the load average at the stage's end beside the one at its start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     measured["cpu"] = usage.ru_utime + usage.ru_stime
-    measured["load_end"] = "{:.1f}".format(os.getloadavg()[0])
+    measured["load_end"] = f"{os.getloadavg()[0]:.1f}"
     print(json.dumps(measured))
 
 

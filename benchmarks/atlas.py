@@ -19,8 +19,8 @@ Stages, each a fresh process (its own peak RSS, VmHWM):
   static  the same GETs of the same tiles from ``python -m http.server`` (a subprocess) serving the atlas
           folder as a static export holds it (``hyrax visualize --export``: the folder unchanged)
 
-Growth per object (RSS) is against the smallest n of the same call. The machine's load average is
-printed beside: its two cores may be shared.
+Growth per object (RSS) is against the smallest n of the same call. The machine's 1-minute load average
+as each build starts is printed beside (its two cores may be shared), and the load averages at the end.
 """
 
 from __future__ import annotations
@@ -260,10 +260,13 @@ def main() -> None:
         sys.path.insert(0, str(HERE))
         run = make_runs(work, count)
         made = time.perf_counter() - started
+        load = os.getloadavg()[0]
         build = spawn("build", run, args.requests)
         serve = spawn("serve", run, args.requests)
         static = spawn("static", run, args.requests)
-        rows.append({"n": count, "made": made, **build, **{f"serve_{k}": v for k, v in serve.items()}})
+        rows.append(
+            {"n": count, "made": made, "load": load, **build, **{f"serve_{k}": v for k, v in serve.items()}}
+        )
         rows[-1].update({f"static_{k}": v for k, v in static.items() if k != "rss"})
         print(json.dumps(rows[-1]), flush=True)
         if not args.keep:

@@ -72,14 +72,14 @@ The points (``<writer>.<moment>``):
 ``manifest.merged``
     The download manifest: the merged manifest is renamed into place, the part files it holds are not
     yet removed (the next merge must not count them twice).
-
->>> fault_point("results.committed")  # HYRAX_FAULT unset: nothing happens
-"""
-
 ``atlas.tile_written``
     The atlas (``visualize/atlas_build.py``): a tile's image and cells are written (one arrival per
     tile); the summary that marks its bucket (or its parent tile) done is not. A rerun redoes that
     bucket, overwriting its tiles whole, and skips the finished ones.
+
+>>> fault_point("results.committed")  # HYRAX_FAULT unset: nothing happens
+"""
+
 from __future__ import annotations
 
 import os

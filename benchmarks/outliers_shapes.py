@@ -203,6 +203,8 @@ def stage_outliers(run: Path) -> dict:
     h = Hyrax(setup_logging=False)
     h.set_config("results.inference_dir", str(run))
     h.set_config("general.results_dir", str(run.parent / "results"))
+    if os.environ.get("OUTLIERS_SHAPES_BUDGET"):
+        h.set_config("outliers.time_budget_minutes", float(os.environ["OUTLIERS_SHAPES_BUDGET"]))
     began = time.perf_counter()
     h.outliers(top=10)
     return {"wall": time.perf_counter() - began, "how": scores_metadata(run)}
@@ -277,8 +279,12 @@ HEADER = (
 def row(kind: str, count: int, m: dict, r: dict, growth: str, load: str) -> str:
     how = m["how"]
     search = how.get("search", "?")
-    if search != "exact":
+    if search == "graph":
+        search += f" (links {how.get('links')}, effort {how.get('effort')})"
+    elif search != "exact":
         search += f" ({how.get('nlist')}, {how.get('nprobe')})"
+    if how.get("time_budget_s"):
+        search += f"; budget {float(how['time_budget_s']) / 60:g} min, predicted {float(how['predicted_s']) / 60:.0f} min"
     return (
         f"| {kind} | {count:,} | {m['wall']:.1f} | {m.get('cpu', float('nan')):.0f} | {count / m['wall']:,.0f} | {m['rss']:.0f} | {growth} | {search} "
         f"| {how.get('estimated_recall', '-')} | {r['recall']:.4f} | {r['top_overlap']:.3f} | {load} -> {m.get('load_end', '?')} |"
@@ -293,6 +299,9 @@ def main() -> None:
     parser.add_argument("--kind", default=",".join(KINDS), help="comma-separated, of " + ",".join(KINDS))
     parser.add_argument("--work", type=Path, default=HERE / ".data" / "outliers_shapes")
     parser.add_argument("--keep", action="store_true", help="keep the runs (the 200k runs are always kept)")
+    parser.add_argument(
+        "--budget", type=float, help="outliers.time_budget_minutes (default: false, no limit)"
+    )
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -305,6 +314,8 @@ def main() -> None:
     if set(kinds) - set(KINDS):
         parser.error(f"--kind: one or more of {', '.join(KINDS)}")
     sys.path.insert(0, str(HERE))
+    if args.budget:
+        os.environ["OUTLIERS_SHAPES_BUDGET"] = str(args.budget)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     lines = [f"N = {args.n:,}, {os.cpu_count()} cores", HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
@@ -320,7 +331,8 @@ def main() -> None:
         if base.is_file() and args.n > 200_000:
             before = json.loads(base.read_text())["rss"]
             growth = f"{(measured['rss'] - before) * 2**20 / (args.n - 200_000):+.0f}"
-        (work / f"results-{kind}-{args.n}.json").write_text(json.dumps({**measured, **recall}))
+        budget = f"-budget{args.budget:g}" if args.budget else ""
+        (work / f"results-{kind}-{args.n}{budget}.json").write_text(json.dumps({**measured, **recall}))
         lines.append(row(kind, args.n, measured, recall, growth, load))
         print(lines[-1], flush=True)
         if not args.keep and args.n != 200_000:

@@ -134,6 +134,44 @@ def test_high_intrinsic_dimension_is_searched_in_a_graph_to_the_same_recall(tmp_
     assert outliers._describe(metadata).startswith("knn, k=10, graph (HNSW, 32 links), effort ")
 
 
+@pytest.mark.slow
+def test_a_time_budget_trades_recall_for_time_and_says_so(tmp_path, monkeypatch, caplog):
+    # The graph's shape of data (isotropic 64-d clusters), with a budget no search fits: the scorer must
+    # keep the lists at the fewest probes, say the recall they reach, and record it with the scores; a
+    # budget every search fits changes nothing.
+    monkeypatch.setattr(kth_neighbour, "EXACT_LIMIT", 0)
+    monkeypatch.setattr(kth_neighbour, "OBJECTS_PER_LIST", 50)
+    monkeypatch.setattr(kth_neighbour, "GRAPH_PILOT", 2_000)
+    rng = np.random.default_rng(5)
+    centres = 3 * rng.standard_normal((2, 64))
+    vectors = (centres[rng.integers(2, size=6_000)] + rng.standard_normal((6_000, 64))).astype(np.float32)
+    run = write_run(tmp_path / "run", vectors)
+    exact = exact_kth(vectors, 10)
+    with caplog.at_level("WARNING", logger="hyrax.vector_db.kth_neighbour"):
+        score_run(run, k=10, time_budget=1e-6)
+    metadata = scores_metadata(run)
+    assert metadata["search"] == "partitioned" and metadata["nprobe"] == str(min(kth_neighbour.PROBES)), (
+        metadata
+    )
+    assert metadata["time_budget_s"] == "1e-06" and float(metadata["predicted_s"]) > 1e-6
+    recall = np.mean(np.abs(read_scores(run, np.arange(len(vectors))) - exact) <= 0.01 * exact)
+    assert recall < 0.9 and abs(float(metadata["estimated_recall"]) - recall) < 0.05, (recall, metadata)
+    assert "over outliers.time_budget_minutes" in caplog.text and "score" in caplog.text
+    score_run(run, k=10, time_budget=3600.0)  # another budget: scored again, and now by the graph
+    assert scores_metadata(run)["search"] == "graph"
+    assert float(scores_metadata(run)["estimated_recall"]) >= kth_neighbour.TARGET_RECALL
+
+
+def test_time_budget_setting_is_checked():
+    from hyrax.errors import ConfigError
+    from hyrax.verbs.vector_db_verbs import _budget_seconds
+
+    assert _budget_seconds(False) is None and _budget_seconds(30) == 1800.0
+    for bad in (0, -1, "30", True):
+        with pytest.raises(ConfigError, match="outliers.time_budget_minutes must be a number of minutes > 0"):
+            _budget_seconds(bad)
+
+
 def test_same_settings_reuse_other_settings_or_results_recompute(tmp_path):
     vectors = clustered(500)
     run = write_run(tmp_path / "run", vectors)

@@ -17,6 +17,14 @@ cost grows about as N log N), its effort chosen on the same sample and to the sa
 holds the vectors in memory: ~4 x dimension + 8 x :data:`GRAPH_LINKS` + ~40 bytes an object (~550 at
 64-d; the vectors twice while it is built: ~800), so it is used only where the memory allows. ``outliers.nlist`` or ``outliers.nprobe`` set by
 hand always keep the lists.
+
+A graph over millions of objects of high intrinsic dimension is slow to build on a few cores (64-d
+isotropic clusters, 10M objects on 2 cores: not built after 70 minutes). ``outliers.time_budget_minutes``
+bounds the search: the cost of each way is predicted on the machine (the lists from a block of objects
+searched at two numbers of probes, the graph from a small graph built and searched), and when the way
+that meets the target would take longer than the budget, the lists are searched with the most probes the
+budget allows. The share of the sample scored within 1% at that number of probes is said in a warning and
+kept in the scores' metadata (``estimated_recall``), so the trade is never silent.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ GRAPH_BUILD_EFFORT = 40
 GRAPH_EFFORTS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 #: ... and only when it needs at most this share of the machine's memory.
 GRAPH_MEMORY_SHARE = 0.5
+#: The graph's cost is predicted from one of this many objects, built and searched (~a few seconds).
+GRAPH_PILOT = 20_000
 #: k-means is trained on this many objects per list (faiss asks for at least 39).
 TRAIN_PER_LIST = 40
 #: Bytes of vectors read or searched at once; the cache of lists read back from the temporary file.
@@ -72,11 +82,13 @@ def knn_scores(
     seed: int,
     directory: Path,
     client=None,
+    time_budget: float | None = None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Distance of every object to its k-th nearest neighbour other than itself (float32, row order),
     and how it was found. ``client``: a ``distributed.Client`` whose workers search the lists (or the
     graph) a shard at a time (:mod:`hyrax.vector_db.outlier_shards`), with the same scores; the exact
-    search of a small table stays here."""
+    search of a small table stays here. ``time_budget``: seconds the search may take (None: as long as
+    it needs to reach the target; see the module's docstring)."""
     count = len(results)
     k = max(0, min(int(k), count - 1))
     row_bytes = 4 * max(1, int(np.prod(results.shape or (1,))))
@@ -86,38 +98,101 @@ def knn_scores(
     nlist = int(min(nlist or max(1, round(count / OBJECTS_PER_LIST)), count))
     with PartitionedSearch(results, k, nlist, seed, directory) as search:
         chosen, recall = search.choose_nprobe(nprobe)
+        use_graph = False
         if automatic and (chosen > GRAPH_ABOVE_PROBES or recall < TARGET_RECALL):
             fits, need = _graph_fits(count, search.dimension)
             if fits:
                 logger.info(
                     "outlier scores: %d of %d lists would score %.1f%% of a sample within 1%% (high intrinsic "
-                    "dimension): searching a graph instead (%.1f GB in memory)",
+                    "dimension): a graph instead (%.1f GB in memory)",
                     chosen, nlist, 100 * recall, need / 1e9,
                 )  # fmt: skip
-                search.labels = None  # 4 B an object the graph does not need
-                return graph_scores(
-                    results, k, search.sample, search.sample_rows, search.sample_distances[:, k], client
-                )
-            logger.warning(
-                "outlier scores: the lists reach %.1f%% of a sample within 1%% of exact at nprobe %d; a graph "
-                "search would need %.1f GB of memory, more than %.0f%% of this machine's: keeping the lists",
-                100 * recall, chosen, need / 1e9, 100 * GRAPH_MEMORY_SHARE,
-            )  # fmt: skip
-        if automatic and recall < TARGET_RECALL:
+                use_graph = True
+            else:
+                logger.warning(
+                    "outlier scores: the lists reach %.1f%% of a sample within 1%% of exact at nprobe %d; a graph "
+                    "search would need %.1f GB of memory, more than %.0f%% of this machine's: keeping the lists",
+                    100 * recall, chosen, need / 1e9, 100 * GRAPH_MEMORY_SHARE,
+                )  # fmt: skip
+        budget_note = {}
+        if automatic and time_budget is not None:
+            planned = _graph_seconds(results, k) if use_graph else None
+            per_object = None
+            if planned is None or planned > time_budget:
+                search.group(shared=client is not None)
+                per_object = search.time_lists()
+                if planned is None:
+                    planned = count * (per_object[0] + per_object[1] * chosen)
+            if planned > time_budget:
+
+                def lists_take(probes: int) -> float:
+                    return count * (per_object[0] + per_object[1] * probes)
+
+                fitting = [p for p in search.recalls if lists_take(p) <= time_budget]
+                within = max(fitting) if fitting else min(search.recalls)
+                logger.warning(
+                    "outlier scores: reaching %.0f%% of a sample within 1%% of exact would take about %s (%s) on "
+                    "this machine, over outliers.time_budget_minutes = %g: searching %d lists of %d instead "
+                    "(about %s), which score %.1f%% of the sample within 1%%. Raise the budget (or set it to "
+                    "false) for closer scores",
+                    100 * TARGET_RECALL, _duration(planned), "a graph" if use_graph else f"{chosen} lists",
+                    time_budget / 60, within, nlist, _duration(lists_take(within)), 100 * search.recalls[within],
+                )  # fmt: skip
+                use_graph, chosen, recall = False, within, search.recalls[within]
+            budget_note = {"time_budget_s": f"{time_budget:g}", "predicted_s": f"{planned:.0f}"}
+        if use_graph:
+            search.labels = None  # 4 B an object the graph does not need
+            scores, how = graph_scores(
+                results, k, search.sample, search.sample_rows, search.sample_distances[:, k], client
+            )
+            return scores, {**how, **budget_note}
+        if automatic and recall < TARGET_RECALL and not budget_note:
             logger.warning(
                 "outlier scores: %d lists of %d give a sample only %.1f%% of scores within 1%% of exact; "
                 "set outliers.nprobe higher (slower) if that is not enough",
                 chosen, nlist, 100 * recall,
             )  # fmt: skip
-        search.group(shared=client is not None)
+        if search.descriptor is None:
+            search.group(shared=client is not None)
         scores = search.scores(chosen, client)
     how = {
         "search": "partitioned",
         "nlist": str(nlist),
         "nprobe": str(chosen),
         "estimated_recall": f"{recall:.3f}",
+        **budget_note,
     }
     return scores, how
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def _graph_seconds(results: ResultDataset, k: int) -> float:
+    """The predicted seconds of :func:`graph_scores` on ``results``: a graph of the first
+    :data:`GRAPH_PILOT` objects built and searched at a middling effort here, scaled by N log N (an
+    insertion and a search in an HNSW graph cost about log N each)."""
+    import time
+
+    import faiss
+
+    count = len(results)
+    pilot = []
+    for _, _, vectors in _batches(results, check=False):
+        pilot.append(vectors[: GRAPH_PILOT - sum(len(v) for v in pilot)])
+        if sum(len(v) for v in pilot) >= GRAPH_PILOT:
+            break
+    pilot = np.concatenate(pilot)
+    graph = faiss.IndexHNSWFlat(pilot.shape[1], GRAPH_LINKS)
+    graph.hnsw.efConstruction = GRAPH_BUILD_EFFORT
+    began = time.perf_counter()
+    graph.add(pilot)
+    graph.hnsw.efSearch = 64
+    graph.search(pilot, k + 1)
+    seconds = time.perf_counter() - began
+    n = len(pilot)
+    return seconds * count / n * np.log(max(count, 2)) / np.log(max(n, 2))
 
 
 def _graph_fits(count: int, dimension: int) -> tuple[bool, int]:
@@ -477,13 +552,32 @@ class PartitionedSearch:
             members = np.flatnonzero(sample_labels == home)
             nearest[members] = self._nearest_lists(self.sample[members], int(home), candidates[-1])
         recall = 0.0
+        self.recalls: dict[int, float] = {}  # the share of the sample within 1% at each number tried
         for chosen in candidates:
             probes = _with_home(nearest[:, :chosen].copy(), sample_labels)
             searched = (self.sample_lists[:, :, None] == probes[:, None, :]).any(axis=2)
             recall = float(((within & searched).sum(axis=1) >= self.k + 1).mean())
+            self.recalls[chosen] = recall
             if recall >= TARGET_RECALL:
                 break
         return chosen, recall
+
+    def time_lists(self) -> tuple[float, float]:
+        """(seconds an object, seconds an object and probe) of the list search on this machine: the
+        largest block searched at two numbers of probes (after :meth:`group`)."""
+        import time
+
+        number = int(np.argmax([end - begin for begin, end in self.blocks]))
+        begin, end = self.blocks[number]
+        objects = int(self.sizes[self.order[begin:end]].sum()) or 1
+        low, high = min(2, self.nlist), min(8, self.nlist)
+        took = []
+        for probes in (low, high):
+            began = time.perf_counter()
+            self.score_block(number, probes)
+            took.append((time.perf_counter() - began) / objects)
+        slope = max(0.0, (took[1] - took[0]) / max(1, high - low))
+        return max(0.0, took[0] - slope * low), slope
 
     def _read(self, member: int, block: tuple[int, np.ndarray] | None = None) -> np.ndarray:
         """The vectors of list ``member``: from the block in hand, the cache, or the file."""

@@ -61,6 +61,7 @@ def score_run(
     nprobe: int | None = None,
     config: Mapping | None = None,
     wait: bool = True,
+    time_budget: float | None = None,
 ) -> int:
     """Score every object of the infer run ``run``; return how many were scored (0 when the table of
     scores was up to date and is reused).
@@ -72,6 +73,8 @@ def score_run(
             of a table above the exact limit runs on Dask workers, a shard each, with the same scores;
             the exact search of a small table and the isolation forest stay in this process).
         wait: when another process is scoring the same run, wait for it (True) or raise (False).
+        time_budget: ``outliers.time_budget_minutes`` in seconds: the k-th-neighbour search may trade
+            recall for time to fit it (said in a warning and in the scores' ``estimated_recall``).
     """
     from hyrax import __version__
     from hyrax.compute import use_threads
@@ -80,6 +83,8 @@ def score_run(
     results = ResultDataset(data_location=run)
     with scoring_lock(run, wait):
         made_from = _made_from(results, method, k, nlist, nprobe)
+        if time_budget is not None and method == "knn":
+            made_from["time_budget_s"] = f"{time_budget:g}"
         current = scores_metadata(run)
         if current is not None and all(current.get(key) == value for key, value in made_from.items()):
             logger.info("outlier scores of %s are up to date (%s): reused", run, _describe(current))
@@ -93,7 +98,9 @@ def score_run(
                     from hyrax.vector_db.outlier_shards import remove_leftovers
 
                     remove_leftovers(table_path(run).parent)
-                scores, how = knn_scores(results, k, nlist, nprobe, seed, table_path(run).parent, client)
+                scores, how = knn_scores(
+                    results, k, nlist, nprobe, seed, table_path(run).parent, client, time_budget
+                )
         else:
             scores, how = forest_scores(results, seed, threads)
         metadata = {**made_from, **how, "seed": str(seed), "hyrax_version": __version__}

@@ -131,7 +131,20 @@ def score_outliers(config, run) -> int:
         nlist=None if settings["nlist"] is False else int(settings["nlist"]),
         nprobe=None if settings["nprobe"] is False else int(settings["nprobe"]),
         config=config,
+        time_budget=_budget_seconds(settings.get("time_budget_minutes", False)),
     )
+
+
+def _budget_seconds(minutes) -> float | None:
+    from hyrax.errors import ConfigError
+
+    if minutes is False:
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
+        raise ConfigError(
+            f"outliers.time_budget_minutes must be a number of minutes > 0, or false (no limit); got {minutes!r}."
+        )
+    return 60.0 * minutes
 
 
 def _with_metadata(frame, run):

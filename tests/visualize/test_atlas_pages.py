@@ -12,6 +12,7 @@ the exported folder's search by object id. Screenshots in test-artifacts/.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -210,6 +211,7 @@ def _open(browser, url: str):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(url)
+    page.evaluate("() => performance.setResourceTimingBufferSize(100000)")  # _zoom waits on the entries
     page.wait_for_function(
         f"() => window.Bokeh && Bokeh.documents.length && {MODEL.format('points')}", timeout=30_000
     )
@@ -226,12 +228,17 @@ def _zoom(page, centre: tuple[float, float], width: float) -> None:
     )
     page.wait_for_function(f"() => (window._hyrax_tiles_drawn || 0) > {before}", timeout=15_000)
     page.wait_for_timeout(300)  # the debounced point requests that follow redraw the single objects
+    _wait_for_images(page)
+
+
+def _wait_for_images(page) -> None:
+    """Until every tile and single object's image drawn has arrived, and a frame has been drawn."""
     urls = page.evaluate(
         f"() => [...{MODEL.format('atlas_tiles')}.data.url, ...{MODEL.format('object_images')}.data.url]"
     )
     # every image drawn has arrived, then a frame has been drawn with it
     page.wait_for_function(
-        "urls => urls.every(u => performance.getEntriesByType('resource').some(e => e.name.endsWith(u.split('/').slice(-3).join('/')) && e.responseEnd > 0))",
+        "urls => urls.every(u => u.startsWith('data:') || performance.getEntriesByType('resource').some(e => e.name.endsWith(u.split('/').slice(-3).join('/')) && e.responseEnd > 0))",
         arg=urls,
         timeout=15_000,
     )
@@ -294,7 +301,11 @@ def check_tiles_drawn(page, folder: Path, where: dict, z: int) -> int:
     for url, x, y, w, h, tx, ty in zip(
         *(drawn[k] for k in ("url", "x", "y", "w", "h", "tx", "ty")), strict=True
     ):
-        assert url.split("?")[0].endswith(f"atlas/{z}/{tx}/{ty}.{manifest['image_format']}")
+        name = f"{z}/{tx}/{ty}.{manifest['image_format']}"
+        if url.startswith("data:"):  # the standalone file's embedded level: the tile file's bytes
+            assert base64.b64decode(url.split(",", 1)[1]) == (folder / name).read_bytes()
+        else:
+            assert url.split("?")[0].endswith(f"atlas/{name}")
         assert (x, y, w, h) == pytest.approx(
             (x0 + tx * size, y1 - (ty + 1) * size, size, size), rel=1e-9, abs=1e-9
         )
@@ -438,7 +449,37 @@ def test_the_exported_atlas_zooms_and_finds_an_object_and_its_neighbours(chromiu
                 f"() => [({PLOT}.x_range.start + {PLOT}.x_range.end) / 2, ({PLOT}.y_range.start + {PLOT}.y_range.end) / 2]"
             )
             assert centre == pytest.approx(where[wanted], abs=1e-3)  # the map centred on it
+            page.wait_for_timeout(300)
+            _wait_for_images(page)  # the single objects around it
             page.screenshot(path=str(ARTIFACTS / "export_search.png"))
             assert not errors, errors
         finally:
             page.close()
+
+
+@pytest.mark.slow  # ~40 s: Chromium and the galaxies' map and atlas
+def test_the_standalone_file_zooms_through_its_embedded_atlas_levels(chromium, galaxies, tmp_path):
+    """``hyrax visualize --html``: a file that fetches nothing carries the atlas's coarser levels (the
+    galaxies' three fit its budget) and zooms through them; a click on a thumbnail selects its object
+    and shows the neighbours the file carries."""
+    from tests.visualize.test_browser import _loaded_images
+
+    h, run = galaxies
+    path = h.visualize(input_dir=str(run)).save(tmp_path / "rings.html")
+    manifest = json.loads((run / "atlas" / "manifest.json").read_text())
+    where = _map_points(run)
+    page, errors = _open(chromium, path.as_uri())
+    try:
+        for z in range(manifest["max_level"] + 1):
+            _zoom(page, _centre(where), _level_width(manifest, z))
+            assert page.evaluate("() => window._hyrax_atlas_level") == z
+            check_tiles_drawn(page, run / "atlas", where, z)
+        page.screenshot(path=str(ARTIFACTS / "standalone_level_2.png"))
+        object_id, (px, py) = _cell_on_screen(page, run / "atlas", manifest["max_level"])
+        page.mouse.click(px, py)
+        page.wait_for_function("id => window._hyrax_shown === id", arg=object_id, timeout=15_000)
+        page.wait_for_selector("img.hyrax-neighbour", timeout=15_000)
+        assert _loaded_images(page, "img.hyrax-neighbour") == 9
+        assert not errors, errors
+    finally:
+        page.close()

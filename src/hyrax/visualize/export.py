@@ -91,6 +91,42 @@ def atlas_manifest(reduce_run: Path) -> dict | None:
     return manifest
 
 
+#: Most bytes of atlas files embedded in a standalone page (its coarser levels, whole).
+EMBEDDED_BYTES = 8 * 2**20
+
+
+def embedded_atlas(reduce_run: Path, budget: int = EMBEDDED_BYTES) -> dict | None:
+    """The run's atlas for a standalone page, which can fetch nothing: its levels from the coarsest on,
+    whole, while their files fit ``budget`` bytes (tiles as data URIs, cells and tile lists as JSON);
+    the manifest's ``max_level`` is the deepest embedded, past which the page shows single objects. None
+    without a complete atlas or when not even level 0 fits."""
+    import base64
+
+    from hyrax.visualize.atlas import atlas_dir
+
+    manifest = atlas_manifest(reduce_run)
+    if manifest is None:
+        return None
+    folder, embedded, used = atlas_dir(reduce_run), {}, 0
+    kind = f"image/{manifest['image_format']}"
+    for z in range(int(manifest["max_level"]) + 1):
+        files = [p for p in (folder / str(z)).rglob("*") if p.is_file() and not p.name.startswith(".")]
+        size = sum(p.stat().st_size for p in files)
+        if used + size * 4 / 3 > budget:  # base64: 4 bytes for 3
+            break
+        for path in files:
+            name = path.relative_to(folder).as_posix()
+            if path.suffix == ".json":
+                embedded[name] = json.loads(path.read_text())
+            else:
+                embedded[name] = f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
+        used += size * 4 / 3
+        deepest = z
+    if not embedded:
+        return None
+    return {"manifest": {**manifest, "max_level": deepest}, "base": "", "embedded": embedded}
+
+
 class Exporter:
     """Writes one export folder (see the module documentation) for a map."""
 
@@ -177,11 +213,13 @@ class Exporter:
         )
 
     def _thumbnails(self) -> None:
-        """Each object's 64-pixel thumbnail (those already written by an earlier export are kept)."""
+        """Each object's 64-pixel thumbnail (those already written by an earlier export are kept); a
+        placeholder where an image cannot be read (the first reasons logged, then a count)."""
+        from hyrax.visualize.mapdata import TOLD
         from hyrax.visualize.stretch import placeholder_png, png_bytes
 
         stretch, band = self.options["stretch"], self.options["band"]
-        has_images = self.source.provider() is not None
+        has_images, placeholder, failed = self.source.provider() is not None, placeholder_png(), 0
         for row in range(self.source.total):
             path = self.directory / thumbnail_path(row)
             if path.exists():
@@ -190,9 +228,15 @@ class Exporter:
             try:
                 picture = png_bytes(self.source.image(row, stretch, band), size=64) if has_images else None
             except Exception as error:  # a broken image is a placeholder tile and a logged reason
-                logger.warning("no thumbnail for map row %d: %s", row, error)
+                failed += 1
+                if failed <= TOLD:
+                    logger.warning("no thumbnail for map row %d: %s", row, error)
                 picture = None
-            write_file(path, picture or placeholder_png())
+            write_file(path, picture or placeholder)
+        if failed > TOLD:
+            logger.warning(
+                "no thumbnails for %d more objects (the first %d reasons are above)", failed - TOLD, TOLD
+            )
 
     def _points(self) -> None:
         for z in range(self.max_level + 1):

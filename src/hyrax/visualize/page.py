@@ -89,7 +89,7 @@ def build_layout(
     if exported:
         _follow_export(plot, source, title, exported)
     if atlas:
-        _follow_atlas(plot, json.dumps(data.atlas), atlas, source, [points], exported)
+        _follow_atlas(plot, json.dumps(data.atlas), atlas, source, [points], exported, live)
     panel = [side[k] for k in ("table", "download", "inside", "grid", "near") if live or k != "inside"]
     controls = [*(_find_box(plot, source, exported) if exported else []), *_label_controls(live)]
     return row(column(plot, *turn) if turn else plot, column(*controls, *panel))
@@ -379,7 +379,7 @@ def _atlas_layers(plot) -> dict[str, Any]:
     return layers
 
 
-def _follow_atlas(plot, atlas: str, layers: dict, source, points: list, exported: str) -> None:
+def _follow_atlas(plot, atlas: str, layers: dict, source, points: list, exported: str, live: bool) -> None:
     """After each pan or zoom, and when the points change: the density view, a level's tiles or single
     objects; a click on a thumbnail selects its object."""
     from bokeh.models import CustomJS
@@ -393,6 +393,7 @@ def _follow_atlas(plot, atlas: str, layers: dict, source, points: list, exported
         "source": source,
         "renderers": renderers,
         "exported": exported,
+        "live": live,
     }
     call = "if (exported) exportOf(exported); followAtlas(plot, atlas, tiles, objects, source, renderers)"
     callback = CustomJS(args=args, code=script(("escape", "atlas", "exported", "viewport"), call))
@@ -400,7 +401,7 @@ def _follow_atlas(plot, atlas: str, layers: dict, source, points: list, exported
         axis.js_on_change("start", callback)
         axis.js_on_change("end", callback)
     source.js_on_change("data", callback)
-    call = "if (exported) exportOf(exported); atlasTap(cb_obj, plot, atlas, source)"
+    call = "if (exported) exportOf(exported); atlasTap(cb_obj, plot, atlas, source, live)"
     plot.js_on_event(
         "tap", CustomJS(args=args, code=script(("escape", "atlas", "exported", "viewport"), call))
     )

@@ -51,6 +51,9 @@ class MapView:
                 color=self.color,
                 **self._options,
             )
+            from hyrax.visualize.export import embedded_atlas
+
+            self._data.atlas = embedded_atlas(self.reduce_run)  # its coarser levels, in the page
         return self._data
 
     @property

@@ -1,4 +1,5 @@
-// The atlas (hyrax-atlas/1, hyrax.visualize.atlas): the map tiled with the objects' own images. As the
+// The atlas (hyrax-atlas/1, hyrax.visualize.atlas): the map tiled with the objects' own images, read from
+// the live server, an export's folder, or (the standalone file) its coarser levels embedded. As the
 // page zooms in, it goes from the density view (the whole map: a density of every object and a sample of
 // points) through the atlas's levels (the tiles of the level whose thumbnails are at least
 // ATLAS_MIN_PX wide on screen, instead of dots) down to single objects (past the deepest level: each
@@ -18,13 +19,18 @@ function atlasOf(json) {
   if (!json) return null;
   if (!window._hyrax_atlas || window._hyrax_atlas.json !== json) {
     const atlas = JSON.parse(json);
-    window._hyrax_atlas = { json: json, manifest: atlas.manifest, base: atlas.base, files: {} };
+    // embedded: the standalone file's levels (file paths -> cells JSON or image data URIs)
+    const embedded = atlas.embedded || null;
+    window._hyrax_atlas = { json: json, manifest: atlas.manifest, base: atlas.base, files: {}, embedded: embedded };
   }
   return window._hyrax_atlas;
 }
 
 // A file of the atlas folder (JSON), asked once: a promise of it, or of null when it is not there.
 function atlasFile(atlas, path) {
+  if (!(path in atlas.files) && atlas.embedded) {
+    atlas.files[path] = Promise.resolve(path in atlas.embedded ? atlas.embedded[path] : null);
+  }
   if (!(path in atlas.files)) {
     atlas.files[path] = fetch(withToken(atlas.base + path))
       .then((r) => (r.ok ? r.json() : null))
@@ -103,7 +109,8 @@ function followAtlas(plot, json, tiles, objects, source, renderers) {
     const out = { url: [], x: [], y: [], w: [], h: [], z: [], tx: [], ty: [] };
     for (const [tx, ty] of tilesUnder(manifest, z, viewBox(plot))) {
       if (!exists.has(tx + "/" + ty)) continue;
-      out.url.push(withToken(atlas.base + level + tx + "/" + ty + "." + manifest.image_format));
+      const name = level + tx + "/" + ty + "." + manifest.image_format;
+      out.url.push(atlas.embedded ? atlas.embedded[name] : withToken(atlas.base + name));
       out.x.push(x0 + tx * size);
       out.y.push(y1 - (ty + 1) * size);
       out.w.push(size);
@@ -117,7 +124,7 @@ function followAtlas(plot, json, tiles, objects, source, renderers) {
   });
 }
 
-// Single objects: each drawn point's own thumbnail, centred on it (when few enough are in view).
+// Single objects: each drawn point's own thumbnail in view, centred on it (when few enough are drawn).
 function drawObjects(plot, objects, source, show) {
   const out = { url: [], x: [], y: [], w: [], h: [] };
   const data = source.data;
@@ -125,7 +132,10 @@ function drawObjects(plot, objects, source, show) {
     const [width, height] = framePixels(plot);
     const units = (OBJECT_PX * (plot.x_range.end - plot.x_range.start)) / width;
     const unitsY = (OBJECT_PX * (plot.y_range.end - plot.y_range.start)) / height;
+    const [x0, x1, y0, y1] = viewBox(plot);
     for (let i = 0; i < data.object_id.length; i++) {
+      const [x, y] = [data.map_x[i], data.map_y[i]];
+      if (x < x0 - units || x > x1 + units || y < y0 - unitsY || y > y1 + unitsY) continue; // not in view
       out.url.push(data.map_thumbnail[i]);
       out.x.push(data.map_x[i]);
       out.y.push(data.map_y[i]);
@@ -160,13 +170,13 @@ function atlasObjectAt(atlas, z, x, y) {
 }
 
 // A click on the map while a level is drawn: the object of the thumbnail under it becomes the selection.
-function atlasTap(event, plot, json, source) {
+function atlasTap(event, plot, json, source, live) {
   const atlas = atlasOf(json);
   if (!atlas) return;
   const z = window._hyrax_atlas_level;
   if (z === undefined || z < 0 || z > atlas.manifest.max_level) return;
   atlasObjectAt(atlas, z, event.x, event.y).then((found) => {
-    if (found) showObject(found, source);
+    if (found) showObject(found, source, live);
   });
 }
 
@@ -183,14 +193,14 @@ function withValue(column, value) {
 
 // Select an object ({object_id, x, y}), adding it to the drawn points when it is not among them: the
 // table, the image grid, its neighbours and the label buttons then work as for a clicked point.
-function showObject(found, source) {
+function showObject(found, source, live) {
   const present = Array.from(source.data.object_id).indexOf(String(found.object_id));
   if (present >= 0) {
     source.selected.indices = [present];
     window._hyrax_shown = found.object_id;
     return Promise.resolve(present);
   }
-  return objectRow(found).then((row) => {
+  return objectRow(found, live).then((row) => {
     const data = {};
     for (const [name, column] of Object.entries(source.data)) data[name] = withValue(column, row[name]);
     source.data = data;
@@ -201,10 +211,14 @@ function showObject(found, source) {
 }
 
 // One object's row of the points' data: from the export's object records, or from the live server (the
-// objects at its position: exact points in a tiny box).
-function objectRow(found) {
+// objects at its position: exact points in a tiny box); the standalone file has no one to ask: the
+// object's id and place (its metadata, image and neighbours are in the file for the objects it draws).
+function objectRow(found, live) {
   if (window._hyrax_export) {
     return exportRecord(found.object_id).then((record) => recordRow(found.object_id, record));
+  }
+  if (!live) {
+    return Promise.resolve({ object_id: String(found.object_id), map_x: found.x, map_y: found.y, map_neighbours: [] });
   }
   const e = 1e-6 * (1 + Math.abs(found.x) + Math.abs(found.y));
   const q = new URLSearchParams({ x0: found.x - e, x1: found.x + e, y0: found.y - e, y1: found.y + e });

@@ -97,7 +97,7 @@ function followExport(plot, source, title, json) {
         count.toLocaleString("en") + " around the view (" + exported.objects.toLocaleString("en") + " in all)";
       const wanted = window._hyrax_find;
       window._hyrax_find = null;
-      if (wanted) showObject(wanted, source); // the object searched for, drawn or not
+      if (wanted) showObject(wanted, source, false); // the object searched for, drawn or not
       window._hyrax_views = (window._hyrax_views || 0) + 1;
     });
   }, 200);

@@ -145,6 +145,12 @@ def _logs(tmp_path: Path, name: str) -> str:
     return "\n".join((tmp_path / f"{name}-node{n}.log").read_text()[-3000:] for n in (0, 1))
 
 
+def _resumed_after_epoch_1(tmp_path: Path, name: str, run: Path) -> bool:
+    """Both processes said they continue from epoch 1's checkpoint (training/loop.py logs it)."""
+    said = f"resuming from {run / 'checkpoint_epoch_1.pt'} after epoch 1"
+    return all(said in (tmp_path / f"{name}-node{n}.log").read_text() for n in (0, 1))
+
+
 def _weights(run: Path) -> dict:
     state = torch.load(run / "example_model.pth", weights_only=True)
     return state.get("model", state) if isinstance(state, dict) else state
@@ -234,6 +240,9 @@ def test_a_node_killed_mid_epoch_resumes_on_both_nodes_to_the_uninterrupted_weig
 
     nodes = _start_nodes(tmp_path, env, "resumed", "train", "--resume", run)
     assert _wait(nodes, 400) == [0, 0], _logs(tmp_path, "resumed")
+    # Continued from epoch 1's checkpoint, not trained again from the start (which, with the same seed,
+    # would end with the same weights too).
+    assert _resumed_after_epoch_1(tmp_path, "resumed", run)
     assert runs(tmp_path) - before == {run}  # continued in place: no new run directory
     assert sorted(p.name for p in run.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_3.pt"]
     assert_equal_weights(alone, _weights(run))
@@ -297,5 +306,6 @@ def test_srun_tasks_train_and_resume_as_one_process_does(tmp_path):
 
     tasks = _start_tasks(tmp_path, env, "srun-resumed", "train", "--resume", run)
     assert _wait(tasks, 300) == [0, 0], _logs(tmp_path, "srun-resumed")
+    assert _resumed_after_epoch_1(tmp_path, "srun-resumed", run)
     assert runs(tmp_path) - before == {run}
     assert_equal_weights(alone, _weights(run))

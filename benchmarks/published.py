@@ -19,7 +19,8 @@ the same config keys (the published names, which this Hyrax reads too) and the s
 API stages, one fresh process a side (this file run with ``--case`` by that side's Python, so each
 side imports its own Hyrax; nothing of Hyrax is imported at the top here):
 
-- ``start``: ``import hyrax`` and ``Hyrax()``; ``train``, ``infer``, ``umap``; ``save_to_database``
+- ``start``: ``import hyrax`` and ``Hyrax()``; ``train``; ``start + train`` (the published Hyrax imports
+  torch, Ignite, MLflow and Lance in ``import hyrax``, this one in the verb that uses them); ``infer``, ``umap``; ``save_to_database``
   (chromadb insert of the N vectors); ``connect`` (``h.database_connection()``);
 - ``get_by_id x100``: 100 calls of ``db.get_by_id([id])``, ids spread over the run;
 - ``search_by_id x20``: 20 calls of ``db.search_by_id(id, k=10)``;
@@ -54,6 +55,7 @@ from pathlib import Path
 API_STAGES = (
     "start",
     "train",
+    "start + train",
     "infer",
     "umap",
     "save_to_database",
@@ -149,6 +151,9 @@ def api_case(work: str, objects: int) -> dict:
     timed(times, "search_by_id x20", lambda: [db.search_by_id(i, k=10) for i in spread[:20]])
     timed(times, "lookup x5", lambda: [h.lookup(id=i) for i in spread[:5]])
     timed(times, "to_onnx", h.to_onnx)
+    # The published Hyrax imports torch, Ignite, MLflow and Lance in `import hyrax`; this one in the first
+    # verb that uses them: start and train are compared together too.
+    times["start + train"] = times["start"] + times["train"]
     return {"times": times, "version": getattr(hyrax, "__version__", "?"), "ids": spread[:5]}
 
 
@@ -181,7 +186,11 @@ def run_cli(python: str, work: str, objects: int, object_id: str) -> dict:
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work)
         times[stage] = time.perf_counter() - started
-        if result.returncode:
+        last = (result.stderr.strip().splitlines() or [""])[-1]
+        # The published CLI ends with exit(run_cli's value): umap and reduce_dimensions return their
+        # results object, which exit() prints and turns into status 1 after a complete run.
+        returned_an_object = result.returncode == 1 and last.startswith("<") and " object at 0x" in last
+        if result.returncode and not returned_an_object:
             raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     times["cli total"] = sum(times.values())
     return times

@@ -134,7 +134,6 @@ def test_high_intrinsic_dimension_is_searched_in_a_graph_to_the_same_recall(tmp_
     assert outliers._describe(metadata).startswith("knn, k=10, graph (HNSW, 32 links), effort ")
 
 
-@pytest.mark.slow
 def test_a_time_budget_trades_recall_for_time_and_says_so(tmp_path, monkeypatch, caplog):
     # The graph's shape of data (isotropic 64-d clusters), with a budget no search fits: the scorer must
     # keep the lists at the fewest probes, say the recall they reach, and record it with the scores; a

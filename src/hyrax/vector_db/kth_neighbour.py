@@ -21,9 +21,9 @@ hand always keep the lists.
 A graph over millions of objects of high intrinsic dimension is slow to build on a few cores (64-d
 isotropic clusters, 10M objects on 2 cores: not built after 70 minutes). ``outliers.time_budget_minutes``
 bounds the search: the cost of each way is predicted on the machine (the lists from a block of objects
-searched at two numbers of probes, the graph from a small graph built and searched), and when the way
-that meets the target would take longer than the budget, the lists are searched with the most probes the
-budget allows. The share of the sample scored within 1% at that number of probes is said in a warning and
+searched at two numbers of probes; the graph from graphs of up to 100,000 and 400,000 objects built and
+searched, the growth of the cost per object between them extrapolated), and when the way that meets the
+target would take longer than the budget, the lists are searched with the most probes the budget allows. The share of the sample scored within 1% at that number of probes is said in a warning and
 kept in the scores' metadata (``estimated_recall``), so the trade is never silent.
 """
 
@@ -65,8 +65,10 @@ GRAPH_BUILD_EFFORT = 40
 GRAPH_EFFORTS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 #: ... and only when it needs at most this share of the machine's memory.
 GRAPH_MEMORY_SHARE = 0.5
-#: The graph's cost is predicted from one of this many objects, built and searched (~a few seconds).
-GRAPH_PILOT = 20_000
+#: The graph's cost is predicted from graphs of a quarter of this many objects and of all of them, built
+#: and searched by this many queries (~a minute at 64-d on 2 cores: only with a time budget).
+GRAPH_PILOT = 400_000
+GRAPH_PILOT_QUERIES = 10_000
 #: k-means is trained on this many objects per list (faiss asks for at least 39).
 TRAIN_PER_LIST = 40
 #: Bytes of vectors read or searched at once; the cache of lists read back from the temporary file.
@@ -139,7 +141,7 @@ def knn_scores(
                     time_budget / 60, within, nlist, _duration(lists_take(within)), 100 * search.recalls[within],
                 )  # fmt: skip
                 use_graph, chosen, recall = False, within, search.recalls[within]
-            budget_note = {"time_budget_s": f"{time_budget:g}", "predicted_s": f"{planned:.0f}"}
+            budget_note = {"time_budget_s": f"{time_budget:g}", "predicted_s": f"{planned:.4g}"}
         if use_graph:
             search.labels = None  # 4 B an object the graph does not need
             scores, how = graph_scores(
@@ -170,29 +172,39 @@ def _duration(seconds: float) -> str:
 
 
 def _graph_seconds(results: ResultDataset, k: int) -> float:
-    """The predicted seconds of :func:`graph_scores` on ``results``: a graph of the first
-    :data:`GRAPH_PILOT` objects built and searched at a middling effort here, scaled by N log N (an
-    insertion and a search in an HNSW graph cost about log N each)."""
+    """The predicted seconds of :func:`graph_scores` on ``results``, from two graphs of the first objects
+    (a quarter of :data:`GRAPH_PILOT` and all of it, or fewer in a smaller table) built and searched here
+    at a middling effort: each object's cost grows with the graph (memory out of cache, longer paths), as
+    a power of N fitted on the two, extrapolated to the table. At 64-d, per object: 30 us to build at
+    25,000, 80 at 100,000 and 107 at 400,000 (2 cores), so one small pilot scaled by log N would
+    under-predict 10M objects several times."""
     import time
 
     import faiss
 
     count = len(results)
+    large = max(2, min(GRAPH_PILOT, count // 4))
     pilot = []
     for _, _, vectors in _batches(results, check=False):
-        pilot.append(vectors[: GRAPH_PILOT - sum(len(v) for v in pilot)])
-        if sum(len(v) for v in pilot) >= GRAPH_PILOT:
+        pilot.append(vectors[: large - sum(len(v) for v in pilot)])
+        if sum(len(v) for v in pilot) >= large:
             break
     pilot = np.concatenate(pilot)
-    graph = faiss.IndexHNSWFlat(pilot.shape[1], GRAPH_LINKS)
-    graph.hnsw.efConstruction = GRAPH_BUILD_EFFORT
-    began = time.perf_counter()
-    graph.add(pilot)
-    graph.hnsw.efSearch = 64
-    graph.search(pilot, k + 1)
-    seconds = time.perf_counter() - began
-    n = len(pilot)
-    return seconds * count / n * np.log(max(count, 2)) / np.log(max(n, 2))
+    costs = []
+    sizes = (max(2, len(pilot) // 4), len(pilot))
+    for size in sizes:
+        graph = faiss.IndexHNSWFlat(pilot.shape[1], GRAPH_LINKS)
+        graph.hnsw.efConstruction = GRAPH_BUILD_EFFORT
+        began = time.perf_counter()
+        graph.add(pilot[:size])
+        built = time.perf_counter() - began
+        graph.hnsw.efSearch = 64
+        queries = pilot[: min(size, GRAPH_PILOT_QUERIES)]
+        began = time.perf_counter()
+        graph.search(queries, k + 1)
+        costs.append(built / size + (time.perf_counter() - began) / len(queries))
+    growth = np.log(max(costs[1], 1e-12) / max(costs[0], 1e-12)) / np.log(sizes[1] / sizes[0])
+    return float(count * costs[1] * (count / sizes[1]) ** max(0.0, growth))
 
 
 def _graph_fits(count: int, dimension: int) -> tuple[bool, int]:

@@ -162,3 +162,77 @@ def test_a_worker_killed_in_its_shard_leaves_the_scores_exact_and_written_once(t
     assert_same_bits(read_scores(alone, rows), read_scores(spread, rows))
     assert scores_metadata(spread)["search"] == search
     assert len(lance.dataset(str(scores_path(spread))).versions()) == 1  # written once
+
+
+def test_knn_gives_the_same_bits_on_one_thread_and_on_three():
+    """Above faiss's BLAS threshold (8,000 16-d queries in one call) its distances depend on the thread
+    count; knn_on_any_threads keeps every call below it (the cause of 156 differing scores in 60,000)."""
+    import faiss
+
+    from hyrax.compute import knn_on_any_threads
+
+    rng = np.random.default_rng(1)
+    queries = rng.standard_normal((20_000, 16)).astype(np.float32)
+    candidates = (queries[:1000] + 0.3 * rng.standard_normal((1000, 16))).astype(np.float32)
+    found = {}
+    try:
+        for count in (1, 3):
+            faiss.omp_set_num_threads(count)
+            found[count] = knn_on_any_threads(queries, candidates, 11)
+    finally:
+        faiss.omp_set_num_threads(1)
+    assert_same_bits(found[1][0].ravel(), found[3][0].ravel())
+    assert np.array_equal(found[1][1], found[3][1])
+
+
+def test_scores_on_workers_of_one_thread_equal_those_of_three_threads_in_the_scorer(
+    tmp_path, monkeypatch, threads_cluster
+):
+    """The defect of 156 in 60,000 at a size that is quick: faiss's BLAS threshold lowered so that the
+    searches of a few thousand objects take the BLAS path; the scorer uses 3 threads, a worker 1."""
+    import faiss
+
+    small_blocks(monkeypatch)
+    monkeypatch.setattr(faiss.cvar, "distance_compute_blas_threshold", 16 * 64)
+    vectors = clustered(4000, seed=2)
+    alone, spread = write_run(tmp_path / "alone", vectors), tmp_path / "spread"
+    shutil.copytree(alone, spread)
+    settings = {"k": 5, "nlist": 8, "nprobe": 3}
+    config = dask_config("none")
+    config["general"]["threads"] = 3
+    score_run(alone, config=config, **settings)
+    config["dask"]["scheduler"] = threads_cluster.scheduler_address
+    score_run(spread, config=config, **settings)
+    rows = np.arange(len(vectors))
+    assert_same_bits(read_scores(alone, rows), read_scores(spread, rows))
+
+
+def test_a_missing_shard_is_an_error_naming_what_was_planned(tmp_path, monkeypatch, threads_cluster):
+    """Every block of lists is searched once: a worker that returned one block fewer is refused."""
+    small_blocks(monkeypatch)
+    real = outlier_shards.score_blocks
+
+    def drops_a_block(numbers, search, nprobe):
+        return real(numbers, search, nprobe)[1:]
+
+    monkeypatch.setattr(outlier_shards, "score_blocks", drops_a_block)
+    run = write_run(tmp_path / "run", clustered(3000, seed=3))
+    with pytest.raises(Exception, match=r"blocks of lists holding .* were planned, each once"):
+        score_run(run, config=dask_config(threads_cluster.scheduler_address), k=5, nlist=8, nprobe=3)
+    assert not scores_path(run).exists()
+
+
+@pytest.mark.slow
+def test_automatic_settings_at_60000_objects_give_every_score_of_one_process(tmp_path):
+    """The case where 156 of 60,000 scores differed (benchmarks/outliers_dask.py --objects 60000):
+    automatic nlist/nprobe, worker processes of one thread, the scorer on every core."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[2] / "benchmarks"))
+    from outliers_dask import make_vectors
+
+    vectors = make_vectors(60_000, "lists")
+    alone, spread, made_alone, made_spread = score_both(tmp_path, vectors, "local", k=10)
+    assert made_alone["search"] == "partitioned"
+    assert_same_bits(alone, spread)
+    assert made_alone == made_spread

@@ -105,8 +105,11 @@ def _save(config: Mapping, run: Path, index, batch_size: int) -> tuple[Any, str]
             IndexingLog(index.directory) as log,
             Waiting(f"save_to_database: indexing {index.count():,} vectors in place (lance)"),
         ):
+            from hyrax.cluster import dask_client
+
             start = time.perf_counter()
-            done = index.build()
+            with dask_client(config) as client:  # [dask] scheduler: the segments built by its workers
+                done = index.build(client=client)
             log.batch(time.perf_counter() - start, index.count())
             return index, done
     index.mark_building(len(results), {"infer_run": str(Path(run).resolve()), **results_record(run)})

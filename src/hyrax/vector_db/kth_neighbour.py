@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyrax.compute import knn_on_any_threads
 from hyrax.errors import DataError, ResultsWriteError
 from hyrax.progress import Progress, Waiting
 from hyrax.results.store import ResultDataset
@@ -543,11 +544,9 @@ class PartitionedSearch:
         return _with_home(self._nearest_lists(vectors, home, nprobe), np.full(len(vectors), home))
 
     def _nearest_lists(self, vectors: np.ndarray, home: int, count: int) -> np.ndarray:
-        import faiss
-
         width = min(self.nlist, max(64, 4 * count))
         nearby = self.neighbours[home, :width] if width <= self.neighbours.shape[1] else np.arange(self.nlist)
-        return nearby[faiss.knn(vectors, self.centroids[nearby], count)[1]]
+        return nearby[knn_on_any_threads(vectors, self.centroids[nearby], count)[1]]
 
     def choose_nprobe(self, nprobe: int | None) -> tuple[int, float]:
         """``nprobe`` (given, or the smallest of :data:`PROBES` that scores :data:`TARGET_RECALL` of the
@@ -644,8 +643,6 @@ class PartitionedSearch:
 
     def _search_block(self, lists: np.ndarray, first: int, block: np.ndarray, nprobe: int) -> np.ndarray:
         """The k+1 smallest squared distances (self included) of each object of a block of lists."""
-        import faiss
-
         probes = np.concatenate(
             [
                 self._probes(self._read(home, (first, block)), int(home), nprobe)
@@ -663,7 +660,7 @@ class PartitionedSearch:
             if not len(candidates):
                 continue
             asking = queries[begin:end]
-            distances, _ = faiss.knn(block[asking], candidates, min(self.k + 1, len(candidates)))
+            distances, _ = knn_on_any_threads(block[asking], candidates, min(self.k + 1, len(candidates)))
             both = np.concatenate([best[asking], distances], axis=1)
             best[asking] = np.partition(both, self.k, axis=1)[:, : self.k + 1]
         short = np.flatnonzero(~np.isfinite(best).all(axis=1))
@@ -672,12 +669,10 @@ class PartitionedSearch:
         return best
 
     def _search_everything(self, queries: np.ndarray) -> np.ndarray:
-        import faiss
-
         best = np.full((len(queries), self.k + 1), np.inf, dtype=np.float32)
         step = max(1024, BATCH_BYTES // self.row_bytes)
         for first in range(0, self.count, step):
             candidates = self._pread(first, min(step, self.count - first))
-            distances, _ = faiss.knn(queries, candidates, min(self.k + 1, len(candidates)))
+            distances, _ = knn_on_any_threads(queries, candidates, min(self.k + 1, len(candidates)))
             best = np.partition(np.concatenate([best, distances], axis=1), self.k, axis=1)[:, : self.k + 1]
         return best

@@ -23,7 +23,7 @@ import numpy as np
 
 from hyrax.faults import fault_point
 from hyrax.results.store import ResultDataset, arrow_table, table_path
-from hyrax.vector_db.base import VectorIndex
+from hyrax.vector_db.base import VectorDBError, VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,10 @@ class LanceIndex(VectorIndex):
         # Idempotent: rows whose id is already there are left alone.
         self._dataset().merge_insert("object_id").when_not_matched_insert_all().execute(table)
 
-    def build(self, seed: int = 0) -> str:
-        """Create the ANN index when the table is large enough; return what was done."""
+    def build(self, seed: int = 0, client=None) -> str:
+        """Create the ANN index when the table is large enough; return what was done. ``client``: a
+        ``distributed.Client`` (``[dask] scheduler``) whose workers build the segments, a segment a task,
+        with the one model trained here; the segments are committed and merged here, as in one process."""
         from hyrax.progress import Progress
 
         self._changed()
@@ -99,22 +101,26 @@ class LanceIndex(VectorIndex):
         partitions = max(16, int(math.sqrt(count)))
         sub_vectors = max(1, self.dimension // 4) if self.dimension % 4 == 0 else 1
         centroids, codebook = self._train(partitions, sub_vectors, seed)
-        segments = []
+        planned = list(_segments(dataset))
+        model = (str(self.path), partitions, sub_vectors, centroids, codebook)
         with Progress("save_to_database: index segments", total=count) as progress:
-            for fragments, rows in _segments(dataset):
-                segment = self._dataset().create_index_uncommitted(  # a fresh handle: no caches carried on
-                    "data",
-                    "IVF_PQ",
-                    num_partitions=partitions,
-                    num_sub_vectors=sub_vectors,
-                    ivf_centroids=centroids,
-                    pq_codebook=codebook,
-                    fragment_ids=fragments,
-                    replace=True,  # an index built before is replaced when the new one is committed
+            if client is None:
+                segments = []
+                for planned_segment in planned:
+                    segments.append(build_segment(planned_segment, *model))
+                    progress.update(planned_segment[1])
+            else:
+                from hyrax.cluster import run_shards
+
+                logger.info("save_to_database: %d index segments on Dask workers", len(planned))
+                segments = run_shards(
+                    client,
+                    build_segment,
+                    planned,
+                    *model,
+                    progress=lambda segment: progress.update(segment[1]),
                 )
-                segments.append(segment)
-                fault_point("vector_db.index_segment_written")  # its files written, not committed
-                progress.update(rows)
+        segments = _checked(segments, planned, self.path)
         dataset = self._dataset()
         for index in dataset.describe_indices():
             if "data" in list(index.field_names):
@@ -183,6 +189,39 @@ class LanceIndex(VectorIndex):
         if not found:
             return found, np.empty((0, self.dimension))
         return found, results.read_rows(rows[rows >= 0], ["data"])["data"]
+
+
+def build_segment(
+    planned: tuple[list[int], int], path: str, partitions: int, sub_vectors: int, centroids, codebook
+):
+    """One index segment over the fragments ``planned[0]`` with the given model, written and not
+    committed; returned with the fragments and rows it covers (in this process, or a Dask worker's task)."""
+    import lance
+
+    fragments, rows = planned
+    segment = lance.dataset(path).create_index_uncommitted(  # a fresh handle: no caches carried on
+        "data",
+        "IVF_PQ",
+        num_partitions=partitions,
+        num_sub_vectors=sub_vectors,
+        ivf_centroids=centroids,
+        pq_codebook=codebook,
+        fragment_ids=fragments,
+        replace=True,  # an index built before is replaced when the new one is committed
+    )
+    fault_point("vector_db.index_segment_written")  # its files written, not committed
+    return segment, rows, list(fragments)
+
+
+def _checked(built: list, planned: list, path) -> list:
+    """The segments of ``built`` when they cover the planned fragments, each once, in order."""
+    covered = [fragments for _, _, fragments in built]
+    if covered != [list(fragments) for fragments, _ in planned]:
+        raise VectorDBError(
+            f"The index segments built for {path} cover the fragments {covered}; {len(planned)} segments over "
+            f"{[list(fragments) for fragments, _ in planned]} were planned, each once. Run save_to_database again."
+        )
+    return [segment for segment, _, _ in built]
 
 
 def _segments(dataset):

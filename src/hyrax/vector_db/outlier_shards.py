@@ -20,6 +20,7 @@ batch of rows.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 from collections import OrderedDict
@@ -31,6 +32,8 @@ import numpy as np
 from hyrax.cluster import run_shards, worker_count
 from hyrax.errors import ResultsError
 from hyrax.faults import fault_point
+
+logger = logging.getLogger(__name__)
 
 #: Shards per worker: enough to balance uneven shards and to lose little when a worker dies.
 SHARDS_PER_WORKER = 4
@@ -71,8 +74,23 @@ def blocks_on_cluster(client, search, nprobe: int, progress: Callable) -> list[t
         for first, values in found:
             progress(first, values)
 
+    logger.info(
+        "outlier scores: %d blocks of lists in %d shards on %d workers",
+        count,
+        len(runs),
+        worker_count(client),
+    )
     found = run_shards(client, score_blocks, runs, search, nprobe, progress=each)
-    return [pair for run in found for pair in run]
+    pairs = [pair for run in found for pair in run]
+    expected = [int(search.start[search.order[begin]]) for begin, _ in search.blocks]
+    covered = sum(len(values) for _, values in pairs)
+    if [first for first, _ in pairs] != expected or covered != search.count:
+        raise ResultsError(
+            f"The Dask workers returned {len(pairs)} blocks of lists holding {covered:,} objects for the outlier "
+            f"scores; {count} blocks of {search.count:,} objects were planned, each once. Run outliers again; "
+            f'if it repeats, set dask.scheduler = "none" and report it.'
+        )
+    return pairs
 
 
 def score_blocks(numbers: list[int], search, nprobe: int) -> list[tuple[int, np.ndarray]]:
@@ -120,6 +138,13 @@ def graph_on_cluster(client, graph, results, k: int) -> np.ndarray:
             )
     finally:
         path.unlink(missing_ok=True)
+    returned = [(start, start + len(values)) for start, values in found]
+    if returned != ranges:
+        raise ResultsError(
+            f"The Dask workers returned {len(returned)} ranges of rows ({sum(b - a for a, b in returned):,} rows) "
+            f"for the outlier scores; {len(ranges)} ranges covering all {count:,} rows were planned, each once. "
+            f'Run outliers again; if it repeats, set dask.scheduler = "none" and report it.'
+        )
     for start, values in found:
         scores[start : start + len(values)] = values
     return scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -72,7 +73,10 @@ def test_infer_writes_every_object_in_dataset_order(trained):
     table = lancedb.connect(run / "lance_db").open_table("results").to_arrow()
     assert table.column_names == ["object_id", "data"] and table.num_rows == 376
     dataset = lance.dataset(str(run / "lance_db" / "results.lance"))
-    assert dataset.schema.metadata[b"shape"] == b"[16]" and dataset.schema.metadata[b"dtype"] == b"float32"
+    # The published schema metadata: 0.13's per column, and the one column's at the top (before 0.13).
+    metadata = dict(dataset.schema.metadata)
+    assert json.loads(metadata.pop(b"data")) == {"tensor_shape": [16], "tensor_dtype": "float32"}
+    assert metadata == {b"tensor_shape": b"[16]", b"tensor_dtype": b"float32"}
     # The id index (sorted hash prefixes and rows, a .npy file beside the table): look-ups read no table scan.
     assert np.load(run / "lance_db" / "results.ids.npy", mmap_mode="r").shape == (376,)
     assert results.rows_of([expected[375], expected[0]]).tolist() == [375, 0]

@@ -980,7 +980,8 @@ def _fixed_shapes(batch) -> tuple[Any, dict[str, list[int]]]:
 
 
 def _shapes(schema) -> dict[str, tuple[int, ...]]:
-    """Fixed-size-list columns -> the shape of one value (schema metadata ``shape`` when it matches)."""
+    """Fixed-size-list columns -> the shape of one value (schema metadata ``shape``, ``hyrax_shapes`` or a
+    results table's per-column ``tensor_shape``, when it matches)."""
     import pyarrow as pa
 
     shapes = {}
@@ -992,6 +993,11 @@ def _shapes(schema) -> dict[str, tuple[int, ...]]:
             declared = {}
     if schema.metadata and b"hyrax_shapes" in schema.metadata:
         declared |= {k: tuple(v) for k, v in json.loads(schema.metadata[b"hyrax_shapes"]).items()}
+    for field in schema:  # a results table's columns (Hyrax 0.13's layout): <name> -> {"tensor_shape": ...}
+        described = (schema.metadata or {}).get(field.name.encode(), b"")
+        described = json.loads(described) if described.startswith(b"{") else {}
+        if isinstance(described.get("tensor_shape"), list):
+            declared.setdefault(field.name, tuple(described["tensor_shape"]))
     for field in schema:
         if pa.types.is_fixed_size_list(field.type):
             width = field.type.list_size

@@ -1,10 +1,12 @@
 """The results table: one row per object, ``object_id`` and a fixed-size ``data`` vector, in Lance.
 
+Each value column's shape and dtype are in the schema metadata as Hyrax 0.13 writes them (``<key>`` ->
+``{"tensor_shape", "tensor_dtype"}``; a table of one ``data`` column also has them at the top, as the
+published writer did before 0.13 and its readers still take), so that any published Hyrax reads the table;
+tables written before with ``shape``/``dtype`` are read too.
 A model whose ``infer_batch`` returns a dict (``{"data": z, "logits": y}``) gets one fixed-size column
-per key, its shape and dtype in the schema metadata as the published Hyrax writes them (``<key>`` ->
-``{"tensor_shape", "tensor_dtype"}``), so that either Hyrax reads the table. ``results[i]`` is then a
-dict of the row's columns and ``results.get_<key>(i)`` one of them, as published; the verbs that read
-vectors (reduce_dimensions, indexes, outliers) read the ``data`` column.
+per key. ``results[i]`` is then a dict of the row's columns and ``results.get_<key>(i)`` one of them, as
+published; the verbs that read vectors (reduce_dimensions, indexes, outliers) read the ``data`` column.
 
 ``<run>/lance_db/results.lance`` opens with plain LanceDB (``lancedb.connect(run / "lance_db")
 .open_table("results")``) or pylance (``lance.dataset(...)``); the tensor shape and dtype are in the
@@ -60,16 +62,8 @@ def table_path(run_dir: str | Path) -> Path:
 
 
 def _schema(shape: tuple[int, ...], dtype: str):
-    import pyarrow as pa
-
-    from hyrax import __version__
-
-    width = int(np.prod(shape)) if shape else 1
-    metadata = {"shape": json.dumps(list(shape)), "dtype": str(np.dtype(dtype)), "hyrax_version": __version__}
-    return pa.schema(
-        [("object_id", pa.string()), ("data", pa.list_(pa.from_numpy_dtype(np.dtype(dtype)), width))],
-        metadata={k.encode(): v.encode() for k, v in metadata.items()},
-    )
+    """The schema of a table of one vector per object: ``object_id`` and ``data``."""
+    return columns_schema({"data": (tuple(shape), np.dtype(dtype))})
 
 
 #: Per column of a results table: (shape of one object's value, dtype).
@@ -77,19 +71,23 @@ Columns = dict[str, tuple[tuple[int, ...], np.dtype]]
 
 
 def columns_schema(columns: Columns):
-    """The schema of a table of named columns (an ``infer_batch`` that returns a dict): ``object_id`` and
-    one fixed-size list per key, each key's shape and dtype in the metadata as the published Hyrax
-    writes them. Just ``data``: the plain schema (:func:`_schema`)."""
+    """The schema of a results table: ``object_id`` and one fixed-size list per value column (``data``,
+    or each key of a dict ``infer_batch`` returns), each column's shape and dtype in the metadata as
+    Hyrax 0.13 writes them: ``<key>`` -> ``{"tensor_shape": [...], "tensor_dtype": "float32"}``. A
+    table of ``data`` alone also has ``tensor_shape`` and ``tensor_dtype`` at the top: the published
+    readers before 0.13 read only those, and 0.13's takes them for ``data``. Nothing else is written
+    there (0.13's reader takes every other key as a column's): the Hyrax version is in the run's
+    ``hyrax_run.toml``."""
     import pyarrow as pa
 
-    if list(columns) == ["data"]:
-        shape, dtype = columns["data"]
-        return _schema(shape, str(dtype))
     fields, metadata = [("object_id", pa.string())], {}
     for key, (shape, dtype) in columns.items():
         width = int(np.prod(shape)) if shape else 1
         fields.append((key, pa.list_(pa.from_numpy_dtype(np.dtype(dtype)), width)))
         metadata[key] = json.dumps({"tensor_shape": list(shape), "tensor_dtype": str(np.dtype(dtype))})
+    if list(columns) == ["data"]:
+        shape, dtype = columns["data"]
+        metadata |= {"tensor_shape": json.dumps(list(shape)), "tensor_dtype": str(np.dtype(dtype))}
     return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in metadata.items()})
 
 
@@ -145,10 +143,10 @@ def index_ids(path: Path) -> None:
 
 
 def _layout(schema, path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) of one object's result: from the schema metadata Hyrax writes (``shape``,
-    ``dtype``), or the published Hyrax's (``tensor_shape``, ``tensor_dtype``), or else from the ``data``
-    column's type (a fixed-size list of N values: shape (N,)). Never a shape that would read the
-    values of several rows as one."""
+    """(shape, dtype) of one object's result in a table without per-column metadata: from the metadata
+    this Hyrax wrote before (``shape``, ``dtype``), or the older published Hyrax's (``tensor_shape``,
+    ``tensor_dtype`` at the top), or else from the ``data`` column's type (a fixed-size list of N
+    values: shape (N,)). Never a shape that would read the values of several rows as one."""
     import pyarrow as pa
 
     metadata = schema.metadata or {}

@@ -68,3 +68,12 @@ class TinyEncoder(nn.Module):
         loss.backward()
         self.optimizer.step()
         return {"loss": loss.item()}
+
+
+@hyrax_model
+class TinyHeads(TinyEncoder):
+    """TinyEncoder (its weights load) whose infer_batch returns a dict: the encoding and its norm."""
+
+    def infer_batch(self, x):
+        z = self(x)
+        return {"data": z, "norm": torch.linalg.vector_norm(z, dim=1, keepdim=True).double()}

@@ -413,3 +413,33 @@ def test_reduce_dimensions_of_a_stream_run_that_kept_nothing_says_what_to_set(tm
     h.set_config("reduce_dimensions.name", "pca")
     with pytest.raises(ResultsError, match=r"kept no results .*infer_stream.save_model_output = true"):
         h.reduce_dimensions(input_dir=str(session.run_dir))
+
+
+def test_infer_stream_of_dict_outputs_as_published(tmp_path, weights):
+    """A model whose infer_batch returns a dict, in a session as 0.13 writes it: the loop gets the dict,
+    the run's table a column per key (each id once), and reduce_dimensions maps its 'data' column."""
+    h = infer_hyrax(tmp_path, weights, n_objects=16)
+    h.set_config("model.name", "tests.stream.streams.TinyHeads")
+    h.set_config("infer_stream.save_model_output", True)
+    handed = {}
+    with h.infer_stream() as session:
+        for batch, results in session:
+            assert set(results) == {"data", "norm"} and results["norm"].dtype == np.float64
+            handed.update(zip(batch["object_id"], results["norm"][:, 0], strict=True))
+    table = read_results(session.run_dir)
+    assert {"data", "norm"} <= set(table.columns) and "vector" not in table.columns
+    assert sorted(table.object_id) == sorted(handed) and not table.object_id.duplicated().any()
+    for object_id, data, norm in zip(table.object_id, table.data, table.norm, strict=True):
+        np.testing.assert_allclose(norm, [handed[object_id]])
+        np.testing.assert_allclose(np.linalg.norm(data), handed[object_id], rtol=1e-5)
+    h.set_config("reduce_dimensions.name", "pca")
+    assert len(h.reduce_dimensions(input_dir=str(session.run_dir))) == 16
+
+
+def test_a_dict_output_may_not_take_the_stream_tables_columns():
+    from hyrax.errors import ResultsError
+    from hyrax.stream.serve import stream_outputs
+
+    assert set(stream_outputs({"data": np.ones((2, 3)), "score": np.ones(2)})) == {"data", "score"}
+    with pytest.raises(ResultsError, match=r"the key\(s\) offset, topic, which infer_stream's results table"):
+        stream_outputs({"topic": np.ones(2), "offset": np.ones(2)})

@@ -18,12 +18,14 @@ that sent the same alert twice gets one row too (alert ids are remembered as 8-b
 
 ``stream_results.lance`` columns: ``alert_id``, ``object_id``, ``topic``, ``partition``, ``offset``,
 ``produced_ms`` (the message's timestamp), ``written_ms``, ``vector`` (the model's output, flattened;
-its shape is in the schema's metadata). Read it while the stream runs with
-``lance.dataset(path).to_table().to_pandas()`` or :func:`read_results`.
+its shape is in the schema's metadata). An ``infer_batch`` that returns a dict gets one column per key
+instead of ``vector`` (each key's shape and dtype in the metadata as Hyrax 0.13 writes them). Read it
+while the stream runs with ``lance.dataset(path).to_table().to_pandas()`` or :func:`read_results`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -46,6 +48,17 @@ SKIPPED = "stream_skipped.lance"
 INPUTS = "stream_inputs.toml"
 SAMPLE = "stream_first_sample.npz"  # the alert that sized the model
 _COMPACT_EVERY = 256  # appends between compactions of the tables' small fragments
+#: The columns of stream_results.lance besides the model's output: a dict output may not use these keys.
+STREAM_COLUMNS = (
+    "alert_id",
+    "object_id",
+    "topic",
+    "partition",
+    "offset",
+    "produced_ms",
+    "written_ms",
+    "vector",
+)
 
 
 @dataclass
@@ -157,11 +170,23 @@ class StreamStore:
 
         if rows is not None and len(rows["alert_id"]):
             vectors = rows.pop("vector")
-            shape = tuple(vectors.shape[1:])
-            flat = vectors.reshape(len(vectors), -1).astype(np.float32)
+            named = vectors if isinstance(vectors, Mapping) else None  # a dict output: a column per key
             columns = {k: pa.array(v) for k, v in rows.items()}
-            columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
-            table = pa.table(columns).replace_schema_metadata({"tensor_shape": ",".join(map(str, shape))})
+            if named is None:
+                shape = tuple(vectors.shape[1:])
+                flat = vectors.reshape(len(vectors), -1).astype(np.float32)
+                columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
+                metadata = {"tensor_shape": ",".join(map(str, shape))}
+            else:
+                metadata = {}
+                for key, values in named.items():
+                    flat = np.ascontiguousarray(values).reshape(len(values), -1)
+                    columns[key] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
+                    metadata[key] = json.dumps(
+                        {"tensor_shape": list(values.shape[1:]), "tensor_dtype": str(values.dtype)}
+                    )
+                shape = tuple(named.get("data", next(iter(named.values()))).shape[1:])
+            table = pa.table(columns).replace_schema_metadata(metadata)
             self._write(lance, self.results, table)
             self.shape = shape
             for topic, partition, offset in zip(
@@ -360,7 +385,7 @@ class StreamServer:
 
     def infer(self, item: _Item) -> None:
         if item.keep.any():
-            item.outputs = np.asarray(self.runner(_select(item.stream.batch, item.keep)))
+            item.outputs = stream_outputs(self.runner(_select(item.stream.batch, item.keep)))
 
     def write(self, item: _Item, summary: StreamSummary) -> None:
         """Append the item's rows and skips (durable when this returns)."""
@@ -443,6 +468,27 @@ def _drain(source: queue.Queue) -> None:
             return
 
 
+def stream_outputs(outputs: Any) -> np.ndarray | dict[str, np.ndarray]:
+    """The model's outputs for a batch: an array, or a dict of arrays (one results column per key, whose
+    names must not be the stream table's own)."""
+    if not isinstance(outputs, Mapping):
+        return np.asarray(outputs)
+    taken = sorted(set(outputs) & set(STREAM_COLUMNS))
+    if taken:
+        raise ResultsError(
+            f"infer_batch returned a dict with the key(s) {', '.join(taken)}, which infer_stream's results "
+            f"table keeps for the stream ({', '.join(STREAM_COLUMNS)}): name those outputs otherwise."
+        )
+    return {str(key): np.asarray(value) for key, value in outputs.items()}
+
+
+def select_outputs(outputs: np.ndarray | Mapping[str, np.ndarray], rows) -> Any:
+    """The outputs of some rows of a batch (an array, or each array of a dict)."""
+    if isinstance(outputs, Mapping):
+        return {key: values[rows] for key, values in outputs.items()}
+    return outputs[rows]
+
+
 def _select(batch: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
     if keep.all():
         return batch
@@ -453,7 +499,11 @@ def _rows(item: _Item) -> tuple[dict[str, Any], list[tuple[str, int, int, str]]]
     """The rows of the alerts kept, and the alerts whose output is not finite (recorded as skipped)."""
     stream, keep, outputs = item.stream, item.keep, item.outputs
     index = np.flatnonzero(keep)
-    finite = np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+    arrays = list(outputs.values()) if isinstance(outputs, Mapping) else [outputs]
+    finite = np.ones(len(index), dtype=bool)
+    for values in arrays:
+        if values.dtype.kind in "fc":
+            finite &= np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     positions = [stream.positions[i] for i in index]
     bad = [(*positions[j], "the model's output is NaN or infinite") for j in np.flatnonzero(~finite)]
     chosen = index[finite]
@@ -466,6 +516,6 @@ def _rows(item: _Item) -> tuple[dict[str, Any], list[tuple[str, int, int, str]]]
         "offset": np.asarray([stream.positions[i][2] for i in chosen], dtype=np.int64),
         "produced_ms": np.asarray([stream.timestamps_ms[i] for i in chosen], dtype=np.int64),
         "written_ms": np.full(len(chosen), now, dtype=np.int64),
-        "vector": outputs[finite],
+        "vector": select_outputs(outputs, finite),  # a dict: a column per key
     }
     return rows, bad

@@ -121,19 +121,21 @@ class InferStreamSession:
             held = list(stream.positions)
             yield stream.batch
 
-    def process(self, batch: Mapping[str, Any]) -> np.ndarray:
+    def process(self, batch: Mapping[str, Any]) -> np.ndarray | dict[str, np.ndarray]:
         """The model's results for ``batch`` (``{"object_id": ids, <name>: {field: array}}``), one row per
-        object; with ``save_model_output``, the objects this run has not written yet are written."""
+        object (a dict of such arrays when ``infer_batch`` returns a dict); with ``save_model_output``,
+        the objects this run has not written yet are written."""
         from hyrax.datasets.streaming import StreamBatch
+        from hyrax.stream.serve import select_outputs, stream_outputs
 
         if self._closed:
             raise RuntimeError("InferStreamSession is closed. Cannot call process() after close().")
         ids = [str(i) for i in np.asarray(batch["object_id"])]
         stream = StreamBatch(dict(batch), [("", 0, -1)] * len(ids), ids, [-1] * len(ids))
         with use_context(self._context):
-            outputs = np.asarray(self._server.runner(stream.batch))
+            outputs = stream_outputs(self._server.runner(stream.batch))
         item = self._server.admit(stream, self.summary)
-        item.outputs = outputs[item.keep] if item.keep.any() else None
+        item.outputs = select_outputs(outputs, item.keep) if item.keep.any() else None
         self._finish(item)
         return outputs
 

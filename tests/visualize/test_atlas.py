@@ -209,6 +209,7 @@ def _small(h):
             h.set_config(key, DEFAULTS[key])
 
 
+@pytest.mark.slow  # ~5 s; the cells test (default) covers the build
 def test_chunked_and_stopped_builds_equal_one_uninterrupted_build(galaxies, tmp_path, monkeypatch):
     """Memory is bounded by the chunk, not the map: the build in chunks of 37 records and batches of 50
     map rows is the build in one, byte for byte; and a build stopped after some tiles, run again,

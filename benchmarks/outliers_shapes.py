@@ -332,7 +332,12 @@ def main() -> None:
             before = json.loads(base.read_text())["rss"]
             growth = f"{(measured['rss'] - before) * 2**20 / (args.n - 200_000):+.0f}"
         budget = f"-budget{args.budget:g}" if args.budget else ""
-        (work / f"results-{kind}-{args.n}{budget}.json").write_text(json.dumps({**measured, **recall}))
+        (work / f"results-{kind}-{args.n}{budget}.json").write_text(
+            # the outliers stage's figures win: the recall stage's own rss and cpu are kept apart
+            json.dumps(
+                {**recall, "recall_rss": recall.get("rss"), "recall_cpu": recall.get("cpu"), **measured}
+            )
+        )
         lines.append(row(kind, args.n, measured, recall, growth, load))
         print(lines[-1], flush=True)
         if not args.keep and args.n != 200_000:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import secrets
 import shutil
 from collections.abc import Iterator, Mapping
@@ -68,17 +67,9 @@ WORK = ".work"
 def write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
     """Write to a temporary name and rename: a file that exists is whole. Tiles skip the fsync (a
     killed process leaves whole files or none; thousands of syncs would cost more than the tiles)."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    from hyrax.results.run_dir import write_bytes_atomic
+
+    write_bytes_atomic(path, data, sync=sync)
 
 
 def build_atlas(config: Mapping, reduce_run: str | Path, settings: AtlasSettings | None = None) -> Atlas:

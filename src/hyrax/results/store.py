@@ -249,6 +249,34 @@ def replace_table(path: Path, schema, batches, what: str) -> None:
         raise ResultsWriteError(f"Writing {what} to {path} failed: {error}.") from error
 
 
+def checked_batch(
+    columns: Mapping[str, tuple[tuple, Any]], named: bool, object_ids, data
+) -> dict[str, np.ndarray]:
+    """A batch of results (an array, or a dict of arrays with the table's keys) as {column: array} in the
+    table's dtypes, after checking that its kind, keys, shapes and length are the table's
+    (``columns``: {key: (shape, dtype)}; ``named``: the table holds a dict's keys)."""
+    if named != isinstance(data, Mapping):
+        raise ResultsError(
+            f"A batch of results is {'a dict' if isinstance(data, Mapping) else 'an array'}; this table holds "
+            f"{'the columns ' + ', '.join(columns) if named else 'one array per object'}."
+        )
+    batch = {key: np.asarray(value) for key, value in (data if named else {"data": data}).items()}
+    if set(batch) != set(columns):
+        raise ResultsError(
+            f"A batch of results has the keys {', '.join(batch)}; this table holds {', '.join(columns)}."
+        )
+    for key, (shape, dtype) in columns.items():
+        if batch[key].shape[1:] != shape:
+            where = f" ({key})" if named else ""
+            raise ResultsError(
+                f"A batch of results{where} has shape {batch[key].shape[1:]}; this table holds {shape}."
+            )
+        if len(batch[key]) != len(object_ids):
+            raise ResultsError(f"{len(object_ids)} object ids for {len(batch[key])} results.")
+        batch[key] = batch[key].astype(dtype, copy=False)
+    return batch
+
+
 class ResultWriter:
     """Streams (object_id, vector) rows into ``<run>/lance_db/results.lance``.
 
@@ -341,25 +369,7 @@ class ResultWriter:
     def write(self, object_ids: np.ndarray, data: np.ndarray | Mapping[str, np.ndarray]) -> None:
         """Buffer rows (``data``: an array, or a dict of arrays with this table's keys); commit when a
         chunk is full or ``commit_seconds`` have passed."""
-        if self.named != isinstance(data, Mapping):
-            raise ResultsError(
-                f"A batch of results is {'a dict' if isinstance(data, Mapping) else 'an array'}; this table holds "
-                f"{'the columns ' + ', '.join(self.columns) if self.named else 'one array per object'}."
-            )
-        named = {key: np.asarray(value) for key, value in (data if self.named else {"data": data}).items()}
-        if list(named) != list(self.columns) and set(named) != set(self.columns):
-            raise ResultsError(
-                f"A batch of results has the keys {', '.join(named)}; this table holds {', '.join(self.columns)}."
-            )
-        for key, (shape, dtype) in self.columns.items():
-            if named[key].shape[1:] != shape:
-                where = f" ({key})" if self.named else ""
-                raise ResultsError(
-                    f"A batch of results{where} has shape {named[key].shape[1:]}; this table holds {shape}."
-                )
-            if len(named[key]) != len(object_ids):
-                raise ResultsError(f"{len(object_ids)} object ids for {len(named[key])} results.")
-            named[key] = named[key].astype(dtype, copy=False)
+        named = checked_batch(self.columns, self.named, object_ids, data)
         self._ids.append(np.asarray(object_ids))
         self._data.append(named if self.named else named["data"])
         self._buffered += len(object_ids)

@@ -146,26 +146,10 @@ class PartWriter:
         """Buffer a batch (an array, or a dict of arrays with this table's keys); commit a chunk when it
         is full or ``commit_seconds`` old. ``skipped``: objects this process has skipped so far
         (recorded: it helps find the resume position)."""
-        if self.named != isinstance(data, dict):
-            raise ResultsError(
-                f"A batch of results is {'a dict' if isinstance(data, dict) else 'an array'}; this table holds "
-                f"{'the columns ' + ', '.join(self.columns) if self.named else 'one array per object'}."
-            )
-        named = data if self.named else {"data": data}
-        if set(named) != set(self.columns):
-            raise ResultsError(
-                f"A batch of results has the keys {', '.join(named)}; this table holds {', '.join(self.columns)}."
-            )
-        for key, (shape, _) in self.columns.items():
-            if named[key].shape[1:] != shape:
-                where = f" ({key})" if self.named else ""
-                raise ResultsError(
-                    f"A batch of results{where} has shape {named[key].shape[1:]}; this table holds {shape}."
-                )
+        from hyrax.results.store import checked_batch
+
+        self._data.append(checked_batch(self.columns, self.named, object_ids, data))
         self._ids.append(np.asarray(object_ids))
-        self._data.append(
-            {key: named[key].astype(dtype, copy=False) for key, (_, dtype) in self.columns.items()}
-        )
         self._buffered += len(object_ids)
         if self._buffered >= self.chunk_rows or time.monotonic() - self._last_flush >= self.commit_seconds:
             self.flush(skipped)

@@ -112,3 +112,24 @@ def torchrun_command(*args, processes: int = 2) -> list[str]:
         "hyrax",
         *map(str, args),
     ]
+
+
+def wait_nodes(nodes, timeout: float) -> list:
+    """The exit codes of launcher processes started in sessions of their own (None: still running at the
+    deadline, then its process group SIGKILLed)."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import time
+
+    deadline = time.time() + timeout
+    for node in nodes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.wait(timeout=max(0.1, deadline - time.time()))
+    codes = [node.poll() for node in nodes]
+    for node in nodes:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    return codes

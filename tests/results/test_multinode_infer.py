@@ -7,7 +7,6 @@ The torchrun and srun-like tests start several Python processes each (~30-90 s o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import wait_nodes
 
 OBJECTS = 600
 
@@ -124,19 +125,6 @@ def _logs(tmp_path: Path, name: str) -> str:
     return "\n".join((tmp_path / f"{name}-node{n}.log").read_text()[-3000:] for n in (0, 1))
 
 
-def _wait(nodes: list[subprocess.Popen], timeout: float) -> list[int | None]:
-    deadline = time.time() + timeout
-    for node in nodes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            node.wait(timeout=max(0.1, deadline - time.time()))
-    codes = [node.poll() for node in nodes]
-    for node in nodes:
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
-    return codes
-
-
 #: Every process reads object 0 twice before its share: the model contract check and the output shape probe.
 PROBES = [0, 0]
 
@@ -183,7 +171,7 @@ def test_two_torchrun_nodes_give_the_one_process_result(tmp_path, monkeypatch):
     reads = tmp_path / "reads"
     reads.mkdir()
     nodes = _start_nodes(tmp_path, {**env, "MULTINODE_READS": str(reads)}, "run", "infer", "-c", config)
-    assert _wait(nodes, 240) == [0, 0], _logs(tmp_path, "run")
+    assert wait_nodes(nodes, 240) == [0, 0], _logs(tmp_path, "run")
     run = _run_of(tmp_path)
     per_process = _reads(reads)
     assert len(per_process) == 2  # two processes, one per node
@@ -224,7 +212,7 @@ def test_a_killed_node_resumes_only_its_missing_share(tmp_path, monkeypatch):
     slow = {**env, "MULTINODE_READS": str(before), "MULTINODE_SLEEP": "0.01"}
     nodes = _start_nodes(tmp_path, slow, "killed", "infer", "-c", config)
     run = _kill_the_node_of_rank_1(tmp_path, nodes)
-    codes = _wait(nodes, 120)
+    codes = wait_nodes(nodes, 120)
     assert codes[0] != 0 or codes[1] != 0, _logs(tmp_path, "killed")  # the surviving node fails, not hangs
 
     # What each rank had committed, from disk: rank r's share is a contiguous half, committed in order.
@@ -243,7 +231,7 @@ def test_a_killed_node_resumes_only_its_missing_share(tmp_path, monkeypatch):
     nodes = _start_nodes(
         tmp_path, {**env, "MULTINODE_READS": str(after)}, "resumed", "infer", "--resume", run
     )
-    assert _wait(nodes, 240) == [0, 0], _logs(tmp_path, "resumed")
+    assert wait_nodes(nodes, 240) == [0, 0], _logs(tmp_path, "resumed")
     resumed = _reads(after)
     assert len(resumed) == 2
     redone = [i for objects in resumed.values() for i in objects]
@@ -337,7 +325,7 @@ def test_srun_tasks_infer_as_one_process_does(tmp_path, monkeypatch):
                     start_new_session=True,
                 )
             )
-    assert _wait(tasks, 240) == [0, 0], _logs(tmp_path, "srun")
+    assert wait_nodes(tasks, 240) == [0, 0], _logs(tmp_path, "srun")
     assert sorted(_reads(reads).values()) == [list(range(OBJECTS // 2)), list(range(OBJECTS // 2, OBJECTS))]
     # One run: rank 0 made the run directory and reports; the other task only worked.
     assert f"{OBJECTS} results of shape (3,)" in (tmp_path / "srun-node0.log").read_text()

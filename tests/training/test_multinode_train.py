@@ -8,7 +8,6 @@ Every test starts several Python processes (~1-3 min each on two shared cores):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import wait_nodes
 from tests.training.test_ddp import assert_equal_weights, runs, write_config
 
 pytestmark = pytest.mark.slow
@@ -127,20 +127,6 @@ def _start_nodes(tmp_path: Path, env: dict, name: str, *args) -> list[subprocess
     return nodes
 
 
-def _wait(nodes: list[subprocess.Popen], timeout: float) -> list[int | None]:
-    """The nodes' exit codes (None: still running at the deadline, then killed)."""
-    deadline = time.time() + timeout
-    for node in nodes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            node.wait(timeout=max(0.1, deadline - time.time()))
-    codes = [node.poll() for node in nodes]
-    for node in nodes:
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
-    return codes
-
-
 def _logs(tmp_path: Path, name: str) -> str:
     return "\n".join((tmp_path / f"{name}-node{n}.log").read_text()[-3000:] for n in (0, 1))
 
@@ -188,7 +174,7 @@ def test_two_torchrun_nodes_train_as_one_process_with_rank_0_the_one_writer(tmp_
     env.update(MULTINODE_RESULTS=str(tmp_path / "results"), MULTINODE_WRITES=str(writes))
     before = runs(tmp_path)
     nodes = _start_nodes(tmp_path, env, "train", "train", "-c", config)
-    assert _wait(nodes, 400) == [0, 0], _logs(tmp_path, "train")
+    assert wait_nodes(nodes, 400) == [0, 0], _logs(tmp_path, "train")
     (run,) = runs(tmp_path) - before
     assert_equal_weights(alone, _weights(run))
     assert any(value.abs().sum() > 0 for value in alone.values())
@@ -229,7 +215,7 @@ def test_a_node_killed_mid_epoch_resumes_on_both_nodes_to_the_uninterrupted_weig
     assert launcher in {node.pid for node in nodes} and worker != launcher
     for group in (launcher, worker):  # the whole node: its launcher's process group, then its worker's
         os.killpg(group, signal.SIGKILL)
-    codes = _wait(nodes, 180)
+    codes = wait_nodes(nodes, 180)
     survivor = next(code for node, code in zip(nodes, codes, strict=True) if node.pid != launcher)
     assert survivor not in (0, None), _logs(tmp_path, "killed")  # failed, did not hang or finish
 
@@ -239,7 +225,7 @@ def test_a_node_killed_mid_epoch_resumes_on_both_nodes_to_the_uninterrupted_weig
     assert not (run / "example_model.pth").exists()
 
     nodes = _start_nodes(tmp_path, env, "resumed", "train", "--resume", run)
-    assert _wait(nodes, 400) == [0, 0], _logs(tmp_path, "resumed")
+    assert wait_nodes(nodes, 400) == [0, 0], _logs(tmp_path, "resumed")
     # Continued from epoch 1's checkpoint, not trained again from the start (which, with the same seed,
     # would end with the same weights too).
     assert _resumed_after_epoch_1(tmp_path, "resumed", run)
@@ -284,7 +270,7 @@ def test_srun_tasks_train_and_resume_as_one_process_does(tmp_path):
     config, env = _prepare(tmp_path, 8)
     before = runs(tmp_path)
     tasks = _start_tasks(tmp_path, env, "srun", "train", "-c", config)
-    assert _wait(tasks, 400) == [0, 0], _logs(tmp_path, "srun")
+    assert wait_nodes(tasks, 400) == [0, 0], _logs(tmp_path, "srun")
     (run,) = runs(tmp_path) - before
     assert_equal_weights(alone, _weights(run))
     # One run: rank 0 made the directory (the other task was told where it is).
@@ -299,13 +285,13 @@ def test_srun_tasks_train_and_resume_as_one_process_does(tmp_path):
         time.sleep(0.01)
     assert checkpoint is not None, _logs(tmp_path, "srun-killed")
     os.killpg(tasks[1].pid, signal.SIGKILL)
-    assert _wait(tasks, 120)[0] not in (0, None), _logs(tmp_path, "srun-killed")  # task 0 fails, no hang
+    assert wait_nodes(tasks, 120)[0] not in (0, None), _logs(tmp_path, "srun-killed")  # task 0 fails, no hang
     run = checkpoint.parent
     assert sorted(p.name for p in run.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_1.pt"]
     assert not (run / "example_model.pth").exists()
 
     tasks = _start_tasks(tmp_path, env, "srun-resumed", "train", "--resume", run)
-    assert _wait(tasks, 300) == [0, 0], _logs(tmp_path, "srun-resumed")
+    assert wait_nodes(tasks, 300) == [0, 0], _logs(tmp_path, "srun-resumed")
     assert _resumed_after_epoch_1(tmp_path, "srun-resumed", run)
     assert runs(tmp_path) - before == {run}
     assert_equal_weights(alone, _weights(run))

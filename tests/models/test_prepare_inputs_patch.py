@@ -92,7 +92,8 @@ print("trained")
 @pytest.mark.slow  # trains and checks in a fresh Python (~14 s): the default suite stays under ten minutes on 2 cores
 def test_saved_prepare_inputs_keeps_notebook_constants_and_is_checked_before_training(tmp_path):
     """A notebook's constants and helpers go into prepare_inputs.py, so inference in another process
-    works; a global that cannot be saved stops training before it starts, saying what to do."""
+    works; a global that cannot be saved fails the training run (checked in a fresh Python beside the
+    first steps), saying what to do, and leaves no final weights."""
     import subprocess
     import sys
 
@@ -128,6 +129,7 @@ def test_saved_prepare_inputs_keeps_notebook_constants_and_is_checked_before_tra
     )
     assert refused.returncode != 0 and "trained" not in refused.stdout
     assert "fails in a fresh Python: NameError: name 'TABLE' is not defined" in refused.stderr
+    assert not list((tmp_path / "r2").glob("*-train-*/example_model.pth"))
 
 
 def test_a_changed_prepare_inputs_file_is_refused(tmp_path):

@@ -395,35 +395,92 @@ with open(sys.argv[3], "wb") as handle:
 def check_prepare_inputs_file(directory: str | Path, batch: Any, expected: Any) -> None:
     """Run the saved ``prepare_inputs.py`` in a fresh Python on ``batch`` (as inference in another process
     will): a failure, or a result other than ``expected``, is a ModelContractError saying what to change."""
-    import pickle
-    import subprocess
-    import sys
-    import tempfile
+    check = PrepareInputsCheck(directory, batch, expected)
+    try:
+        check.wait()
+    finally:
+        check.close()
 
-    path = Path(directory) / PREPARE_INPUTS_FILE
-    with tempfile.TemporaryDirectory() as scratch:
-        given, got = Path(scratch) / "batch.pkl", Path(scratch) / "prepared.pkl"
+
+class PrepareInputsCheck:
+    """:func:`check_prepare_inputs_file` started in the background: the fresh Python (about a second and a
+    half, mostly its imports) runs beside the caller's own work. :meth:`poll` is cheap and raises as soon
+    as the check has failed; :meth:`wait` waits for it; :meth:`close` stops it and removes its files."""
+
+    def __init__(self, directory: str | Path, batch: Any, expected: Any):
+        import pickle
+        import subprocess
+        import sys
+        import tempfile
+
+        self.path = Path(directory) / PREPARE_INPUTS_FILE
+        self.expected = expected
+        self.scratch = Path(tempfile.mkdtemp(prefix="hyrax-prepare-check-"))
+        given, self.got = self.scratch / "batch.pkl", self.scratch / "prepared.pkl"
         given.write_bytes(pickle.dumps(batch))
-        proc = subprocess.run(
-            [sys.executable, "-c", _FRESH_CHECK, str(path), str(given), str(got), str(Path(directory))],
-            capture_output=True,
-            text=True,
-            timeout=600,
+        self.stderr = open(self.scratch / "stderr.txt", "wb")  # noqa: SIM115 - closed by close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _FRESH_CHECK, str(self.path), str(given), str(self.got), str(directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
         )
-        if proc.returncode != 0:
-            last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["?"]
-            raise ModelContractError(
-                f"The prepare_inputs saved with the weights ({path}) fails in a fresh Python: {last[0]}. "
-                "Inference in another process would fail the same way. Names it uses from your notebook "
-                "are saved when they are numbers, strings, small arrays, functions or importable objects: "
-                "define anything else inside prepare_inputs, or import it from a module."
-            )
-        result = pickle.loads(got.read_bytes())
-    if not _same(result, expected):
-        raise ModelContractError(
-            f"The prepare_inputs saved with the weights ({path}) gives another result in a fresh Python "
-            "than in this one: it depends on state that is not saved (a global changed after definition?)."
-        )
+        self.done = False
+
+    def poll(self) -> bool:
+        """True once the check has passed; False while it runs; a ModelContractError if it failed."""
+        if not self.done and self.proc.poll() is not None:
+            self._conclude()
+        return self.done
+
+    def wait(self, timeout: float = 600) -> None:
+        """Wait for the check: return when it passed, raise ModelContractError when it failed."""
+        import subprocess
+
+        if not self.done:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.close()
+                raise ModelContractError(
+                    f"The prepare_inputs saved with the weights ({self.path}) did not finish in {timeout:.0f} s "
+                    "in a fresh Python: it must prepare one batch quickly."
+                ) from None
+            self._conclude()
+
+    def close(self) -> None:
+        """Stop the check if it still runs and remove its scratch files (safe to call twice)."""
+        import shutil
+
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _conclude(self) -> None:
+        import pickle
+
+        try:
+            if self.proc.returncode != 0:
+                self.stderr.flush()
+                stderr = (self.scratch / "stderr.txt").read_text(errors="replace")
+                last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["?"]
+                raise ModelContractError(
+                    f"The prepare_inputs saved with the weights ({self.path}) fails in a fresh Python: {last[0]}. "
+                    "Inference in another process would fail the same way. Names it uses from your notebook "
+                    "are saved when they are numbers, strings, small arrays, functions or importable objects: "
+                    "define anything else inside prepare_inputs, or import it from a module."
+                )
+            result = pickle.loads(self.got.read_bytes())
+            if not _same(result, self.expected):
+                raise ModelContractError(
+                    f"The prepare_inputs saved with the weights ({self.path}) gives another result in a fresh "
+                    "Python than in this one: it depends on state that is not saved (a global changed after "
+                    "definition?)."
+                )
+        finally:
+            self.close()
+        self.done = True
 
 
 def _same(a: Any, b: Any) -> bool:

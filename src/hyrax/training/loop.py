@@ -244,17 +244,16 @@ class Training:
         # backward pass). The training step calls train_batch through it; validation does not.
         self.parallel = DataParallel(self.model, config, self.device) if distribution.active else None
         self.prepare = type(self.model).prepare_inputs
+        self.prepare_check = None
         if distribution.is_main:
             # Saved now and run in a fresh Python on the first batch: a prepare_inputs that would fail at
-            # inference in another process (a notebook global it needs) fails here, before training.
-            from hyrax.models.model import (
-                check_prepare_inputs_file,
-                prepare_inputs_source,
-                write_prepare_inputs,
-            )
+            # inference in another process (a notebook global it needs) fails the run, in its first steps.
+            # The fresh Python runs beside the set-up and the first batches; run() polls it at each step
+            # and waits for it before the run can finish.
+            from hyrax.models.model import PrepareInputsCheck, prepare_inputs_source, write_prepare_inputs
 
             write_prepare_inputs(self.run_dir, prepare_inputs_source(type(self.model)), config)
-            check_prepare_inputs_file(self.run_dir, sample, self.prepare(sample))
+            self.prepare_check = PrepareInputsCheck(self.run_dir, sample, self.prepare(sample))
         from hyrax.trace import traced_model, traced_prepare  # recording only under trace=N
 
         traced_model(self.model)
@@ -418,6 +417,9 @@ class Training:
             stopper.best_score = self.best_loss
             stopper.logger = _EngineLog(logging.getLogger(f"{__name__}.engine"), {})
 
+        if self.prepare_check is not None:
+            trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: self.prepare_check.poll())
+
         @trainer.on(Events.EPOCH_STARTED)
         def _start(engine):
             history["epoch_started"] = time.perf_counter()
@@ -491,11 +493,15 @@ class Training:
         try:
             if self.start_epoch < epochs:
                 trainer.run(train_loader, max_epochs=epochs)
+            if self.prepare_check is not None:
+                self.prepare_check.wait()
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise TrainingInterrupted(self._interrupted(trainer.state.epoch, epochs)) from None
         finally:
+            if self.prepare_check is not None:
+                self.prepare_check.close()
             if tracker is not None:
                 tracker.close(status)
         # Also under the names the published Hyrax uses (its metrics are the batch methods' own keys:

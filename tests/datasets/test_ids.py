@@ -124,3 +124,27 @@ def test_a_small_index_is_sorted_in_memory_and_written_as_the_bucket_sort_writes
     path = write_id_index([column.arrow.slice(0, 600), column.arrow.slice(600)], tmp_path / "ids.npy", 1_000)
     assert path.read_bytes() == bucketed
     assert {p.name for p in tmp_path.iterdir()} - before == {"bucketed.npy", "ids.npy"}  # no temporary left
+
+
+def test_a_look_up_reads_ids_with_vectors_and_a_hash_match_alone_is_never_an_answer(tmp_path, monkeypatch):
+    """ResultDataset.lookup_many reads each id's row by its hash and checks the id in the same read: an
+    unknown id that shares a known id's hash prefix is refused, not answered with the other's vector."""
+    import hyrax.datasets.ids as ids_module
+    from hyrax.errors import DataError
+    from hyrax.results.store import ResultDataset, ResultWriter
+
+    ids = np.array([f"obj{i}" for i in range(50)])
+    with ResultWriter(tmp_path, (3,), "float32") as writer:
+        writer.write(ids, np.arange(150, dtype=np.float32).reshape(50, 3))
+    results = ResultDataset(data_location=tmp_path)
+    assert np.array_equal(results.lookup_many(["obj7", "obj2"]), [[21, 22, 23], [6, 7, 8]])
+    real = ids_module.id_hashes
+    monkeypatch.setattr(  # "intruder" hashes as obj5 does
+        ids_module,
+        "id_hashes",
+        lambda values: real(["obj5" if v == "intruder" else v for v in arrow_strings(values).to_pylist()]),
+    )
+    assert results._id_index().candidates(["intruder", "obj9"]).tolist() == [5, 9]
+    with pytest.raises(DataError, match=r"intruder are not in the results"):
+        results.lookup_many(["obj9", "intruder"])
+    assert np.array_equal(results.lookup_many(["obj5"]), [[15, 16, 17]])

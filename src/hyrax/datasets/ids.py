@@ -276,6 +276,18 @@ class IdIndex:
                 found[position] = min(hits)
         return found
 
+    def candidates(self, ids: Any) -> np.ndarray:
+        """Each id's row by its hash alone, not yet checked against the id (int64): -1 where no key has
+        its hash prefix, -2 where several do. A caller that reads the rows anyway checks the ids in the
+        same read (:meth:`rows_of` reads them separately)."""
+        prefix = _prefix(id_hashes(arrow_strings(ids)))
+        low = np.searchsorted(self.keys, prefix, side="left")
+        high = np.searchsorted(self.keys, prefix | self._ROWS, side="right")
+        rows = np.where(high > low, -2, -1).astype(np.int64)
+        single = np.flatnonzero(high - low == 1)
+        rows[single] = (self.keys[low[single]] & self._ROWS).astype(np.int64)
+        return rows
+
     def duplicates(self, limit: int = 5) -> tuple[int, list[str]]:
         """(how many ids occur more than once, up to ``limit`` of them, in row order)."""
         same = _shared_prefixes_in(self.keys)

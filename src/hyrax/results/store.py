@@ -727,6 +727,15 @@ class ResultDataset(HyraxDataset):
     def lookup_many(self, object_ids: Sequence[str]) -> np.ndarray:
         """Vectors of several ids, in the order given; an unknown id is an error naming it."""
         wanted = [str(i) for i in object_ids]
+        index = self._id_index()
+        if wanted and index is not None and len(index) == self._length:
+            # One read: each id's row by its hash, the ids read with the vectors and checked; anything
+            # else (an absent id, a shared hash prefix) goes the long way below.
+            rows = index.candidates(wanted)
+            if (rows >= 0).all():
+                found = self.read_rows(rows, ["object_id", "data"])
+                if (found["object_id"] == np.asarray(wanted, dtype=str)).all():
+                    return found["data"]
         rows = self.rows_of(wanted)
         if (rows < 0).any():
             missing = sorted({wanted[i] for i in np.flatnonzero(rows < 0)})

@@ -180,6 +180,7 @@ class DatabaseConnection:
         if self.index.backend != "lance":
             self.index.check_made_from(self.run, "searching it with this run's data")
         self._model = None
+        self._results = None
 
     def search_by_id(self, id, k: int = 10) -> Neighbours:  # noqa: A002 - the published argument name
         """The k nearest neighbours of an object (itself first): ``{id: ids}``, distances in ``.distances``."""
@@ -201,7 +202,9 @@ class DatabaseConnection:
     def get_by_id(self, ids) -> dict[str, np.ndarray]:
         """The vectors of the given object ids: ``{id: vector}``. An unknown id is an error naming it."""
         wanted = [str(i) for i in ([ids] if isinstance(ids, str | int) else ids)]
-        vectors = ResultDataset(self.config, self.run).lookup_many(wanted)
+        if self._results is None:  # opened once: a look-up reads its rows, nothing else
+            self._results = ResultDataset(self.config, self.run)
+        vectors = self._results.lookup_many(wanted)
         return dict(zip(wanted, vectors, strict=True))
 
     def search_by_image(self, image: np.ndarray, k: int = 10, field: str = "image"):

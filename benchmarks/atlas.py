@@ -1,11 +1,13 @@
 """The atlas at scale: build time, disk and peak RSS per object, and tile latency from the live server.
 
     python benchmarks/atlas.py --n 100000,1000000[,10000000] [--work DIR] [--keep] [--requests 2000]
+                               [--side 16] [--bands 1]
 
 The data, made here (not timed as the build): a 2-D map of ``n`` objects shaped as UMAP maps are (60
 Gaussian clusters of varied size and weight, seeded, plus a 3% uniform background), written as a
 reduce_dimensions run (its results table and source.toml) of an inference run whose
-``[data_request.infer]`` is :class:`AtlasCutouts`: ``n`` 16x16 single-band cutouts made from the
+``[data_request.infer]`` is :class:`AtlasCutouts`: ``n`` cutouts of ``--bands`` x ``--side`` x ``--side``
+pixels (default 1x16x16; ``--bands 3 --side 64`` is the bundled DECaLS galaxies' size) made from the
 object's index when asked (a seeded elliptical galaxy-like profile with noise; nothing held per object,
 so the benchmark measures Hyrax's memory, not the dataset's).
 
@@ -47,16 +49,17 @@ except ImportError:  # the table printer needs no Hyrax
 
 
 class AtlasCutouts(HyraxDataset):
-    """``n`` (``<data_location>/atlas.json``) seeded 16x16 cutouts, each made from its index on demand."""
-
-    SIDE = 16
+    """``n`` seeded cutouts (count, side and bands in ``<data_location>/atlas.json``), each made from its
+    index on demand."""
 
     def __init__(self, config, data_location=None):
         info = json.loads((Path(data_location) / "atlas.json").read_text())
         self.count = int(info["n_objects"])
+        side, self.bands = int(info.get("side", 16)), int(info.get("bands", 1))
         rng = np.random.default_rng(1)
-        self.noise = rng.normal(0, 0.05, (1021, self.SIDE, self.SIDE)).astype(np.float32)
-        grid = np.arange(self.SIDE, dtype=np.float32) - (self.SIDE - 1) / 2
+        self.noise = rng.normal(0, 0.05, (1021, side, side)).astype(np.float32)
+        self.band_scale = np.linspace(1.0, 0.6, self.bands, dtype=np.float32)[:, None, None]
+        grid = np.arange(side, dtype=np.float32) - (side - 1) / 2
         self.yy, self.xx = np.meshgrid(grid, grid, indexing="ij")
         super().__init__(config, data_location)
 
@@ -71,10 +74,10 @@ class AtlasCutouts(HyraxDataset):
         mixed = (idx * 2654435761) % 4294967296
         angle = (mixed % 360) * np.pi / 180
         axis = 0.4 + (mixed >> 9) % 60 / 100
-        size = 1.2 + (mixed >> 15) % 40 / 10
+        size = (1.2 + (mixed >> 15) % 40 / 10) * len(self.xx) / 16
         u = self.xx * np.cos(angle) + self.yy * np.sin(angle)
         v = (-self.xx * np.sin(angle) + self.yy * np.cos(angle)) / axis
-        return (np.exp(-(u * u + v * v) / (2 * size * size)) + self.noise[idx % 1021])[None]
+        return np.exp(-(u * u + v * v) / (2 * size * size)) * self.band_scale + self.noise[idx % 1021]
 
 
 # -- the data --------------------------------------------------------------------------------------------
@@ -93,7 +96,7 @@ def map_block(start: int, stop: int) -> np.ndarray:
     return points.astype(np.float32)
 
 
-def make_runs(work: Path, count: int) -> Path:
+def make_runs(work: Path, count: int, side: int = 16, bands: int = 1) -> Path:
     """An inference run of AtlasCutouts and its map; returns the map run."""
     import tomlkit
 
@@ -103,7 +106,7 @@ def make_runs(work: Path, count: int) -> Path:
 
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
-    (data / "atlas.json").write_text(json.dumps({"n_objects": count}))
+    (data / "atlas.json").write_text(json.dumps({"n_objects": count, "side": side, "bands": bands}))
     manager = ConfigManager()
     manager.set_config(
         "data_request.infer.cutouts", {"dataset_class": "atlas.AtlasCutouts", "data_location": str(data)}
@@ -245,6 +248,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/hyrax_atlas_bench")
     parser.add_argument("--keep", action="store_true", help="keep the runs made")
     parser.add_argument("--requests", type=int, default=2000, help="tile GETs timed per n")
+    parser.add_argument("--side", type=int, default=16, help="cutout side in pixels")
+    parser.add_argument("--bands", type=int, default=1, help="cutout bands (3: drawn in colour)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -258,7 +263,7 @@ def main() -> None:
         work.mkdir(parents=True)
         started = time.perf_counter()
         sys.path.insert(0, str(HERE))
-        run = make_runs(work, count)
+        run = make_runs(work, count, args.side, args.bands)
         made = time.perf_counter() - started
         load = os.getloadavg()[0]
         build = spawn("build", run, args.requests)
@@ -272,7 +277,9 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     smallest = rows[0]
-    print(f"\nload average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(
+        f"\nimages {args.bands}x{args.side}x{args.side}; load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
+    )
     header = (
         f"{'objects':>11} {'levels':>6} {'tiles':>7} {'build s':>8} {'obj/s':>9} {'peak RSS MB':>11} "
         f"{'B/obj RSS':>9} {'disk MB':>8} {'B/obj disk':>10} {'tile p50 ms':>11} {'p99 ms':>7} {'server RSS MB':>13} "

@@ -58,6 +58,24 @@ def test_bad_queries(index, tmp_path):
         BACKENDS[other](index.directory)
 
 
+def test_searches_count_the_index_again_only_when_k_would_not_fit(index, monkeypatch):
+    """chromadb counts its rows at each count() (~10 ms at 100,000): searches reuse the count their k was
+    checked against, and count again after an insert and before refusing a k."""
+    ids, vectors = clustered(30)
+    index.insert(ids[:20], vectors[:20])
+    counted = []
+    real_count = type(index).count
+    monkeypatch.setattr(type(index), "count", lambda self: counted.append(1) or real_count(self))
+    for i in range(5):
+        index.search_by_id([f"id{i}"], k=5)
+    assert len(counted) == 1
+    index.insert(ids[20:30], vectors[20:30])
+    assert index.search(vectors[0], k=25)[0].shape == (1, 25)  # a k over the known 20: counted again
+    assert len(counted) == 2
+    with pytest.raises(VectorDBError, match="k = 31, but the index holds 30 objects"):
+        index.search(vectors[0], k=31)
+
+
 def delete_through_the_backend(index, ids: list[str]) -> None:
     """Vectors lost after a save, removed with the backend's own API (nothing of Hyrax's is faked)."""
     if index.backend == "chromadb":

@@ -39,6 +39,9 @@ class VectorIndex:
                 )
             dimension = dimension or made.get("dimension")
         self.dimension = dimension
+        # The count a search's k was last checked against: chromadb counts its rows at each call (~10 ms at
+        # 100,000 objects, more than the search), so a search counts again only when k would not fit.
+        self._counted: int | None = None
 
     def _marker(self) -> dict:
         marker = self.directory / MARKER
@@ -109,6 +112,7 @@ class VectorIndex:
         if self.dimension is None:
             self.dimension = vectors.shape[1]
             self._mark()
+        self._counted = None
         self._insert(np.asarray(ids).astype(str), vectors)
 
     def search(self, vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +148,9 @@ class VectorIndex:
         return np.ascontiguousarray(vectors)
 
     def _check_k(self, k: int) -> None:
-        count = self.count()
+        count = self._counted
+        if count is None or not 1 <= k <= count:  # counted again before any refusal: never a stale one
+            count = self._counted = self.count()
         if count == 0:
             raise VectorDBError(
                 f"The {self.backend} index in {self.directory} is empty: run `hyrax save_to_database` first."

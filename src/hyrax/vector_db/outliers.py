@@ -143,6 +143,8 @@ def _describe(metadata: Mapping[str, str]) -> str:
     if metadata.get("search") == "partitioned":
         text += f", nlist={metadata.get('nlist')}, nprobe={metadata.get('nprobe')}"
         text += f", estimated recall {metadata.get('estimated_recall')}"
+        if metadata.get("refined"):
+            text += f", then the top {metadata['refined']}"
     elif metadata.get("search") == "graph":
         text = f"knn, k={metadata.get('k')}, graph (HNSW, {metadata.get('links')} links)"
         text += f", effort {metadata.get('effort')}, estimated recall {metadata.get('estimated_recall')}"

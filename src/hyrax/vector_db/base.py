@@ -66,7 +66,7 @@ class VectorIndex:
         from hyrax.results.store import moved_on
 
         recorded = self._marker().get("made_from")
-        if not recorded or not self.count():
+        if not recorded or not self.held():
             return
         if recorded.get("infer_run") != str(Path(run).resolve()):
             raise VectorDBError(
@@ -104,7 +104,10 @@ class VectorIndex:
         if marker.get("complete", True) is False:
             return False
         objects = marker.get("objects")
-        return objects is None or self.count() == objects
+        if objects is None:
+            return True
+        self._counted = self.count()  # counted now, never a count from before
+        return self._counted == objects
 
     # -- the protocol ----------------------------------------------------------------------------
     def insert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -137,6 +140,12 @@ class VectorIndex:
     def count(self) -> int:
         raise NotImplementedError
 
+    def held(self) -> int:
+        """:meth:`count`, counted once until the next insert or :attr:`is_complete` (which counts afresh)."""
+        if self._counted is None:
+            self._counted = self.count()
+        return self._counted
+
     # -- checks ----------------------------------------------------------------------------------
     def _vectors(self, vectors: Any) -> np.ndarray:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
@@ -148,8 +157,8 @@ class VectorIndex:
         return np.ascontiguousarray(vectors)
 
     def _check_k(self, k: int) -> None:
-        count = self._counted
-        if count is None or not 1 <= k <= count:  # counted again before any refusal: never a stale one
+        count = self.held()
+        if not 1 <= k <= count:  # counted again before any refusal: never a stale one
             count = self._counted = self.count()
         if count == 0:
             raise VectorDBError(

@@ -39,8 +39,8 @@ class VectorIndex:
                 )
             dimension = dimension or made.get("dimension")
         self.dimension = dimension
-        # The count a search's k was last checked against: chromadb counts its rows at each call (~10 ms at
-        # 100,000 objects, more than the search), so a search counts again only when k would not fit.
+        # The index's count, taken once (held()): chromadb counts its rows at each call (~10 ms at 100,000
+        # objects, more than a search), so a search counts again only when its k would not fit.
         self._counted: int | None = None
 
     def _marker(self) -> dict:

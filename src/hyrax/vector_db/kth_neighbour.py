@@ -658,7 +658,7 @@ class PartitionedSearch:
         return first, np.sqrt(np.maximum(best.max(axis=1), 0))
 
     def refine(self, scores: np.ndarray, nprobe: int) -> tuple[int, int] | None:
-        """Pass 5: the objects scored highest (see :data:`REFINE_SHARE`) searched again in
+        """Pass 4: the objects scored highest (see :data:`REFINE_SHARE`) searched again in
         :data:`REFINE_WIDER` x ``nprobe`` lists, block by block as :meth:`scores` searches (here, not on
         Dask workers: the same scores either way); ``scores`` (row order) lowered in place where nearer
         neighbours are found. Returns (objects searched again, their nprobe), or None when no list is
@@ -667,10 +667,9 @@ class PartitionedSearch:
         top = min(self.count, max(REFINE_MIN, int(np.ceil(REFINE_SHARE * self.count))))
         if wider <= nprobe or top == 0:
             return None
-        marked = np.zeros(self.count, dtype=bool)
-        marked[np.argpartition(scores, self.count - top)[self.count - top :]] = True
-        wanted = marked[self.rows]  # by file row
-        del marked
+        lowest = np.partition(scores, self.count - top)[self.count - top]  # 4 B an object, for a moment
+        wanted = (scores >= lowest)[self.rows]  # by file row (ties at the bound: all of them)
+        top = int(wanted.sum())
         with Progress(f"outlier scores: the top {top:,} again in {wider} lists", top) as progress:
             for begin, end in self.blocks:
                 lists = self.order[begin:end]

@@ -168,11 +168,14 @@ def flatten(record: Mapping[str, Any], id_names: tuple[str, ...] = ()) -> dict[s
     stamps: dict[str, np.ndarray] = {}
     for key, value in record.items():
         if isinstance(value, dict):
-            for inner, item in value.items():
-                if _is_scalar(item):
-                    sample[f"{key}.{inner}"] = np.nan if item is None else item
+            prefix = key + "."
+            for inner, item in value.items():  # ~190 fields a Rubin alert: the exact-type test first
+                if item is None:
+                    sample[prefix + inner] = np.nan
+                elif type(item) in _SCALAR_TYPES or _is_scalar(item):
+                    sample[prefix + inner] = item
                 elif isinstance(item, bytes | bytearray) and "cutout" in inner.lower():
-                    stamps[f"{key}.{inner}"] = _stamp(item, f"{key}.{inner}")
+                    stamps[prefix + inner] = _stamp(item, prefix + inner)
         elif isinstance(value, bytes | bytearray):
             if key.lower().startswith("cutout"):
                 stamps[key] = _stamp(value, key)
@@ -224,6 +227,9 @@ def _numeric_array(value: list) -> np.ndarray | None:
     except (TypeError, ValueError):  # strings, ragged lists
         return None
     return array if array.size else None
+
+
+_SCALAR_TYPES = frozenset((float, int, str, bool))
 
 
 def _is_scalar(value: Any) -> bool:

@@ -245,6 +245,15 @@ def _wait_for_images(page) -> None:
     page.wait_for_timeout(500)
 
 
+def _wait_for_cell(page, text: str, timeout: float = 15) -> None:
+    """Until a cell of the selection's table shows ``text`` (the table lies in Bokeh's shadow DOM, which
+    the locator reaches and a page script's querySelectorAll does not)."""
+    deadline = time.monotonic() + timeout
+    while text not in (cells := page.locator(".slick-cell").all_inner_texts()):
+        assert time.monotonic() < deadline, f"the selection's table shows {cells}, not {text}"
+        page.wait_for_timeout(100)
+
+
 def _level_width(manifest: dict, z: int, cell_px: float = 64) -> float:
     """The width of a view whose level-z cells are cell_px wide in the atlas page's square frame."""
     from hyrax.visualize.page import ATLAS_FRAME_PX
@@ -416,6 +425,22 @@ def test_the_live_map_zooms_through_the_atlas_and_a_thumbnail_shows_its_object(c
         page.screenshot(path=str(ARTIFACTS / "atlas_clicked.png"))
         labels = h.labels().set_index("object_id")
         assert labels.loc[object_id, "label"] == 1 and len(labels) == 1
+        # the find box: the server says where the object is, the map centres on it and selects it
+        wanted = sorted(where)[100]
+        page.fill("input[placeholder='object id']", wanted)
+        page.press("input[placeholder='object id']", "Enter")  # one find (a click after it would be a second)
+        page.wait_for_function("id => window._hyrax_shown === id", arg=wanted, timeout=15_000)
+        centre = page.evaluate(
+            f"() => [({PLOT}.x_range.start + {PLOT}.x_range.end) / 2, ({PLOT}.y_range.start + {PLOT}.y_range.end) / 2]"
+        )
+        assert centre == pytest.approx(where[wanted], abs=1e-3)
+        # its neighbours, itself first, and its row in the selection's table
+        page.wait_for_selector(f"figcaption:has-text('{wanted}')", timeout=15_000)
+        _wait_for_cell(page, wanted)
+        page.fill("input[placeholder='object id']", "no-such-object")
+        page.get_by_role("button", name="Find").click()
+        page.wait_for_selector("text=no object no-such-object in this map", timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "atlas_live_find.png"))
         assert not errors, errors
     finally:
         page.close()
@@ -445,6 +470,7 @@ def test_the_exported_atlas_zooms_and_finds_an_object_and_its_neighbours(chromiu
             assert _loaded_images(page, "img.hyrax-neighbour") == 9
             captions = page.locator("img.hyrax-neighbour + figcaption").all_inner_texts()
             assert captions[0].split()[0] == wanted  # the object first, then its 8 nearest
+            _wait_for_cell(page, wanted)  # its row in the selection's table
             centre = page.evaluate(
                 f"() => [({PLOT}.x_range.start + {PLOT}.x_range.end) / 2, ({PLOT}.y_range.start + {PLOT}.y_range.end) / 2]"
             )

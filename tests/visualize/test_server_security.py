@@ -16,7 +16,7 @@ import pytest
 from tests.visualize.conftest import write_map_run
 
 GET_ROUTES = ["/", "/view?x0=-9&x1=9&y0=-9&y1=9", "/density.png?x0=-9&x1=9&y0=-9&y1=9", "/thumb?id=p1"]
-GET_ROUTES += ["/neighbours?id=p1"]
+GET_ROUTES += ["/neighbours?id=p1", "/find?id=p1"]
 LABEL = {"object_id": ["p1", "p2"], "label": 1, "tag": "ring"}
 POSTS = {"/selection": {"object_id": ["p1"]}, "/label": LABEL, "/rank": {}}
 

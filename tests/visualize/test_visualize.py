@@ -185,6 +185,19 @@ def test_live_app_answers_the_page(demo):
         kind, body = _get(f"{url}neighbours?id={urllib.parse.quote(first)}&{token}")
         near = json.loads(body)
         assert len(near["object_id"]) == 9 and near["object_id"][0] == first
+        # the find box asks where an object is: its place on the map, or 404 with the reason
+        kind, body = _get(f"{url}find?id={urllib.parse.quote(first)}&{token}")
+        found = json.loads(body)
+        row = shown["points"]["object_id"].index(first)
+        assert (found["object_id"], found["x"], found["y"]) == (
+            first,
+            float(_decoded(shown["arrays"]["map_x"])[row]),
+            float(_decoded(shown["arrays"]["map_y"])[row]),
+        )
+        assert 0 < found["width"] < x1 - x0
+        with pytest.raises(urllib.error.HTTPError, match="404") as missing:
+            _get(f"{url}find?id=no-such-object&{token}")
+        assert "no object no-such-object in this map (376 objects)" in missing.value.read().decode()
         request = urllib.request.Request(
             f"{url}selection?{token}",
             data=json.dumps({"object_id": shown["points"]["object_id"][:5]}).encode(),

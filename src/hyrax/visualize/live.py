@@ -9,6 +9,8 @@ reads the rest as needed) and answers the page's questions as the user pans, zoo
 - ``/thumb?id=``: one object's thumbnail (PNG), read from the dataset it came from; a placeholder tile
   and a logged reason when the image cannot be read;
 - ``/neighbours?id=&k=``: an object's nearest neighbours from the vector index;
+- ``/find?id=``: where an object is on the map (its id, x, y, and a view width around it), 404 with the
+  reason when no object of the map has that id (the page's find box);
 - ``/atlas/<path>``: a file of the map's atlas (``/atlas/manifest.json``, ``/atlas/{z}/tiles.json``,
   ``/atlas/{z}/{tx}/{ty}.webp`` and ``.json``: :mod:`hyrax.visualize.atlas`), 404 when there is none;
 - ``POST /selection``: the ids selected in the page, which :meth:`LiveMap.selected` returns to Python as
@@ -191,6 +193,21 @@ class LiveMap:
             while len(self._thumbs) > 20_000:
                 self._thumbs.popitem(last=False)
         return picture
+
+    def find(self, object_id: str) -> dict:
+        """Where an object is on the map, for the page's find box: its id, ``x``, ``y`` and the ``width``
+        of a view around it (1/64 of the map's); LookupError when no object of the map has that id."""
+        rows = self.rows_of([object_id])
+        if not len(rows):
+            raise LookupError(f"no object {object_id} in this map ({self.total:,} objects)")
+        row = int(rows[0])
+        x0, y0, x1, y1 = self.extent
+        return {
+            "object_id": str(object_id),
+            "x": float(self.x[row]),
+            "y": float(self.y[row]),
+            "width": float(max(x1 - x0, y1 - y0)) / 64,
+        }
 
     def neighbours(self, object_id: str, k: int | None = None) -> dict:
         """The object and its k nearest neighbours from the vector index of its inference run."""
@@ -387,6 +404,11 @@ class MapRequestHandler(http.server.BaseHTTPRequestHandler):
                 self._send(live.thumbnail_png(query["id"]), "image/png", cache=True)
             elif url.path == "/neighbours":
                 self._json(live.neighbours(query["id"], int(query.get("k", 0)) or None))
+            elif url.path == "/find":
+                try:
+                    self._json(live.find(query["id"]))
+                except LookupError as missing:
+                    self._json({"error": str(missing)}, status=404)
             elif url.path.startswith("/atlas/"):  # the atlas's files (hyrax.visualize.atlas)
                 self._atlas_file(url.path[len("/atlas/") :])
             else:

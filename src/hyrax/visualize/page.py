@@ -91,7 +91,8 @@ def build_layout(
     if atlas:
         _follow_atlas(plot, json.dumps(data.atlas), atlas, source, [points], exported, live)
     panel = [side[k] for k in ("table", "download", "inside", "grid", "near") if live or k != "inside"]
-    controls = [*(_find_box(plot, source, exported) if exported else []), *_label_controls(live)]
+    findable = exported or (live and turn is None)  # the live find box on a 2-D map (a 3-D one turns)
+    controls = [*(_find_box(plot, source, exported) if findable else []), *_label_controls(live)]
     return row(column(plot, *turn) if turn else plot, column(*controls, *panel))
 
 
@@ -356,7 +357,9 @@ def _follow_viewport(plot, source, densities, title: str, turn: tuple | None = N
         "title": title,
         "angles": list(turn[1:]) if turn else [],
     }
-    code = script(("escape", "project", "viewport"), "followViewport(plot, source, densities, title, angles)")
+    code = script(
+        ("escape", "project", "atlas", "viewport"), "followViewport(plot, source, densities, title, angles)"
+    )
     callback = CustomJS(args=args, code=code)
     for axis in (plot.x_range, plot.y_range):
         axis.js_on_change("start", callback)
@@ -421,16 +424,20 @@ def _follow_export(plot, source, title: str, exported: str) -> None:
 
 
 def _find_box(plot, source, exported: str) -> list:
-    """A static export's search: an object id, then the map centred on it and the object selected."""
+    """The find box of a static export (the id looked up in its object files) or of the live page (asked
+    of the server): the map centred on the object and the object selected."""
     from bokeh.layouts import row
     from bokeh.models import Button, CustomJS, Div, TextInput
 
     find = TextInput(placeholder="object id", width=220, name="find_id")
     status = Div(text="<i>Find an object by its id.</i>", width=330, name="find_status")
     args = {"input": find, "plot": plot, "source": source, "status": status, "exported": exported}
-    code = script(
-        ("escape", "atlas", "exported", "viewport"), "findObject(input, plot, source, status, exported)"
+    call = (
+        "findObject(input, plot, source, status, exported)"
+        if exported
+        else "findLive(input, plot, source, status)"
     )
+    code = script(("escape", "atlas", "exported", "viewport"), call)
     button = Button(label="Find", width=80, name="find_button")
     button.js_on_event("button_click", CustomJS(args=args, code=code))
     find.js_on_change("value", CustomJS(args=args, code=code))

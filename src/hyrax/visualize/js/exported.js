@@ -97,7 +97,9 @@ function followExport(plot, source, title, json) {
         count.toLocaleString("en") + " around the view (" + exported.objects.toLocaleString("en") + " in all)";
       const wanted = window._hyrax_find;
       window._hyrax_find = null;
-      if (wanted) showObject(wanted, source, false); // the object searched for, drawn or not
+      // the object searched for, drawn or not; selected in the next task, as the selection's table
+      // emptied and refilled in one task keeps showing its old row
+      if (wanted) setTimeout(() => showObject(wanted, source, false), 0);
       window._hyrax_views = (window._hyrax_views || 0) + 1;
     });
   }, 200);

@@ -40,7 +40,41 @@ function followViewport(plot, source, densities, title, angles) {
         source.data = data;
         densities.data = view.density;
         plot.title.text = viewTitle(title, view);
+        const wanted = window._hyrax_find;
+        window._hyrax_find = null;
+        // the object of the find box, drawn or not; selected in the next task, as the selection's table
+        // emptied and refilled in one task keeps showing its old row
+        if (wanted) setTimeout(() => showObject(wanted, source, true), 0);
         window._hyrax_views = (window._hyrax_views || 0) + 1;
       });
   }, 200);
+}
+
+// The find box of the live page: the server says where the object is (find?id=); the map is centred on
+// it and zoomed in, and the object selected once the new view's points are in (followViewport).
+function findLive(input, plot, source, status) {
+  const id = input.value.trim();
+  if (!id) return Promise.resolve(null);
+  status.text = "<i>looking for " + esc(id) + " ...</i>";
+  return fetch(withToken("find?id=" + encodeURIComponent(id)))
+    .then((r) => r.json())
+    .then((found) => {
+      if (found.error) {
+        status.text = "<i>" + esc(found.error) + "</i>";
+        return null;
+      }
+      status.text = "<b>" + esc(id) + "</b> at (" + found.x.toFixed(3) + ", " + found.y.toFixed(3) + ")";
+      const half = found.width / 2;
+      const aspect = (plot.y_range.end - plot.y_range.start) / (plot.x_range.end - plot.x_range.start);
+      const x = [found.x - half, found.x + half];
+      const y = [found.y - half * aspect, found.y + half * aspect];
+      if (x[0] === plot.x_range.start && x[1] === plot.x_range.end && y[0] === plot.y_range.start && y[1] === plot.y_range.end) {
+        showObject(found, source, true); // already in that view: no new points will come
+        return found;
+      }
+      window._hyrax_find = found;
+      plot.x_range.setv({ start: x[0], end: x[1] });
+      plot.y_range.setv({ start: y[0], end: y[1] });
+      return found;
+    });
 }

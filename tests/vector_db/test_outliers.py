@@ -127,24 +127,49 @@ def test_the_highest_scores_are_searched_again_in_more_lists(tmp_path, monkeypat
         score_run(run, k=10)
         return read_scores(run, np.arange(len(vectors))), scores_metadata(run)
 
-    refined, metadata = scored("refined")  # the defaults: the top 1,000 (5%, at least 1,000) in 4x the lists
-    assert metadata["refined"] == f"1000 objects at nprobe {4 * int(metadata['nprobe'])}", metadata
+    refined, metadata = scored("refined")  # the defaults: the top 1,000 (5%, at least 1,000) in 4x the lists,
+    nprobe = int(metadata["nprobe"])  # then the top 200 of those scores (1%, at least 200) in 16x
+    assert (
+        metadata["refined"]
+        == f"1000 objects at nprobe {4 * nprobe}, then 200 objects at nprobe {16 * nprobe}"
+    )
     assert outliers._describe(metadata).endswith(f", then the top {metadata['refined']}")
-    monkeypatch.setattr(kth_neighbour, "REFINE_MIN", 0)
-    monkeypatch.setattr(kth_neighbour, "REFINE_SHARE", 0)
+    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", ())
     plain, plain_metadata = scored("plain")
     assert "refined" not in plain_metadata and plain_metadata["nprobe"] == metadata["nprobe"]
     assert np.all(refined <= plain) and np.all(refined >= exact * (1 - 1e-4))
     highest = np.argsort(-plain, kind="stable")[:1000]
     assert np.mean(plain[highest] > exact[highest] * 1.01) > 0.01  # the first search left some raised
 
-    monkeypatch.setattr(kth_neighbour, "REFINE_MIN", 1000)
-    monkeypatch.setattr(kth_neighbour, "REFINE_WIDER", 10**6)  # every list
+    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", ((0.05, 1000, 10**6),))  # every list
     everywhere, metadata = scored("everywhere")
     assert metadata["refined"] == "1000 objects at nprobe 200"
     np.testing.assert_allclose(everywhere[highest], exact[highest], rtol=1e-4, atol=1e-4)
     rest = np.setdiff1d(np.arange(len(vectors)), highest)
     np.testing.assert_array_equal(everywhere[rest], plain[rest])  # nothing else touched
+
+    # the second step searches again the top as the first step left it, and only those
+    steps = ((0.05, 1000, 4), (0.01, 200, 10**6))
+    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", steps[:1])
+    after_first, _ = scored("first")
+    searched: dict[int, list] = {}
+    search_block = kth_neighbour.PartitionedSearch._search_block
+
+    def spied(self, lists, first, block, nprobe, wanted=None):
+        at, best = search_block(self, lists, first, block, nprobe, wanted)
+        if wanted is not None:
+            searched.setdefault(nprobe, []).append(self.rows[first + at])
+        return at, best
+
+    monkeypatch.setattr(kth_neighbour.PartitionedSearch, "_search_block", spied)
+    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", steps)
+    second, metadata = scored("second")
+    assert metadata["refined"] == f"1000 objects at nprobe {4 * nprobe}, then 200 objects at nprobe 200"
+    top = np.argsort(-after_first, kind="stable")[:200]
+    np.testing.assert_array_equal(np.sort(np.concatenate(searched[200])), np.sort(top))
+    np.testing.assert_allclose(second[top], exact[top], rtol=1e-4, atol=1e-4)
+    rest = np.setdiff1d(np.arange(len(vectors)), top)
+    np.testing.assert_array_equal(second[rest], after_first[rest])
 
 
 def test_high_intrinsic_dimension_is_searched_in_a_graph_to_the_same_recall(tmp_path, monkeypatch):

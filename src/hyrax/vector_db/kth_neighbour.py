@@ -6,7 +6,7 @@ written grouped by list into a temporary file, and each object is compared exact
 of the ``nprobe`` lists whose centroids are nearest to it. ``nprobe`` is chosen on a sample, whose exact
 neighbours are found on the way, as the smallest that scores :data:`TARGET_RECALL` of the sample within
 1% of its exact score. A missed neighbour only raises a score, so the objects scored highest are then
-searched again in more lists (:data:`REFINE_SHARE`): the top of the ranking is what a user reads. Memory:
+searched again in more lists (:data:`REFINE_STEPS`): the top of the ranking is what a user reads. Memory:
 ~12 bytes an object plus bounded buffers.
 
 That works while an object's neighbours lie in a few lists: on data of low intrinsic dimension (latent
@@ -72,15 +72,14 @@ GRAPH_MEMORY_SHARE = 0.5
 #: and searched by this many queries (~a minute at 64-d on 2 cores: only with a time budget).
 GRAPH_PILOT = 400_000
 GRAPH_PILOT_QUERIES = 10_000
-#: Then the objects scored highest (this share of them, at least REFINE_MIN) are searched again in
-#: REFINE_WIDER times as many lists, their scores lowered where that finds nearer neighbours. A missed
-#: neighbour only ever raises a score, so the objects a missed neighbour pushed into the top are the ones
-#: this corrects: on 10M real latent vectors, 92% of scores were within 1% but only 32% of the exact top
-#: 1% were in the scores' top 1% (benchmarks/outliers_shapes.py). About REFINE_SHARE x REFINE_WIDER (20%)
-#: of the first search's work.
-REFINE_SHARE = 0.05
-REFINE_MIN = 1_000
-REFINE_WIDER = 4
+#: Then the objects scored highest are searched again in more lists, their scores lowered where that finds
+#: nearer neighbours: at each step (share of the objects, at least this many, times the first nprobe),
+#: the top by the scores as the step before left them. A missed neighbour only ever raises a score, so
+#: the objects a missed neighbour pushed into the top are the ones this corrects: on 10M real latent
+#: vectors at nprobe 5, 92% of scores were within 1% but only 32% of the exact top 1% were in the scores'
+#: top 1%; with the first step alone (the top 5% at nprobe 20), 43% (benchmarks/outliers_shapes.py).
+#: About 0.05 x 4 + 0.01 x 16 (36%) of the first search's work.
+REFINE_STEPS: tuple[tuple[float, int, int], ...] = ((0.05, 1_000, 4), (0.01, 200, 16))
 #: k-means is trained on this many objects per list (faiss asks for at least 39).
 TRAIN_PER_LIST = 40
 #: Bytes of vectors read or searched at once; the cache of lists read back from the temporary file.
@@ -176,7 +175,11 @@ def knn_scores(
         "nlist": str(nlist),
         "nprobe": str(chosen),
         "estimated_recall": f"{recall:.3f}",
-        **({"refined": f"{refined[0]} objects at nprobe {refined[1]}"} if refined else {}),
+        **(
+            {"refined": ", then ".join(f"{top} objects at nprobe {wider}" for top, wider in refined)}
+            if refined
+            else {}
+        ),
         **budget_note,
     }
     return scores, how
@@ -381,8 +384,8 @@ class PartitionedSearch:
     3. :meth:`scores` takes the lists a block of neighbouring lists at a time, finds for each object the
        ``nprobe`` centroids nearest to it, and searches the lists they name (read back with
        ``os.pread``, through a bounded cache) exactly with faiss.
-    4. :meth:`refine` searches the objects scored highest again, in more lists (see
-       :data:`REFINE_SHARE`).
+    4. :meth:`refine` searches the objects scored highest again, in more lists, in steps (see
+       :data:`REFINE_STEPS`).
 
     The file is unlinked as soon as it is made, so it goes away with the process however it ends.
     """
@@ -657,18 +660,25 @@ class PartitionedSearch:
         _, best = self._search_block(lists, first, block, nprobe)
         return first, np.sqrt(np.maximum(best.max(axis=1), 0))
 
-    def refine(self, scores: np.ndarray, nprobe: int) -> tuple[int, int] | None:
-        """Pass 4: the objects scored highest (see :data:`REFINE_SHARE`) searched again in
-        :data:`REFINE_WIDER` x ``nprobe`` lists, block by block as :meth:`scores` searches (here, not on
-        Dask workers: the same scores either way); ``scores`` (row order) lowered in place where nearer
-        neighbours are found. Returns (objects searched again, their nprobe), or None when no list is
-        left to add."""
-        wider = min(self.nlist, REFINE_WIDER * nprobe)
-        top = min(self.count, max(REFINE_MIN, int(np.ceil(REFINE_SHARE * self.count))))
-        if wider <= nprobe or top == 0:
-            return None
+    def refine(self, scores: np.ndarray, nprobe: int) -> list[tuple[int, int]]:
+        """Pass 4: at each of :data:`REFINE_STEPS`, the objects scored highest searched again in more
+        lists, block by block as :meth:`scores` searches (here, not on Dask workers: the same scores
+        either way); ``scores`` (row order) lowered in place where nearer neighbours are found. Returns
+        (objects searched again, their nprobe) of each step made (none when no list is left to add)."""
+        made: list[tuple[int, int]] = []
+        for share, at_least, times in REFINE_STEPS:
+            wider = min(self.nlist, times * nprobe)
+            top = min(self.count, max(at_least, int(np.ceil(share * self.count))))
+            if wider <= (made[-1][1] if made else nprobe) or top == 0:
+                continue
+            made.append((self._refine_top(scores, top, wider), wider))
+        return made
+
+    def _refine_top(self, scores: np.ndarray, top: int, wider: int) -> int:
+        """The ``top`` objects scored highest (ties at the bound: all of them) searched in ``wider`` lists;
+        returns how many were."""
         lowest = np.partition(scores, self.count - top)[self.count - top]  # 4 B an object, for a moment
-        wanted = (scores >= lowest)[self.rows]  # by file row (ties at the bound: all of them)
+        wanted = (scores >= lowest)[self.rows]  # by file row
         top = int(wanted.sum())
         with Progress(f"outlier scores: the top {top:,} again in {wider} lists", top) as progress:
             for begin, end in self.blocks:
@@ -682,7 +692,7 @@ class PartitionedSearch:
                 rows = self.rows[first + at]
                 scores[rows] = np.minimum(scores[rows], np.sqrt(np.maximum(best.max(axis=1), 0)))
                 progress.update(len(at))
-        return top, wider
+        return top
 
     def _search_block(
         self, lists: np.ndarray, first: int, block: np.ndarray, nprobe: int, wanted: np.ndarray | None = None

@@ -149,22 +149,30 @@ def test_the_highest_scores_are_searched_again_in_more_lists(tmp_path, monkeypat
     np.testing.assert_array_equal(everywhere[rest], plain[rest])  # nothing else touched
 
     # the second step searches again the top as the first step left it, and only those
-    steps = ((0.05, 1000, 4), (0.01, 200, 10**6))
-    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", steps[:1])
-    after_first, _ = scored("first")
-    searched: dict[int, list] = {}
-    search_block = kth_neighbour.PartitionedSearch._search_block
+    entering: dict[int, np.ndarray] = {}  # the scores as each step found them, by its nprobe
+    searched: dict[int, list] = {}  # the objects each step searched
+    refine_top, search_block = (
+        kth_neighbour.PartitionedSearch._refine_top,
+        kth_neighbour.PartitionedSearch._search_block,
+    )
 
-    def spied(self, lists, first, block, nprobe, wanted=None):
-        at, best = search_block(self, lists, first, block, nprobe, wanted)
+    def step(self, scores, top, wider):
+        entering[wider] = scores.copy()
+        return refine_top(self, scores, top, wider)
+
+    def block(self, lists, first, rows, nprobe, wanted=None):
+        at, best = search_block(self, lists, first, rows, nprobe, wanted)
         if wanted is not None:
             searched.setdefault(nprobe, []).append(self.rows[first + at])
         return at, best
 
-    monkeypatch.setattr(kth_neighbour.PartitionedSearch, "_search_block", spied)
-    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", steps)
+    monkeypatch.setattr(kth_neighbour.PartitionedSearch, "_refine_top", step)
+    monkeypatch.setattr(kth_neighbour.PartitionedSearch, "_search_block", block)
+    monkeypatch.setattr(kth_neighbour, "REFINE_STEPS", ((0.05, 1000, 4), (0.01, 200, 10**6)))
     second, metadata = scored("second")
     assert metadata["refined"] == f"1000 objects at nprobe {4 * nprobe}, then 200 objects at nprobe 200"
+    after_first = entering[200]
+    assert not np.array_equal(after_first, entering[4 * nprobe])  # the first step lowered some scores
     top = np.argsort(-after_first, kind="stable")[:200]
     np.testing.assert_array_equal(np.sort(np.concatenate(searched[200])), np.sort(top))
     np.testing.assert_allclose(second[top], exact[top], rtol=1e-4, atol=1e-4)

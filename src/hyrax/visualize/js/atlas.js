@@ -191,6 +191,14 @@ function withValue(column, value) {
   return Array.from(column).concat([value === undefined ? "" : value]);
 }
 
+// The object a find box asked for (window._hyrax_find), once the new view's points are in: selected in
+// the next task, as the selection's table emptied and refilled in one task keeps showing its old row.
+function showFound(source, live) {
+  const wanted = window._hyrax_find;
+  window._hyrax_find = null;
+  if (wanted) setTimeout(() => showObject(wanted, source, live), 0);
+}
+
 // Select an object ({object_id, x, y}), adding it to the drawn points when it is not among them: the
 // table, the image grid, its neighbours and the label buttons then work as for a clicked point.
 function showObject(found, source, live) {

@@ -95,11 +95,7 @@ function followExport(plot, source, title, json) {
       source.data = data;
       plot.title.text = title + ": " + data.object_id.length.toLocaleString("en") + " objects drawn of " +
         count.toLocaleString("en") + " around the view (" + exported.objects.toLocaleString("en") + " in all)";
-      const wanted = window._hyrax_find;
-      window._hyrax_find = null;
-      // the object searched for, drawn or not; selected in the next task, as the selection's table
-      // emptied and refilled in one task keeps showing its old row
-      if (wanted) setTimeout(() => showObject(wanted, source, false), 0);
+      showFound(source, false); // the object searched for, drawn or not
       window._hyrax_views = (window._hyrax_views || 0) + 1;
     });
   }, 200);

@@ -40,11 +40,7 @@ function followViewport(plot, source, densities, title, angles) {
         source.data = data;
         densities.data = view.density;
         plot.title.text = viewTitle(title, view);
-        const wanted = window._hyrax_find;
-        window._hyrax_find = null;
-        // the object of the find box, drawn or not; selected in the next task, as the selection's table
-        // emptied and refilled in one task keeps showing its old row
-        if (wanted) setTimeout(() => showObject(wanted, source, true), 0);
+        showFound(source, true); // the object of the find box, drawn or not
         window._hyrax_views = (window._hyrax_views || 0) + 1;
       });
   }, 200);
